@@ -1,0 +1,136 @@
+"""The composition root: turns a Config into connected parts. No policy lives here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import anyio
+import boto3
+import httpx
+from botocore.config import Config as BotoConfig
+
+from archiver import __version__
+from archiver.ccall import CcallClient
+from archiver.clock import Clock
+from archiver.config import Config
+from archiver.fetch import Fetcher, LinkPolicy
+from archiver.ledger import Ledger
+from archiver.pipeline import Archiver, RunReport
+from archiver.retry import RetryPolicy
+from archiver.store import Store
+from archiver.store.local import LocalStore
+from archiver.store.s3 import S3Store
+
+USER_AGENT = f"ccall-archiver/{__version__}"
+
+
+@dataclass
+class Parts:
+    config: Config
+    client: CcallClient
+    store: Store
+    ledger: Ledger
+    archiver: Archiver
+
+
+def store_identity(config: Config) -> str:
+    storage = config.storage
+    return storage.url + (f" at {storage.endpoint_url}" if storage.endpoint_url else "")
+
+
+def make_store(config: Config) -> Store:
+    """The store named by ``storage.url``; S3 credentials come from the usual AWS chain."""
+    storage = config.storage
+    limiter = anyio.CapacityLimiter(config.download.concurrency + 4)
+    if storage.kind == "file":
+        return LocalStore(storage.path, limiter=limiter)
+    boto_config = BotoConfig(
+        user_agent_extra=USER_AGENT,
+        retries={"mode": "standard", "max_attempts": 4},
+        max_pool_connections=config.download.concurrency + 8,
+        connect_timeout=10,
+        read_timeout=60,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path"} if storage.endpoint_url else None,
+    )
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=storage.endpoint_url, region_name=storage.region, config=boto_config
+    )
+    return S3Store(
+        client, storage.bucket, endpoint=storage.endpoint_url, limiter=limiter, object_lock=storage.object_lock
+    )
+
+
+@asynccontextmanager
+async def assemble(
+    config: Config,
+    *,
+    ledger: Ledger | None = None,
+    clock: Clock | None = None,
+    api_retry: RetryPolicy | None = None,
+    download_retry: RetryPolicy | None = None,
+    store_retry: RetryPolicy | None = None,
+    progress: Callable[[RunReport], None] | None = None,
+) -> AsyncIterator[Parts]:
+    """Open every part *config* names and close them all on exit.
+
+    *ledger* overrides ``state.path`` (the dry run passes an in-memory one); the retry
+    policies override the defaults (tests shorten them).
+    """
+    source, download = config.source, config.download
+    headers = {"User-Agent": USER_AGENT}
+    api_http = httpx.AsyncClient(
+        timeout=source.request_timeout.total_seconds(), headers=headers, follow_redirects=False
+    )
+    download_http = httpx.AsyncClient(
+        timeout=download.timeout.total_seconds(),
+        headers=headers,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=download.concurrency * 2, max_keepalive_connections=download.concurrency),
+    )
+    store = make_store(config)
+    own_ledger = ledger is None
+    if ledger is None:
+        ledger = Ledger.open(config.state.path, store_identity=store_identity(config))
+    try:
+        client = CcallClient(
+            api_http,
+            base_url=source.base_url,
+            api_key=source.api_key.get_secret_value(),
+            api_secret=source.api_secret.get_secret_value(),
+            domain_name=source.domain_name,
+            page_size=source.page_size,
+            retry=api_retry,
+        )
+        fetcher = Fetcher(
+            download_http,
+            LinkPolicy(source.recording_hosts),
+            max_bytes=download.max_bytes,
+            spool_dir=download.spool_dir,
+            retry=download_retry,
+        )
+        archiver = Archiver(
+            client=client,
+            fetcher=fetcher,
+            store=store,
+            ledger=ledger,
+            tz=source.tz,
+            prefix=config.storage.prefix,
+            concurrency=download.concurrency,
+            missing_after=download.missing_after,
+            source_info={"host": urlsplit(source.base_url).hostname, "domain_name": source.domain_name},
+            clock=clock,
+            progress=progress,
+            store_retry=store_retry,
+        )
+        yield Parts(config=config, client=client, store=store, ledger=ledger, archiver=archiver)
+    finally:
+        await api_http.aclose()
+        await download_http.aclose()
+        await store.aclose()
+        if own_ledger:
+            ledger.close()

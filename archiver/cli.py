@@ -1,0 +1,271 @@
+"""The command line. The only place that maps errors to exit codes.
+
+Exit codes: 0 everything done; 1 work failed or a check found a problem (the output names
+each call); 2 usage or configuration error (the message names the key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import anyio
+import structlog
+
+from archiver import __version__, logs
+from archiver.app import assemble
+from archiver.cli_report import print_report
+from archiver.config import Config, load_config
+from archiver.daemon import poll_forever, supervised
+from archiver.demo import run_demo
+from archiver.errors import ArchiverError, ConfigError, FatalError, TransientError
+from archiver.ledger import Ledger
+from archiver.pipeline import RunReport
+from archiver.simulator import Dataset, Faults, Simulator
+from archiver.store import put_bytes
+from archiver.windows import parse_date_argument
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+log = structlog.get_logger("archiver.cli")
+SHUTDOWN_GRACE = timedelta(seconds=30)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"archiver: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FatalError as exc:
+        print(f"archiver: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ArchiverError as exc:
+        print(f"archiver: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("archiver: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="archiver", description="Archive a ccall.vn PBX's call recordings into S3.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", choices=logs.LEVELS, default="info")
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="json lines (the default off a terminal) or readable console lines",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help_text: str, *, config: bool = True
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if config:
+            sub.add_argument("-c", "--config", type=Path, required=True, metavar="FILE", help="the YAML configuration")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("run", _run, "the daemon: poll the API and archive new calls until stopped")
+    backfill = command("backfill", _backfill, "archive every call in a date range, then exit")
+    backfill.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD or 'YYYY-MM-DD HH:MM', inclusive")
+    backfill.add_argument("--until", metavar="DATE", help="exclusive; default now")
+    backfill.add_argument("--dry-run", action="store_true", help="list what would be archived; write nothing")
+    command("check", _check, "check the configuration, the API credentials and the bucket")
+
+    simulate = command("simulate", _simulate, "serve the bundled ccall API simulator", config=False)
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8080)
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--calls-per-day", type=int, default=200)
+    simulate.add_argument("--max-duration", type=int, default=60, help="longest ordinary call, seconds")
+    simulate.add_argument("--timezone", default="Asia/Ho_Chi_Minh")
+    simulate.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="e.g. api_error_rate=0.1, recording_delay=30 (repeatable)",
+    )
+    simulate.add_argument("--missing-rate", type=float, default=0.0, help="share of recordings never served")
+
+    demo = command("demo", _demo, "archive two days from the simulator into a local folder", config=False)
+    demo.add_argument("--dir", type=Path, default=Path("archiver-demo"), help="default ./archiver-demo")
+    return parser
+
+
+def _setup(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    json_lines = {"auto": None, "json": True, "console": False}[args.log_format]
+    logs.configure(level=args.log_level, json_lines=json_lines, secrets=config.secrets())
+    return config
+
+
+def _dates(args: argparse.Namespace, config: Config) -> tuple[datetime, datetime]:
+    tz = config.source.tz
+    try:
+        since = parse_date_argument(args.since, tz)
+        until = parse_date_argument(args.until, tz) if args.until else datetime.now(tz)
+    except ValueError as exc:
+        raise ConfigError([f"At '--since/--until': {exc}"], source="the command line") from None
+    if until <= since:
+        raise ConfigError(
+            [f"At '--until': {args.until or 'now'} is not after --since {args.since}"], source="the command line"
+        )
+    return since, until
+
+
+# -- run --------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _setup(args)
+
+    async def go() -> None:
+        async with assemble(config) as parts:
+            try:
+                regs = await parts.client.registrations()
+            except TransientError as exc:
+                log.info("daemon.api_unreachable", error=str(exc))
+            else:
+                log.info("daemon.started", registrations=len(regs), store=parts.store.description)
+            poll = config.poll
+            await supervised(
+                parts.archiver,
+                lambda: poll_forever(
+                    parts.archiver, interval=poll.interval, lookback=poll.lookback, settle=poll.settle
+                ),
+                grace=SHUTDOWN_GRACE,
+            )
+            log.info("daemon.stopped")
+
+    anyio.run(go)
+    return EXIT_OK
+
+
+# -- backfill ---------------------------------------------------------------------------------
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    config = _setup(args)
+    since, until = _dates(args, config)
+    if args.dry_run:
+        return _dry_run(config, since, until)
+
+    async def go() -> RunReport | None:
+        async with assemble(config) as parts:
+            return await supervised(parts.archiver, lambda: parts.archiver.backfill(since, until), grace=SHUTDOWN_GRACE)
+
+    report = anyio.run(go)
+    if report is None:
+        print("backfill interrupted; run it again to finish (nothing is written twice)", file=sys.stderr)
+        return EXIT_FAILED
+    print_report(report, sys.stdout)
+    return EXIT_OK if report.complete else EXIT_FAILED
+
+
+def _dry_run(config: Config, since: datetime, until: datetime) -> int:
+    async def go() -> dict[Any, dict[str, int]]:
+        async with assemble(config, ledger=Ledger.in_memory(store_identity="dry-run")) as parts:
+            return await parts.archiver.plan(since, until)
+
+    days = anyio.run(go)
+    print(f"plan for {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} ({config.source.timezone}), nothing written:")
+    print(f"{'day':<12}{'calls':>8}{'recordings':>12}{'stored':>8}{'to archive':>12}")
+    total = dict.fromkeys(("calls", "recordings", "stored", "to_archive"), 0)
+    for day, counts in days.items():
+        print(
+            f"{day.isoformat():<12}{counts['calls']:>8}{counts['recordings']:>12}{counts['stored']:>8}{counts['to_archive']:>12}"
+        )
+        for key in total:
+            total[key] += counts[key]
+    print(f"{'total':<12}{total['calls']:>8}{total['recordings']:>12}{total['stored']:>8}{total['to_archive']:>12}")
+    return EXIT_OK
+
+
+# -- check ------------------------------------------------------------------------------------
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _setup(args)
+    print(f"ok    config {args.config}")
+
+    async def go() -> int:
+        worst = EXIT_OK
+        async with assemble(config) as parts:
+            print(f"ok    ledger {config.state.path}")
+            try:
+                regs = await parts.client.registrations()
+                print(
+                    f"ok    ccall API {config.source.base_url}: credentials accepted, {len(regs)} registered device(s)"
+                )
+            except FatalError as exc:
+                print(f"FAIL  ccall API: {exc}")
+                worst = EXIT_USAGE
+            except TransientError as exc:
+                print(f"FAIL  ccall API: {exc}")
+                worst = max(worst, EXIT_FAILED)
+            probe = "/".join(p for p in (config.storage.prefix, "_archiver", "check", f"{uuid.uuid4()}.txt") if p)
+            data = f"archiver check {datetime.now().isoformat()}\n".encode()
+            try:
+                await put_bytes(parts.store, probe, data, "text/plain")
+                read_back = await parts.store.read(probe)
+                await parts.store.delete(probe)
+                if read_back != data:
+                    raise TransientError(f"read back {len(read_back)} bytes that differ from the {len(data)} written")
+                print(f"ok    store {parts.store.description}: create-only write, read and delete work")
+            except FatalError as exc:
+                print(f"FAIL  store: {exc}")
+                worst = EXIT_USAGE
+            except (TransientError, ArchiverError) as exc:
+                print(f"FAIL  store {parts.store.description}: {exc}")
+                worst = max(worst, EXIT_FAILED)
+        return worst
+
+    return anyio.run(go)
+
+
+# -- simulate and demo ------------------------------------------------------------------------
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    try:
+        faults = Faults.parse(args.fault)
+        tz = ZoneInfo(args.timezone)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError([f"At '--fault/--timezone': {exc}"], source="the command line") from None
+    dataset = Dataset(
+        seed=args.seed,
+        calls_per_day=args.calls_per_day,
+        max_duration=args.max_duration,
+        tz=tz,
+        recording_missing_rate=args.missing_rate,
+    )
+    try:
+        sim = Simulator(dataset, host=args.host, port=args.port, faults=faults, seed=args.seed)
+    except OSError as exc:
+        raise ConfigError(
+            [f"At '--host/--port': cannot listen on {args.host}:{args.port}: {exc.strerror}"], source="the command line"
+        ) from None
+    print(
+        f"ccall simulator on {sim.url}  api_key={sim.api_key} api_secret={sim.api_secret}  (Ctrl-C stops)", flush=True
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        sim.serve_forever()
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    return run_demo(args.dir.resolve(), sys.stdout)

@@ -1,0 +1,368 @@
+"""Load, expand and validate the YAML configuration into frozen models.
+
+Every problem in a file is reported at once, each as ``At 'dotted.key': what is wrong``.
+``${VAR}`` expands from the environment in any string (``$$`` is a literal ``$``), and
+``source.api_key_file`` / ``source.api_secret_file`` read a secret from a file (systemd's
+``LoadCredential=`` puts them under ``$CREDENTIALS_DIRECTORY``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from archiver.errors import ConfigError
+from archiver.units import parse_duration, parse_size
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+_SECRET_KEYS = frozenset({"api_key", "api_secret"})
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9._=-]+$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Model):
+    """Where the CDRs come from and how to read them."""
+
+    base_url: str = "https://api.ccall.vn"
+    api_key: SecretStr
+    api_secret: SecretStr
+    domain_name: str | None = None
+    timezone: str = "Asia/Ho_Chi_Minh"
+    page_size: int = Field(default=100, ge=1, le=1000)
+    allowed_recording_hosts: tuple[str, ...] = ()
+    request_timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL (got {value!r})")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials; use source.api_key and source.api_secret")
+        if parts.query or parts.fragment:
+            raise ValueError(f"must not have a query or fragment (got {value!r})")
+        return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Ho_Chi_Minh)") from None
+        return value
+
+    @field_validator("allowed_recording_hosts")
+    @classmethod
+    def _check_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for host in value:
+            host = host.strip().lower()
+            if not _HOST_RE.match(host):
+                raise ValueError(f"{host!r} is not a host name, host:port or *.domain")
+            out.append(host)
+        return tuple(out)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def recording_hosts(self) -> tuple[str, ...]:
+        """The allowed hosts, defaulting to the host of ``base_url``."""
+        if self.allowed_recording_hosts:
+            return self.allowed_recording_hosts
+        host = urlsplit(self.base_url).hostname
+        assert host is not None  # checked by _check_base_url
+        return (host.lower(),)
+
+
+class ObjectLockConfig(_Model):
+    """S3 Object Lock retention set on every object written."""
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
+    retain_days: int = Field(ge=1, le=36500)
+
+
+class StorageConfig(_Model):
+    """Where the archive lives: ``s3://bucket/prefix`` or ``file:///path``."""
+
+    url: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    object_lock: ObjectLockConfig | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "s3":
+            if not _BUCKET_RE.match(parts.netloc):
+                raise ValueError(f"{parts.netloc!r} is not a valid S3 bucket name")
+            _check_prefix(parts.path)
+        elif parts.scheme == "file":
+            if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+                raise ValueError(
+                    f"a file URL needs an absolute path, like file:///var/lib/archiver/archive (got {value!r})"
+                )
+        else:
+            raise ValueError(f"must start with s3:// or file:// (got {value!r})")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"must be an http:// or https:// URL (got {value!r})")
+        return value
+
+    @property
+    def kind(self) -> Literal["s3", "file"]:
+        return "s3" if self.url.startswith("s3:") else "file"
+
+    @property
+    def bucket(self) -> str:
+        return urlsplit(self.url).netloc
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix without slashes at either end; '' for none."""
+        return urlsplit(self.url).path.strip("/") if self.kind == "s3" else ""
+
+    @property
+    def path(self) -> Path:
+        return Path(urlsplit(self.url).path)
+
+
+def _check_prefix(path: str) -> None:
+    for segment in path.strip("/").split("/"):
+        if segment == "":
+            if path.strip("/"):
+                raise ValueError("the key prefix has an empty segment ('//')")
+            continue
+        if segment in (".", "..") or not _PREFIX_SEGMENT.match(segment):
+            raise ValueError(f"key prefix segment {segment!r} may hold only letters, digits and . _ = -")
+
+
+class DownloadConfig(_Model):
+    """How recordings are fetched."""
+
+    concurrency: int = Field(default=8, ge=1, le=256)
+    max_bytes: Size = 2 << 30
+    missing_after: Duration = timedelta(hours=24)
+    timeout: Duration = timedelta(seconds=30)
+    spool_dir: Path | None = None
+
+
+class PollConfig(_Model):
+    """The daemon's schedule."""
+
+    interval: Duration = timedelta(seconds=60)
+    lookback: Duration = timedelta(hours=6)
+    settle: Duration = timedelta(minutes=2)
+
+    @model_validator(mode="after")
+    def _check_order(self) -> PollConfig:
+        if self.interval <= timedelta(0):
+            raise ValueError("poll.interval must be > 0")
+        if self.lookback <= self.settle:
+            raise ValueError("poll.lookback must be longer than poll.settle")
+        return self
+
+
+class StateConfig(_Model):
+    path: Path = Path("/var/lib/archiver/ledger.sqlite3")
+
+
+class MetricsConfig(_Model):
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"must be host:port, like 127.0.0.1:9464 (got {value!r})")
+        return value
+
+
+class Config(_Model):
+    """The whole configuration; every part is frozen once loaded."""
+
+    source: SourceConfig
+    storage: StorageConfig
+    download: DownloadConfig = DownloadConfig()
+    poll: PollConfig = PollConfig()
+    state: StateConfig = StateConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    def secrets(self) -> tuple[str, ...]:
+        """The values that must never be printed."""
+        return (self.source.api_key.get_secret_value(), self.source.api_secret.get_secret_value())
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read *path* and return the validated configuration.
+
+    Raises ConfigError listing every problem, each naming its key.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror}"], source=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path} is not UTF-8 text"], source=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"], source=str(path)) from None
+    return parse_config(
+        data, environ=os.environ if environ is None else environ, source=str(path), base_dir=path.parent
+    )
+
+
+def parse_config(
+    data: object,
+    *,
+    environ: Mapping[str, str],
+    source: str = "configuration",
+    base_dir: Path | None = None,
+) -> Config:
+    """Validate an already-parsed YAML document; see :func:`load_config`."""
+    if not isinstance(data, dict):
+        raise ConfigError(["the file must be a mapping with source: and storage: sections"], source=source)
+    problems: list[str] = []
+    expanded = _expand(data, environ, (), problems)
+    assert isinstance(expanded, dict)
+    _read_secret_files(expanded, problems)
+    if base_dir is not None:
+        _resolve_state_path(expanded, base_dir)
+    try:
+        config = Config.model_validate(expanded)
+    except ValidationError as exc:
+        problems.extend(_describe(err) for err in exc.errors())
+        config = None
+    if problems or config is None:
+        raise ConfigError(problems, source=source)
+    return config
+
+
+def _expand(node: Any, environ: Mapping[str, str], path: tuple[str | int, ...], problems: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _expand(v, environ, (*path, str(k)), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, environ, (*path, i), problems) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "$"
+        if name not in environ:
+            problems.append(f"At {_dotted(path)!r}: environment variable {name} is not set")
+            return ""
+        return environ[name]
+
+    return _VAR.sub(substitute, node)
+
+
+def _read_secret_files(data: dict[str, Any], problems: list[str]) -> None:
+    section = data.get("source")
+    if not isinstance(section, dict):
+        return
+    for name in sorted(_SECRET_KEYS):
+        file_key = f"{name}_file"
+        if file_key not in section:
+            continue
+        file_name = section.pop(file_key)
+        if name in section:
+            problems.append(f"At 'source.{file_key}': set either source.{name} or source.{file_key}, not both")
+            continue
+        try:
+            section[name] = Path(str(file_name)).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            problems.append(f"At 'source.{file_key}': cannot read {file_name}: {reason}")
+            section[name] = ""
+
+
+def _resolve_state_path(data: dict[str, Any], base_dir: Path) -> None:
+    state = data.get("state")
+    if isinstance(state, dict) and isinstance(state.get("path"), str):
+        path = Path(state["path"])
+        if not path.is_absolute():
+            state["path"] = str(base_dir / path)
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _describe(err: Any) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = _dotted(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        known = sorted(parent.model_fields) if parent else []
+        guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean {guess[0]!r}?)" if guess else (f" (known keys: {', '.join(known)})" if known else "")
+        return f"At {key!r}: unknown key{hint}"
+    if kind == "missing":
+        extra = f" (or set {key}_file)" if loc and loc[-1] in _SECRET_KEYS else ""
+        return f"At {key!r}: required{extra}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    value = err.get("input")
+    secret = any(p in _SECRET_KEYS for p in loc)
+    if not secret and isinstance(value, str | int | float) and "got" not in message:
+        message += f" (got {value!r})"
+    return f"At {key!r}: {message}"
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        candidates = getattr(annotation, "__args__", (annotation,))
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model

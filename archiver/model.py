@@ -1,0 +1,223 @@
+"""The typed CDR: the raw row kept exactly as received, its parsed fields, and its call id.
+
+Pure: no I/O. Parsing never raises on bad data; each field that does not parse is ``None``
+and the reason is added to ``Cdr.problems``, so the raw row is still archived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+CALL_ID_RE = re.compile(r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?:rf|nr)-[0-9a-f]{32})$")
+_START_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S")
+_HMS = re.compile(r"^(\d+):([0-5]?\d):([0-5]?\d)$")
+_SECONDS = re.compile(r"^(\d+(?:\.\d+)?)\s*s?$")
+
+
+@dataclass(frozen=True)
+class Cdr:
+    """One call detail record.
+
+    ``raw`` is the ``Cdr`` object exactly as the API sent it (or the whole row when the row
+    was not wrapped as ``{"Cdr": {...}}``). ``recording_url`` is ``None`` when the call has
+    no recording; ``recording_url_invalid`` says why a present value cannot be fetched.
+    """
+
+    raw: Any
+    call_id: str
+    start_local: datetime | None
+    duration_seconds: float | None
+    tta_seconds: float | None
+    pdd_seconds: float | None
+    mos: float | None
+    direction: str | None
+    hangup_cause: str | None
+    recording_url: str | None
+    recording_url_invalid: str | None = None
+    problems: tuple[str, ...] = field(default=())
+    wrapped: bool = True
+
+    @property
+    def row(self) -> Any:
+        """The row as the API listed it, for parking and re-parsing later."""
+        return {"Cdr": self.raw} if self.wrapped else self.raw
+
+    @property
+    def start_utc(self) -> datetime | None:
+        return self.start_local.astimezone(UTC) if self.start_local else None
+
+    @property
+    def has_recording(self) -> bool:
+        return self.recording_url is not None or self.recording_url_invalid is not None
+
+    def end_utc(self) -> datetime | None:
+        """When the call ended: start + time to answer + talk time (unknown parts count 0)."""
+        start = self.start_utc
+        if start is None:
+            return None
+        return start + timedelta(seconds=(self.tta_seconds or 0) + (self.duration_seconds or 0))
+
+    def day(self, fallback: date) -> date:
+        """The call's start date in the PBX's zone; *fallback* when ``start`` did not parse."""
+        return self.start_local.date() if self.start_local else fallback
+
+    def call_summary(self) -> dict[str, Any]:
+        """The parsed fields for the sidecar's ``call`` object."""
+        start = self.start_local
+        end = self.end_utc()
+        return {
+            "start_local": start.isoformat() if start else None,
+            "start_utc": _utc_text(start) if start else None,
+            "end_utc": _utc_text(end) if end else None,
+            "duration_seconds": self.duration_seconds,
+            "tta_seconds": self.tta_seconds,
+            "pdd_seconds": self.pdd_seconds,
+            "mos": self.mos,
+            "direction": self.direction,
+            "hangup_cause": self.hangup_cause,
+        }
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Keys sorted, no spaces, UTF-8: the form hashed for ``nr-`` call ids."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def call_id_for_url(url: str) -> str:
+    """The FreeSWITCH UUID in the link's path, lower case; else ``rf-`` + SHA-256 of the URL."""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        path = ""
+    segments = [s for s in path.split("/") if s]
+    for i, segment in enumerate(segments):
+        if i > 0 and segments[i - 1] == "cdr" and _UUID.match(segment):
+            return segment.lower()
+    for segment in segments:
+        if _UUID.match(segment):
+            return segment.lower()
+    return "rf-" + hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def call_id_for_row(raw: Any) -> str:
+    """``nr-`` + SHA-256 of the row's canonical JSON, for calls without a recording."""
+    return "nr-" + hashlib.sha256(canonical_json(raw)).hexdigest()[:32]
+
+
+def parse_row(row: Any, tz: ZoneInfo) -> Cdr:
+    """Turn one element of the API's ``rows`` into a :class:`Cdr`. Never raises."""
+    problems: list[str] = []
+    if isinstance(row, dict) and isinstance(row.get("Cdr"), dict):
+        raw: Any = row["Cdr"]
+        fields: dict[str, Any] = raw
+    else:
+        raw = row
+        fields = {}
+        problems.append("row is not an object of the form {'Cdr': {...}}")
+
+    url, url_invalid = _recording_url(fields, problems)
+    if url is not None:
+        call_id = call_id_for_url(url)
+    else:
+        call_id = call_id_for_row(raw)
+
+    return Cdr(
+        raw=raw,
+        call_id=call_id,
+        start_local=_parse_start(fields.get("start"), tz, problems),
+        duration_seconds=_parse_number(fields, "duration", _hms, problems),
+        tta_seconds=_parse_number(fields, "tta", _seconds, problems),
+        pdd_seconds=_parse_number(fields, "pdd", _seconds, problems),
+        mos=_parse_number(fields, "mos", _plain_float, problems),
+        direction=_text(fields, "direction", problems),
+        hangup_cause=_text(fields, "status", problems),
+        recording_url=url,
+        recording_url_invalid=url_invalid,
+        problems=tuple(problems),
+        wrapped=raw is not row,
+    )
+
+
+def _recording_url(fields: dict[str, Any], problems: list[str]) -> tuple[str | None, str | None]:
+    value = fields.get("recording_file")
+    if value is None or value == "":
+        return None, None
+    if not isinstance(value, str):
+        problems.append(f"recording_file is a {type(value).__name__}, not a string")
+        return None, f"recording_file is a {type(value).__name__}, not a URL"
+    return value.strip(), None
+
+
+def _parse_start(value: Any, tz: ZoneInfo, problems: list[str]) -> datetime | None:
+    if value is None:
+        problems.append("start is missing")
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        for fmt in _START_FORMATS:
+            try:
+                return datetime.strptime(text, fmt).replace(tzinfo=tz)
+            except ValueError:
+                continue
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            return parsed.astimezone(tz) if parsed.tzinfo else parsed.replace(tzinfo=tz)
+    problems.append(f"start {value!r} is not a time of the form YYYY-MM-DD HH:MM:SS")
+    return None
+
+
+def _hms(text: str) -> float | None:
+    match = _HMS.match(text)
+    if match:
+        h, m, s = (int(g) for g in match.groups())
+        return float(h * 3600 + m * 60 + s)
+    return _seconds(text)
+
+
+def _seconds(text: str) -> float | None:
+    match = _SECONDS.match(text)
+    return float(match.group(1)) if match else None
+
+
+def _plain_float(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _parse_number(fields: dict[str, Any], name: str, parse: Any, problems: list[str]) -> float | None:
+    value = fields.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    result: float | None = parse(value.strip()) if isinstance(value, str) else None
+    if result is None:
+        problems.append(f"{name} {value!r} does not parse")
+    return result
+
+
+def _text(fields: dict[str, Any], name: str, problems: list[str]) -> str | None:
+    value = fields.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    problems.append(f"{name} is a {type(value).__name__}, not a string")
+    return str(value)

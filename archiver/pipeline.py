@@ -1,0 +1,475 @@
+"""Windows → CDR pages → bounded workers → store. ``backfill`` and ``run`` share this path.
+
+A call is *done* when its sidecar is stored; then the ledger records it. A call whose
+recording is not served yet is *parked* with a retry time until ``download.missing_after``
+past its end, then stored as ``missing``. A call that fails otherwise (the store down past
+its retries, a conflict in the bucket) is neither: the daemon's cursor stops before its
+window, so the next poll reads it again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import anyio
+import structlog
+from anyio.abc import ObjectReceiveStream
+
+from archiver import keys, sidecar
+from archiver.audio import CONTENT_TYPES
+from archiver.ccall import CcallClient
+from archiver.clock import Clock, SystemClock
+from archiver.errors import (
+    ArchiveConflict,
+    CallError,
+    FatalError,
+    ObjectExists,
+    RecordingRejected,
+    RecordingUnavailable,
+    TransientError,
+)
+from archiver.fetch import Download, Fetcher
+from archiver.keys import parse_call_key
+from archiver.ledger import Ledger, PendingCall
+from archiver.model import Cdr, parse_row
+from archiver.retry import RetryPolicy
+from archiver.store import Store, put_bytes
+from archiver.windows import Window, plan_windows
+
+log = structlog.get_logger("archiver.pipeline")
+
+STORE_PATIENCE = RetryPolicy(attempts=None, timeout=600.0, wait_initial=1.0, wait_max=30.0)
+DONE_STATUSES = ("archived", "none", "missing", "rejected")
+
+
+@dataclass
+class RunReport:
+    """What one backfill or poll did. ``failed`` and ``parked`` name each call."""
+
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DONE_STATUSES, 0))
+    parked: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: int = 0
+    rows: int = 0
+    bytes: int = 0
+    windows: int = 0
+    windows_done: int = 0
+    interrupted: bool = False
+
+    @property
+    def done(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def complete(self) -> bool:
+        """Every call seen is done: nothing failed, waits, or was left by an interruption."""
+        return not self.failed and not self.parked and not self.interrupted
+
+
+@dataclass(frozen=True)
+class _Work:
+    cdr: Cdr
+    fallback_day: date
+    pending: PendingCall | None
+    window: int | None  # index into the windows being read; None for a due retry
+
+
+class _CursorTracker:
+    """Which leading windows are finished, so the cursor may pass them."""
+
+    def __init__(self, windows: list[Window]) -> None:
+        self._windows = windows
+        self._outstanding = [0] * len(windows)
+        self._read = [False] * len(windows)
+        self._failed = [False] * len(windows)
+        self._next = 0
+
+    def add(self, index: int) -> None:
+        self._outstanding[index] += 1
+
+    def finish(self, index: int, *, ok: bool) -> None:
+        self._outstanding[index] -= 1
+        if not ok:
+            self._failed[index] = True
+
+    def read_all(self, index: int) -> None:
+        self._read[index] = True
+
+    def safe_until(self) -> datetime | None:
+        """The end of the last window before which every call is done or parked."""
+        while (
+            self._next < len(self._windows)
+            and self._read[self._next]
+            and self._outstanding[self._next] == 0
+            and not self._failed[self._next]
+        ):
+            self._next += 1
+        return self._windows[self._next - 1].end if self._next else None
+
+
+class Archiver:
+    """Archives the calls of one ccall source into one store.
+
+    Every collaborator is passed in: the API client, the fetcher, the store, the ledger and
+    the clock. ``source_info`` goes into each sidecar's ``source`` member.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: CcallClient,
+        fetcher: Fetcher,
+        store: Store,
+        ledger: Ledger,
+        tz: ZoneInfo,
+        prefix: str = "",
+        concurrency: int = 8,
+        missing_after: timedelta = timedelta(hours=24),
+        source_info: dict[str, Any] | None = None,
+        clock: Clock | None = None,
+        store_retry: RetryPolicy | None = None,
+        park_initial: timedelta = timedelta(minutes=1),
+        park_max: timedelta = timedelta(hours=1),
+        progress: Callable[[RunReport], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._fetcher = fetcher
+        self._store = store
+        self._ledger = ledger
+        self._tz = tz
+        self._prefix = prefix
+        self._concurrency = concurrency
+        self._missing_after = missing_after
+        self._source_info = source_info or {}
+        self._clock = clock or SystemClock()
+        self._store_retry = store_retry or STORE_PATIENCE
+        self._park_initial = park_initial
+        self._park_max = park_max
+        self._progress = progress
+        self._stop = anyio.Event()
+
+    def stop(self) -> None:
+        """Stop taking new work; calls already being archived finish."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    # -- entry points ---------------------------------------------------------------------
+
+    async def backfill(self, since: datetime, until: datetime) -> RunReport:
+        """Archive every call that started in ``[since, until)``. Parked calls are tried now."""
+        windows = plan_windows(since, until, self._tz)
+        report = RunReport(windows=len(windows))
+        await self._process(windows, report, bounds=(since, until), due=[], honour_schedule=False)
+        log.info("backfill.completed", **_summary(report))
+        return report
+
+    async def poll_once(self, *, lookback: timedelta, settle: timedelta) -> RunReport:
+        """One daemon poll: due retries, then ``[min(cursor, now - lookback), now - settle]``."""
+        now = self._clock.now()
+        end = now - settle
+        cursor = self._ledger.cursor()
+        start = min(cursor, now - lookback) if cursor else now - lookback
+        windows = plan_windows(start, end, self._tz)
+        report = RunReport(windows=len(windows))
+        due = list(self._ledger.due(now))
+        safe = await self._process(windows, report, bounds=None, due=due, honour_schedule=True)
+        if safe is not None and (cursor is None or safe > cursor):
+            self._ledger.set_cursor(safe)
+        return report
+
+    async def plan(self, since: datetime, until: datetime) -> dict[date, dict[str, int]]:
+        """The dry run: per day, the calls the API lists and how many are already stored.
+
+        Reads the API and lists the bucket; writes nothing, not even the ledger.
+        """
+        days: dict[date, dict[str, int]] = {}
+        stored: dict[date, set[str]] = {}
+        seen: set[str] = set()
+        for window in plan_windows(since, until, self._tz):
+            async for row in self._client.cdr_rows(window.query_from, window.query_to):
+                cdr = parse_row(row, self._tz)
+                if cdr.call_id in seen or not _in_bounds(cdr, (since, until)):
+                    continue
+                seen.add(cdr.call_id)
+                day = cdr.day(window.day)
+                if day not in stored:
+                    stored[day] = await self._stored_call_ids(day)
+                counts = days.setdefault(day, {"calls": 0, "recordings": 0, "stored": 0, "to_archive": 0})
+                counts["calls"] += 1
+                counts["recordings"] += int(cdr.has_recording)
+                done = cdr.call_id in stored[day]
+                counts["stored"] += int(done)
+                counts["to_archive"] += int(not done)
+        return dict(sorted(days.items()))
+
+    # -- the shared path ------------------------------------------------------------------
+
+    async def _process(
+        self,
+        windows: list[Window],
+        report: RunReport,
+        *,
+        bounds: tuple[datetime, datetime] | None,
+        due: list[PendingCall],
+        honour_schedule: bool,
+    ) -> datetime | None:
+        tracker = _CursorTracker(windows)
+        in_flight: set[str] = set()
+        failed_now: set[str] = set()
+        started = self._clock.now()
+        send, receive = anyio.create_memory_object_stream[_Work](self._concurrency)
+
+        async def worker(stream: ObjectReceiveStream[_Work]) -> None:
+            async with stream:
+                async for work in stream:
+                    ok = False
+                    try:
+                        if self._stop.is_set():
+                            report.interrupted = True
+                            continue
+                        ok = await self._handle(work, report)
+                        if not ok:
+                            failed_now.add(work.cdr.call_id)
+                    finally:
+                        in_flight.discard(work.cdr.call_id)
+                        if work.window is not None:
+                            tracker.finish(work.window, ok=ok)
+                        self._report_progress(report)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(self._concurrency):
+                tg.start_soon(worker, receive.clone())
+            receive.close()
+            async with send:
+                for parked in due:
+                    if self._stop.is_set():
+                        break
+                    cdr = parse_row(parked.row, self._tz)
+                    in_flight.add(cdr.call_id)
+                    await send.send(_Work(cdr, parked.day, parked, None))
+                for index, window in enumerate(windows):
+                    if self._stop.is_set():
+                        report.interrupted = True
+                        break
+                    await self._sync_days(window.days())
+                    async for row in self._client.cdr_rows(window.query_from, window.query_to):
+                        report.rows += 1
+                        cdr = parse_row(row, self._tz)
+                        if not _in_bounds(cdr, bounds):
+                            continue
+                        call_id = cdr.call_id
+                        if call_id in in_flight or call_id in failed_now or self._ledger.is_done(call_id):
+                            report.skipped += 1
+                            continue
+                        pending = self._ledger.pending(call_id)
+                        if pending and (
+                            pending.last_attempt >= started or (honour_schedule and pending.next_attempt > started)
+                        ):
+                            report.skipped += 1
+                            continue
+                        if cdr.problems:
+                            log.warning("cdr.malformed", call_id=call_id, problems=list(cdr.problems))
+                        in_flight.add(call_id)
+                        tracker.add(index)
+                        await send.send(_Work(cdr, window.day, pending, index))
+                        if self._stop.is_set():
+                            break
+                    else:
+                        tracker.read_all(index)
+                        report.windows_done += 1
+                        continue
+                    report.interrupted = True
+                    break
+        return tracker.safe_until()
+
+    async def _handle(self, work: _Work, report: RunReport) -> bool:
+        """Archive one call; True when it is done or parked, False when it failed."""
+        cdr = work.cdr
+        day = cdr.day(work.fallback_day)
+        began = time.monotonic()
+        try:
+            status, recording = await self._archive(cdr, day, work.pending)
+        except FatalError:
+            raise
+        except (TransientError, CallError, OSError) as exc:
+            self._fail(cdr, day, str(exc), report)
+            return False
+        except Exception as exc:  # a bug must cost one call, not the archive
+            log.exception("call.crashed", call_id=cdr.call_id)
+            self._fail(cdr, day, f"internal error: {type(exc).__name__}: {exc}", report)
+            return False
+        if status == "parked":
+            report.parked.append(cdr.call_id)
+            return True
+        report.outcomes[status] += 1
+        size = recording.get("size", 0) if recording else 0
+        report.bytes += size
+        log.info(
+            "call.archived",
+            call_id=cdr.call_id,
+            status=status,
+            key=keys.sidecar_key(self._prefix, day, cdr.call_id),
+            recording_key=recording.get("key") if recording else None,
+            size=size,
+            seconds=round(time.monotonic() - began, 3),
+        )
+        return True
+
+    def _fail(self, cdr: Cdr, day: date, error: str, report: RunReport) -> None:
+        report.failed.append((cdr.call_id, error))
+        self._ledger.record_failure(cdr.call_id, day, error, self._clock.now())
+        log.error("call.failed", call_id=cdr.call_id, error=error)
+
+    async def _archive(self, cdr: Cdr, day: date, pending: PendingCall | None) -> tuple[str, dict[str, Any]]:
+        """Store the call's audio (if any) then its sidecar; returns (status, recording)."""
+        if cdr.recording_url_invalid is not None:
+            recording = sidecar.rejected(
+                cdr.raw.get("recording_file"), {"kind": "invalid_link", "message": cdr.recording_url_invalid}
+            )
+        elif cdr.recording_url is None:
+            recording = sidecar.no_recording()
+        else:
+            url = cdr.recording_url
+            try:
+                download = await self._fetcher.fetch(url)
+            except RecordingRejected as exc:
+                recording = sidecar.rejected(url, exc.detail)
+            except RecordingUnavailable as exc:
+                gave_up = self._park_or_give_up(cdr, day, pending, exc)
+                if gave_up is None:
+                    return "parked", {}
+                recording = sidecar.missing(url, gave_up)
+            else:
+                with download:
+                    key = keys.audio_key(self._prefix, day, cdr.call_id, download.format)
+                    await self._store_audio(key, download, cdr.call_id)
+                    recording = sidecar.archived(key, download, url)
+        await self._store_sidecar(cdr, day, recording)
+        status = str(recording["status"])
+        self._ledger.mark_done(cdr.call_id, day, status, self._clock.now())
+        return status, recording
+
+    def _park_or_give_up(
+        self, cdr: Cdr, day: date, pending: PendingCall | None, exc: RecordingUnavailable
+    ) -> PendingCall | None:
+        """Park the call for a later try; or, past its deadline, return the record of tries."""
+        now = self._clock.now()
+        attempts = (pending.attempts if pending else 0) + 1
+        deadline = pending.deadline if pending else (cdr.end_utc() or now) + self._missing_after
+        backoff = min(self._park_initial * (2 ** (attempts - 1)), self._park_max)
+        record = PendingCall(
+            call_id=cdr.call_id,
+            day=day,
+            row=cdr.row,
+            attempts=attempts,
+            first_attempt=pending.first_attempt if pending else now,
+            last_attempt=now,
+            next_attempt=min(now + backoff, deadline),
+            deadline=deadline,
+            last_error=exc.detail,
+        )
+        if now >= deadline:
+            log.warning("call.missing", call_id=cdr.call_id, attempts=attempts, error=str(exc))
+            return record
+        self._ledger.park(record)
+        log.info(
+            "call.parked",
+            call_id=cdr.call_id,
+            attempts=attempts,
+            next_attempt=record.next_attempt.isoformat(),
+            error=str(exc),
+        )
+        return None
+
+    async def _store_audio(self, key: str, download: Download, call_id: str) -> None:
+        async for attempt in self._store_retry.context():
+            with attempt:
+                try:
+                    await self._store.put(
+                        key,
+                        download.file,
+                        size=download.size,
+                        sha256=download.sha256,
+                        content_type=CONTENT_TYPES[download.format],
+                        metadata={"call-id": call_id},
+                    )
+                except ObjectExists:
+                    await self._check_existing_audio(key, download)
+
+    async def _check_existing_audio(self, key: str, download: Download) -> None:
+        """An audio object without its sidecar: keep it only if it has the same bytes."""
+        info = await self._store.head(key)
+        if info is None:
+            raise ArchiveConflict(f"{key} was reported as existing but cannot be found")
+        digest = info.sha256 if info.sha256 is not None and info.size == download.size else None
+        if digest is None and info.size == download.size:
+            _, digest = await self._store.digest(key)
+        if info.size != download.size or digest != download.sha256:
+            raise ArchiveConflict(
+                f"{key} already holds {info.size} bytes that differ from the recording now served "
+                f"({download.size} bytes, sha256 {download.sha256.hex()[:16]}…); nothing was overwritten"
+            )
+        log.info("recording.already_stored", key=key)
+
+    async def _store_sidecar(self, cdr: Cdr, day: date, recording: dict[str, Any]) -> None:
+        key = keys.sidecar_key(self._prefix, day, cdr.call_id)
+        document = sidecar.build(cdr, recording, archived_at=self._clock.now(), source=self._source_info)
+        async for attempt in self._store_retry.context():
+            with attempt:
+                try:
+                    await put_bytes(self._store, key, document, "application/json")
+                except ObjectExists:
+                    log.info("sidecar.already_stored", key=key, call_id=cdr.call_id)
+
+    async def _sync_days(self, days: list[date]) -> None:
+        """Teach the ledger which calls of *days* the bucket already holds (once per day)."""
+        for day in days:
+            if self._ledger.is_day_synced(day):
+                continue
+            found: set[str] = set()
+            async for attempt in self._store_retry.context():
+                with attempt:
+                    found = await self._stored_call_ids(day)
+            self._ledger.record_day_sync(day, found, self._clock.now())
+            log.debug("day.synced", day=day.isoformat(), sidecars=len(found))
+
+    async def _stored_call_ids(self, day: date) -> set[str]:
+        found = set()
+        async for key in self._store.list_keys(keys.day_prefix(self._prefix, day)):
+            parsed = parse_call_key(key)
+            if parsed and parsed[2] == "json":
+                found.add(parsed[1])
+        return found
+
+    def _report_progress(self, report: RunReport) -> None:
+        if self._progress is not None:
+            self._progress(report)
+
+
+def _in_bounds(cdr: Cdr, bounds: tuple[datetime, datetime] | None) -> bool:
+    """False only for a call whose start parsed and lies outside *bounds*."""
+    if bounds is None or cdr.start_local is None:
+        return True
+    return bounds[0] <= cdr.start_local < bounds[1]
+
+
+def _summary(report: RunReport) -> dict[str, Any]:
+    return {
+        **report.outcomes,
+        "parked": len(report.parked),
+        "failed": len(report.failed),
+        "skipped": report.skipped,
+        "bytes": report.bytes,
+        "windows": report.windows,
+    }

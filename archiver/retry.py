@@ -1,0 +1,63 @@
+"""Retry policy shared by the API client, the downloader and the stores.
+
+Retries themselves are :mod:`stamina`'s; this module only says what to retry and for how
+long, and reads ``Retry-After`` so that a server asking us to wait is obeyed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import stamina
+
+from archiver.errors import RecordingUnavailable, TransientError
+
+MAX_RETRY_AFTER = 300.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try one operation before giving up (the test suite shortens it)."""
+
+    attempts: int | None = 6
+    timeout: float | None = 120.0
+    wait_initial: float = 0.5
+    wait_max: float = 30.0
+
+    def context(self) -> AsyncIterator[Any]:
+        """A :func:`stamina.retry_context` that retries transient errors under this policy."""
+        return stamina.retry_context(
+            on=backoff_hook,
+            attempts=self.attempts,
+            timeout=self.timeout,
+            wait_initial=self.wait_initial,
+            wait_max=self.wait_max,
+        )
+
+
+def backoff_hook(exc: Exception) -> bool | float:
+    """Retry transient errors; wait as long as the server's ``Retry-After`` asked."""
+    if isinstance(exc, TransientError | RecordingUnavailable):
+        return exc.retry_after if exc.retry_after is not None else True
+    return False
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` value (seconds or an HTTP date), capped at 5 minutes."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

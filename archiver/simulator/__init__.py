@@ -1,0 +1,9 @@
+"""A ccall API simulator on loopback: realistic calls, real WAV recordings, switchable faults.
+
+Used by ``archiver simulate``, ``archiver demo``, the tests and the benchmarks.
+"""
+
+from archiver.simulator.dataset import Dataset, SimCall
+from archiver.simulator.server import DEMO_API_KEY, DEMO_API_SECRET, Faults, Simulator
+
+__all__ = ["DEMO_API_KEY", "DEMO_API_SECRET", "Dataset", "Faults", "SimCall", "Simulator"]

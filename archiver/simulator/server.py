@@ -1,0 +1,374 @@
+"""The ccall API on loopback, with switchable faults.
+
+It speaks the wire format of ``shared/ccall-api.md``: ``POST /cdrs/json`` (the list shape, or
+``{paging, rows}`` with ``page``/``limit``, newest first), ``POST /ext_reg/json``, and
+``GET /cdr/{uuid}/{instance}`` for recordings. Faults are drawn per request from a seeded
+generator, so a run can be repeated; :class:`Faults` may be changed while the server runs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from archiver.simulator.dataset import Dataset, SimCall
+
+DEMO_API_KEY = "a1b2c3d4"
+DEMO_API_SECRET = "5e6f7a8b"  # noqa: S105 - the simulator's own, published on purpose
+
+_HTML_ERROR = (
+    b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
+)
+
+
+@dataclass
+class Faults:
+    """Per-request fault rates (0 to 1) and delays (seconds)."""
+
+    api_error_rate: float = 0.0  # 500/502/503
+    api_429_rate: float = 0.0  # 429 with Retry-After
+    api_html_rate: float = 0.0  # 200 with an HTML page
+    api_no_response_rate: float = 0.0  # 200 with JSON that has no "response"
+    api_latency: float = 0.0  # added to every API answer
+    recording_latency: float = 0.0  # added before every recording answer
+    recording_error_rate: float = 0.0  # 500/503
+    recording_429_rate: float = 0.0  # 429 with Retry-After
+    recording_cut_rate: float = 0.0  # Content-Length declared, connection closed midway
+    recording_truncated_rate: float = 0.0  # chunked, cleanly ended, but short: only RIFF size tells
+    recording_stall_rate: float = 0.0  # stalls mid-body for stall_seconds
+    recording_html_rate: float = 0.0  # 200 HTML error page labelled audio/x-wav
+    recording_delay: float = 0.0  # 404 until this long after the call ended
+    stall_seconds: float = 5.0
+    retry_after: float = 1.0
+
+    @classmethod
+    def parse(cls, items: list[str]) -> Faults:
+        """``["api_error_rate=0.1", …]`` as Faults; raises ValueError naming a bad item."""
+        names = {f.name for f in fields(cls)}
+        values: dict[str, float] = {}
+        for item in items:
+            name, sep, value = item.partition("=")
+            if not sep or name not in names:
+                raise ValueError(f"unknown fault {item!r}; known: {', '.join(sorted(names))}")
+            values[name] = float(value)
+        return cls(**values)
+
+
+class Simulator:
+    """The API server in a background thread. Use as a context manager, or start()/stop()."""
+
+    def __init__(
+        self,
+        dataset: Dataset | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str = DEMO_API_KEY,
+        api_secret: str = DEMO_API_SECRET,
+        faults: Faults | None = None,
+        seed: int = 1,
+        now: Callable[[], datetime] | None = None,
+        public_url: str | None = None,
+    ) -> None:
+        self.dataset = dataset or Dataset(seed=seed)
+        self.faults = faults or Faults()
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.now = now or (lambda: datetime.now(UTC))
+        self.stats: Counter[str] = Counter()
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        self._server = _Server((host, port), _Handler, self)
+        self._public_url = public_url
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        if self._public_url:
+            return self._public_url
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> Simulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="ccall-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def chance(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self._rng_lock:
+            return self._rng.random() < rate
+
+    def pick(self, options: tuple[int, ...]) -> int:
+        with self._rng_lock:
+            return self._rng.choice(options)
+
+    def count(self, what: str) -> None:
+        with self._rng_lock:
+            self.stats[what] += 1
+
+    def served_recordings(self) -> dict[str, SimCall]:
+        """Every call whose recording this server could serve now (for checking an archive)."""
+        now = self.now()
+        return {
+            c.uuid: c
+            for c in self.dataset.generated_calls()
+            if c.has_recording and not c.recording_missing and not c.foreign_link and c.end <= now
+        }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: Simulator) -> None:
+        self.sim = sim
+        super().__init__(address, handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, value: Any) -> None:
+        self._send(status, json.dumps(value, ensure_ascii=False).encode(), "application/json; charset=utf-8")
+
+    # -- the API ----------------------------------------------------------------------------
+
+    def do_POST(self) -> None:
+        sim = self.server.sim
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if self.path not in ("/cdrs/json", "/ext_reg/json"):
+            self._json(404, {"error": "not found"})
+            return
+        sim.count("api.requests")
+        faults = sim.faults
+        if faults.api_latency:
+            time.sleep(faults.api_latency)
+        if sim.chance(faults.api_error_rate):
+            sim.count("fault.api_error")
+            status = sim.pick((500, 502, 503))
+            self._send(status, _HTML_ERROR, "text/html")
+            return
+        if sim.chance(faults.api_429_rate):
+            sim.count("fault.api_429")
+            self._send(429, b'{"error":"rate limited"}', "application/json", {"Retry-After": f"{faults.retry_after:g}"})
+            return
+        if sim.chance(faults.api_html_rate):
+            sim.count("fault.api_html")
+            self._send(200, _HTML_ERROR, "text/html")
+            return
+        if sim.chance(faults.api_no_response_rate):
+            sim.count("fault.api_no_response")
+            self._json(200, {"status": "error", "message": "service temporarily unavailable"})
+            return
+        try:
+            submission = json.loads(raw)["submission"]
+            assert isinstance(submission, dict)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            self._json(400, {"error": 'body must be JSON {"submission": {...}}'})
+            return
+        if submission.get("api_key") != sim.api_key or submission.get("api_secret") != sim.api_secret:
+            sim.count("api.unauthorized")
+            self._json(401, {"error": "Invalid api_key or api_secret"})
+            return
+        if self.path == "/ext_reg/json":
+            self._json(200, {"response": {"registrations": _registrations()}})
+            return
+        self._cdrs(sim, submission)
+
+    def _cdrs(self, sim: Simulator, submission: dict[str, Any]) -> None:
+        public = sim.url
+        if "call_id" in submission:
+            call = sim.dataset.find(str(submission["call_id"]))
+            rows = [call.cdr(public)] if call and call.end <= sim.now() else []
+            self._json(200, {"response": rows})
+            return
+        tz = sim.dataset.tz
+        try:
+            date_range = submission.get("date_range") or {}
+            start = datetime.strptime(date_range["from"], "%Y-%m-%d %H:%M").replace(tzinfo=tz)
+            # "to" is inclusive of its whole minute, as the PBX's UI reads it.
+            end = datetime.strptime(date_range["to"], "%Y-%m-%d %H:%M").replace(tzinfo=tz) + timedelta(minutes=1)
+        except (KeyError, TypeError, ValueError):
+            self._json(200, {"response": [], "message": "date_range missing or malformed"})
+            return
+        calls = sim.dataset.calls_between(start, end, sim.now())
+        rows = [c.cdr(public) for c in calls]
+        if "page" not in submission and "limit" not in submission:
+            self._json(200, {"response": rows})
+            return
+        try:
+            page = max(1, int(submission.get("page", 1)))
+            limit = max(1, min(1000, int(submission.get("limit", 25))))
+        except (TypeError, ValueError):
+            self._json(400, {"error": "page and limit must be numbers"})
+            return
+        total = len(rows)
+        page_count = max(1, -(-total // limit))
+        chunk = rows[(page - 1) * limit : page * limit]
+        first = (page - 1) * limit + 1 if chunk else 0
+        self._json(
+            200,
+            {
+                "response": {
+                    "paging": {
+                        "txtdesc": f"Showing {first} to {first + len(chunk) - 1 if chunk else 0} of {total} entries.",
+                        "page_current": page,
+                        "limit": limit,
+                        "record_count": total,
+                        "page_count": page_count,
+                        "prev_page": page > 1,
+                        "next_page": page < page_count,
+                    },
+                    "rows": chunk,
+                }
+            },
+        )
+
+    # -- recordings ---------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        sim = self.server.sim
+        parts = self.path.split("?", 1)[0].strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "cdr":
+            self._send(404, b"not found", "text/plain")
+            return
+        sim.count("recording.requests")
+        faults = sim.faults
+        if faults.recording_latency:
+            time.sleep(faults.recording_latency)
+        call = sim.dataset.find(parts[1])
+        now = sim.now()
+        if call is None or not call.has_recording or call.recording_missing or call.end > now:
+            self._send(404, b"<html><body>404 Not Found</body></html>", "text/html")
+            return
+        if now < call.end + timedelta(seconds=faults.recording_delay):
+            sim.count("fault.recording_late")
+            self._send(404, b"<html><body>404 Not Found</body></html>", "text/html")
+            return
+        if sim.chance(faults.recording_error_rate):
+            sim.count("fault.recording_error")
+            self._send(sim.pick((500, 503)), _HTML_ERROR, "text/html")
+            return
+        if sim.chance(faults.recording_429_rate):
+            sim.count("fault.recording_429")
+            self._send(429, b"slow down", "text/plain", {"Retry-After": f"{faults.retry_after:g}"})
+            return
+        if sim.chance(faults.recording_html_rate):
+            sim.count("fault.recording_html")
+            self._send(200, _HTML_ERROR, "audio/x-wav")
+            return
+        self._recording(sim, call)
+
+    def _recording(self, sim: Simulator, call: SimCall) -> None:
+        faults = sim.faults
+        size = call.recording_size
+        truncated = sim.chance(faults.recording_truncated_rate)
+        cut = not truncated and sim.chance(faults.recording_cut_rate)
+        stall = not truncated and not cut and sim.chance(faults.recording_stall_rate)
+        self.send_response(200)
+        self.send_header("Content-Type", "audio/x-wav")
+        if truncated:
+            sim.count("fault.recording_truncated")
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(size))
+        self.end_headers()
+        sent = 0
+        limit = size // 2 if (truncated or cut or stall) else size
+        try:
+            for chunk in sim.dataset.recording_chunks(call):
+                if sent + len(chunk) > limit and (truncated or cut or stall):
+                    chunk = chunk[: max(0, limit - sent)]
+                if truncated:
+                    if chunk:
+                        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                else:
+                    self.wfile.write(chunk)
+                sent += len(chunk)
+                if sent >= limit:
+                    break
+            if truncated:
+                self.wfile.write(b"0\r\n\r\n")
+            elif cut:
+                sim.count("fault.recording_cut")
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+            elif stall:
+                sim.count("fault.recording_stall")
+                self.wfile.flush()
+                time.sleep(faults.stall_seconds)
+                self.close_connection = True
+            else:
+                sim.count("recording.served")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+def _registrations() -> list[dict[str, str]]:
+    return [
+        {
+            "user": "101@acme.ccall.vn",
+            "agent": "JsSIP 3.10.0",
+            "network-ip": "192.0.2.10",
+            "network-port": "5083",
+            "status": "Registered(WSS)(unknown) exp(2026-11-26 10:37:31) expsecs(202)",
+        },
+        {
+            "user": "101@acme.ccall.vn",
+            "agent": "Yealink SIP-T46U",
+            "network-ip": "192.0.2.11",
+            "network-port": "5060",
+            "status": "Registered(UDP)(unknown) exp(2026-11-26 10:38:02) expsecs(233)",
+        },
+        {
+            "user": "104@acme.ccall.vn",
+            "agent": "Zoiper rv2.10",
+            "network-ip": "192.0.2.12",
+            "network-port": "5060",
+            "status": "Registered(UDP)(unknown) exp(2026-11-26 10:39:40) expsecs(331)",
+        },
+    ]

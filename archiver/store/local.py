@@ -1,0 +1,169 @@
+"""A store in a local folder (``file:///path``): the embedded default and the demo's.
+
+Each write goes to a temporary file beside its target, is fsynced, then hard-linked into
+place: ``link(2)`` fails when the name exists, so writes are create-only and atomic, and a
+crash leaves at most a hidden ``.*.tmp`` file that no listing shows.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import IO
+
+import anyio.to_thread
+
+from archiver.errors import ArchiveConflict, CallError, ObjectExists, StoreAccessError, StoreUnavailable
+from archiver.store import ObjectInfo
+
+_CHUNK = 1 << 20
+
+
+class LocalStore:
+    """Objects as files under *root*; a key's ``/`` are directories."""
+
+    def __init__(self, root: Path, *, limiter: anyio.CapacityLimiter | None = None) -> None:
+        self.root = root
+        self.description = f"file://{root}"
+        self._limiter = limiter or anyio.CapacityLimiter(8)
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+            raise ValueError(f"unsafe key {key!r}")
+        return self.root.joinpath(*parts)
+
+    async def _run(self, fn: object, *args: object) -> object:
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)  # type: ignore[arg-type]
+        except PermissionError as exc:
+            raise StoreAccessError(
+                f"no permission to write under {self.root}: {exc.strerror} ({exc.filename})"
+            ) from None
+        except OSError as exc:
+            if isinstance(exc, FileExistsError | FileNotFoundError):
+                raise
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise StoreUnavailable(f"cannot write under {self.root}: {exc.strerror}") from None
+            raise StoreUnavailable(f"file store error under {self.root}: {exc.strerror or exc}") from None
+
+    async def put(
+        self,
+        key: str,
+        body: IO[bytes],
+        *,
+        size: int,
+        sha256: bytes,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        path = self._path(key)
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                raise ObjectExists(key)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                hasher, written = hashlib.sha256(), 0
+                with os.fdopen(fd, "wb") as out:
+                    os.fchmod(out.fileno(), 0o640)
+                    body.seek(0)
+                    while chunk := body.read(_CHUNK):
+                        hasher.update(chunk)
+                        written += len(chunk)
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                if written != size or hasher.digest() != sha256:
+                    raise ArchiveConflict(f"{key}: the bytes written do not match the download's size and SHA-256")
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise ObjectExists(key) from None
+                _fsync_dir(path.parent)
+            finally:
+                os.unlink(tmp)
+
+        await self._run(write)
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        path = self._path(key)
+        try:
+            stat = await self._run(path.stat)
+        except FileNotFoundError:
+            return None
+        assert isinstance(stat, os.stat_result)
+        return ObjectInfo(key=key, size=stat.st_size, sha256=None)
+
+    async def read(self, key: str, max_bytes: int = 1 << 20) -> bytes:
+        path = self._path(key)
+
+        def read() -> bytes:
+            with path.open("rb") as f:
+                data = f.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise CallError(f"{key} is larger than {max_bytes} bytes")
+            return data
+
+        data = await self._run(read)
+        assert isinstance(data, bytes)
+        return data
+
+    async def digest(self, key: str) -> tuple[int, bytes]:
+        path = self._path(key)
+
+        def digest() -> tuple[int, bytes]:
+            hasher, size = hashlib.sha256(), 0
+            with path.open("rb") as f:
+                while chunk := f.read(_CHUNK):
+                    hasher.update(chunk)
+                    size += len(chunk)
+            return size, hasher.digest()
+
+        result = await self._run(digest)
+        assert isinstance(result, tuple)
+        return result
+
+    async def list_keys(self, prefix: str) -> AsyncIterator[str]:
+        def walk() -> list[str]:
+            base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+            start = self.root / base if base else self.root
+            found = []
+            for dirpath, dirnames, filenames in os.walk(start):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                rel = Path(dirpath).relative_to(self.root).as_posix()
+                for name in filenames:
+                    if name.startswith("."):
+                        continue
+                    key = name if rel == "." else f"{rel}/{name}"
+                    if key.startswith(prefix):
+                        found.append(key)
+            return sorted(found)
+
+        keys = await self._run(walk)
+        assert isinstance(keys, list)
+        for key in keys:
+            yield key
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            await self._run(path.unlink)
+        except FileNotFoundError:
+            return
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

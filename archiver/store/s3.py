@@ -1,0 +1,313 @@
+"""The S3 store: AWS S3 and compatible servers (MinIO, Ceph RGW, Wasabi, R2, moto).
+
+boto3 is synchronous; each call runs in a worker thread under a capacity limiter. Writes are
+create-only (``If-None-Match: *``, on ``CompleteMultipartUpload`` too) and carry
+``ChecksumSHA256`` so that the server rejects a body damaged on the way. Bodies of
+``multipart_threshold`` bytes or more go up in parts read straight from the download buffer
+with ``pread``, so memory stays flat whatever the recording's size.
+
+botocore's exceptions are translated here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import hashlib
+import io
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+import anyio.to_thread
+import botocore.exceptions
+
+from archiver.config import ObjectLockConfig
+from archiver.errors import CallError, ObjectExists, StoreAccessError, StoreUnavailable
+from archiver.store import ObjectInfo
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+T = TypeVar("T")
+
+_ACCESS_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "AccountProblem",
+        "InvalidBucketState",
+        "InvalidObjectState",
+    }
+)
+_RETRY_CODES = frozenset(
+    {
+        "SlowDown",
+        "RequestTimeout",
+        "ServiceUnavailable",
+        "InternalError",
+        "ConditionalRequestConflict",
+        "BadDigest",
+        "XAmzContentSHA256Mismatch",
+        "InvalidDigest",
+        "OperationAborted",
+        "RequestTimeTooSkewed",
+    }
+)
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_READ_CHUNK = 1 << 20
+
+
+class S3Store:
+    """A bucket (and key prefix) on an S3-compatible server."""
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        *,
+        endpoint: str | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
+        object_lock: ObjectLockConfig | None = None,
+        multipart_threshold: int = 64 << 20,
+        part_size: int = 16 << 20,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._client = client
+        self.bucket = bucket
+        self.description = f"s3://{bucket}" + (f" at {endpoint}" if endpoint else "")
+        self._limiter = limiter or anyio.CapacityLimiter(16)
+        self._lock = object_lock
+        self._threshold = max(multipart_threshold, 5 << 20)
+        self._part_size = max(part_size, 5 << 20)
+        self._now = now
+
+    async def _call(self, fn: Callable[[], T], key: str | None = None) -> T:
+        try:
+            return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+        except botocore.exceptions.ClientError as exc:
+            raise self._translate(exc, key) from None
+        except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
+            raise StoreAccessError(
+                f"no AWS credentials for {self.description}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance role"
+            ) from None
+        except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError) as exc:
+            raise StoreUnavailable(f"{self.description} did not answer: {type(exc).__name__}") from None
+
+    def _translate(self, exc: botocore.exceptions.ClientError, key: str | None) -> Exception:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        what = f"{self.description}{f' key {key!r}' if key else ''}"
+        if code == "PreconditionFailed" or status == 412:
+            return ObjectExists(key or "")
+        if code == "NoSuchBucket":
+            return StoreAccessError(f"bucket {self.bucket!r} does not exist ({self.description})")
+        if code in _ACCESS_CODES or status == 403:
+            return StoreAccessError(
+                f"{what} refused access ({code or status}): check the AWS credentials and the bucket policy"
+            )
+        if code in _RETRY_CODES or status >= 500 or status == 429:
+            return StoreUnavailable(f"{what} answered {code or status}: {error.get('Message', '')}".rstrip(": "))
+        return StoreAccessError(f"{what} refused the request ({code or status}): {error.get('Message', '')}")
+
+    def _lock_args(self) -> dict[str, Any]:
+        if self._lock is None:
+            return {}
+        until = self._now() + timedelta(days=self._lock.retain_days)
+        return {"ObjectLockMode": self._lock.mode, "ObjectLockRetainUntilDate": until}
+
+    async def put(
+        self,
+        key: str,
+        body: IO[bytes],
+        *,
+        size: int,
+        sha256: bytes,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        common: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ContentType": content_type,
+            "Metadata": {"sha256": sha256.hex(), **(metadata or {})},
+            **self._lock_args(),
+        }
+        if size >= self._threshold:
+            await self._put_multipart(key, body, size, common)
+            return
+
+        def put() -> None:
+            body.seek(0)
+            self._client.put_object(
+                Body=body,
+                ContentLength=size,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=_b64(sha256),
+                IfNoneMatch="*",
+                **common,
+            )
+
+        await self._call(put, key)
+
+    async def _put_multipart(self, key: str, body: IO[bytes], size: int, common: dict[str, Any]) -> None:
+        created = await self._call(
+            lambda: self._client.create_multipart_upload(ChecksumAlgorithm="SHA256", **common), key
+        )
+        upload_id = created["UploadId"]
+        try:
+            parts: list[CompletedPartTypeDef] = []
+            for number, offset in enumerate(range(0, size, self._part_size), start=1):
+                length = min(self._part_size, size - offset)
+                upload = functools.partial(self._upload_part, key, upload_id, body, number, offset, length)
+                parts.append(await self._call(upload, key))
+            await self._call(
+                lambda: self._client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                    IfNoneMatch="*",
+                ),
+                key,
+            )
+        except BaseException:
+            # An abandoned upload is invisible and a lifecycle rule reaps it, so a failed abort is harmless.
+            with anyio.CancelScope(shield=True), contextlib.suppress(StoreUnavailable, StoreAccessError):
+                await self._call(
+                    lambda: self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                )
+            raise
+
+    def _upload_part(
+        self, key: str, upload_id: str, body: IO[bytes], number: int, offset: int, length: int
+    ) -> CompletedPartTypeDef:
+        section = _section(body, offset, length)
+        hasher = hashlib.sha256()
+        while chunk := section.read(_READ_CHUNK):
+            hasher.update(chunk)
+        section.seek(0)
+        checksum = _b64(hasher.digest())
+        result = self._client.upload_part(
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=section,
+            ContentLength=length,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum,
+        )
+        return {"PartNumber": number, "ETag": result["ETag"], "ChecksumSHA256": checksum}
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        def head() -> ObjectInfo | None:
+            try:
+                result = self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+            except botocore.exceptions.ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND_CODES:
+                    return None
+                raise
+            checksum = result.get("ChecksumSHA256")
+            digest = None
+            if checksum and "-" not in checksum:  # "-N" marks a multipart composite checksum
+                digest = base64.b64decode(checksum)
+            elif result.get("Metadata", {}).get("sha256"):
+                digest = bytes.fromhex(result["Metadata"]["sha256"])
+            return ObjectInfo(key=key, size=int(result["ContentLength"]), sha256=digest)
+
+        return await self._call(head, key)
+
+    async def read(self, key: str, max_bytes: int = 1 << 20) -> bytes:
+        def read() -> bytes:
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            with response["Body"] as stream:
+                data: bytes = stream.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise CallError(f"{key} is larger than {max_bytes} bytes")
+            return data
+
+        return await self._call(read, key)
+
+    async def digest(self, key: str) -> tuple[int, bytes]:
+        def digest() -> tuple[int, bytes]:
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            hasher, size = hashlib.sha256(), 0
+            with response["Body"] as stream:
+                for chunk in stream.iter_chunks(_READ_CHUNK):
+                    hasher.update(chunk)
+                    size += len(chunk)
+            return size, hasher.digest()
+
+        return await self._call(digest, key)
+
+    async def list_keys(self, prefix: str) -> AsyncIterator[str]:
+        token: str | None = None
+        while True:
+            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
+            if token:
+                args["ContinuationToken"] = token
+            page = await self._call(lambda a=args: self._client.list_objects_v2(**a))  # type: ignore[misc]
+            for item in page.get("Contents", []):
+                yield item["Key"]
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+
+    async def delete(self, key: str) -> None:
+        await self._call(lambda: self._client.delete_object(Bucket=self.bucket, Key=key), key)
+
+    async def aclose(self) -> None:
+        await anyio.to_thread.run_sync(self._client.close)
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+class _FileSection(io.RawIOBase):
+    """``length`` bytes of a file from ``offset``, read with ``pread`` (no shared position)."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        self._fd, self._offset, self._length, self._pos = fd, offset, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self._length - self._pos)
+        if want <= 0:
+            return 0
+        data = os.pread(self._fd, want, self._offset + self._pos)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._length}[whence]
+        self._pos = max(0, min(self._length, base + offset))
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def _section(body: IO[bytes], offset: int, length: int) -> IO[bytes]:
+    try:
+        fd = body.fileno()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        body.seek(offset)
+        return io.BytesIO(body.read(length))
+    return io.BufferedReader(_FileSection(fd, offset, length), buffer_size=_READ_CHUNK)
