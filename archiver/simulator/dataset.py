@@ -146,6 +146,7 @@ class Dataset:
         foreign_link_rate: float = 0.0,
         long_call_rate: float = 0.0,
         long_call_seconds: int = 3 * 3600,
+        business_hours_share: float = 0.85,
     ) -> None:
         self.seed = seed
         self.calls_per_day = calls_per_day
@@ -155,6 +156,7 @@ class Dataset:
         self.foreign_link_rate = foreign_link_rate
         self.long_call_rate = long_call_rate
         self.long_call_seconds = long_call_seconds
+        self.business_hours_share = business_hours_share
         self._days: dict[date, list[SimCall]] = {}
         self._by_uuid: dict[str, SimCall] = {}
         self._lock = threading.Lock()
@@ -201,7 +203,7 @@ class Dataset:
         return calls
 
     def _one_call(self, rng: random.Random, midnight: datetime) -> SimCall:
-        if rng.random() < 0.85:
+        if rng.random() < self.business_hours_share:
             second = rng.uniform(8 * 3600, 18 * 3600)
         else:
             second = rng.uniform(0, 86400 - 1)

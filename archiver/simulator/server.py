@@ -78,6 +78,7 @@ class Simulator:
         seed: int = 1,
         now: Callable[[], datetime] | None = None,
         public_url: str | None = None,
+        ignore_paging: bool = False,
     ) -> None:
         self.dataset = dataset or Dataset(seed=seed)
         self.faults = faults or Faults()
@@ -89,6 +90,7 @@ class Simulator:
         self._rng_lock = threading.Lock()
         self._server = _Server((host, port), _Handler, self)
         self._public_url = public_url
+        self.ignore_paging = ignore_paging
         self._thread: threading.Thread | None = None
 
     @property
@@ -99,7 +101,9 @@ class Simulator:
         return f"http://{host!s}:{port}"
 
     def start(self) -> Simulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="ccall-simulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="ccall-simulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -236,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         calls = sim.dataset.calls_between(start, end, sim.now())
         rows = [c.cdr(public) for c in calls]
-        if "page" not in submission and "limit" not in submission:
+        if sim.ignore_paging or ("page" not in submission and "limit" not in submission):
             self._json(200, {"response": rows})
             return
         try:

@@ -217,21 +217,17 @@ class S3Store:
                 if str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND_CODES:
                     return None
                 raise
-            checksum = result.get("ChecksumSHA256")
-            digest = None
-            if checksum and "-" not in checksum:  # "-N" marks a multipart composite checksum
-                digest = base64.b64decode(checksum)
-            elif result.get("Metadata", {}).get("sha256"):
-                digest = bytes.fromhex(result["Metadata"]["sha256"])
-            return ObjectInfo(key=key, size=int(result["ContentLength"]), sha256=digest)
+            return ObjectInfo(key=key, size=int(result["ContentLength"]), sha256=_known_sha256(result))
 
         return await self._call(head, key)
 
     async def read(self, key: str, max_bytes: int = 1 << 20) -> bytes:
         def read() -> bytes:
-            response = self._client.get_object(Bucket=self.bucket, Key=key)
-            with response["Body"] as stream:
+            stream = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            try:
                 data: bytes = stream.read(max_bytes + 1)
+            finally:
+                stream.close()
             if len(data) > max_bytes:
                 raise CallError(f"{key} is larger than {max_bytes} bytes")
             return data
@@ -240,12 +236,14 @@ class S3Store:
 
     async def digest(self, key: str) -> tuple[int, bytes]:
         def digest() -> tuple[int, bytes]:
-            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            stream = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
             hasher, size = hashlib.sha256(), 0
-            with response["Body"] as stream:
+            try:
                 for chunk in stream.iter_chunks(_READ_CHUNK):
                     hasher.update(chunk)
                     size += len(chunk)
+            finally:
+                stream.close()
             return size, hasher.digest()
 
         return await self._call(digest, key)
@@ -268,6 +266,26 @@ class S3Store:
 
     async def aclose(self) -> None:
         await anyio.to_thread.run_sync(self._client.close)
+
+
+def _known_sha256(head: Any) -> bytes | None:
+    """The object's whole-body SHA-256 if the store can vouch for it without a read.
+
+    A server-checked ``ChecksumSHA256`` counts unless it is a multipart composite (``-N``
+    suffix, or ``ChecksumType: COMPOSITE``); our own ``sha256`` metadata counts too. When both
+    are there and disagree, neither is trusted and the caller reads the bytes.
+    """
+    found = set()
+    checksum = head.get("ChecksumSHA256")
+    if checksum and "-" not in checksum and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+        found.add(base64.b64decode(checksum))
+    meta = head.get("Metadata", {}).get("sha256")
+    if meta:
+        try:
+            found.add(bytes.fromhex(meta))
+        except ValueError:
+            return None
+    return found.pop() if len(found) == 1 else None
 
 
 def _b64(digest: bytes) -> str:

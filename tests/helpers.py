@@ -1,0 +1,175 @@
+"""Helpers for the tests: real servers on loopback, and a Config that points at them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from archiver.config import Config, parse_config
+from archiver.retry import RetryPolicy
+from archiver.simulator import Simulator
+
+# The tests' own throwaway credentials for moto; the AWS chain reads them from here.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing-access-key",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret-key-do-not-log",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+os.environ.update(AWS_ENV)
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(_name, None)
+
+FAST = RetryPolicy(attempts=3, timeout=10.0, wait_initial=0.01, wait_max=0.05)
+PATIENT_STORE = RetryPolicy(attempts=None, timeout=60.0, wait_initial=0.1, wait_max=1.0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+class MotoServer:
+    """moto's S3 server as a child process; can be stopped and started again on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+
+def s3_client(endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+
+
+@dataclass
+class Bucket:
+    endpoint: str
+    name: str
+    client: Any
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.name}/archive"
+
+    def objects(self, prefix: str = "") -> dict[str, bytes]:
+        """Every object in the bucket: key -> bytes."""
+        out = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix):
+            for item in page.get("Contents", []):
+                out[item["Key"]] = self.client.get_object(Bucket=self.name, Key=item["Key"])["Body"].read()
+        return out
+
+    def versions(self) -> list[dict[str, Any]]:
+        response = self.client.list_object_versions(Bucket=self.name)
+        return list(response.get("Versions", []))
+
+
+def make_bucket(endpoint: str, *, object_lock: bool = False) -> Bucket:
+    """A fresh, versioned bucket on the S3 server at *endpoint*."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    client = s3_client(endpoint)
+    client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
+    client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return Bucket(endpoint, name, client)
+
+
+class FakeClock:
+    """A clock the test moves by hand; shared by the simulator and the archiver."""
+
+    def __init__(self, start: datetime) -> None:
+        self.moment = start
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def advance(self, **delta: float) -> None:
+        self.moment += timedelta(**delta)
+
+
+def config_for(
+    sim: Simulator,
+    storage_url: str,
+    tmp_path: Path,
+    *,
+    endpoint: str | None = None,
+    **sections: dict[str, Any],
+) -> Config:
+    """A validated Config pointing at *sim* and the given store."""
+    raw: dict[str, Any] = {
+        "source": {"base_url": sim.url, "api_key": sim.api_key, "api_secret": sim.api_secret, "page_size": 7},
+        "storage": {"url": storage_url, **({"endpoint_url": endpoint} if endpoint else {})},
+        "download": {"concurrency": 4},
+        "state": {"path": str(tmp_path / "ledger.sqlite3")},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return parse_config(raw, environ={})
+
+
+Responder = Callable[[BaseHTTPRequestHandler], None]
+
+
+class TinyServer:
+    """An HTTP server on loopback whose every GET is answered by *respond* (for odd answers)."""
+
+    def __init__(self, respond: Responder) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                respond(self)
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self) -> TinyServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,169 @@
+"""Loading the YAML configuration: expansion, secrets from files, and errors that name keys."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from archiver.config import load_config, parse_config
+from archiver.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "5e6f7a8b"
+
+
+def minimal(**source: object) -> dict[str, object]:
+    return {
+        "source": {"api_key": "a1b2c3d4", "api_secret": SECRET, **source},
+        "storage": {"url": "s3://call-recordings/ccall"},
+    }
+
+
+def problems(data: object, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, environ=environ or {})
+    return caught.value.problems
+
+
+def test_example_config_loads_with_its_documented_defaults() -> None:
+    """config.example.yaml is valid, so it cannot rot."""
+    config = load_config(
+        ROOT / "config.example.yaml", environ={"CCALL_API_KEY": "a1b2c3d4", "CCALL_API_SECRET": SECRET}
+    )
+    assert config.source.base_url == "https://api.ccall.vn"
+    assert config.source.api_secret.get_secret_value() == SECRET
+    assert config.storage.bucket == "call-recordings"
+    assert config.storage.prefix == "ccall"
+    assert config.download.max_bytes == 2 << 30
+    assert config.download.missing_after == timedelta(hours=24)
+    assert config.poll.lookback == timedelta(hours=6)
+    assert config.source.recording_hosts == ("api.ccall.vn",)
+
+
+def test_environment_variables_expand_in_any_string() -> None:
+    """${VAR} is replaced from the environment; $$ stays a dollar sign."""
+    data = minimal(domain_name="${TENANT}.ccall.vn")
+    data["storage"] = {"url": "s3://${BUCKET}/p$$x"}
+    with pytest.raises(ConfigError) as caught:  # '$' is not allowed in a prefix, which proves the expansion
+        parse_config(data, environ={"TENANT": "acme", "BUCKET": "recordings"})
+    assert caught.value.problems == [
+        "At 'storage.url': key prefix segment 'p$x' may hold only letters, digits and . _ = - (got 's3://recordings/p$x')"
+    ]
+    config = parse_config(minimal(domain_name="${TENANT}.ccall.vn"), environ={"TENANT": "acme"})
+    assert config.source.domain_name == "acme.ccall.vn"
+
+
+def test_a_missing_environment_variable_names_the_key_and_the_variable() -> None:
+    """An unset ${VAR} is an error at the key that uses it."""
+    found = problems(minimal(api_secret="${CCALL_API_SECRET}"))
+    assert found == ["At 'source.api_secret': environment variable CCALL_API_SECRET is not set"]
+
+
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    """api_secret_file is read (trailing newline dropped), as systemd's LoadCredential= provides it."""
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET + "\n")
+    data = minimal()
+    del data["source"]["api_secret"]  # type: ignore[attr-defined]
+    data["source"]["api_secret_file"] = str(secret_file)  # type: ignore[index]
+    config = parse_config(data, environ={})
+    assert config.source.api_secret.get_secret_value() == SECRET
+
+
+def test_an_unreadable_secret_file_names_its_key(tmp_path: Path) -> None:
+    """A secret file that cannot be read is reported at its key, with the reason."""
+    data = minimal()
+    del data["source"]["api_secret"]  # type: ignore[attr-defined]
+    data["source"]["api_secret_file"] = str(tmp_path / "nope")  # type: ignore[index]
+    found = problems(data)
+    assert len(found) == 1
+    assert found[0].startswith("At 'source.api_secret_file': cannot read")
+    assert "No such file" in found[0]
+
+
+def test_every_problem_is_reported_at_once_each_with_its_key() -> None:
+    """Unknown keys, wrong types and missing values come back together, each naming its path."""
+    data = {
+        "source": {"api_key": "a1b2c3d4", "base_url": "ftp://x", "page_size": "many", "timezone": "Mars/Olympus"},
+        "storage": {"url": "s3://call-recordings"},
+        "download": {"concurency": 4, "max_bytes": "2GB"},
+        "poll": {"interval": "soon"},
+        "metrics": {"listen": "9464"},
+    }
+    found = problems(data)
+    assert "At 'download.concurency': unknown key (did you mean 'concurrency'?)" in found
+    assert "At 'source.api_secret': required (or set source.api_secret_file)" in found
+    assert any(p.startswith("At 'source.base_url': must be an http:// or https:// URL") for p in found)
+    assert any(p.startswith("At 'source.page_size':") and "'many'" in p for p in found)
+    assert any(p.startswith("At 'source.timezone': unknown time zone 'Mars/Olympus'") for p in found)
+    assert any(p.startswith("At 'download.max_bytes': expected a size") for p in found)
+    assert any(p.startswith("At 'poll.interval': expected a duration") for p in found)
+    assert any(p.startswith("At 'metrics.listen': must be host:port") for p in found)
+    assert len(found) == 8
+
+
+def test_the_secret_never_appears_in_a_problem() -> None:
+    """A wrong-typed or invalid secret is reported without its value."""
+    found = problems({"source": {"api_key": ["a1b2c3d4"], "api_secret": {"x": SECRET}}, "storage": {"url": "s3://bkt"}})
+    assert found
+    assert all(SECRET not in p and "a1b2c3d4" not in p for p in found)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("s3://Bad_Bucket/x", "not a valid S3 bucket name"),
+        ("s3://bucket/../escape", "key prefix segment '..'"),
+        ("s3://bucket/a//b", "empty segment"),
+        ("file://relative/path", "absolute path"),
+        ("gs://bucket", "must start with s3:// or file://"),
+    ],
+)
+def test_storage_urls_are_checked(url: str, message: str) -> None:
+    """A storage URL that could misplace the archive is refused."""
+    data = minimal()
+    data["storage"] = {"url": url}
+    found = problems(data)
+    assert len(found) == 1
+    assert found[0].startswith("At 'storage.url'")
+    assert message in found[0]
+
+
+def test_poll_lookback_must_exceed_settle() -> None:
+    """A lookback no longer than settle would never read a settled call."""
+    data = minimal()
+    data["poll"] = {"lookback": "1m", "settle": "2m"}
+    assert any("lookback must be longer than poll.settle" in p for p in problems(data))
+
+
+def test_relative_state_path_is_read_from_the_config_folder(tmp_path: Path) -> None:
+    """state.path relative to the config file does not depend on the working directory."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "source: {api_key: a1b2c3d4, api_secret: 5e6f7a8b}\nstorage: {url: 'file:///srv/a'}\nstate: {path: l.db}\n"
+    )
+    assert load_config(path, environ={}).state.path == tmp_path / "l.db"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("source: [unclosed", "not valid YAML at line 1"), ("- a list\n", "must be a mapping")],
+)
+def test_unparseable_files_say_where(tmp_path: Path, text: str, expected: str) -> None:
+    """YAML syntax errors name the line; a document of the wrong shape says what is expected."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected):
+        load_config(path, environ={})
+
+
+def test_allowed_hosts_are_normalised_and_checked() -> None:
+    """Hosts are lower-cased; something that is not a host is refused."""
+    config = parse_config(
+        minimal(allowed_recording_hosts=["REC.ccall.vn", "*.cdn.ccall.vn", "10.0.0.5:8080"]), environ={}
+    )
+    assert config.source.recording_hosts == ("rec.ccall.vn", "*.cdn.ccall.vn", "10.0.0.5:8080")
+    found = problems(minimal(allowed_recording_hosts=["http://evil/"]))
+    assert found[0].startswith("At 'source.allowed_recording_hosts'")

@@ -1,0 +1,133 @@
+"""Typed CDRs: parsing the API's string fields and deriving the call id."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from archiver.model import call_id_for_url, canonical_json, parse_row
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+DOC_ROW = {
+    "Cdr": {
+        "direction": "local",
+        "cid_name": "Test 3 owner",
+        "source": "102",
+        "destination": "100",
+        "recording_file": "http://api.ccall.local/cdr/09dc3fa8-ba86-11e5-a8af-dbc80e22bddb/cGJ4X2luc3RhbmNlXzI1",
+        "start": "2016-01-14 13:14:15",
+        "tta": "3s",
+        "duration": "00:00:01",
+        "pdd": "0.54s",
+        "mos": "4.47",
+        "status": "NORMAL_CLEARING",
+    }
+}
+
+
+def test_the_documented_row_parses_to_the_sidecar_fields() -> None:
+    """The example row of the API page gives the call id and fields of the design card."""
+    cdr = parse_row(DOC_ROW, TZ)
+    assert cdr.call_id == "09dc3fa8-ba86-11e5-a8af-dbc80e22bddb"
+    assert cdr.raw is DOC_ROW["Cdr"]
+    assert cdr.problems == ()
+    assert cdr.call_summary() == {
+        "start_local": "2016-01-14T13:14:15+07:00",
+        "start_utc": "2016-01-14T06:14:15Z",
+        "end_utc": "2016-01-14T06:14:19Z",
+        "duration_seconds": 1.0,
+        "tta_seconds": 3.0,
+        "pdd_seconds": 0.54,
+        "mos": 4.47,
+        "direction": "local",
+        "hangup_cause": "NORMAL_CLEARING",
+    }
+    assert cdr.day(date(2000, 1, 1)) == date(2016, 1, 14)
+    assert cdr.end_utc() == datetime(2016, 1, 14, 6, 14, 19, tzinfo=UTC)
+
+
+def test_a_call_without_recording_gets_an_nr_id_from_its_canonical_json() -> None:
+    """nr- + the first 32 hex digits of SHA-256 of the Cdr object, keys sorted, no spaces, UTF-8."""
+    row = {"Cdr": {**DOC_ROW["Cdr"], "recording_file": None, "cid_name": "Thanh Phạm"}}
+    cdr = parse_row(row, TZ)
+    expected = hashlib.sha256(canonical_json(row["Cdr"])).hexdigest()[:32]
+    assert cdr.call_id == "nr-" + expected
+    assert canonical_json({"b": 1, "a": "Phạm"}) == '{"a":"Phạm","b":1}'.encode()
+    assert not cdr.has_recording
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://h/cdr/09DC3FA8-BA86-11E5-A8AF-DBC80E22BDDB/eA==", "09dc3fa8-ba86-11e5-a8af-dbc80e22bddb"),
+        ("https://h/rec/2016/01/09dc3fa8-ba86-11e5-a8af-dbc80e22bddb.wav", None),
+        ("https://h/files/09dc3fa8-ba86-11e5-a8af-dbc80e22bddb", "09dc3fa8-ba86-11e5-a8af-dbc80e22bddb"),
+        ("https://h/x?id=09dc3fa8-ba86-11e5-a8af-dbc80e22bddb", None),
+        ("https://h/cdr/../../etc/passwd", None),
+    ],
+)
+def test_call_ids_come_from_the_uuid_in_the_link_path(url: str, expected: str | None) -> None:
+    """A UUID path segment is the id, lower case; otherwise rf- + SHA-256 of the URL."""
+    got = call_id_for_url(url)
+    if expected is None:
+        assert got == "rf-" + hashlib.sha256(url.encode()).hexdigest()[:32]
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"start": "14/01/2016"}, "start '14/01/2016' is not a time of the form YYYY-MM-DD HH:MM:SS"),
+        ({"start": None}, "start is missing"),
+        ({"duration": "a while"}, "duration 'a while' does not parse"),
+        ({"mos": "NaN"}, "mos 'NaN' does not parse"),
+        ({"status": 17}, "status is a int, not a string"),
+        ({"recording_file": 42}, "recording_file is a int, not a string"),
+    ],
+)
+def test_bad_values_are_reported_and_the_row_is_kept(fields: dict[str, object], problem: str) -> None:
+    """A field that does not parse becomes None with a problem; the raw row is untouched."""
+    row = {"Cdr": {**DOC_ROW["Cdr"], **fields}}
+    cdr = parse_row(row, TZ)
+    assert problem in cdr.problems
+    assert cdr.raw == row["Cdr"]
+
+
+def test_a_non_string_link_is_kept_as_an_invalid_link() -> None:
+    """recording_file of the wrong type is not fetched, but the call still counts as recorded."""
+    cdr = parse_row({"Cdr": {**DOC_ROW["Cdr"], "recording_file": {"url": "x"}}}, TZ)
+    assert cdr.recording_url is None
+    assert cdr.recording_url_invalid == "recording_file is a dict, not a URL"
+    assert cdr.has_recording
+    assert cdr.call_id.startswith("nr-")
+
+
+@pytest.mark.parametrize("row", [["not", "a", "dict"], {"cdr": {}}, "text", None, {"Cdr": "x"}])
+def test_rows_of_the_wrong_shape_are_still_archivable(row: object) -> None:
+    """A row that is not {'Cdr': {...}} gets an nr- id from the whole row and a problem."""
+    cdr = parse_row(row, TZ)
+    assert cdr.call_id.startswith("nr-")
+    assert cdr.raw == row
+    assert cdr.row == row
+    assert "row is not an object of the form {'Cdr': {...}}" in cdr.problems
+    assert cdr.day(date(2026, 11, 1)) == date(2026, 11, 1)
+
+
+def test_numbers_sent_as_numbers_are_accepted() -> None:
+    """A value of the right meaning but JSON number type is read, not refused."""
+    cdr = parse_row({"Cdr": {**DOC_ROW["Cdr"], "mos": 4, "duration": 61}}, TZ)
+    assert cdr.mos == 4.0
+    assert cdr.duration_seconds == 61.0
+    assert cdr.problems == ()
+
+
+def test_long_durations_and_mos_forms_parse() -> None:
+    """HH:MM:SS beyond a day, a bare integer MOS and a null tta all parse."""
+    cdr = parse_row({"Cdr": {**DOC_ROW["Cdr"], "duration": "26:00:05", "mos": "4", "tta": None}}, TZ)
+    assert cdr.duration_seconds == 26 * 3600 + 5
+    assert cdr.mos == 4.0
+    assert cdr.tta_seconds is None

@@ -1,0 +1,166 @@
+"""Both stores behind one interface: create-only, atomic, checked. S3 is a moto server over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+
+from archiver.config import ObjectLockConfig
+from archiver.errors import ArchiveConflict, ObjectExists, StoreAccessError, StoreUnavailable
+from archiver.store import Store, put_bytes
+from archiver.store.local import LocalStore
+from archiver.store.s3 import S3Store
+from tests.helpers import Bucket, MotoServer, make_bucket, s3_client
+
+pytestmark = pytest.mark.anyio
+KEY = "p/2026/11/01/09dc3fa8-ba86-11e5-a8af-dbc80e22bddb.wav"
+
+
+@pytest.fixture(params=["file", "s3"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "file":
+        yield LocalStore(tmp_path / "archive")
+        return
+    bucket: Bucket = request.getfixturevalue("bucket")
+    s3 = S3Store(s3_client(bucket.endpoint), bucket.name, endpoint=bucket.endpoint)
+    yield s3
+    await s3.aclose()
+
+
+async def put(store: Store, key: str, data: bytes) -> None:
+    await store.put(
+        key, io.BytesIO(data), size=len(data), sha256=hashlib.sha256(data).digest(), content_type="audio/wav"
+    )
+
+
+async def test_an_object_reads_back_as_written(store: Store) -> None:
+    """put, head, read, digest and list agree on one object."""
+    data = b"RIFF" + os.urandom(5000)
+    await put(store, KEY, data)
+    info = await store.head(KEY)
+    assert info is not None
+    assert info.size == len(data)
+    assert info.sha256 in (None, hashlib.sha256(data).digest())
+    assert await store.read(KEY) == data
+    assert await store.digest(KEY) == (len(data), hashlib.sha256(data).digest())
+    assert [k async for k in store.list_keys("p/2026/11/")] == [KEY]
+    assert await store.head(KEY.replace("wav", "json")) is None
+
+
+async def test_writes_are_create_only(store: Store) -> None:
+    """A second write to a key fails with ObjectExists and leaves the first bytes in place."""
+    await put(store, KEY, b"first")
+    with pytest.raises(ObjectExists):
+        await put(store, KEY, b"second")
+    assert await store.read(KEY) == b"first"
+
+
+async def test_concurrent_writers_of_one_key_leave_exactly_one_winner(store: Store) -> None:
+    """Of many racing create-only writes, exactly one lands; the rest see ObjectExists."""
+    outcomes: list[str] = []
+
+    async def attempt(i: int) -> None:
+        try:
+            await put(store, KEY, f"writer {i}".encode())
+            outcomes.append("won")
+        except ObjectExists:
+            outcomes.append("exists")
+
+    async with anyio.create_task_group() as tg:
+        for i in range(8):
+            tg.start_soon(attempt, i)
+    assert outcomes.count("won") == 1
+    assert (await store.read(KEY)).startswith(b"writer ")
+
+
+async def test_small_documents_go_in_with_their_checksum(store: Store) -> None:
+    """put_bytes stores a sidecar-sized document create-only."""
+    await put_bytes(store, "p/doc.json", b'{"a": 1}', "application/json")
+    assert await store.read("p/doc.json") == b'{"a": 1}'
+    with pytest.raises(ObjectExists):
+        await put_bytes(store, "p/doc.json", b"{}", "application/json")
+
+
+async def test_the_local_store_refuses_bytes_that_do_not_match_their_checksum(tmp_path: Path) -> None:
+    """A body whose SHA-256 differs from the one given is not linked into place."""
+    store = LocalStore(tmp_path)
+    with pytest.raises(ArchiveConflict, match="do not match"):
+        await store.put(KEY, io.BytesIO(b"abc"), size=3, sha256=hashlib.sha256(b"abd").digest(), content_type="x")
+    assert await store.head(KEY) is None
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("key", ["../x", "/etc/passwd", "a//b", "a/./b", "a/.hidden", ""])
+async def test_the_local_store_refuses_keys_that_could_escape(tmp_path: Path, key: str) -> None:
+    """Keys cannot climb out of the archive folder."""
+    with pytest.raises(ValueError, match="unsafe key"):
+        await LocalStore(tmp_path).head(key)
+
+
+async def test_large_bodies_go_up_in_parts_and_stay_create_only(bucket: Bucket) -> None:
+    """Past the threshold a multipart upload is used, completed with If-None-Match."""
+    store = S3Store(s3_client(bucket.endpoint), bucket.name, multipart_threshold=5 << 20, part_size=5 << 20)
+    data = os.urandom(12 << 20)
+    with tempfile.TemporaryFile() as body:
+        body.write(data)
+        body.flush()
+        await store.put(KEY, body, size=len(data), sha256=hashlib.sha256(data).digest(), content_type="audio/wav")
+        with pytest.raises(ObjectExists):
+            await store.put(KEY, body, size=len(data), sha256=hashlib.sha256(data).digest(), content_type="audio/wav")
+    assert bucket.objects()[KEY] == data
+    info = await store.head(KEY)
+    assert info is not None
+    assert info.sha256 in (None, hashlib.sha256(data).digest())  # never a per-part composite taken for the whole
+    assert len(bucket.versions()) == 1
+    assert bucket.client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", []) == []
+    await store.aclose()
+
+
+async def test_objects_carry_the_configured_object_lock(moto_server: MotoServer) -> None:
+    """Each object gets the lock mode and a retain-until date retain_days ahead."""
+    bucket = make_bucket(moto_server.endpoint, object_lock=True)
+    now = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    store = S3Store(
+        s3_client(bucket.endpoint),
+        bucket.name,
+        object_lock=ObjectLockConfig(mode="COMPLIANCE", retain_days=30),
+        now=lambda: now,
+    )
+    await put(store, KEY, b"RIFF")
+    head = bucket.client.head_object(Bucket=bucket.name, Key=KEY)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"] == now + timedelta(days=30)
+    await store.aclose()
+
+
+async def test_a_missing_bucket_is_an_access_error_that_names_it(moto_server: MotoServer) -> None:
+    """NoSuchBucket is fatal (a person must act) and says which bucket."""
+    store = S3Store(s3_client(moto_server.endpoint), "no-such-bucket-here", endpoint=moto_server.endpoint)
+    with pytest.raises(StoreAccessError, match="bucket 'no-such-bucket-here' does not exist"):
+        await put(store, KEY, b"x")
+    await store.aclose()
+
+
+async def test_an_unreachable_endpoint_is_unavailable(tmp_path: Path) -> None:
+    """Nothing listening is transient: the caller waits and tries again."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3",
+        endpoint_url="http://127.0.0.1:9",
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+    )
+    store = S3Store(client, "bucket", endpoint="http://127.0.0.1:9")
+    with pytest.raises(StoreUnavailable, match="did not answer"):
+        await put(store, KEY, b"x")
+    await store.aclose()
