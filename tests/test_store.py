@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
+import boto3
 import pytest
+from botocore.config import Config
 
 from archiver.config import ObjectLockConfig
 from archiver.errors import ArchiveConflict, ObjectExists, StoreAccessError, StoreUnavailable
@@ -151,9 +153,6 @@ async def test_a_missing_bucket_is_an_access_error_that_names_it(moto_server: Mo
 
 async def test_an_unreachable_endpoint_is_unavailable(tmp_path: Path) -> None:
     """Nothing listening is transient: the caller waits and tries again."""
-    import boto3
-    from botocore.config import Config
-
     client = boto3.client(
         "s3",
         endpoint_url="http://127.0.0.1:9",
