@@ -15,7 +15,7 @@ from typing import TypeVar
 import anyio
 import structlog
 
-from archiver.errors import TransientError
+from archiver.errors import TransientError, collapse
 from archiver.pipeline import Archiver, RunReport
 
 log = structlog.get_logger("archiver.daemon")
@@ -25,28 +25,31 @@ T = TypeVar("T")
 async def supervised(archiver: Archiver, work: Callable[[], Awaitable[T]], *, grace: timedelta) -> T | None:
     """Run *work*; on a signal stop *archiver* gracefully. None when cancelled by shutdown."""
     result: T | None = None
-    async with anyio.create_task_group() as tg:
-        scope = anyio.CancelScope()
+    try:
+        async with anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
 
-        async def watch() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for signum in signals:
-                    if not archiver.stopping:
-                        log.info(
-                            "shutdown.requested",
-                            signal=signal.Signals(signum).name,
-                            grace_seconds=grace.total_seconds(),
-                        )
-                        archiver.stop()
-                        tg.start_soon(_cancel_after, scope, grace.total_seconds())
-                    else:
-                        log.warning("shutdown.forced", signal=signal.Signals(signum).name)
-                        scope.cancel()
+            async def watch() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        if not archiver.stopping:
+                            log.info(
+                                "shutdown.requested",
+                                signal=signal.Signals(signum).name,
+                                grace_seconds=grace.total_seconds(),
+                            )
+                            archiver.stop()
+                            tg.start_soon(_cancel_after, scope, grace.total_seconds())
+                        else:
+                            log.warning("shutdown.forced", signal=signal.Signals(signum).name)
+                            scope.cancel()
 
-        tg.start_soon(watch)
-        with scope:
-            result = await work()
-        tg.cancel_scope.cancel()
+            tg.start_soon(watch)
+            with scope:
+                result = await work()
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise collapse(group) from None
     return result
 
 

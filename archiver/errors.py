@@ -142,3 +142,23 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that matters in a task group's exception group.
+
+    Concurrent workers fail together; the caller wants one answer: a FatalError if any (the
+    program must stop), else the first ArchiverError, else the group itself (a bug).
+    """
+    fatal = group.subgroup(FatalError)
+    if fatal is not None:
+        return _first_leaf(fatal)
+    ours = group.subgroup(ArchiverError)
+    if ours is not None:
+        return _first_leaf(ours)
+    return group
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

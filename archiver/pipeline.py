@@ -32,6 +32,7 @@ from archiver.errors import (
     RecordingRejected,
     RecordingUnavailable,
     TransientError,
+    collapse,
 )
 from archiver.fetch import Download, Fetcher
 from archiver.keys import parse_call_key
@@ -247,50 +248,53 @@ class Archiver:
                             tracker.finish(work.window, ok=ok)
                         self._report_progress(report)
 
-        async with anyio.create_task_group() as tg:
-            for _ in range(self._concurrency):
-                tg.start_soon(worker, receive.clone())
-            receive.close()
-            async with send:
-                for parked in due:
-                    if self._stop.is_set():
-                        break
-                    cdr = parse_row(parked.row, self._tz)
-                    in_flight.add(cdr.call_id)
-                    await send.send(_Work(cdr, parked.day, parked, None))
-                for index, window in enumerate(windows):
-                    if self._stop.is_set():
-                        report.interrupted = True
-                        break
-                    await self._sync_days(window.days())
-                    async for row in self._client.cdr_rows(window.query_from, window.query_to):
-                        report.rows += 1
-                        cdr = parse_row(row, self._tz)
-                        if not _in_bounds(cdr, bounds):
-                            continue
-                        call_id = cdr.call_id
-                        if call_id in in_flight or call_id in failed_now or self._ledger.is_done(call_id):
-                            report.skipped += 1
-                            continue
-                        pending = self._ledger.pending(call_id)
-                        if pending and (
-                            pending.last_attempt >= started or (honour_schedule and pending.next_attempt > started)
-                        ):
-                            report.skipped += 1
-                            continue
-                        if cdr.problems:
-                            log.warning("cdr.malformed", call_id=call_id, problems=list(cdr.problems))
-                        in_flight.add(call_id)
-                        tracker.add(index)
-                        await send.send(_Work(cdr, window.day, pending, index))
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(self._concurrency):
+                    tg.start_soon(worker, receive.clone())
+                receive.close()
+                async with send:
+                    for parked in due:
                         if self._stop.is_set():
                             break
-                    else:
-                        tracker.read_all(index)
-                        report.windows_done += 1
-                        continue
-                    report.interrupted = True
-                    break
+                        cdr = parse_row(parked.row, self._tz)
+                        in_flight.add(cdr.call_id)
+                        await send.send(_Work(cdr, parked.day, parked, None))
+                    for index, window in enumerate(windows):
+                        if self._stop.is_set():
+                            report.interrupted = True
+                            break
+                        await self._sync_days(window.days())
+                        async for row in self._client.cdr_rows(window.query_from, window.query_to):
+                            report.rows += 1
+                            cdr = parse_row(row, self._tz)
+                            if not _in_bounds(cdr, bounds):
+                                continue
+                            call_id = cdr.call_id
+                            if call_id in in_flight or call_id in failed_now or self._ledger.is_done(call_id):
+                                report.skipped += 1
+                                continue
+                            pending = self._ledger.pending(call_id)
+                            if pending and (
+                                pending.last_attempt >= started or (honour_schedule and pending.next_attempt > started)
+                            ):
+                                report.skipped += 1
+                                continue
+                            if cdr.problems:
+                                log.warning("cdr.malformed", call_id=call_id, problems=list(cdr.problems))
+                            in_flight.add(call_id)
+                            tracker.add(index)
+                            await send.send(_Work(cdr, window.day, pending, index))
+                            if self._stop.is_set():
+                                break
+                        else:
+                            tracker.read_all(index)
+                            report.windows_done += 1
+                            continue
+                        report.interrupted = True
+                        break
+        except BaseExceptionGroup as group:
+            raise collapse(group) from None
         return tracker.safe_until()
 
     async def _handle(self, work: _Work, report: RunReport) -> bool:

@@ -1,0 +1,212 @@
+"""The command line as a user runs it: a subprocess, exit codes, what it prints, what it leaves."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from archiver.simulator import Dataset, Simulator
+from tests.helpers import Bucket
+
+SECRET = "9f8e7d6c"
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+@pytest.fixture
+def secret_sim(dataset: Dataset) -> Iterator[Simulator]:
+    with Simulator(dataset, api_secret=SECRET) as server:
+        yield server
+
+
+def write_config(tmp_path: Path, sim: Simulator, storage: dict[str, Any], **sections: dict[str, Any]) -> Path:
+    raw: dict[str, Any] = {
+        "source": {"base_url": sim.url, "api_key": sim.api_key, "api_secret": "${TEST_CCALL_SECRET}"},
+        "storage": storage,
+        "state": {"path": "ledger.sqlite3"},
+        **sections,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def archiver(*args: str, secret: str = SECRET, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TEST_CCALL_SECRET": secret}
+    return subprocess.run(
+        [sys.executable, "-m", "archiver", *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+
+
+def assert_no_secret(result: subprocess.CompletedProcess[str], *secrets: str) -> None:
+    for secret in (SECRET, os.environ["AWS_SECRET_ACCESS_KEY"], *secrets):
+        assert secret not in result.stdout
+        assert secret not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def s3(bucket: Bucket) -> dict[str, str]:
+    return {"url": bucket.url, "endpoint_url": bucket.endpoint}
+
+
+def test_backfill_exits_0_and_a_rerun_writes_nothing(secret_sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
+    """A backfill into S3 exits 0 with a summary; the same command again writes nothing."""
+    config = write_config(tmp_path, secret_sim, s3(bucket))
+    first = archiver("backfill", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03")
+    assert first.returncode == 0, first.stderr
+    calls = secret_sim.dataset.calls_between(
+        datetime(2026, 11, 1, tzinfo=TZ), datetime(2026, 11, 3, tzinfo=TZ), secret_sim.now()
+    )
+    recorded = sum(c.has_recording for c in calls)
+    assert f"archived {recorded} recordings" in first.stdout
+    assert f"{len(calls) - recorded} calls without a recording" in first.stdout
+    assert_no_secret(first)
+    events = [json.loads(line) for line in first.stderr.splitlines()]
+    assert sum(e["event"] == "call.archived" for e in events) == len(calls)
+    objects = bucket.objects()
+    assert sum(k.endswith(".json") for k in objects) == len(calls)
+
+    second = archiver("backfill", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03")
+    assert second.returncode == 0, second.stderr
+    assert "archived 0 recordings" in second.stdout
+    assert f"{len(calls)} already archived" in second.stdout
+    assert bucket.objects() == objects
+
+
+def test_a_dry_run_prints_the_plan_and_writes_nothing(secret_sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
+    """--dry-run lists calls per day and creates neither objects nor a ledger."""
+    config = write_config(tmp_path, secret_sim, s3(bucket))
+    result = archiver("backfill", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("plan for 2026-11-01 00:00 to 2026-11-03 00:00")
+    assert [line.split()[0] for line in lines[2:]] == ["2026-11-01", "2026-11-02", "total"]
+    calls = secret_sim.dataset.calls_between(
+        datetime(2026, 11, 1, tzinfo=TZ), datetime(2026, 11, 3, tzinfo=TZ), secret_sim.now()
+    )
+    assert lines[-1].split()[1] == str(len(calls))
+    assert bucket.objects() == {}
+    assert not (tmp_path / "ledger.sqlite3").exists()
+    assert_no_secret(result)
+
+
+def test_an_unknown_config_key_exits_2_naming_it(secret_sim: Simulator, tmp_path: Path) -> None:
+    """Configuration errors exit 2, name every key, and print no traceback."""
+    config = write_config(
+        tmp_path, secret_sim, {"url": f"file://{tmp_path}/a"}, download={"concurency": 4, "max_bytes": "lots"}
+    )
+    result = archiver("backfill", "-c", str(config), "--since", "2026-11-01")
+    assert result.returncode == 2
+    assert "At 'download.concurency': unknown key (did you mean 'concurrency'?)" in result.stderr
+    assert "At 'download.max_bytes': expected a size" in result.stderr
+    assert_no_secret(result)
+
+
+def test_wrong_credentials_exit_2_without_showing_the_secret(secret_sim: Simulator, tmp_path: Path) -> None:
+    """The API refusing the credentials stops the program with a clear message."""
+    config = write_config(tmp_path, secret_sim, {"url": f"file://{tmp_path}/a"})
+    wrong = "0badc0de"
+    result = archiver("backfill", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-02", secret=wrong)
+    assert result.returncode == 2
+    assert "rejected the credentials (HTTP 401)" in result.stderr
+    assert_no_secret(result, wrong)
+
+
+def test_a_missing_bucket_exits_2_naming_it(secret_sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
+    """A bucket that does not exist is a configuration error, not a retry loop."""
+    config = write_config(tmp_path, secret_sim, {"url": "s3://no-such-bucket-xyz/p", "endpoint_url": bucket.endpoint})
+    result = archiver("backfill", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-02")
+    assert result.returncode == 2
+    assert "bucket 'no-such-bucket-xyz' does not exist" in result.stderr
+    assert_no_secret(result)
+
+
+def test_bad_dates_exit_2(secret_sim: Simulator, tmp_path: Path) -> None:
+    """A date in the wrong form, or a range that ends before it starts, is a usage error."""
+    config = write_config(tmp_path, secret_sim, {"url": f"file://{tmp_path}/a"})
+    assert "YYYY-MM-DD" in archiver("backfill", "-c", str(config), "--since", "1/11/2026").stderr
+    result = archiver("backfill", "-c", str(config), "--since", "2026-11-02", "--until", "2026-11-01")
+    assert result.returncode == 2
+    assert "is not after --since" in result.stderr
+
+
+def test_check_reports_each_part(secret_sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
+    """check passes with good settings and fails (exit 2) naming the part that is wrong."""
+    config = write_config(tmp_path, secret_sim, s3(bucket))
+    good = archiver("check", "-c", str(config))
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "ok    ccall API" in good.stdout
+    assert "3 registered device(s)" in good.stdout
+    assert f"ok    store s3://{bucket.name}" in good.stdout
+    assert bucket.objects() == {}  # the probe object is removed again
+    bad = archiver("check", "-c", str(config), secret="0badc0de")
+    assert bad.returncode == 2
+    assert "FAIL  ccall API" in bad.stdout
+    assert_no_secret(bad, "0badc0de")
+
+
+def test_the_daemon_archives_arriving_calls_promptly_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """run archives each call within interval + settle + a few seconds of its end; SIGTERM exits 0."""
+    dataset = Dataset(seed=3, calls_per_day=30000, max_duration=2, business_hours_share=0)
+    root = tmp_path / "archive"
+    with Simulator(dataset, api_secret=SECRET) as sim:
+        config = write_config(
+            tmp_path, sim, {"url": f"file://{root}"}, poll={"interval": "1s", "settle": "2s", "lookback": "5m"}
+        )
+        env = {**os.environ, "TEST_CCALL_SECRET": SECRET}
+        started = datetime.now(TZ)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "archiver", "run", "-c", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            time.sleep(14)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            stdout, stderr = process.communicate(timeout=30)
+        stopped = datetime.now(TZ)
+    assert process.returncode == 0, stderr
+    events = [json.loads(line)["event"] for line in stderr.splitlines()]
+    assert "poll.completed" in events
+    assert "shutdown.requested" in events
+    assert events[-1] == "daemon.stopped"
+    bound = timedelta(seconds=1 + 2 + 4)
+    measured = [
+        c
+        for c in dataset.calls_between(started - timedelta(minutes=5), stopped, stopped)
+        if started + timedelta(seconds=2) < c.end < stopped - bound
+    ]
+    assert measured, "calls should have ended while the daemon ran"
+    for call in measured:
+        cid = call.uuid if call.has_recording else None
+        sidecars = [p for p in root.rglob("*.json") if cid is None or p.stem == cid]
+        if cid is None:
+            continue
+        assert sidecars, f"call {cid} ended at {call.end} and was not archived"
+        lag = datetime.fromtimestamp(sidecars[0].stat().st_mtime, TZ) - call.end
+        assert lag < bound, f"call {cid} archived {lag} after it ended"
+    assert not [p for p in root.rglob(".*") if p.is_file()]  # no temporary file left half-written
+    assert SECRET not in stdout + stderr
+
+
+def test_the_demo_runs_from_nothing(tmp_path: Path) -> None:
+    """archiver demo archives two days from the simulator into a folder and says so."""
+    result = archiver("demo", "--dir", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo ok" in result.stdout
+    assert "second pass: 0 calls written" in result.stdout
+    assert list((tmp_path / "demo" / "archive").rglob("*.wav"))

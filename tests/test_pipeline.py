@@ -1,0 +1,303 @@
+"""The pipeline end to end: simulator over HTTP → archiver → S3 (moto over HTTP) or a folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from structlog.testing import capture_logs
+
+from archiver.app import assemble
+from archiver.clock import Clock
+from archiver.config import Config
+from archiver.keys import audio_key, sidecar_key
+from archiver.model import call_id_for_row
+from archiver.pipeline import RunReport
+from archiver.simulator import Dataset, Faults, SimCall, Simulator
+from tests.helpers import FAST, PATIENT_STORE, Bucket, FakeClock, config_for
+
+pytestmark = pytest.mark.anyio
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+SINCE = datetime(2026, 11, 1, tzinfo=TZ)
+UNTIL = datetime(2026, 11, 3, tzinfo=TZ)
+
+
+async def backfill(
+    config: Config, since: datetime = SINCE, until: datetime = UNTIL, clock: Clock | None = None
+) -> RunReport:
+    async with assemble(config, clock=clock, api_retry=FAST, download_retry=FAST, store_retry=PATIENT_STORE) as parts:
+        return await parts.archiver.backfill(since, until)
+
+
+async def poll(
+    config: Config, clock: Clock, lookback: timedelta = timedelta(hours=1), settle: timedelta = timedelta(minutes=1)
+) -> RunReport:
+    async with assemble(config, clock=clock, api_retry=FAST, download_retry=FAST, store_retry=PATIENT_STORE) as parts:
+        return await parts.archiver.poll_once(lookback=lookback, settle=settle)
+
+
+def local_objects(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def call_id(sim: Simulator, call: SimCall) -> str:
+    return call.uuid if call.has_recording else call_id_for_row(call.cdr(sim.url)["Cdr"])
+
+
+def assert_archive_is_complete(
+    objects: dict[str, bytes], sim: Simulator, calls: list[SimCall], prefix: str
+) -> dict[str, dict[str, Any]]:
+    """Every call has one sidecar; every served recording is stored byte-identical; nothing else is there."""
+    sidecars: dict[str, dict[str, Any]] = {}
+    expected_keys = set()
+    for call in calls:
+        day = call.start.date()
+        cid = call_id(sim, call)
+        key = sidecar_key(prefix, day, cid)
+        expected_keys.add(key)
+        doc = json.loads(objects[key])
+        sidecars[cid] = doc
+        assert doc["schema"] == "ccall-archiver/sidecar/v1"
+        assert doc["call_id"] == cid
+        assert doc["cdr"] == call.cdr(sim.url)["Cdr"]
+        rec = doc["recording"]
+        if not call.has_recording:
+            assert rec == {"status": "none"}
+        elif call.foreign_link:
+            assert rec["status"] == "rejected"
+        elif call.recording_missing:
+            assert rec["status"] == "missing"
+        else:
+            body = sim.dataset.recording_bytes(call)
+            akey = audio_key(prefix, day, cid, "wav")
+            expected_keys.add(akey)
+            assert objects[akey] == body
+            assert rec["status"] == "archived"
+            assert rec["key"] == akey
+            assert rec["size"] == len(body)
+            assert rec["sha256"] == hashlib.sha256(body).hexdigest()
+    assert set(objects) == expected_keys
+    return sidecars
+
+
+@pytest.fixture(params=["s3", "file"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None, str]:
+    """(storage url, endpoint, key prefix) for each kind of store."""
+    if request.param == "file":
+        return f"file://{tmp_path / 'archive'}", None, ""
+    bucket: Bucket = request.getfixturevalue("bucket")
+    return bucket.url, bucket.endpoint, "archive"
+
+
+def read_target(
+    target: tuple[str, str | None, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> dict[str, bytes]:
+    if target[1] is None:
+        return local_objects(tmp_path / "archive")
+    bucket: Bucket = request.getfixturevalue("bucket")
+    return bucket.objects()
+
+
+async def test_a_backfill_archives_every_call_and_a_second_writes_nothing(
+    sim: Simulator, tmp_path: Path, target: tuple[str, str | None, str], request: pytest.FixtureRequest
+) -> None:
+    """Every recording byte-identical, one sidecar per call (with and without recording); re-run is a no-op."""
+    config = config_for(sim, target[0], tmp_path, endpoint=target[1])
+    with capture_logs() as logs:
+        report = await backfill(config)
+    calls = sim.dataset.calls_between(SINCE, UNTIL, sim.now())
+    objects = read_target(target, tmp_path, request)
+    assert_archive_is_complete(objects, sim, calls, target[2])
+    recorded = sum(1 for c in calls if c.has_recording)
+    assert report.outcomes == {"archived": recorded, "none": len(calls) - recorded, "missing": 0, "rejected": 0}
+    assert report.complete
+    assert report.bytes == sum(c.recording_size for c in calls if c.has_recording)
+    archived_events = [e for e in logs if e["event"] == "call.archived"]
+    assert len(archived_events) == len(calls)
+    assert {"call_id", "key", "size", "seconds", "status"} <= set(archived_events[0])
+
+    again = await backfill(config)
+    assert again.done == 0
+    assert again.skipped >= len(calls)
+    assert read_target(target, tmp_path, request) == objects
+    if target[1] is not None:
+        bucket: Bucket = request.getfixturevalue("bucket")
+        assert len(bucket.versions()) == len(objects)  # nothing was written twice
+
+
+async def test_a_lost_ledger_is_rebuilt_from_the_bucket_without_duplicates(
+    sim: Simulator, tmp_path: Path, bucket: Bucket
+) -> None:
+    """With the ledger deleted, a re-run lists each day's sidecars and writes nothing."""
+    config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint)
+    first = await backfill(config)
+    versions = len(bucket.versions())
+    config.state.path.unlink()
+    with capture_logs() as logs:
+        again = await backfill(config)
+    assert again.done == 0
+    assert again.skipped >= first.done
+    assert len(bucket.versions()) == versions
+    assert not [e for e in logs if e["event"] in ("recording.already_stored", "sidecar.already_stored")]
+
+
+async def test_an_audio_object_without_its_sidecar_is_verified_and_completed(
+    sim: Simulator, tmp_path: Path, bucket: Bucket
+) -> None:
+    """After a crash between audio and sidecar, the audio is checked against a fresh download, not rewritten."""
+    config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint)
+    await backfill(config)
+    call = next(c for c in sim.dataset.calls_between(SINCE, UNTIL, sim.now()) if c.has_recording)
+    skey = sidecar_key("archive", call.start.date(), call.uuid)
+    akey = audio_key("archive", call.start.date(), call.uuid, "wav")
+    bucket.client.delete_object(Bucket=bucket.name, Key=skey)
+    config.state.path.unlink()
+    with capture_logs() as logs:
+        report = await backfill(config)
+    assert report.outcomes["archived"] == 1
+    assert {"event": "recording.already_stored", "key": akey, "log_level": "info"} in logs
+    assert (
+        json.loads(bucket.objects()[skey])["recording"]["sha256"]
+        == hashlib.sha256(sim.dataset.recording_bytes(call)).hexdigest()
+    )
+    audio_versions = [v for v in bucket.versions() if v["Key"] == akey]
+    assert len(audio_versions) == 1
+
+
+async def test_different_bytes_under_a_calls_key_are_reported_and_kept(
+    sim: Simulator, tmp_path: Path, bucket: Bucket
+) -> None:
+    """If the bucket holds other bytes than the source serves, the call fails loudly; nothing is overwritten."""
+    config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint)
+    await backfill(config)
+    call = next(c for c in sim.dataset.calls_between(SINCE, UNTIL, sim.now()) if c.has_recording)
+    skey = sidecar_key("archive", call.start.date(), call.uuid)
+    akey = audio_key("archive", call.start.date(), call.uuid, "wav")
+    bucket.client.put_object(Bucket=bucket.name, Key=akey, Body=b"RIFF tampered")
+    bucket.client.delete_object(Bucket=bucket.name, Key=skey)
+    config.state.path.unlink()
+    report = await backfill(config)
+    assert [cid for cid, _ in report.failed] == [call.uuid]
+    assert "differ from the recording now served" in report.failed[0][1]
+    assert not report.complete
+    assert bucket.objects()[akey] == b"RIFF tampered"
+    assert skey not in bucket.objects()
+
+
+async def test_late_recordings_are_parked_then_archived_by_the_daemon(
+    dataset: Dataset, tmp_path: Path, bucket: Bucket
+) -> None:
+    """A 404 on a fresh call parks it with a retry time; a later poll archives it."""
+    clock = FakeClock(datetime(2026, 11, 1, 17, 0, tzinfo=TZ))
+    with Simulator(dataset, faults=Faults(recording_delay=900), now=clock.now) as sim:
+        config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint, download={"missing_after": "6h"})
+        first = await backfill(config, SINCE, clock.now(), clock)
+        late = [
+            c
+            for c in dataset.calls_between(SINCE, clock.now(), clock.now())
+            if c.has_recording and c.end > clock.now() - timedelta(seconds=900)
+        ]
+        assert late, "the dataset should have calls that ended in the last 15 minutes"
+        assert sorted(first.parked) == sorted(c.uuid for c in late)
+        assert not first.complete
+        for call in late:
+            assert sidecar_key("archive", call.start.date(), call.uuid) not in bucket.objects()
+
+        clock.advance(minutes=20)
+        report = await poll(config, clock, lookback=timedelta(hours=2))
+        assert not report.parked
+        objects = bucket.objects()
+        for call in late:
+            doc = json.loads(objects[sidecar_key("archive", call.start.date(), call.uuid)])
+            assert doc["recording"]["status"] == "archived"
+
+
+async def test_dead_links_are_recorded_as_missing_with_what_was_tried(tmp_path: Path, bucket: Bucket) -> None:
+    """A link that never serves, past missing_after, gets a 'missing' sidecar with attempts and the last error."""
+    dataset = Dataset(seed=5, calls_per_day=30, max_duration=4, recording_missing_rate=0.3)
+    with Simulator(dataset) as sim:
+        config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint)
+        report = await backfill(config)
+        calls = dataset.calls_between(SINCE, UNTIL, sim.now())
+        sidecars = assert_archive_is_complete(bucket.objects(), sim, calls, "archive")
+    dead = [c for c in calls if c.recording_missing]
+    assert dead
+    assert report.outcomes["missing"] == len(dead)
+    assert report.complete
+    rec = sidecars[dead[0].uuid]["recording"]
+    assert rec["attempts"] == 1
+    assert rec["last_error"]["kind"] == "not_found"
+    assert rec["last_error"]["http_status"] == 404
+    assert rec["source_url"].endswith(dead[0].recording_path())
+
+
+async def test_links_to_other_hosts_are_rejected_and_recorded(tmp_path: Path, bucket: Bucket) -> None:
+    """A link to a host that is not allowed is never fetched; its sidecar says why."""
+    dataset = Dataset(seed=9, calls_per_day=30, max_duration=4, foreign_link_rate=0.3)
+    with Simulator(dataset) as sim:
+        config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint)
+        report = await backfill(config)
+        calls = dataset.calls_between(SINCE, UNTIL, sim.now())
+        sidecars = assert_archive_is_complete(bucket.objects(), sim, calls, "archive")
+    foreign = [c for c in calls if c.foreign_link]
+    assert foreign
+    assert report.outcomes["rejected"] == len(foreign)
+    reason = sidecars[foreign[0].uuid]["recording"]["reason"]
+    assert reason["kind"] == "host_not_allowed"
+    assert "169.254.169.254" in reason["message"]
+
+
+async def test_the_daemon_archives_calls_as_they_end_and_catches_up_after_downtime(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    """Each poll archives what ended before now - settle; after a day down, it catches up from its cursor."""
+    clock = FakeClock(datetime(2026, 11, 1, 10, 0, tzinfo=TZ))
+    root = tmp_path / "archive"
+    with Simulator(dataset, now=clock.now) as sim:
+        config = config_for(sim, f"file://{root}", tmp_path)
+        await poll(config, clock)
+        clock.advance(minutes=30)
+        await poll(config, clock)
+        settled = clock.now() - timedelta(minutes=1)
+        window = dataset.calls_between(datetime(2026, 11, 1, 9, 0, tzinfo=TZ), settled, clock.now())
+        ended = [c for c in window if c.end <= settled]
+        assert len(ended) >= 2
+        stored = local_objects(root)
+        for call in ended:
+            assert sidecar_key("", call.start.date(), call_id(sim, call)) in stored
+
+        clock.advance(days=1)  # down for a day: far more than the lookback
+        await poll(config, clock)
+        caught_up = dataset.calls_between(
+            datetime(2026, 11, 1, 10, 0, tzinfo=TZ), clock.now() - timedelta(hours=2), clock.now()
+        )
+        stored = local_objects(root)
+        assert caught_up
+        for call in caught_up:
+            assert sidecar_key("", call.start.date(), call_id(sim, call)) in stored
+
+
+async def test_the_sidecar_describes_the_call_and_its_recording(sim: Simulator, tmp_path: Path) -> None:
+    """An archived call's sidecar carries the parsed call and the audio parameters."""
+    config = config_for(sim, f"file://{tmp_path / 'archive'}", tmp_path)
+    await backfill(config)
+    call = next(c for c in sim.dataset.calls_between(SINCE, UNTIL, sim.now()) if c.has_recording)
+    doc = json.loads((tmp_path / "archive" / sidecar_key("", call.start.date(), call.uuid)).read_text())
+    assert doc["call"]["start_local"] == call.start.isoformat()
+    assert doc["call"]["duration_seconds"] == call.duration
+    assert doc["call"]["direction"] == call.direction
+    assert doc["recording"]["format"] == "wav"
+    assert doc["recording"]["audio"] == {
+        "duration_seconds": call.duration,
+        "sample_rate": 8000,
+        "channels": 1,
+        "bits_per_sample": 16,
+    }
+    assert doc["source"] == {"host": "127.0.0.1", "domain_name": None}
+    assert doc["archived_at"].endswith("Z")
+    assert sim.api_secret not in json.dumps(doc)
