@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import anyio
 import structlog
-from anyio.abc import ObjectReceiveStream
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from archiver import keys, sidecar
 from archiver.audio import CONTENT_TYPES
@@ -225,77 +225,29 @@ class Archiver:
         due: list[PendingCall],
         honour_schedule: bool,
     ) -> datetime | None:
-        tracker = _CursorTracker(windows)
-        in_flight: set[str] = set()
-        failed_now: set[str] = set()
-        started = self._clock.now()
+        """Read *windows* (and *due* retries) and archive what is not done, with bounded workers.
+
+        Returns the time before which every call is done or parked. A failure to read the API
+        stops the reading, lets the calls already handed out finish, then is raised.
+        """
+        batch = _Batch(self, report, windows, bounds=bounds, honour_schedule=honour_schedule)
         send, receive = anyio.create_memory_object_stream[_Work](self._concurrency)
-
-        async def worker(stream: ObjectReceiveStream[_Work]) -> None:
-            async with stream:
-                async for work in stream:
-                    ok = False
-                    try:
-                        if self._stop.is_set():
-                            report.interrupted = True
-                            continue
-                        ok = await self._handle(work, report)
-                        if not ok:
-                            failed_now.add(work.cdr.call_id)
-                    finally:
-                        in_flight.discard(work.cdr.call_id)
-                        if work.window is not None:
-                            tracker.finish(work.window, ok=ok)
-                        self._report_progress(report)
-
+        read_error: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
                 for _ in range(self._concurrency):
-                    tg.start_soon(worker, receive.clone())
+                    tg.start_soon(batch.work, receive.clone())
                 receive.close()
                 async with send:
-                    for parked in due:
-                        if self._stop.is_set():
-                            break
-                        cdr = parse_row(parked.row, self._tz)
-                        in_flight.add(cdr.call_id)
-                        await send.send(_Work(cdr, parked.day, parked, None))
-                    for index, window in enumerate(windows):
-                        if self._stop.is_set():
-                            report.interrupted = True
-                            break
-                        await self._sync_days(window.days())
-                        async for row in self._client.cdr_rows(window.query_from, window.query_to):
-                            report.rows += 1
-                            cdr = parse_row(row, self._tz)
-                            if not _in_bounds(cdr, bounds):
-                                continue
-                            call_id = cdr.call_id
-                            if call_id in in_flight or call_id in failed_now or self._ledger.is_done(call_id):
-                                report.skipped += 1
-                                continue
-                            pending = self._ledger.pending(call_id)
-                            if pending and (
-                                pending.last_attempt >= started or (honour_schedule and pending.next_attempt > started)
-                            ):
-                                report.skipped += 1
-                                continue
-                            if cdr.problems:
-                                log.warning("cdr.malformed", call_id=call_id, problems=list(cdr.problems))
-                            in_flight.add(call_id)
-                            tracker.add(index)
-                            await send.send(_Work(cdr, window.day, pending, index))
-                            if self._stop.is_set():
-                                break
-                        else:
-                            tracker.read_all(index)
-                            report.windows_done += 1
-                            continue
-                        report.interrupted = True
-                        break
+                    try:
+                        await batch.produce(send, due)
+                    except (TransientError, FatalError) as exc:
+                        read_error = exc
         except BaseExceptionGroup as group:
             raise collapse(group) from None
-        return tracker.safe_until()
+        if read_error is not None:
+            raise read_error
+        return batch.tracker.safe_until()
 
     async def _handle(self, work: _Work, report: RunReport) -> bool:
         """Archive one call; True when it is done or parked, False when it failed."""
@@ -459,6 +411,90 @@ class Archiver:
     def _report_progress(self, report: RunReport) -> None:
         if self._progress is not None:
             self._progress(report)
+
+
+class _Batch:
+    """The state of one _process run: what is in flight, what failed, how far is finished."""
+
+    def __init__(
+        self,
+        archiver: Archiver,
+        report: RunReport,
+        windows: list[Window],
+        *,
+        bounds: tuple[datetime, datetime] | None,
+        honour_schedule: bool,
+    ) -> None:
+        self.archiver = archiver
+        self.report = report
+        self.windows = windows
+        self.bounds = bounds
+        self.honour_schedule = honour_schedule
+        self.tracker = _CursorTracker(windows)
+        self.in_flight: set[str] = set()
+        self.failed: set[str] = set()
+        self.started = archiver._clock.now()
+
+    async def produce(self, send: ObjectSendStream[_Work], due: list[PendingCall]) -> None:
+        a = self.archiver
+        for parked in due:
+            if a.stopping:
+                break
+            cdr = parse_row(parked.row, a._tz)
+            self.in_flight.add(cdr.call_id)
+            await send.send(_Work(cdr, parked.day, parked, None))
+        for index, window in enumerate(self.windows):
+            if a.stopping:
+                self.report.interrupted = True
+                return
+            await a._sync_days(window.days())
+            async for row in a._client.cdr_rows(window.query_from, window.query_to):
+                self.report.rows += 1
+                work = self._admit(parse_row(row, a._tz), window, index)
+                if work is not None:
+                    await send.send(work)
+                if a.stopping:
+                    self.report.interrupted = True
+                    return
+            self.tracker.read_all(index)
+            self.report.windows_done += 1
+
+    def _admit(self, cdr: Cdr, window: Window, index: int) -> _Work | None:
+        """The work for *cdr*, or None when it is out of range, done, busy or not due."""
+        if not _in_bounds(cdr, self.bounds):
+            return None
+        ledger, call_id = self.archiver._ledger, cdr.call_id
+        if call_id in self.in_flight or call_id in self.failed or ledger.is_done(call_id):
+            self.report.skipped += 1
+            return None
+        pending = ledger.pending(call_id)
+        if pending and (
+            pending.last_attempt >= self.started or (self.honour_schedule and pending.next_attempt > self.started)
+        ):
+            self.report.skipped += 1
+            return None
+        if cdr.problems:
+            log.warning("cdr.malformed", call_id=call_id, problems=list(cdr.problems))
+        self.in_flight.add(call_id)
+        self.tracker.add(index)
+        return _Work(cdr, window.day, pending, index)
+
+    async def work(self, stream: ObjectReceiveStream[_Work]) -> None:
+        async with stream:
+            async for work in stream:
+                ok = False
+                try:
+                    if self.archiver.stopping:
+                        self.report.interrupted = True
+                        continue
+                    ok = await self.archiver._handle(work, self.report)
+                    if not ok:
+                        self.failed.add(work.cdr.call_id)
+                finally:
+                    self.in_flight.discard(work.cdr.call_id)
+                    if work.window is not None:
+                        self.tracker.finish(work.window, ok=ok)
+                    self.archiver._report_progress(self.report)
 
 
 def _in_bounds(cdr: Cdr, bounds: tuple[datetime, datetime] | None) -> bool:

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 import yaml
 
 from archiver.simulator import Dataset, Simulator
-from tests.helpers import Bucket
+from tests.helpers import Bucket, free_port, wait_for_port
 
 SECRET = "9f8e7d6c"
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -210,3 +211,52 @@ def test_the_demo_runs_from_nothing(tmp_path: Path) -> None:
     assert "demo ok" in result.stdout
     assert "second pass: 0 calls written" in result.stdout
     assert list((tmp_path / "demo" / "archive").rglob("*.wav"))
+
+
+def test_simulate_serves_the_api_on_the_given_port(tmp_path: Path) -> None:
+    """archiver simulate listens where told and answers the CDR API with its printed credentials."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "archiver",
+            "simulate",
+            "--port",
+            str(port),
+            "--calls-per-day",
+            "10",
+            "--fault",
+            "recording_delay=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in banner
+        wait_for_port(port)
+        body = {
+            "submission": {
+                "api_key": "a1b2c3d4",
+                "api_secret": "5e6f7a8b",
+                "date_range": {"from": "2026-11-01 00:00", "to": "2026-11-01 23:59"},
+            }
+        }
+        answer = httpx.post(f"http://127.0.0.1:{port}/cdrs/json", json=body).json()
+        assert 8 <= len(answer["response"]) <= 12
+        assert set(answer["response"][0]["Cdr"]) >= {"recording_file", "start", "duration", "status"}
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    assert process.returncode == 0
+
+
+def test_simulate_refuses_an_unknown_fault() -> None:
+    """A fault name the simulator does not know is a usage error that lists the known ones."""
+    result = archiver("simulate", "--fault", "gremlins=1")
+    assert result.returncode == 2
+    assert "unknown fault 'gremlins=1'" in result.stderr
+    assert "api_error_rate" in result.stderr

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from archiver.app import assemble
 from archiver.clock import Clock
 from archiver.config import Config
+from archiver.errors import ApiUnavailable
 from archiver.keys import audio_key, sidecar_key
 from archiver.model import call_id_for_row
 from archiver.pipeline import RunReport
@@ -301,3 +302,26 @@ async def test_the_sidecar_describes_the_call_and_its_recording(sim: Simulator, 
     assert doc["source"] == {"host": "127.0.0.1", "domain_name": None}
     assert doc["archived_at"].endswith("Z")
     assert sim.api_secret not in json.dumps(doc)
+
+
+async def test_an_api_outage_mid_run_lets_calls_in_flight_finish_then_fails(dataset: Dataset, tmp_path: Path) -> None:
+    """When the API stops answering, the calls already handed out are completed; no audio lacks its sidecar."""
+    root = tmp_path / "archive"
+    with Simulator(dataset) as sim:
+        config = config_for(sim, f"file://{root}", tmp_path)
+
+        def break_api_after_three(report: RunReport) -> None:
+            if report.done >= 3:
+                sim.faults.api_error_rate = 1.0
+
+        async with assemble(
+            config, api_retry=FAST, download_retry=FAST, store_retry=PATIENT_STORE, progress=break_api_after_three
+        ) as parts:
+            with pytest.raises(ApiUnavailable, match="answered HTTP 50"):
+                await parts.archiver.backfill(SINCE, UNTIL)
+            assert parts.ledger.count_done() >= 3
+    stored = local_objects(root)
+    audio = {k.rsplit(".", 1)[0] for k in stored if k.endswith(".wav")}
+    sidecars = {k.rsplit(".", 1)[0] for k in stored if k.endswith(".json")}
+    assert audio <= sidecars
+    assert len(sidecars) >= 3
