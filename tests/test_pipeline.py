@@ -218,14 +218,21 @@ async def test_late_recordings_are_parked_then_archived_by_the_daemon(
             assert doc["recording"]["status"] == "archived"
 
 
-async def test_dead_links_are_recorded_as_missing_with_what_was_tried(tmp_path: Path, bucket: Bucket) -> None:
-    """A link that never serves, past missing_after, gets a 'missing' sidecar with attempts and the last error."""
-    dataset = Dataset(seed=5, calls_per_day=30, max_duration=4, recording_missing_rate=0.3)
+async def backfill_checked(
+    dataset: Dataset, tmp_path: Path, bucket: Bucket
+) -> tuple[RunReport, list[SimCall], dict[str, dict[str, Any]]]:
+    """Backfill *dataset* into *bucket* and check the archive is complete; the report, calls and sidecars."""
     with Simulator(dataset) as sim:
         config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint)
         report = await backfill(config)
         calls = dataset.calls_between(SINCE, UNTIL, sim.now())
-        sidecars = assert_archive_is_complete(bucket.objects(), sim, calls, "archive")
+        return report, calls, assert_archive_is_complete(bucket.objects(), sim, calls, "archive")
+
+
+async def test_dead_links_are_recorded_as_missing_with_what_was_tried(tmp_path: Path, bucket: Bucket) -> None:
+    """A link that never serves, past missing_after, gets a 'missing' sidecar with attempts and the last error."""
+    dataset = Dataset(seed=5, calls_per_day=30, max_duration=4, recording_missing_rate=0.3)
+    report, calls, sidecars = await backfill_checked(dataset, tmp_path, bucket)
     dead = [c for c in calls if c.recording_missing]
     assert dead
     assert report.outcomes["missing"] == len(dead)
@@ -240,11 +247,7 @@ async def test_dead_links_are_recorded_as_missing_with_what_was_tried(tmp_path: 
 async def test_links_to_other_hosts_are_rejected_and_recorded(tmp_path: Path, bucket: Bucket) -> None:
     """A link to a host that is not allowed is never fetched; its sidecar says why."""
     dataset = Dataset(seed=9, calls_per_day=30, max_duration=4, foreign_link_rate=0.3)
-    with Simulator(dataset) as sim:
-        config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint)
-        report = await backfill(config)
-        calls = dataset.calls_between(SINCE, UNTIL, sim.now())
-        sidecars = assert_archive_is_complete(bucket.objects(), sim, calls, "archive")
+    report, calls, sidecars = await backfill_checked(dataset, tmp_path, bucket)
     foreign = [c for c in calls if c.foreign_link]
     assert foreign
     assert report.outcomes["rejected"] == len(foreign)
