@@ -18,6 +18,7 @@ from archiver.clock import Clock
 from archiver.config import Config
 from archiver.fetch import Fetcher, LinkPolicy
 from archiver.ledger import Ledger
+from archiver.metrics import Health, Metrics
 from archiver.pipeline import Archiver, RunReport
 from archiver.retry import RetryPolicy
 from archiver.store import Store
@@ -34,6 +35,7 @@ class Parts:
     store: Store
     ledger: Ledger
     archiver: Archiver
+    http: httpx.AsyncClient  # for small requests of our own (the dead-man ping)
 
 
 def store_identity(config: Config) -> str:
@@ -75,6 +77,8 @@ async def assemble(
     download_retry: RetryPolicy | None = None,
     store_retry: RetryPolicy | None = None,
     progress: Callable[[RunReport], None] | None = None,
+    metrics: Metrics | None = None,
+    health: Health | None = None,
 ) -> AsyncIterator[Parts]:
     """Open every part *config* names and close them all on exit.
 
@@ -126,8 +130,10 @@ async def assemble(
             clock=clock,
             progress=progress,
             store_retry=store_retry,
+            metrics=metrics,
+            health=health,
         )
-        yield Parts(config=config, client=client, store=store, ledger=ledger, archiver=archiver)
+        yield Parts(config=config, client=client, store=store, ledger=ledger, archiver=archiver, http=api_http)
     finally:
         await api_http.aclose()
         await download_http.aclose()

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,16 +22,21 @@ import anyio
 import structlog
 
 from archiver import __version__, logs
-from archiver.app import assemble
-from archiver.cli_report import print_report
+from archiver.app import assemble, store_identity
+from archiver.ccall import CcallClient
+from archiver.cli_report import print_report, print_status
+from archiver.clock import SystemClock
 from archiver.config import Config, load_config
-from archiver.daemon import poll_forever, supervised
+from archiver.daemon import Daemon, DeadManPing, supervised
 from archiver.demo import run_demo
 from archiver.errors import ArchiverError, ConfigError, FatalError, TransientError
 from archiver.ledger import Ledger
+from archiver.metrics import Health, Metrics, serve
+from archiver.notify import Notifier
 from archiver.pipeline import RunReport
+from archiver.progress import BackfillProgress, TerminalLogStream
 from archiver.simulator import Dataset, Faults, Simulator
-from archiver.store import put_bytes
+from archiver.store import Store, put_bytes
 from archiver.windows import parse_date_argument
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -60,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archiver", description="Archive a ccall.vn PBX's call recordings into S3.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", choices=logs.LEVELS, default="info")
+    parser.add_argument(
+        "--log-level", choices=logs.LEVELS, default=None, help="default info (warning under a progress bar)"
+    )
     parser.add_argument(
         "--log-format",
         choices=("auto", "json", "console"),
@@ -84,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--until", metavar="DATE", help="exclusive; default now")
     backfill.add_argument("--dry-run", action="store_true", help="list what would be archived; write nothing")
     command("check", _check, "check the configuration, the API credentials and the bucket")
+    status = command("status", _status, "show the daemon's progress from its ledger (no network)")
+    status.add_argument("--json", action="store_true", help="print one JSON document")
 
     simulate = command("simulate", _simulate, "serve the bundled ccall API simulator", config=False)
     simulate.add_argument("--host", default="127.0.0.1")
@@ -106,10 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup(args: argparse.Namespace) -> Config:
+def _setup(args: argparse.Namespace, *, stream: logs.LogStream | None = None, quiet: bool = False) -> Config:
+    """Load the configuration and set up logging (*quiet*: warnings only, unless --log-level says)."""
     config = load_config(args.config)
     json_lines = {"auto": None, "json": True, "console": False}[args.log_format]
-    logs.configure(level=args.log_level, json_lines=json_lines, secrets=config.secrets())
+    level = args.log_level or ("warning" if quiet else "info")
+    logs.configure(level=level, json_lines=json_lines, secrets=config.secrets(), stream=stream)
     return config
 
 
@@ -132,43 +145,97 @@ def _dates(args: argparse.Namespace, config: Config) -> tuple[datetime, datetime
 
 def _run(args: argparse.Namespace) -> int:
     config = _setup(args)
+    poll = config.poll
+    interval = poll.interval.total_seconds()
+    metrics = Metrics()
+    metrics.install_retry_hook()
+    notifier = Notifier()
+    stall = max(300.0, 3 * interval, 2 * (notifier.watchdog_seconds or 0))
+    health = Health(stall_after=stall, ready_within=max(180.0, 3 * interval))
 
     async def go() -> None:
-        async with assemble(config) as parts:
+        async with assemble(config, metrics=metrics, health=health) as parts:
+            server = _serve_metrics(config, metrics, health)
             try:
-                regs = await parts.client.registrations()
-            except TransientError as exc:
-                log.info("daemon.api_unreachable", error=str(exc))
-            else:
-                log.info("daemon.started", registrations=len(regs), store=parts.store.description)
-            poll = config.poll
-            await supervised(
-                parts.archiver,
-                lambda: poll_forever(
-                    parts.archiver, interval=poll.interval, lookback=poll.lookback, settle=poll.settle
-                ),
-                grace=SHUTDOWN_GRACE,
-            )
+                ready = await _preflight(parts.client, parts.store, config)
+                if ready:
+                    notifier.ready(f"started; archiving into {parts.store.description}")
+                ping = DeadManPing(parts.http, poll.ping_url) if poll.ping_url else None
+                daemon = Daemon(
+                    parts.archiver,
+                    ledger=parts.ledger,
+                    client=parts.client,
+                    poll=poll,
+                    clock=SystemClock(),
+                    metrics=metrics,
+                    health=health,
+                    notifier=notifier,
+                    ping=ping,
+                    ready=ready,
+                    secrets=config.secrets(),
+                )
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(notifier.watchdog, health)
+                    await supervised(parts.archiver, daemon.run, grace=SHUTDOWN_GRACE, on_stop=notifier.stopping)
+                    tg.cancel_scope.cancel()
+            finally:
+                if server is not None:
+                    server.shutdown()
             log.info("daemon.stopped")
 
     anyio.run(go)
     return EXIT_OK
 
 
+def _serve_metrics(config: Config, metrics: Metrics, health: Health) -> ThreadingHTTPServer | None:
+    if config.metrics.listen is None:
+        return None
+    try:
+        server = serve(config.metrics.listen, metrics, health)
+    except OSError as exc:
+        raise ConfigError([f"At 'metrics.listen': cannot listen on {config.metrics.listen}: {exc.strerror}"]) from None
+    log.info("metrics.listening", address=config.metrics.listen)
+    return server
+
+
+async def _preflight(client: CcallClient, store: Store, config: Config) -> bool:
+    """True when the API and the bucket both answered; FatalError when either refused us."""
+    answered = True
+    try:
+        regs = await client.registrations()
+        log.info("daemon.api_answered", registrations=len(regs))
+    except TransientError as exc:
+        log.warning("daemon.api_unreachable", error=str(exc))
+        answered = False
+    try:
+        async for _ in store.list_keys("/".join(p for p in (config.storage.prefix, "_archiver/") if p)):
+            break
+        log.info("daemon.store_answered", store=store.description)
+    except TransientError as exc:
+        log.warning("daemon.store_unreachable", error=str(exc))
+        answered = False
+    return answered
+
+
 # -- backfill ---------------------------------------------------------------------------------
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    config = _setup(args)
+    terminal = sys.stderr.isatty() and not args.dry_run
+    config = _setup(args, stream=TerminalLogStream(sys.stderr) if terminal else None, quiet=terminal)
     since, until = _dates(args, config)
     if args.dry_run:
         return _dry_run(config, since, until)
+    progress = BackfillProgress(terminal=terminal)
 
     async def go() -> RunReport | None:
-        async with assemble(config) as parts:
+        async with assemble(config, progress=progress) as parts:
             return await supervised(parts.archiver, lambda: parts.archiver.backfill(since, until), grace=SHUTDOWN_GRACE)
 
-    report = anyio.run(go)
+    try:
+        report = anyio.run(go)
+    finally:
+        progress.close()
     if report is None:
         print("backfill interrupted; run it again to finish (nothing is written twice)", file=sys.stderr)
         return EXIT_FAILED
@@ -235,6 +302,27 @@ def _check(args: argparse.Namespace) -> int:
         return worst
 
     return anyio.run(go)
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = _setup(args)
+    path = config.state.path
+    if not path.exists():
+        print(
+            f"archiver: no ledger at {path} (state.path): the archiver has not run with this configuration",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    ledger = Ledger.open(path, store_identity=store_identity(config))
+    try:
+        status = ledger.status(datetime.now(UTC))
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print_status(status, sys.stdout)
+    return EXIT_OK
 
 
 # -- simulate and demo ------------------------------------------------------------------------

@@ -36,7 +36,8 @@ from archiver.units import parse_duration, parse_size
 Size = Annotated[int, BeforeValidator(parse_size)]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
-_SECRET_KEYS = frozenset({"api_key", "api_secret"})
+_FILE_SECRETS = ("api_key", "api_secret")  # may also come from source.<name>_file
+_SECRET_KEYS = frozenset({*_FILE_SECRETS, "ping_url"})  # values never echoed in a problem
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -188,6 +189,14 @@ class PollConfig(_Model):
     interval: Duration = timedelta(seconds=60)
     lookback: Duration = timedelta(hours=6)
     settle: Duration = timedelta(minutes=2)
+    ping_url: str | None = None
+
+    @field_validator("ping_url")
+    @classmethod
+    def _check_ping_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @model_validator(mode="after")
     def _check_order(self) -> PollConfig:
@@ -227,8 +236,11 @@ class Config(_Model):
     metrics: MetricsConfig = MetricsConfig()
 
     def secrets(self) -> tuple[str, ...]:
-        """The values that must never be printed."""
-        return (self.source.api_key.get_secret_value(), self.source.api_secret.get_secret_value())
+        """The values that must never be printed (a ping URL's path is its token)."""
+        found = [self.source.api_key.get_secret_value(), self.source.api_secret.get_secret_value()]
+        if self.poll.ping_url:
+            found.append(self.poll.ping_url)
+        return tuple(found)
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -303,7 +315,7 @@ def _read_secret_files(data: dict[str, Any], problems: list[str]) -> None:
     section = data.get("source")
     if not isinstance(section, dict):
         return
-    for name in sorted(_SECRET_KEYS):
+    for name in _FILE_SECRETS:
         file_key = f"{name}_file"
         if file_key not in section:
             continue
@@ -345,7 +357,7 @@ def _describe(err: Any) -> str:
         hint = f" (did you mean {guess[0]!r}?)" if guess else (f" (known keys: {', '.join(known)})" if known else "")
         return f"At {key!r}: unknown key{hint}"
     if kind == "missing":
-        extra = f" (or set {key}_file)" if loc and loc[-1] in _SECRET_KEYS else ""
+        extra = f" (or set {key}_file)" if loc and loc[-1] in _FILE_SECRETS else ""
         return f"At {key!r}: required{extra}"
     message = str(err["msg"]).removeprefix("Value error, ")
     value = err.get("input")

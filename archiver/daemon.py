@@ -1,28 +1,46 @@
-"""The daemon's poll loop and the shutdown both commands share.
+"""The daemon: a drift-corrected poll loop, and the shutdown both commands share.
 
-SIGTERM or SIGINT stops the taking of new work; calls already being archived get
-``grace`` to finish, then are cancelled (a write in progress completes first: every store write
-is atomic, so nothing is left half-written). A second signal cancels at once.
+SIGTERM or SIGINT stops the taking of new work; calls already being archived get ``grace`` to
+finish, then are cancelled (a write in progress completes first: every store write is atomic,
+so nothing is left half-written). A second signal cancels at once.
+
+After each poll the daemon tells the outside world how it went: the ledger (for
+``archiver status``), the metrics and readiness, systemd's ``STATUS=``, and the dead-man ping.
 """
 
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
 import anyio
+import httpx
 import structlog
 
-from archiver.errors import TransientError, collapse
+from archiver.ccall import CcallClient
+from archiver.clock import Clock
+from archiver.config import PollConfig
+from archiver.errors import TransientError, collapse, redact
+from archiver.ledger import Ledger
+from archiver.metrics import Health, Metrics, failure_class
+from archiver.notify import Notifier
 from archiver.pipeline import Archiver, RunReport
+from archiver.units import format_duration
 
 log = structlog.get_logger("archiver.daemon")
 T = TypeVar("T")
 
 
-async def supervised(archiver: Archiver, work: Callable[[], Awaitable[T]], *, grace: timedelta) -> T | None:
+async def supervised(
+    archiver: Archiver,
+    work: Callable[[], Awaitable[T]],
+    *,
+    grace: timedelta,
+    on_stop: Callable[[], None] | None = None,
+) -> T | None:
     """Run *work*; on a signal stop *archiver* gracefully. None when cancelled by shutdown."""
     result: T | None = None
     try:
@@ -32,16 +50,15 @@ async def supervised(archiver: Archiver, work: Callable[[], Awaitable[T]], *, gr
             async def watch() -> None:
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                     async for signum in signals:
+                        name = signal.Signals(signum).name
                         if not archiver.stopping:
-                            log.info(
-                                "shutdown.requested",
-                                signal=signal.Signals(signum).name,
-                                grace_seconds=grace.total_seconds(),
-                            )
+                            log.info("shutdown.requested", signal=name, grace_seconds=grace.total_seconds())
                             archiver.stop()
+                            if on_stop:
+                                on_stop()
                             tg.start_soon(_cancel_after, scope, grace.total_seconds())
                         else:
-                            log.warning("shutdown.forced", signal=signal.Signals(signum).name)
+                            log.warning("shutdown.forced", signal=name)
                             scope.cancel()
 
             tg.start_soon(watch)
@@ -60,41 +77,140 @@ async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
         scope.cancel()
 
 
-async def poll_forever(
-    archiver: Archiver,
-    *,
-    interval: timedelta,
-    lookback: timedelta,
-    settle: timedelta,
-    on_poll: Callable[[RunReport | None, Exception | None], None] | None = None,
-) -> None:
-    """Poll every *interval* (drift-corrected: a slow poll shortens the next wait) until stopped.
+class DeadManPing:
+    """Hits a healthchecks.io-style URL after each poll: the URL on success, ``URL/fail`` on failure.
 
-    A poll that fails for a reason that may pass is logged and tried again next tick;
-    a FatalError ends the loop.
+    The URL is a secret (its path is the check's token), so it is never logged.
     """
-    period = interval.total_seconds()
-    next_tick = anyio.current_time()
-    while not archiver.stopping:
+
+    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+        self._http = http
+        self._url = url.rstrip("/")
+
+    async def success(self) -> None:
+        await self._hit(self._url, "")
+
+    async def failure(self, error: str) -> None:
+        await self._hit(self._url + "/fail", error)
+
+    async def _hit(self, url: str, body: str) -> None:
         try:
-            report = await archiver.poll_once(lookback=lookback, settle=settle)
+            response = await self._http.post(url, content=body.encode()[:10_000], timeout=10)
+        except httpx.HTTPError as exc:
+            log.warning("ping.failed", error=type(exc).__name__)
+            return
+        if response.status_code >= 400:
+            log.warning("ping.failed", http_status=response.status_code)
+
+
+class Daemon:
+    """Polls every ``poll.interval`` until the archiver is stopped."""
+
+    def __init__(
+        self,
+        archiver: Archiver,
+        *,
+        ledger: Ledger,
+        client: CcallClient,
+        poll: PollConfig,
+        clock: Clock,
+        metrics: Metrics,
+        health: Health,
+        notifier: Notifier,
+        ping: DeadManPing | None = None,
+        ready: bool = False,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self._archiver = archiver
+        self._ledger = ledger
+        self._client = client
+        self._poll = poll
+        self._clock = clock
+        self._metrics = metrics
+        self._health = health
+        self._notifier = notifier
+        self._ping = ping
+        self._ready = ready
+        self._secrets = secrets
+
+    async def run(self) -> None:
+        """Poll, then wait for the next tick (drift-corrected: a slow poll shortens the wait)."""
+        period = self._poll.interval.total_seconds()
+        next_tick = anyio.current_time()
+        while not self._archiver.stopping:
+            await self.poll_once()
+            next_tick = max(next_tick + period, anyio.current_time())
+            while not self._archiver.stopping and (remaining := next_tick - anyio.current_time()) > 0:
+                with anyio.move_on_after(min(remaining, 1.0)):
+                    await self._archiver.wait_stopped()
+                self._health.beat()  # idle is alive
+
+    async def poll_once(self) -> RunReport | None:
+        """One poll and its reporting. Transient failures are reported, not raised."""
+        began = time.monotonic()
+        self._health.beat()
+        try:
+            report = await self._archiver.poll_once(lookback=self._poll.lookback, settle=self._poll.settle)
         except TransientError as exc:
-            log.error("poll.failed", error=str(exc))
-            if on_poll:
-                on_poll(None, exc)
+            await self._failed(str(exc), exc)
+            return None
+        finally:
+            self._metrics.poll_duration.observe(time.monotonic() - began)
+        await self._count_registrations()
+        if report.failed:
+            call_id, error = report.failed[0]
+            await self._failed(f"{len(report.failed)} call(s) failed, e.g. {call_id}: {error}", None, report)
+            return report
+        now = self._clock.now()
+        cursor = self._ledger.cursor()
+        lag = (now - cursor).total_seconds() if cursor else None
+        self._health.poll_succeeded()
+        self._metrics.poll_succeeded(lag)
+        self._metrics.pending.set(self._ledger.count_pending())
+        self._ledger.record_poll(now, ok=True, summary=_summary(report))
+        status = self._status_line(lag)
+        if self._ready:
+            self._notifier.status(status)
         else:
-            log.info(
-                "poll.completed",
-                **report.outcomes,
-                parked=len(report.parked),
-                failed=len(report.failed),
-                skipped=report.skipped,
-                rows=report.rows,
-            )
-            if on_poll:
-                on_poll(report, None)
-        next_tick += period
-        now = anyio.current_time()
-        next_tick = max(next_tick, now)
-        with anyio.move_on_after(next_tick - now):
-            await archiver.wait_stopped()
+            self._notifier.ready(status)
+            self._ready = True
+        log.info("poll.completed", **_summary(report), cursor_lag_seconds=lag)
+        if self._ping:
+            await self._ping.success()
+        return report
+
+    async def _failed(self, error: str, exc: BaseException | None, report: RunReport | None = None) -> None:
+        error = redact(error, self._secrets)
+        self._health.poll_failed(error)
+        if exc is not None:
+            self._metrics.failures.labels(**{"class": failure_class(exc)}).inc()
+        self._ledger.record_poll(self._clock.now(), ok=False, error=error, summary=_summary(report) if report else None)
+        self._notifier.status(f"poll failed: {error[:200]}")
+        log.error("poll.failed", error=error)
+        if self._ping:
+            await self._ping.failure(error)
+
+    async def _count_registrations(self) -> None:
+        try:
+            regs = await self._client.registrations()
+        except TransientError as exc:
+            log.warning("registrations.unavailable", error=str(exc))
+            return
+        self._metrics.registered.set(len({r.extension for r in regs}))
+
+    def _status_line(self, lag: float | None) -> str:
+        done = self._ledger.count_done()
+        pending = self._ledger.count_pending()
+        failing = len(self._ledger.failures())
+        lag_text = format_duration(timedelta(seconds=lag)) if lag is not None else "n/a"
+        return f"{done} calls archived, {pending} waiting for recordings, {failing} failing; cursor lag {lag_text}"
+
+
+def _summary(report: RunReport) -> dict[str, int]:
+    return {
+        **report.outcomes,
+        "parked": len(report.parked),
+        "failed": len(report.failed),
+        "skipped": report.skipped,
+        "rows": report.rows,
+    }

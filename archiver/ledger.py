@@ -82,7 +82,7 @@ class Ledger:
         """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
@@ -202,6 +202,43 @@ class Ledger:
 
     def set_cursor(self, moment: datetime) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor', ?)", (moment.astimezone(UTC).isoformat(),))
+
+    # -- what `archiver status` shows -------------------------------------------------------
+
+    def record_poll(
+        self, at: datetime, *, ok: bool, error: str | None = None, summary: dict[str, Any] | None = None
+    ) -> None:
+        """Remember the outcome of the daemon's latest poll (and its latest success)."""
+        doc = {"at": at.astimezone(UTC).isoformat(), "ok": ok, "error": error, "summary": summary or {}}
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_poll', ?)", (json.dumps(doc),))
+            if ok:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_success', ?)", (doc["at"],))
+
+    def status(self, now: datetime) -> dict[str, Any]:
+        """Everything the ledger knows about progress, as plain JSON-ready data."""
+        meta = dict(self._db.execute("SELECT name, value FROM meta").fetchall())
+        cursor = self.cursor()
+        counts = dict(self._db.execute("SELECT status, count(*) FROM calls GROUP BY status").fetchall())
+        pending = self._db.execute("SELECT count(*), min(next_attempt), min(first_attempt) FROM pending").fetchone()
+        failures = [
+            {"call_id": r[0], "day": r[1], "error": r[2], "at": datetime.fromtimestamp(r[3], UTC).isoformat()}
+            for r in self._db.execute("SELECT call_id, day, error, at FROM failures ORDER BY at")
+        ]
+        return {
+            "store": meta.get("store"),
+            "cursor": cursor.isoformat() if cursor else None,
+            "cursor_lag_seconds": round((now - cursor).total_seconds(), 1) if cursor else None,
+            "calls": {k: counts.get(k, 0) for k in ("archived", "none", "missing", "rejected", "stored")},
+            "pending": {
+                "count": pending[0],
+                "next_attempt": datetime.fromtimestamp(pending[1], UTC).isoformat() if pending[1] else None,
+                "oldest_first_attempt": datetime.fromtimestamp(pending[2], UTC).isoformat() if pending[2] else None,
+            },
+            "failures": failures,
+            "last_poll": json.loads(meta["last_poll"]) if "last_poll" in meta else None,
+            "last_success": meta.get("last_success"),
+        }
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

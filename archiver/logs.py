@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO, cast
 
 import structlog
 
@@ -18,15 +18,23 @@ from archiver.errors import redact
 LEVELS = ("debug", "info", "warning", "error")
 
 
+class LogStream(Protocol):
+    """Where log lines go: a text file, or anything that writes like one."""
+
+    def write(self, text: str, /) -> int: ...
+    def flush(self) -> None: ...
+    def isatty(self) -> bool: ...
+
+
 def configure(
     *,
     level: str = "info",
     json_lines: bool | None = None,
     secrets: Iterable[str] = (),
-    stream: TextIO | None = None,
+    stream: LogStream | None = None,
 ) -> None:
     """Set up structlog for the whole process. *json_lines* None: JSON unless on a terminal."""
-    out = stream or sys.stderr
+    out: LogStream = stream or sys.stderr
     if json_lines is None:
         json_lines = not out.isatty()
     hidden = tuple(s for s in secrets if s)
@@ -48,7 +56,7 @@ def configure(
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, out)),
         cache_logger_on_first_use=False,
     )
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore"):

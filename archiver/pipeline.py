@@ -37,6 +37,7 @@ from archiver.errors import (
 from archiver.fetch import Download, Fetcher
 from archiver.keys import parse_call_key
 from archiver.ledger import Ledger, PendingCall
+from archiver.metrics import Health, Metrics, failure_class
 from archiver.model import Cdr, parse_row
 from archiver.retry import RetryPolicy
 from archiver.store import Store, put_bytes
@@ -137,6 +138,8 @@ class Archiver:
         park_initial: timedelta = timedelta(minutes=1),
         park_max: timedelta = timedelta(hours=1),
         progress: Callable[[RunReport], None] | None = None,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
     ) -> None:
         self._client = client
         self._fetcher = fetcher
@@ -152,6 +155,8 @@ class Archiver:
         self._park_initial = park_initial
         self._park_max = park_max
         self._progress = progress
+        self._metrics = metrics or Metrics()
+        self._health = health or Health(stall_after=float("inf"), ready_within=float("inf"))
         self._stop = anyio.Event()
 
     def stop(self) -> None:
@@ -254,23 +259,32 @@ class Archiver:
         cdr = work.cdr
         day = cdr.day(work.fallback_day)
         began = time.monotonic()
+        self._metrics.in_flight.inc()
         try:
             status, recording = await self._archive(cdr, day, work.pending)
         except FatalError:
             raise
         except (TransientError, CallError, OSError) as exc:
-            self._fail(cdr, day, str(exc), report)
+            self._fail(cdr, day, str(exc), exc, report)
             return False
         except Exception as exc:  # a bug must cost one call, not the archive
             log.exception("call.crashed", call_id=cdr.call_id)
-            self._fail(cdr, day, f"internal error: {type(exc).__name__}: {exc}", report)
+            self._fail(cdr, day, f"internal error: {type(exc).__name__}: {exc}", exc, report)
             return False
+        finally:
+            self._metrics.in_flight.dec()
+            self._health.beat()
         if status == "parked":
             report.parked.append(cdr.call_id)
+            self._metrics.parked.inc()
             return True
         report.outcomes[status] += 1
         size = recording.get("size", 0) if recording else 0
         report.bytes += size
+        self._metrics.calls.labels(outcome=status).inc()
+        if status == "archived":
+            self._metrics.recordings.inc()
+            self._metrics.bytes.inc(size)
         log.info(
             "call.archived",
             call_id=cdr.call_id,
@@ -282,8 +296,9 @@ class Archiver:
         )
         return True
 
-    def _fail(self, cdr: Cdr, day: date, error: str, report: RunReport) -> None:
+    def _fail(self, cdr: Cdr, day: date, error: str, exc: BaseException, report: RunReport) -> None:
         report.failed.append((cdr.call_id, error))
+        self._metrics.failures.labels(**{"class": failure_class(exc)}).inc()
         self._ledger.record_failure(cdr.call_id, day, error, self._clock.now())
         log.error("call.failed", call_id=cdr.call_id, error=error)
 
@@ -442,7 +457,7 @@ class _Batch:
                 break
             cdr = parse_row(parked.row, a._tz)
             self.in_flight.add(cdr.call_id)
-            await send.send(_Work(cdr, parked.day, parked, None))
+            await self._send(send, _Work(cdr, parked.day, parked, None))
         for index, window in enumerate(self.windows):
             if a.stopping:
                 self.report.interrupted = True
@@ -450,14 +465,19 @@ class _Batch:
             await a._sync_days(window.days())
             async for row in a._client.cdr_rows(window.query_from, window.query_to):
                 self.report.rows += 1
+                a._health.beat()
                 work = self._admit(parse_row(row, a._tz), window, index)
                 if work is not None:
-                    await send.send(work)
+                    await self._send(send, work)
                 if a.stopping:
                     self.report.interrupted = True
                     return
             self.tracker.read_all(index)
             self.report.windows_done += 1
+
+    async def _send(self, send: ObjectSendStream[_Work], work: _Work) -> None:
+        self.archiver._metrics.queue_depth.inc()
+        await send.send(work)
 
     def _admit(self, cdr: Cdr, window: Window, index: int) -> _Work | None:
         """The work for *cdr*, or None when it is out of range, done, busy or not due."""
@@ -482,6 +502,7 @@ class _Batch:
     async def work(self, stream: ObjectReceiveStream[_Work]) -> None:
         async with stream:
             async for work in stream:
+                self.archiver._metrics.queue_depth.dec()
                 ok = False
                 try:
                     if self.archiver.stopping:

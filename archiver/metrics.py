@@ -1,0 +1,171 @@
+"""What the daemon tells its monitoring: Prometheus metrics, liveness and readiness.
+
+``Metrics`` owns a private registry (so tests and several archivers in one process do not
+collide) and the instruments the pipeline updates. ``Health`` tracks the poll loop's heartbeat
+and its last successful poll; the watchdog, ``/healthz`` and ``/readyz`` read it.
+``serve`` exposes both on ``metrics.listen`` from a thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import stamina.instrumentation
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from archiver import __version__
+from archiver.errors import (
+    ApiUnavailable,
+    ArchiveConflict,
+    RecordingUnavailable,
+    StoreUnavailable,
+)
+
+
+def failure_class(exc: BaseException) -> str:
+    """A small, fixed label for what failed: api, store, recording, conflict, local, other."""
+    if isinstance(exc, ApiUnavailable):
+        return "api"
+    if isinstance(exc, StoreUnavailable):
+        return "store"
+    if isinstance(exc, RecordingUnavailable):
+        return "recording"
+    if isinstance(exc, ArchiveConflict):
+        return "conflict"
+    if isinstance(exc, OSError):
+        return "local"
+    return "other"
+
+
+class Metrics:
+    """The archiver's instruments, in their own registry. Names follow Prometheus conventions."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.calls = Counter("archiver_calls", "Calls finished, by outcome.", ["outcome"], registry=r)
+        self.recordings = Counter("archiver_recordings_archived", "Recordings stored in the archive.", registry=r)
+        self.bytes = Counter("archiver_archived_bytes", "Bytes of audio stored in the archive.", registry=r)
+        self.failures = Counter(
+            "archiver_failures", "Failures that left a call undone or a poll failed, by class.", ["class"], registry=r
+        )
+        self.retries = Counter("archiver_retries", "Retries scheduled, by what failed.", ["class"], registry=r)
+        self.parked = Counter("archiver_calls_parked", "Times a call was parked to wait for its recording.", registry=r)
+        self.in_flight = Gauge("archiver_downloads_in_flight", "Recordings being downloaded or stored now.", registry=r)
+        self.queue_depth = Gauge("archiver_queue_depth", "Calls read from the API waiting for a worker.", registry=r)
+        self.pending = Gauge("archiver_pending_calls", "Calls waiting for their recording to be served.", registry=r)
+        self.cursor_lag = Gauge("archiver_cursor_lag_seconds", "How far the daemon's cursor is behind now.", registry=r)
+        self.last_success = Gauge(
+            "archiver_last_successful_poll_timestamp_seconds", "Unix time of the last poll that succeeded.", registry=r
+        )
+        self.poll_age = Gauge(
+            "archiver_last_successful_poll_age_seconds", "Seconds since the last poll that succeeded.", registry=r
+        )
+        self.registered = Gauge(
+            "archiver_registered_extensions", "Extensions with a registered device (ext_reg).", registry=r
+        )
+        self.poll_duration = Histogram(
+            "archiver_poll_duration_seconds",
+            "How long one poll took.",
+            registry=r,
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+        )
+        info = Gauge("archiver_build_info", "The archiver's version.", ["version"], registry=r)
+        info.labels(version=__version__).set(1)
+        self._last_success_at: float | None = None
+        self.poll_age.set_function(self._poll_age)
+        for outcome in ("archived", "none", "missing", "rejected"):
+            self.calls.labels(outcome=outcome)
+        for kind in ("api", "store", "recording", "conflict", "local", "other"):
+            self.failures.labels(**{"class": kind})
+            self.retries.labels(**{"class": kind})
+
+    def _poll_age(self) -> float:
+        return time.time() - self._last_success_at if self._last_success_at else float("nan")
+
+    def poll_succeeded(self, lag_seconds: float | None) -> None:
+        self._last_success_at = time.time()
+        self.last_success.set(self._last_success_at)
+        if lag_seconds is not None:
+            self.cursor_lag.set(lag_seconds)
+
+    def install_retry_hook(self) -> None:
+        """Count stamina's retries here (and keep its structlog events). Process-wide."""
+
+        def on_retry(details: stamina.instrumentation.RetryDetails) -> None:
+            self.retries.labels(**{"class": failure_class(details.caused_by)}).inc()
+
+        stamina.instrumentation.set_on_retry_hooks([on_retry, stamina.instrumentation.StructlogOnRetryHook])
+
+    def exposition(self) -> bytes:
+        return bytes(generate_latest(self.registry))
+
+
+class Health:
+    """Liveness (the loop makes progress) and readiness (a poll succeeded recently)."""
+
+    def __init__(self, *, stall_after: float, ready_within: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.stall_after = stall_after
+        self.ready_within = ready_within
+        self._beat = clock()
+        self._last_success: float | None = None
+        self.last_error: str | None = None
+
+    def beat(self) -> None:
+        self._beat = self._clock()
+
+    def poll_succeeded(self) -> None:
+        self._last_success = self._beat = self._clock()
+        self.last_error = None
+
+    def poll_failed(self, error: str) -> None:
+        self._beat = self._clock()
+        self.last_error = error
+
+    def alive(self) -> bool:
+        return self._clock() - self._beat < self.stall_after
+
+    def ready(self) -> bool:
+        return self._last_success is not None and self._clock() - self._last_success < self.ready_within
+
+
+def serve(listen: str, metrics: Metrics, health: Health) -> ThreadingHTTPServer:
+    """Serve /metrics, /healthz and /readyz on *listen* (host:port) from a daemon thread.
+
+    Raises OSError when the address cannot be bound.
+    """
+    host, _, port = listen.rpartition(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._answer(200, metrics.exposition(), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                ok = health.alive()
+                self._answer(200 if ok else 503, b"ok\n" if ok else b"stalled: the poll loop made no progress\n")
+            elif path == "/readyz":
+                ok = health.ready()
+                reason = health.last_error or "no poll has succeeded recently"
+                self._answer(200 if ok else 503, b"ready\n" if ok else f"not ready: {reason}\n".encode())
+            else:
+                self._answer(404, b"try /metrics, /healthz or /readyz\n")
+
+        def _answer(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer((host.strip("[]"), int(port)), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="metrics", daemon=True).start()
+    return server
