@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Never, TextIO
@@ -55,13 +56,13 @@ class BackfillProgress:
         elapsed = max(time.monotonic() - self._began, 1e-6)
         rate = report.bytes / elapsed
         if self._terminal:
+            if self._bar is None:
+                columns, rows = _screen(self._stream)
+                self._bar = tqdm(total=report.windows, unit="day", file=self._stream, ncols=columns, nrows=rows)
             bar = self._bar
-            if bar is None:
-                bar = self._bar = tqdm(total=report.windows, unit="day", file=self._stream, dynamic_ncols=True)
             bar.n = report.windows_done
-            bar.set_postfix_str(
-                f"{report.done} calls, {format_size(report.bytes)}, {format_size(int(rate))}/s", refresh=False
-            )
+            speed = f"{format_size(int(rate))}/s"
+            bar.set_postfix_str(f"{report.done} calls, {format_size(report.bytes)}, {speed}", refresh=False)
             bar.refresh()
             return
         now = time.monotonic()
@@ -83,3 +84,13 @@ class BackfillProgress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _screen(stream: TextIO) -> tuple[int, int]:
+    """The terminal's (columns, rows); 100 x 24 where it does not say (a fresh pty reports 0 x 0,
+    and tqdm hides a bar that does not fit in 0 rows)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError):
+        return 100, 24
+    return (size.columns if size.columns > 0 else 100), (size.lines if size.lines > 0 else 24)

@@ -158,6 +158,9 @@ class TinyServer:
             def do_GET(self) -> None:
                 respond(self)
 
+            def do_POST(self) -> None:
+                respond(self)
+
             def log_message(self, *args: object) -> None:
                 return
 

@@ -1,0 +1,354 @@
+"""Running as a service: systemd notify, metrics, health, dead-man ping, status and progress."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from archiver.app import assemble
+from archiver.clock import SystemClock
+from archiver.config import parse_config
+from archiver.daemon import Daemon, DeadManPing
+from archiver.errors import ApiUnavailable, ArchiveConflict, StoreUnavailable
+from archiver.metrics import Health, Metrics, failure_class
+from archiver.notify import Notifier
+from archiver.simulator import Dataset, Simulator
+from tests.helpers import FAST, TinyServer, free_port
+
+SECRET = "9f8e7d6c"
+
+
+@pytest.fixture
+def live_sim() -> Iterator[Simulator]:
+    """Calls all day long, a few in every hour, so a daemon has recent calls to archive."""
+    dataset = Dataset(seed=4, calls_per_day=400, max_duration=3, business_hours_share=0)
+    with Simulator(dataset, api_secret=SECRET) as sim:
+        yield sim
+
+
+def write_config(tmp_path: Path, sim_url: str, **sections: dict[str, Any]) -> Path:
+    raw: dict[str, Any] = {
+        "source": {"base_url": sim_url, "api_key": "a1b2c3d4", "api_secret": SECRET},
+        "storage": {"url": f"file://{tmp_path / 'archive'}"},
+        "state": {"path": str(tmp_path / "ledger.sqlite3")},
+        "poll": {"interval": "1s", "settle": "1s", "lookback": "3h"},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def start_daemon(config: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "archiver", "run", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    return out, err
+
+
+def wait_until(check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def test_the_daemon_speaks_the_systemd_notify_protocol(live_sim: Simulator, tmp_path: Path) -> None:
+    """READY=1 after the API and bucket answered, WATCHDOG=1 while alive, STATUS= per poll, STOPPING=1 on SIGTERM."""
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(0.2)
+        process = start_daemon(write_config(tmp_path, live_sim.url), NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
+        messages: list[str] = []
+
+        def receive() -> bool:
+            with contextlib.suppress(TimeoutError):
+                messages.extend(sock.recv(4096).decode().splitlines())
+            return "WATCHDOG=1" in messages and any("calls archived" in m for m in messages)
+
+        wait_until(receive)
+        stop(process)
+        while True:
+            try:
+                messages.extend(sock.recv(4096).decode().splitlines())
+            except TimeoutError:
+                break
+    assert messages.index("READY=1") < messages.index("WATCHDOG=1")
+    assert any(m.startswith("STATUS=") and "waiting for recordings" in m for m in messages)
+    assert "STOPPING=1" in messages
+    assert messages.index("STOPPING=1") > messages.index("READY=1")
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+def test_metrics_count_what_was_archived_and_health_endpoints_answer(live_sim: Simulator, tmp_path: Path) -> None:
+    """/metrics moves with the archive; /healthz and /readyz say 200 once a poll succeeded."""
+    port = free_port()
+    config = write_config(tmp_path, live_sim.url, metrics={"listen": f"127.0.0.1:{port}"})
+    process = start_daemon(config)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _get(base + "/readyz") == 200)
+        assert _get(base + "/healthz") == 200
+        text = httpx.get(base + "/metrics").text
+        wavs = list((tmp_path / "archive").rglob("*.wav"))
+        archived = metric(text, "archiver_calls_total", outcome="archived")
+        assert archived >= 1
+        assert metric(text, "archiver_recordings_archived_total") == archived
+        assert metric(text, "archiver_calls_total", outcome="none") >= 0
+        assert len(wavs) >= archived  # a poll may have archived more since the scrape
+        assert metric(text, "archiver_archived_bytes_total") >= archived * 44
+        assert metric(text, "archiver_registered_extensions") == 2
+        assert metric(text, "archiver_downloads_in_flight") >= 0
+        assert metric(text, "archiver_last_successful_poll_age_seconds") < 10
+        assert metric(text, "archiver_cursor_lag_seconds") < 60
+        assert metric(text, "archiver_pending_calls") == 0
+        assert metric(text, "archiver_failures_total", **{"class": "store"}) == 0
+        assert "archiver_poll_duration_seconds_bucket" in text
+        assert SECRET not in text
+        assert _get(base + "/nope") == 404
+    finally:
+        stop(process)
+
+
+def _get(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def test_the_dead_man_ping_is_hit_after_a_good_poll_and_its_token_never_logged(
+    live_sim: Simulator, tmp_path: Path
+) -> None:
+    """The ping URL is hit after a good poll; the URL (its path is a token) is never logged."""
+    hits: list[tuple[str, str]] = []
+
+    def record(h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        hits.append((h.path, h.rfile.read(length).decode()))
+        h.send_response(200)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    token = "5f3c9e1a-0b7d-4f52-9d0e-2a6b8c4e1f00"
+    with TinyServer(record) as pinged:
+        good = start_daemon(write_config(tmp_path, live_sim.url, poll={"ping_url": f"{pinged.url}/{token}"}))
+        wait_until(lambda: any(path == f"/{token}" for path, _ in hits))
+        _, err = stop(good)
+        assert token not in err
+
+    assert sum(path == f"/{token}" for path, _ in hits) >= 1
+
+
+@pytest.mark.anyio
+async def test_a_failed_poll_pings_fail_and_is_recorded(tmp_path: Path) -> None:
+    """When the API is unreachable the poll fails: URL/fail is hit with the reason, the ledger and readiness say so."""
+    hits: list[tuple[str, str]] = []
+
+    def record(h: BaseHTTPRequestHandler) -> None:
+        hits.append((h.path, h.rfile.read(int(h.headers.get("Content-Length") or 0)).decode()))
+        h.send_response(200)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    config = parse_config(
+        yaml.safe_load(write_config(tmp_path, f"http://127.0.0.1:{free_port()}").read_text()), environ={}
+    )
+    metrics, health = Metrics(), Health(stall_after=60, ready_within=60)
+    with TinyServer(record) as pinged:
+        async with assemble(config, api_retry=FAST, metrics=metrics, health=health) as parts:
+            daemon = Daemon(
+                parts.archiver,
+                ledger=parts.ledger,
+                client=parts.client,
+                poll=config.poll,
+                clock=SystemClock(),
+                metrics=metrics,
+                health=health,
+                notifier=Notifier({}),
+                ping=DeadManPing(parts.http, pinged.url + "/check"),
+            )
+            assert await daemon.poll_once() is None
+            status = parts.ledger.status(datetime.now(ZoneInfo("UTC")))
+    assert [path for path, _ in hits] == ["/check/fail"]
+    assert "failed" in hits[0][1]
+    assert status["last_poll"]["ok"] is False
+    assert "failed" in status["last_poll"]["error"]
+    assert not health.ready()
+    assert metric(metrics.exposition().decode(), "archiver_failures_total", **{"class": "api"}) == 1
+
+
+def test_status_reads_the_ledger_without_the_network(tmp_path: Path) -> None:
+    """status --json shows calls by outcome, waiting calls and the last poll, from the ledger alone."""
+    dataset = Dataset(seed=8, calls_per_day=300, max_duration=2, business_hours_share=0, recording_missing_rate=0.2)
+    with Simulator(dataset, api_secret=SECRET) as sim:
+        config = write_config(tmp_path, sim.url)
+        backfill = subprocess.run(
+            [sys.executable, "-m", "archiver", "backfill", "-c", str(config), "--since", _hanoi_hours_ago(3)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert backfill.returncode == 1, backfill.stdout + backfill.stderr  # calls wait for their recording
+    waiting = backfill.stdout.count("waiting: call ")
+    assert waiting >= 1
+    result = subprocess.run(
+        [sys.executable, "-m", "archiver", "status", "-c", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["pending"]["count"] == waiting
+    assert status["calls"]["archived"] >= 1
+    assert status["failures"] == []
+    assert status["store"].startswith("file://")
+    human = subprocess.run(
+        [sys.executable, "-m", "archiver", "status", "-c", str(config)], capture_output=True, text=True, check=False
+    )
+    assert f"{waiting} call(s) for their recording" in human.stdout
+
+
+def _hanoi_hours_ago(hours: int) -> str:
+    return (datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")) - timedelta(hours=hours)).strftime("%Y-%m-%d %H:%M")
+
+
+def test_status_without_a_ledger_says_so(tmp_path: Path) -> None:
+    """Before any run there is nothing to show, and the message says where it looked."""
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    result = subprocess.run(
+        [sys.executable, "-m", "archiver", "status", "-c", str(config)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert f"no ledger at {tmp_path / 'ledger.sqlite3'}" in result.stderr
+
+
+def test_a_backfill_on_a_terminal_shows_a_progress_bar(live_sim: Simulator, tmp_path: Path) -> None:
+    """With stderr on a terminal, a backfill draws a bar over the days with calls and bytes."""
+    config = write_config(tmp_path, live_sim.url)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "archiver",
+            "backfill",
+            "-c",
+            str(config),
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-11-03",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    )
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    out, _ = process.communicate(timeout=60)
+    os.close(leader)
+    assert process.returncode == 0
+    text = screen.decode(errors="replace")
+    assert "2/2" in text
+    assert "calls" in text
+    assert "/s" in text
+    assert '"event"' not in text  # no JSON log lines through the bar
+    assert "archived" in out
+
+
+def test_health_tracks_progress_and_recent_success() -> None:
+    """Alive while the loop beats; ready only after a recent successful poll."""
+    now = [100.0]
+    health = Health(stall_after=10, ready_within=30, clock=lambda: now[0])
+    assert health.alive()
+    assert not health.ready()
+    health.poll_succeeded()
+    assert health.ready()
+    now[0] += 31
+    assert not health.ready()
+    assert not health.alive()
+    health.beat()
+    assert health.alive()
+    health.poll_failed("API down")
+    assert health.last_error == "API down"
+
+
+def test_the_notifier_is_silent_without_systemd_and_speaks_with_it(tmp_path: Path) -> None:
+    """No NOTIFY_SOCKET: nothing is sent. With one: datagrams, abstract or path sockets alike."""
+    assert not Notifier({}).enabled
+    Notifier({}).ready("ignored")
+    path = str(tmp_path / "n.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "4000000"})
+        assert notifier.watchdog_seconds == 4.0
+        notifier.ready("hello")
+        assert sock.recv(100) == b"READY=1\nSTATUS=hello"
+
+
+@pytest.mark.parametrize(
+    ("error", "label"),
+    [
+        (ApiUnavailable("x"), "api"),
+        (StoreUnavailable("x"), "store"),
+        (ArchiveConflict("x"), "conflict"),
+        (OSError(28, "full"), "local"),
+        (ValueError(), "other"),
+    ],
+)
+def test_failures_are_counted_by_class(error: BaseException, label: str) -> None:
+    """Failure classes are a small fixed set, fit for alert rules."""
+    assert failure_class(error) == label
+    metrics = Metrics()
+    metrics.failures.labels(**{"class": label}).inc()
+    assert metric(metrics.exposition().decode(), "archiver_failures_total", **{"class": label}) == 1
