@@ -30,7 +30,7 @@ from archiver.daemon import Daemon, DeadManPing
 from archiver.errors import ApiUnavailable, ArchiveConflict, StoreUnavailable
 from archiver.metrics import Health, Metrics, failure_class
 from archiver.notify import Notifier
-from archiver.simulator import Dataset, Simulator
+from archiver.simulator import Dataset, Faults, Simulator
 from tests.helpers import FAST, TinyServer, free_port
 
 SECRET = "9f8e7d6c"
@@ -352,3 +352,43 @@ def test_failures_are_counted_by_class(error: BaseException, label: str) -> None
     metrics = Metrics()
     metrics.failures.labels(**{"class": label}).inc()
     assert metric(metrics.exposition().decode(), "archiver_failures_total", **{"class": label}) == 1
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_signal_stops_a_backfill_without_half_written_objects(tmp_path: Path, signals: int) -> None:
+    """One signal drains the calls in flight; a second stops at once. Either way every object is whole."""
+    dataset = Dataset(seed=6, calls_per_day=60, max_duration=3)
+    with Simulator(dataset, api_secret=SECRET, faults=Faults(recording_latency=0.3)) as sim:
+        config = write_config(tmp_path, sim.url)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "archiver",
+                "backfill",
+                "-c",
+                str(config),
+                "--since",
+                "2026-11-01",
+                "--until",
+                "2026-11-04",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        archive = tmp_path / "archive"
+        wait_until(lambda: list(archive.rglob("*.wav")))
+        for _ in range(signals):
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.05)
+        out, err = process.communicate(timeout=40)
+        served = {c.uuid: c for c in dataset.generated_calls()}
+    assert process.returncode == 1
+    assert "interrupted" in out + err
+    events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+    assert "shutdown.requested" in events
+    assert ("shutdown.forced" in events) == (signals == 2)
+    assert not [p for p in archive.rglob(".*") if p.is_file()]  # no temporary file left behind
+    for wav in archive.rglob("*.wav"):
+        assert wav.read_bytes() == dataset.recording_bytes(served[wav.stem])
