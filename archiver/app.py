@@ -116,6 +116,7 @@ async def assemble(
             max_bytes=download.max_bytes,
             spool_dir=download.spool_dir,
             retry=download_retry,
+            not_found_retry=download_retry,
         )
         archiver = Archiver(
             client=client,

@@ -26,7 +26,12 @@ from archiver.retry import RetryPolicy, retry_after_seconds
 
 log = structlog.get_logger("archiver.fetch")
 
-QUICK_TRIES = RetryPolicy(attempts=3, timeout=90.0, wait_initial=1.0, wait_max=5.0)
+# A 404 means "not there (yet)": a few quick tries, then the pipeline parks the call or, past
+# download.missing_after, records it missing. Any other failure (5xx, 429, a cut-off or stalled
+# body, an error page) is the server having a bad moment: try harder before giving up, so that
+# a burst of faults does not turn a recording that exists into a "missing" one.
+NOT_FOUND_TRIES = RetryPolicy(attempts=3, timeout=90.0, wait_initial=1.0, wait_max=5.0)
+FLAKY_TRIES = RetryPolicy(attempts=10, timeout=180.0, wait_initial=0.5, wait_max=10.0)
 
 
 class SpoolError(CallError):
@@ -104,6 +109,7 @@ class Fetcher:
         spool_dir: Path | None = None,
         spool_memory: int = 1 << 20,
         retry: RetryPolicy | None = None,
+        not_found_retry: RetryPolicy | None = None,
         max_redirects: int = 5,
         chunk_size: int = 1 << 16,
     ) -> None:
@@ -112,19 +118,22 @@ class Fetcher:
         self._max_bytes = max_bytes
         self._spool_dir = spool_dir
         self._spool_memory = spool_memory
-        self._retry = retry or QUICK_TRIES
+        self._retry = retry or FLAKY_TRIES
+        self._not_found_retry = not_found_retry or NOT_FOUND_TRIES
         self._max_redirects = max_redirects
         self._chunk_size = chunk_size
 
     async def fetch(self, url: str) -> Download:
-        """Download *url*, with a few quick tries on failures that may pass.
+        """Download *url*, retrying failures that may pass (404s fewer times than the rest).
 
         Raises RecordingRejected (policy: never retry), RecordingUnavailable (after the
-        quick tries), or SpoolError (the local buffer failed).
+        tries), or SpoolError (the local buffer failed).
         """
-        async for attempt in self._retry.context():
-            with attempt:
-                return await self._fetch_once(url)
+        async for not_found in self._not_found_retry.context(on=_is_not_found):
+            with not_found:
+                async for flaky in self._retry.context(on=_is_flaky):
+                    with flaky:
+                        return await self._fetch_once(url)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fetch_once(self, url: str) -> Download:
@@ -227,6 +236,16 @@ class Fetcher:
                 f"the body was cut off after {size} bytes ({type(exc).__name__})", kind="cut_off"
             ) from None
         return size, hasher.digest(), head
+
+
+def _is_not_found(exc: Exception) -> bool:
+    return isinstance(exc, RecordingUnavailable) and exc.kind == "not_found"
+
+
+def _is_flaky(exc: Exception) -> bool | float:
+    if isinstance(exc, RecordingUnavailable) and exc.kind != "not_found":
+        return exc.retry_after if exc.retry_after is not None else True
+    return False
 
 
 def _content_length(response: httpx.Response) -> int | None:

@@ -6,7 +6,7 @@ long, and reads ``Retry-After`` so that a server asking us to wait is obeyed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -28,10 +28,10 @@ class RetryPolicy:
     wait_initial: float = 0.5
     wait_max: float = 30.0
 
-    def context(self) -> AsyncIterator[Any]:
-        """A :func:`stamina.retry_context` that retries transient errors under this policy."""
+    def context(self, on: Callable[[Exception], bool | float] | None = None) -> AsyncIterator[Any]:
+        """A :func:`stamina.retry_context` under this policy; *on* decides (default: transient errors)."""
         return stamina.retry_context(
-            on=backoff_hook,
+            on=on or backoff_hook,
             attempts=self.attempts,
             timeout=self.timeout,
             wait_initial=self.wait_initial,

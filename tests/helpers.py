@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -176,3 +178,104 @@ class TinyServer:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+_SLOW_DOWN = (
+    b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: 118\r\nConnection: close\r\n\r\n"
+    b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+)
+
+
+class ToggleProxy:
+    """A TCP proxy in front of a server (the S3 server) that a test can take down and bring back.
+
+    ``mode`` is ``"up"`` (forward), ``"down"`` (connections are refused, open ones reset) or
+    ``"slowdown"`` (every new connection gets an S3 ``503 SlowDown``). The server behind keeps
+    its state, which a restarted moto would not.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.mode = "up"
+        self.outages = 0
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> ToggleProxy:
+        self._listen()
+        return self
+
+    def _listen(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            if self.mode == "slowdown":
+                with contextlib.suppress(OSError):
+                    client.sendall(_SLOW_DOWN)
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self.mode == "down":  # taken down while this connection was being set up
+                    client.close()
+                    upstream.close()
+                    continue
+                self._open.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+                with self._lock:
+                    self._open.discard(s)
+
+    def down(self) -> None:
+        """Refuse new connections and reset the open ones."""
+        with self._lock:
+            self.mode = "down"
+            self.outages += 1
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+            for s in list(self._open):
+                with contextlib.suppress(OSError):
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
+            self._open.clear()
+
+    def up(self) -> None:
+        self.mode = "up"
+        if self._listener is None:
+            self._listen()
+
+    def slowdown(self, on: bool) -> None:
+        self.mode = "slowdown" if on else "up"
+
+    def stop(self) -> None:
+        self.down()

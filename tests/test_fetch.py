@@ -26,7 +26,14 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def fetcher(http: httpx.AsyncClient, *hosts: str, max_bytes: int = 1 << 30, retry: RetryPolicy = FAST) -> Fetcher:
-    return Fetcher(http, LinkPolicy(hosts or ("127.0.0.1",)), max_bytes=max_bytes, retry=retry, spool_memory=4096)
+    return Fetcher(
+        http,
+        LinkPolicy(hosts or ("127.0.0.1",)),
+        max_bytes=max_bytes,
+        retry=retry,
+        not_found_retry=FAST,
+        spool_memory=4096,
+    )
 
 
 def a_recorded_call(sim: Simulator) -> SimCall:
@@ -176,3 +183,15 @@ async def test_a_flaky_link_succeeds_within_the_quick_tries(dataset: Dataset, ht
         with await fetcher(http, retry=retry).fetch(link(sim, call)) as download:
             assert download.file.read() == sim.dataset.recording_bytes(call)
         assert sim.stats["recording.requests"] > 1
+
+
+async def test_a_404_gets_fewer_tries_than_a_server_error(dataset: Dataset, http: httpx.AsyncClient) -> None:
+    """Not-found is tried a few times; a 5xx streak is tried harder, so a flaky server does not lose recordings."""
+    two = RetryPolicy(attempts=2, timeout=10, wait_initial=0.001, wait_max=0.01)
+    five = RetryPolicy(attempts=5, timeout=10, wait_initial=0.001, wait_max=0.01)
+    for faults, requests in ((Faults(recording_delay=1e10), 2), (Faults(recording_error_rate=1), 5)):
+        with Simulator(dataset, faults=faults) as sim:
+            policy = Fetcher(http, LinkPolicy(("127.0.0.1",)), max_bytes=1 << 30, retry=five, not_found_retry=two)
+            with pytest.raises(RecordingUnavailable):
+                await policy.fetch(link(sim, a_recorded_call(sim)))
+            assert sim.stats["recording.requests"] == requests

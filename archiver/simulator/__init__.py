@@ -3,7 +3,7 @@
 Used by ``archiver simulate``, ``archiver demo``, the tests and the benchmarks.
 """
 
-from archiver.simulator.dataset import Dataset, SimCall
+from archiver.simulator.dataset import Dataset, SimCall, as_received
 from archiver.simulator.server import DEMO_API_KEY, DEMO_API_SECRET, Faults, Simulator
 
-__all__ = ["DEMO_API_KEY", "DEMO_API_SECRET", "Dataset", "Faults", "SimCall", "Simulator"]
+__all__ = ["DEMO_API_KEY", "DEMO_API_SECRET", "Dataset", "Faults", "SimCall", "Simulator", "as_received"]

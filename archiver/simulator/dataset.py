@@ -9,6 +9,7 @@ as FreeSWITCH writes them) whose length matches the CDR's duration, and no two a
 from __future__ import annotations
 
 import base64
+import json
 import math
 import random
 import struct
@@ -18,6 +19,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 SAMPLE_RATE = 8000
@@ -94,6 +96,7 @@ class SimCall:
     recording_missing: bool
     foreign_link: bool
     tone_hz: int
+    malformed: int = 0  # 0: a clean row; 1-4: one kind of broken row (see cdr())
 
     @property
     def end(self) -> datetime:
@@ -115,21 +118,41 @@ class SimCall:
                 else public_url + self.recording_path()
             )
         mos = None if self.mos is None else (f"{self.mos:.2f}".rstrip("0").rstrip("."))
-        return {
-            "Cdr": {
-                "direction": self.direction,
-                "cid_name": self.cid_name,
-                "source": self.source,
-                "destination": self.destination,
-                "recording_file": link,
-                "start": self.start.strftime("%Y-%m-%d %H:%M:%S"),
-                "tta": None if self.tta is None else f"{self.tta}s",
-                "duration": f"{self.duration // 3600:02d}:{self.duration // 60 % 60:02d}:{self.duration % 60:02d}",
-                "pdd": f"{self.pdd:.2f}s",
-                "mos": mos,
-                "status": self.status,
-            }
+        row: dict[str, Any] = {
+            "direction": self.direction,
+            "cid_name": self.cid_name,
+            "source": self.source,
+            "destination": self.destination,
+            "recording_file": link,
+            "start": self.start.strftime("%Y-%m-%d %H:%M:%S"),
+            "tta": None if self.tta is None else f"{self.tta}s",
+            "duration": f"{self.duration // 3600:02d}:{self.duration // 60 % 60:02d}:{self.duration % 60:02d}",
+            "pdd": f"{self.pdd:.2f}s",
+            "mos": mos,
+            "status": self.status,
         }
+        return {"Cdr": _break(row, self.malformed)}
+
+
+def _break(row: dict[str, Any], kind: int) -> dict[str, Any]:
+    """A row as a buggy PBX might send it. Kind 4 carries bytes that are not UTF-8 (as
+    surrogate escapes, which the server writes out as the raw bytes 0xFF 0xFE)."""
+    if kind == 1:
+        start = row["start"]
+        return {**row, "start": f"{start[8:10]}/{start[5:7]}/{start[:4]} 25:61"}
+    if kind == 2:
+        return {**row, "duration": "a while", "mos": "NaN", "tta": 5, "pdd": None}
+    if kind == 3:
+        return {k: v for k, v in row.items() if k not in ("status", "direction", "cid_name")}
+    if kind == 4:
+        return {**row, "cid_name": row["cid_name"] + " \udcff\udcfe"}
+    return row
+
+
+def as_received(row: Any) -> Any:
+    """*row* as a client decodes it: bytes that are not UTF-8 become U+FFFD."""
+    raw = json.dumps(row, ensure_ascii=False).encode("utf-8", "surrogateescape")
+    return json.loads(raw.decode("utf-8", "replace"))
 
 
 class Dataset:
@@ -147,6 +170,7 @@ class Dataset:
         long_call_rate: float = 0.0,
         long_call_seconds: int = 3 * 3600,
         business_hours_share: float = 0.85,
+        malformed_rate: float = 0.0,
     ) -> None:
         self.seed = seed
         self.calls_per_day = calls_per_day
@@ -157,6 +181,7 @@ class Dataset:
         self.long_call_rate = long_call_rate
         self.long_call_seconds = long_call_seconds
         self.business_hours_share = business_hours_share
+        self.malformed_rate = malformed_rate
         self._days: dict[date, list[SimCall]] = {}
         self._by_uuid: dict[str, SimCall] = {}
         self._lock = threading.Lock()
@@ -248,6 +273,7 @@ class Dataset:
             recording_missing=has_recording and rng.random() < self.recording_missing_rate,
             foreign_link=has_recording and rng.random() < self.foreign_link_rate,
             tone_hz=rng.choice((300, 350, 400, 440, 500, 523, 587, 659, 700, 784)),
+            malformed=rng.randint(1, 4) if rng.random() < self.malformed_rate else 0,
         )
 
     # -- audio ------------------------------------------------------------------------

@@ -175,7 +175,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _json(self, status: int, value: Any) -> None:
-        self._send(status, json.dumps(value, ensure_ascii=False).encode(), "application/json; charset=utf-8")
+        body = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogateescape")  # raw bytes for broken rows
+        self._send(status, body, "application/json; charset=utf-8")
 
     # -- the API ----------------------------------------------------------------------------
 
