@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -337,7 +338,9 @@ class Archiver:
         """Park the call for a later try; or, past its deadline, return the record of tries."""
         now = self._clock.now()
         attempts = (pending.attempts if pending else 0) + 1
-        deadline = pending.deadline if pending else (cdr.end_utc() or now) + self._missing_after
+        # A call whose start does not parse ended, at the latest, about when its filing day did.
+        ended = cdr.end_utc() or datetime.combine(day + timedelta(days=1), dt_time(0), self._tz)
+        deadline = pending.deadline if pending else ended + self._missing_after
         backoff = min(self._park_initial * (2 ** (attempts - 1)), self._park_max)
         record = PendingCall(
             call_id=cdr.call_id,

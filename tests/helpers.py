@@ -210,9 +210,13 @@ class ToggleProxy:
 
     def _listen(self) -> None:
         listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(128)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", self.port))
+            listener.listen(128)
+        except OSError:
+            listener.close()
+            raise
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
@@ -261,18 +265,25 @@ class ToggleProxy:
             self.mode = "down"
             self.outages += 1
             if self._listener is not None:
+                # shutdown() wakes the thread blocked in accept(), which releases the port.
+                with contextlib.suppress(OSError):
+                    self._listener.shutdown(socket.SHUT_RDWR)
                 self._listener.close()
                 self._listener = None
             for s in list(self._open):
+                # shutdown() wakes the pump thread blocked in recv(); close() alone would not,
+                # and the client would wait for its read timeout instead of seeing the outage.
                 with contextlib.suppress(OSError):
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    s.shutdown(socket.SHUT_RDWR)
                 s.close()
             self._open.clear()
 
     def up(self) -> None:
-        self.mode = "up"
-        if self._listener is None:
-            self._listen()
+        with self._lock:
+            self.mode = "up"
+            if self._listener is None:
+                self._listen()
 
     def slowdown(self, on: bool) -> None:
         self.mode = "slowdown" if on else "up"
