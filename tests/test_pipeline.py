@@ -328,3 +328,26 @@ async def test_an_api_outage_mid_run_lets_calls_in_flight_finish_then_fails(data
     sidecars = {k.rsplit(".", 1)[0] for k in stored if k.endswith(".json")}
     assert audio <= sidecars
     assert len(sidecars) >= 3
+
+
+async def test_long_calls_that_appear_hours_after_their_start_are_archived(tmp_path: Path) -> None:
+    """A CDR filed under its start time but written at its end, hours later, is caught by the lookback."""
+    dataset = Dataset(seed=21, calls_per_day=40, max_duration=4, long_call_rate=0.15, long_call_seconds=5400)
+    clock = FakeClock(datetime(2026, 11, 1, 8, 0, tzinfo=TZ))
+    root = tmp_path / "archive"
+    with Simulator(dataset, now=clock.now) as sim:
+        config = config_for(sim, f"file://{root}", tmp_path)
+        while clock.now() < datetime(2026, 11, 1, 19, 30, tzinfo=TZ):
+            await poll(config, clock, lookback=timedelta(hours=3))
+            clock.advance(minutes=30)
+        settled = clock.now() - timedelta(minutes=31)
+        late = [
+            c
+            for c in dataset.calls_on(SINCE.date())
+            if c.duration == 5400 and c.end <= settled and c.start >= datetime(2026, 11, 1, 8, 0, tzinfo=TZ)
+        ]
+        assert late, "the dataset should have long calls that ended during the polls"
+        stored = local_objects(root)
+        for call in late:
+            assert sidecar_key("", call.start.date(), call.uuid) in stored
+            assert stored[audio_key("", call.start.date(), call.uuid, "wav")] == dataset.recording_bytes(call)
