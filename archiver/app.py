@@ -63,7 +63,14 @@ def make_store(config: Config) -> Store:
         "s3", endpoint_url=storage.endpoint_url, region_name=storage.region, config=boto_config
     )
     return S3Store(
-        client, storage.bucket, endpoint=storage.endpoint_url, limiter=limiter, object_lock=storage.object_lock
+        client,
+        storage.bucket,
+        endpoint=storage.endpoint_url,
+        limiter=limiter,
+        object_lock=storage.object_lock,
+        legal_hold=storage.legal_hold,
+        sse=storage.sse,
+        sse_kms_key_id=storage.sse_kms_key_id,
     )
 
 
@@ -133,6 +140,7 @@ async def assemble(
             store_retry=store_retry,
             metrics=metrics,
             health=health,
+            close_after=config.poll.lookback + config.poll.settle,
         )
         yield Parts(config=config, client=client, store=store, ledger=ledger, archiver=archiver, http=api_http)
     finally:

@@ -120,6 +120,15 @@ class StorageConfig(_Model):
     endpoint_url: str | None = None
     region: str | None = None
     object_lock: ObjectLockConfig | None = None
+    legal_hold: bool = False
+    sse: Literal["AES256", "aws:kms"] | None = None
+    sse_kms_key_id: str | None = None
+
+    @model_validator(mode="after")
+    def _check_encryption(self) -> StorageConfig:
+        if self.sse_kms_key_id and self.sse != "aws:kms":
+            raise ValueError("storage.sse_kms_key_id needs storage.sse: aws:kms")
+        return self
 
     @field_validator("url")
     @classmethod

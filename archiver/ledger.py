@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS failures (
     at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS synced_days (day TEXT PRIMARY KEY, synced_at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS days (
+    day TEXT PRIMARY KEY,
+    done INTEGER NOT NULL DEFAULT 0,     -- calls of the day known done
+    covered INTEGER NOT NULL DEFAULT 0   -- calls of the day in its manifests
+) WITHOUT ROWID;
 """
 
 
@@ -124,9 +129,10 @@ class Ledger:
     def mark_done(self, call_id: str, day: date, status: str, now: datetime) -> None:
         """Record *call_id* as finished (its sidecar is stored); clears pending and failure."""
         with self._transaction():
-            self._db.execute(
-                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?)", (call_id, day.isoformat(), status, now.timestamp())
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?)", (call_id, day.isoformat(), status, now.timestamp())
             )
+            self._count_done(day, cursor.rowcount)
             self._db.execute("DELETE FROM pending WHERE call_id=?", (call_id,))
             self._db.execute("DELETE FROM failures WHERE call_id=?", (call_id,))
 
@@ -134,6 +140,29 @@ class Ledger:
         if status is None:
             return int(self._db.execute("SELECT count(*) FROM calls").fetchone()[0])
         return int(self._db.execute("SELECT count(*) FROM calls WHERE status=?", (status,)).fetchone()[0])
+
+    def _count_done(self, day: date, added: int) -> None:
+        if added > 0:
+            self._db.execute(
+                "INSERT INTO days (day, done) VALUES (?, ?) "
+                "ON CONFLICT (day) DO UPDATE SET done = done + excluded.done",
+                (day.isoformat(), added),
+            )
+
+    # -- closing days (their manifests) ----------------------------------------------------
+
+    def days_to_close(self, before: date) -> list[date]:
+        """Days before *before* with calls not yet in a manifest and none waiting or failing."""
+        rows = self._db.execute(
+            "SELECT day FROM days WHERE done > covered AND day < ? "
+            "AND day NOT IN (SELECT day FROM pending) AND day NOT IN (SELECT day FROM failures) ORDER BY day",
+            (before.isoformat(),),
+        ).fetchall()
+        return [date.fromisoformat(r[0]) for r in rows]
+
+    def set_covered(self, day: date, covered: int) -> None:
+        """Record that *covered* calls of *day* are in its manifests (at least all known done)."""
+        self._db.execute("UPDATE days SET covered = max(?, done) WHERE day = ?", (covered, day.isoformat()))
 
     # -- days synced from the bucket -----------------------------------------------------
 
@@ -143,10 +172,11 @@ class Ledger:
     def record_day_sync(self, day: date, call_ids: Iterable[str], now: datetime) -> None:
         """Mark every call in *call_ids* (sidecars found in the bucket) done, and the day synced."""
         with self._transaction():
-            self._db.executemany(
+            cursor = self._db.executemany(
                 "INSERT OR IGNORE INTO calls VALUES (?, ?, 'stored', ?)",
                 ((cid, day.isoformat(), now.timestamp()) for cid in call_ids),
             )
+            self._count_done(day, cursor.rowcount)
             self._db.execute("INSERT OR REPLACE INTO synced_days VALUES (?, ?)", (day.isoformat(), now.timestamp()))
 
     # -- calls waiting for their recording -----------------------------------------------

@@ -45,6 +45,7 @@ class Cdr:
     recording_url_invalid: str | None = None
     problems: tuple[str, ...] = field(default=())
     wrapped: bool = True
+    salvaged_day: date | None = None  # the date in a start that does not parse as a time
 
     @property
     def row(self) -> Any:
@@ -67,8 +68,10 @@ class Cdr:
         return start + timedelta(seconds=(self.tta_seconds or 0) + (self.duration_seconds or 0))
 
     def day(self, fallback: date) -> date:
-        """The call's start date in the PBX's zone; *fallback* when ``start`` did not parse."""
-        return self.start_local.date() if self.start_local else fallback
+        """The call's start date in the PBX's zone; else a date found in ``start``; else *fallback*."""
+        if self.start_local:
+            return self.start_local.date()
+        return self.salvaged_day or fallback
 
     def call_summary(self) -> dict[str, Any]:
         """The parsed fields for the sidecar's ``call`` object."""
@@ -134,10 +137,12 @@ def parse_row(row: Any, tz: ZoneInfo) -> Cdr:
     else:
         call_id = call_id_for_row(raw)
 
+    start = _parse_start(fields.get("start"), tz, problems)
     return Cdr(
         raw=raw,
         call_id=call_id,
-        start_local=_parse_start(fields.get("start"), tz, problems),
+        start_local=start,
+        salvaged_day=None if start else _salvage_day(fields.get("start")),
         duration_seconds=_parse_number(fields, "duration", _hms, problems),
         tta_seconds=_parse_number(fields, "tta", _seconds, problems),
         pdd_seconds=_parse_number(fields, "pdd", _seconds, problems),
@@ -179,6 +184,25 @@ def _parse_start(value: Any, tz: ZoneInfo, problems: list[str]) -> datetime | No
         else:
             return parsed.astimezone(tz) if parsed.tzinfo else parsed.replace(tzinfo=tz)
     problems.append(f"start {value!r} is not a time of the form YYYY-MM-DD HH:MM:SS")
+    return None
+
+
+_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+_DMY_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")  # the Vietnamese day/month/year
+
+
+def _salvage_day(value: Any) -> date | None:
+    """A calendar date inside a start that is not a valid time ("14/01/2016 25:61")."""
+    if not isinstance(value, str):
+        return None
+    for pattern, order in ((_ISO_DATE, (0, 1, 2)), (_DMY_DATE, (2, 1, 0))):
+        match = pattern.search(value)
+        if match:
+            parts = [int(g) for g in match.groups()]
+            try:
+                return date(parts[order[0]], parts[order[1]], parts[order[2]])
+            except ValueError:
+                continue
     return None
 
 

@@ -10,7 +10,7 @@ window, so the next poll reads it again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
@@ -21,8 +21,9 @@ import anyio
 import structlog
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from archiver import keys, sidecar
+from archiver import dayfiles, keys, sidecar
 from archiver.audio import CONTENT_TYPES
+from archiver.audit import Auditor
 from archiver.ccall import CcallClient
 from archiver.clock import Clock, SystemClock
 from archiver.errors import (
@@ -72,6 +73,22 @@ class RunReport:
     def complete(self) -> bool:
         """Every call seen is done: nothing failed, waits, or was left by an interruption."""
         return not self.failed and not self.parked and not self.interrupted
+
+
+@dataclass
+class ReconcileReport:
+    """The API's calls against the archive's: what each side has that the other lacks."""
+
+    listed: int = 0
+    archived: int = 0
+    not_archived: list[tuple[str, str]] = field(default_factory=list)  # (day, call id) the PBX has
+    not_listed: list[str] = field(default_factory=list)  # archived, but the PBX no longer lists them
+    recordings_missing: list[tuple[str, str]] = field(default_factory=list)  # (call id, last error)
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def consistent(self) -> bool:
+        return not self.not_archived and not self.not_listed
 
 
 @dataclass(frozen=True)
@@ -141,6 +158,7 @@ class Archiver:
         progress: Callable[[RunReport], None] | None = None,
         metrics: Metrics | None = None,
         health: Health | None = None,
+        close_after: timedelta | None = None,
     ) -> None:
         self._client = client
         self._fetcher = fetcher
@@ -157,6 +175,8 @@ class Archiver:
         self._park_max = park_max
         self._progress = progress
         self._metrics = metrics or Metrics()
+        self._close_after = close_after
+        self._auditor = Auditor(store, prefix, concurrency=concurrency)
         self._health = health or Health(stall_after=float("inf"), ready_within=float("inf"))
         self._stop = anyio.Event()
 
@@ -178,6 +198,7 @@ class Archiver:
         windows = plan_windows(since, until, self._tz)
         report = RunReport(windows=len(windows))
         await self._process(windows, report, bounds=(since, until), due=[], honour_schedule=False)
+        await self.close_days()
         log.info("backfill.completed", **_summary(report))
         return report
 
@@ -193,7 +214,25 @@ class Archiver:
         safe = await self._process(windows, report, bounds=None, due=due, honour_schedule=True)
         if safe is not None and (cursor is None or safe > cursor):
             self._ledger.set_cursor(safe)
+        await self.close_days()
         return report
+
+    async def close_days(self) -> None:
+        """Write the day files (manifest, CSV, page) of every day that closed with calls not yet in one.
+
+        A day closes ``close_after`` past its end (the lookback: no call can be added by a poll
+        any more), once none of its calls waits or fails. A call added later gets an addendum.
+        """
+        if self._close_after is None:
+            return
+        before = (self._clock.now() - self._close_after).astimezone(self._tz).date()
+        for day in self._ledger.days_to_close(before):
+            try:
+                covered = await self._auditor.write_day_files(day)
+            except (TransientError, CallError) as exc:
+                log.warning("day.close_failed", day=day.isoformat(), error=str(exc))
+                continue
+            self._ledger.set_covered(day, covered)
 
     async def plan(self, since: datetime, until: datetime) -> dict[date, dict[str, int]]:
         """The dry run: per day, the calls the API lists and how many are already stored.
@@ -202,23 +241,53 @@ class Archiver:
         """
         days: dict[date, dict[str, int]] = {}
         stored: dict[date, set[str]] = {}
-        seen: set[str] = set()
+        async for day, cdr in self.listed_calls(since, until):
+            if day not in stored:
+                stored[day] = await self._stored_call_ids(day)
+            counts = days.setdefault(day, {"calls": 0, "recordings": 0, "stored": 0, "to_archive": 0})
+            counts["calls"] += 1
+            counts["recordings"] += int(cdr.has_recording)
+            done = cdr.call_id in stored[day]
+            counts["stored"] += int(done)
+            counts["to_archive"] += int(not done)
+        return dict(sorted(days.items()))
+
+    async def listed_calls(self, since: datetime, until: datetime) -> AsyncIterator[tuple[date, Cdr]]:
+        """Each call the API lists as started in ``[since, until)``, once, with the day it is filed under."""
+        previous: set[str] = set()
         for window in plan_windows(since, until, self._tz):
+            current: set[str] = set()  # neighbouring windows overlap by a minute; no further
             async for row in self._client.cdr_rows(window.query_from, window.query_to):
                 cdr = parse_row(row, self._tz)
-                if cdr.call_id in seen or not _in_bounds(cdr, (since, until)):
+                if cdr.call_id in current or cdr.call_id in previous or not _in_bounds(cdr, (since, until)):
                     continue
-                seen.add(cdr.call_id)
-                day = cdr.day(window.day)
-                if day not in stored:
-                    stored[day] = await self._stored_call_ids(day)
-                counts = days.setdefault(day, {"calls": 0, "recordings": 0, "stored": 0, "to_archive": 0})
-                counts["calls"] += 1
-                counts["recordings"] += int(cdr.has_recording)
-                done = cdr.call_id in stored[day]
-                counts["stored"] += int(done)
-                counts["to_archive"] += int(not done)
-        return dict(sorted(days.items()))
+                current.add(cdr.call_id)
+                yield cdr.day(window.day), cdr
+            previous = current
+
+    async def reconcile(self, since: datetime, until: datetime) -> ReconcileReport:
+        """Compare what the API lists for ``[since, until)`` with the archive, both ways. Writes nothing."""
+        listed: dict[str, date] = {}
+        async for day, cdr in self.listed_calls(since, until):
+            listed[cdr.call_id] = day
+        report = ReconcileReport(listed=len(listed))
+        archived: dict[str, dict[str, Any]] = {}
+        day = since.astimezone(self._tz).date()
+        while day <= (until - timedelta(microseconds=1)).astimezone(self._tz).date():
+            for call_id, doc in (await self._auditor.read_sidecars(day)).items():
+                start = _parse_utc(dayfiles.mapping(doc.get("call")).get("start_utc"))
+                if start is None or since <= start < until:
+                    archived[call_id] = doc
+            day += timedelta(days=1)
+        report.archived = len(archived)
+        report.not_archived = sorted((listed[c].isoformat(), c) for c in set(listed) - set(archived))
+        report.not_listed = sorted(set(archived) - set(listed))
+        for call_id, doc in sorted(archived.items()):
+            rec = dayfiles.mapping(doc.get("recording"))
+            report.statuses[str(rec.get("status"))] = report.statuses.get(str(rec.get("status")), 0) + 1
+            if rec.get("status") == "missing":
+                report.recordings_missing.append((call_id, str(dayfiles.mapping(rec.get("last_error")).get("message"))))
+        return report
 
     # -- the shared path ------------------------------------------------------------------
 
@@ -519,6 +588,15 @@ class _Batch:
                     if work.window is not None:
                         self.tracker.finish(work.window, ok=ok)
                     self.archiver._report_progress(self.report)
+
+
+def _parse_utc(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _in_bounds(cdr: Cdr, bounds: tuple[datetime, datetime] | None) -> bool:

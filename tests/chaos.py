@@ -40,12 +40,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import anyio
 import yaml
 
+from archiver import dayfiles
+from archiver.audit import Auditor
 from archiver.keys import audio_key, sidecar_key
 from archiver.model import call_id_for_row
 from archiver.simulator import Dataset, Faults, SimCall, Simulator, as_received
-from tests.helpers import Bucket, MotoServer, ToggleProxy, make_bucket
+from archiver.store.s3 import S3Store
+from tests.helpers import Bucket, MotoServer, ToggleProxy, make_bucket, s3_client
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 FIRST_DAY = date(2026, 10, 1)
@@ -217,7 +221,14 @@ def check_archive(bucket: Bucket, sim: Simulator, calls: list[SimCall], result: 
                 result.problems.append(f"call {cid}: the stored recording is not byte-identical")
             elif doc["recording"]["sha256"] != digest:
                 result.problems.append(f"call {cid}: the sidecar's sha256 is wrong")
-    result.problems += [f"{k}: an object no call explains" for k in sorted(set(objects) - expected_keys)]
+    day_files = {k for k in objects if dayfiles.set_number(k.rsplit("/", 1)[-1]) is not None}
+    result.problems += [f"{k}: an object no call explains" for k in sorted(set(objects) - expected_keys - day_files)]
+    if not day_files:
+        result.problems.append("no day was closed with a manifest")
+    store = S3Store(s3_client(bucket.endpoint), bucket.name)
+    audit = anyio.run(lambda: Auditor(store, "archive").verify(None, deep=True))
+    result.problems += [f"verify: {p}" for p in audit.problems]
+    result.problems += [f"verify: {audit.unmanifested} files are in no manifest"] if audit.unmanifested else []
 
 
 def _write_config(workdir: Path, sim: Simulator, bucket: Bucket, proxy: ToggleProxy) -> Path:

@@ -131,3 +131,19 @@ def test_long_durations_and_mos_forms_parse() -> None:
     assert cdr.duration_seconds == 26 * 3600 + 5
     assert cdr.mos == 4.0
     assert cdr.tta_seconds is None
+
+
+@pytest.mark.parametrize(
+    ("start", "day"),
+    [
+        ("14/01/2016 25:61", date(2016, 1, 14)),
+        ("2016-01-14T99:00", date(2016, 1, 14)),
+        ("yesterday", date(2000, 1, 1)),
+        ("31/02/2016 10:00", date(2000, 1, 1)),
+    ],
+)
+def test_a_start_that_is_not_a_time_still_files_the_call_under_its_date(start: str, day: date) -> None:
+    """A date inside a broken start decides the folder; without one, the window's day does."""
+    cdr = parse_row({"Cdr": {**DOC_ROW["Cdr"], "start": start}}, TZ)
+    assert cdr.start_local is None
+    assert cdr.day(date(2000, 1, 1)) == day

@@ -76,6 +76,9 @@ class S3Store:
         endpoint: str | None = None,
         limiter: anyio.CapacityLimiter | None = None,
         object_lock: ObjectLockConfig | None = None,
+        legal_hold: bool = False,
+        sse: str | None = None,
+        sse_kms_key_id: str | None = None,
         multipart_threshold: int = 64 << 20,
         part_size: int = 16 << 20,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -85,6 +88,13 @@ class S3Store:
         self.description = f"s3://{bucket}" + (f" at {endpoint}" if endpoint else "")
         self._limiter = limiter or anyio.CapacityLimiter(16)
         self._lock = object_lock
+        self._extra: dict[str, Any] = {}
+        if legal_hold:
+            self._extra["ObjectLockLegalHoldStatus"] = "ON"
+        if sse:
+            self._extra["ServerSideEncryption"] = sse
+        if sse_kms_key_id:
+            self._extra["SSEKMSKeyId"] = sse_kms_key_id
         self._threshold = max(multipart_threshold, 5 << 20)
         self._part_size = max(part_size, 5 << 20)
         self._now = now
@@ -120,10 +130,27 @@ class S3Store:
         return StoreAccessError(f"{what} refused the request ({code or status}): {error.get('Message', '')}")
 
     def _lock_args(self) -> dict[str, Any]:
+        """Retention, legal hold and encryption settings for every object written."""
         if self._lock is None:
-            return {}
+            return dict(self._extra)
         until = self._now() + timedelta(days=self._lock.retain_days)
-        return {"ObjectLockMode": self._lock.mode, "ObjectLockRetainUntilDate": until}
+        return {"ObjectLockMode": self._lock.mode, "ObjectLockRetainUntilDate": until, **self._extra}
+
+    async def bucket_features(self) -> dict[str, str | None]:
+        """The bucket's versioning status and default Object Lock, as ``check`` reports them."""
+
+        def read() -> dict[str, str | None]:
+            versioning = self._client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+            try:
+                lock = self._client.get_object_lock_configuration(Bucket=self.bucket)["ObjectLockConfiguration"]
+                lock_state: str | None = lock.get("ObjectLockEnabled")
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ObjectLockConfigurationNotFoundError":
+                    raise
+                lock_state = None
+            return {"versioning": versioning, "object_lock": lock_state}
+
+        return await self._call(read)
 
     async def put(
         self,
