@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
+import random
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,10 @@ import anyio
 import structlog
 
 from archiver import __version__, logs
-from archiver.app import assemble, store_identity
+from archiver.app import assemble, make_store, store_identity
+from archiver.audit import Auditor, VerifyReport
 from archiver.ccall import CcallClient
-from archiver.cli_report import print_report, print_status
+from archiver.cli_report import print_reconcile, print_report, print_status, print_verify
 from archiver.clock import SystemClock
 from archiver.config import Config, load_config
 from archiver.daemon import Daemon, DeadManPing, supervised
@@ -33,10 +36,11 @@ from archiver.errors import ArchiverError, ConfigError, FatalError, TransientErr
 from archiver.ledger import Ledger
 from archiver.metrics import Health, Metrics, serve
 from archiver.notify import Notifier
-from archiver.pipeline import RunReport
+from archiver.pipeline import ReconcileReport, RunReport
 from archiver.progress import BackfillProgress, TerminalLogStream
 from archiver.simulator import Dataset, Faults, Simulator
 from archiver.store import Store, put_bytes
+from archiver.store.s3 import S3Store
 from archiver.windows import parse_date_argument
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -92,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD or 'YYYY-MM-DD HH:MM', inclusive")
     backfill.add_argument("--until", metavar="DATE", help="exclusive; default now")
     backfill.add_argument("--dry-run", action="store_true", help="list what would be archived; write nothing")
+    verify = command("verify", _verify, "check the archive: every sidecar, recording and manifest")
+    verify.add_argument("--since", metavar="DATE", help="first day to check (default: the whole archive)")
+    verify.add_argument("--until", metavar="DATE", help="day after the last to check (exclusive)")
+    verify.add_argument("--deep", action="store_true", help="download and re-hash every recording")
+    verify.add_argument(
+        "--sample", type=float, default=0.0, metavar="PERCENT", help="re-hash this share of the recordings"
+    )
+    verify.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    reconcile = command("reconcile", _reconcile, "compare the calls the API lists with the archive, both ways")
+    reconcile.add_argument("--since", required=True, metavar="DATE")
+    reconcile.add_argument("--until", metavar="DATE", help="exclusive; default now")
+    reconcile.add_argument("--json", action="store_true", help="print the report as one JSON document")
     command("check", _check, "check the configuration, the API credentials and the bucket")
     status = command("status", _status, "show the daemon's progress from its ledger (no network)")
     status.add_argument("--json", action="store_true", help="print one JSON document")
@@ -293,6 +309,8 @@ def _check(args: argparse.Namespace) -> int:
                 if read_back != data:
                     raise TransientError(f"read back {len(read_back)} bytes that differ from the {len(data)} written")
                 print(f"ok    store {parts.store.description}: create-only write, read and delete work")
+                if isinstance(parts.store, S3Store):
+                    worst = max(worst, await _check_bucket_features(parts.store, config))
             except FatalError as exc:
                 print(f"FAIL  store: {exc}")
                 worst = EXIT_USAGE
@@ -302,6 +320,56 @@ def _check(args: argparse.Namespace) -> int:
         return worst
 
     return anyio.run(go)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    config = _setup(args, quiet=not args.json and sys.stderr.isatty())
+    if not 0 <= args.sample <= 100:
+        raise ConfigError([f"At '--sample': a percentage from 0 to 100 (got {args.sample})"], source="the command line")
+    days = _days(args, config) if args.since or args.until else None
+    seed = random.SystemRandom().randrange(1 << 32)
+
+    async def go() -> VerifyReport:
+        store = make_store(config)
+        try:
+            auditor = Auditor(
+                store, config.storage.prefix, concurrency=config.download.concurrency, rng=random.Random(seed)
+            )
+            return await auditor.verify(days, deep=args.deep, sample_percent=args.sample)
+        finally:
+            await store.aclose()
+
+    report = anyio.run(go)
+    if args.json:
+        print(json.dumps({**report.as_dict(), "sample_seed": seed if args.sample else None}, indent=2))
+    else:
+        print_verify(report, sys.stdout)
+    return EXIT_OK if not report.problems else EXIT_FAILED
+
+
+def _days(args: argparse.Namespace, config: Config) -> list[date]:
+    """The local days from --since up to (not including) --until."""
+    if not args.since:
+        raise ConfigError(["At '--until': give --since too"], source="the command line")
+    since, until = _dates(args, config)
+    last = (until - timedelta(microseconds=1)).astimezone(config.source.tz).date()
+    return [since.date() + timedelta(days=i) for i in range((last - since.date()).days + 1)]
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    config = _setup(args, quiet=not args.json and sys.stderr.isatty())
+    since, until = _dates(args, config)
+
+    async def go() -> ReconcileReport:
+        async with assemble(config, ledger=Ledger.in_memory(store_identity="reconcile")) as parts:
+            return await parts.archiver.reconcile(since, until)
+
+    report = anyio.run(go)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(report) | {"consistent": report.consistent}, indent=2))
+    else:
+        print_reconcile(report, since, until, sys.stdout)
+    return EXIT_OK if report.consistent else EXIT_FAILED
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -322,6 +390,38 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2))
     else:
         print_status(status, sys.stdout)
+    return EXIT_OK
+
+
+async def _check_bucket_features(store: S3Store, config: Config) -> int:
+    """Report versioning and Object Lock; FAIL when the config asks for a lock the bucket cannot give."""
+    try:
+        features = await store.bucket_features()
+    except (TransientError, FatalError) as exc:
+        print(f"WARN  bucket settings could not be read: {exc}")
+        return EXIT_OK
+    versioning = features["versioning"] or "off"
+    lock = features["object_lock"] or "off"
+    print(
+        f"{'ok  ' if versioning == 'Enabled' else 'WARN'}  bucket versioning: {versioning}"
+        + ("" if versioning == "Enabled" else " (turn it on: an overwrite or delete would then keep the old version)")
+    )
+    wants_lock = config.storage.object_lock is not None or config.storage.legal_hold
+    if wants_lock and lock != "Enabled":
+        print(
+            "FAIL  storage.object_lock/legal_hold is set but the bucket has no Object Lock: every write would be "
+            "refused (Object Lock can only be turned on when the bucket is created)"
+        )
+        return EXIT_USAGE
+    print(
+        f"ok    bucket Object Lock: {lock}"
+        + (
+            f", objects get {config.storage.object_lock.mode} retention for "
+            f"{config.storage.object_lock.retain_days} days"
+            if config.storage.object_lock
+            else ""
+        )
+    )
     return EXIT_OK
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TextIO
 
-from archiver.pipeline import RunReport
+from archiver.audit import VerifyReport
+from archiver.pipeline import ReconcileReport, RunReport
 from archiver.units import format_size
 
 
@@ -53,3 +55,33 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
         print(f"{name:<13}{value}", file=out)
     for failure in status["failures"]:
         print(f"  call {failure['call_id']} ({failure['day']}): {failure['error']}", file=out)
+
+
+def print_verify(report: VerifyReport, out: TextIO) -> None:
+    """The human form of ``archiver verify``: one line per problem, then the totals."""
+    for problem in report.problems:
+        print(f"PROBLEM  {problem}", file=out)
+    print(
+        f"verified {report.days} days: {report.calls} calls, {report.recordings} recordings "
+        f"({report.rehashed} re-hashed, {format_size(report.bytes_rehashed)}); "
+        f"{len(report.problems)} problem(s)"
+        + (f"; {report.unmanifested} file(s) not yet in a manifest" if report.unmanifested else ""),
+        file=out,
+    )
+
+
+def print_reconcile(report: ReconcileReport, since: datetime, until: datetime, out: TextIO) -> None:
+    """The human form of ``archiver reconcile``."""
+    for day, call_id in report.not_archived:
+        print(f"NOT ARCHIVED  call {call_id} ({day}): the PBX lists it, the archive lacks it", file=out)
+    for call_id in report.not_listed:
+        print(f"NOT LISTED    call {call_id}: archived, but the PBX no longer lists it", file=out)
+    for call_id, error in report.recordings_missing:
+        print(f"MISSING REC   call {call_id}: the PBX never served its recording ({error})", file=out)
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items()))
+    print(
+        f"{since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M}: the PBX lists {report.listed} calls, the archive holds "
+        f"{report.archived} ({statuses or 'none'}); {len(report.not_archived)} not archived, "
+        f"{len(report.not_listed)} no longer listed",
+        file=out,
+    )

@@ -41,6 +41,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio
+import jsonschema
 import yaml
 
 from archiver import dayfiles
@@ -49,7 +50,7 @@ from archiver.keys import audio_key, sidecar_key
 from archiver.model import call_id_for_row
 from archiver.simulator import Dataset, Faults, SimCall, Simulator, as_received
 from archiver.store.s3 import S3Store
-from tests.helpers import Bucket, MotoServer, ToggleProxy, make_bucket, s3_client
+from tests.helpers import Bucket, MotoServer, ToggleProxy, check_sidecar, make_bucket, s3_client
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 FIRST_DAY = date(2026, 10, 1)
@@ -192,6 +193,10 @@ def check_archive(bucket: Bucket, sim: Simulator, calls: list[SimCall], result: 
             result.problems.append(f"call {cid}: no sidecar")
             continue
         doc = json.loads(objects[key])
+        try:
+            check_sidecar(doc)
+        except jsonschema.ValidationError as exc:
+            result.problems.append(f"call {cid}: the sidecar breaks the schema: {exc.message}")
         status = doc["recording"]["status"]
         result.outcomes[status] += 1
         if doc["cdr"] != received:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import struct
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import jsonschema
 
 from archiver.config import Config, parse_config
 from archiver.retry import RetryPolicy
@@ -290,3 +292,14 @@ class ToggleProxy:
 
     def stop(self) -> None:
         self.down()
+
+
+_SIDECAR_SCHEMA = json.loads(
+    (Path(__file__).resolve().parent.parent / "archiver" / "schemas" / "sidecar-v1.schema.json").read_text()
+)
+_SIDECAR_VALIDATOR = jsonschema.Draft202012Validator(_SIDECAR_SCHEMA)
+
+
+def check_sidecar(doc: Any) -> None:
+    """Raise if *doc* does not follow the published sidecar schema."""
+    _SIDECAR_VALIDATOR.validate(doc)

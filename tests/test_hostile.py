@@ -25,7 +25,17 @@ from archiver.config import Config, parse_config
 from archiver.model import call_id_for_row
 from archiver.pipeline import RunReport
 from archiver.simulator import Dataset, Simulator, as_received
-from tests.helpers import FAST, PATIENT_STORE, Bucket, MotoServer, TinyServer, ToggleProxy, config_for, make_bucket
+from tests.helpers import (
+    FAST,
+    PATIENT_STORE,
+    Bucket,
+    MotoServer,
+    TinyServer,
+    ToggleProxy,
+    check_sidecar,
+    config_for,
+    make_bucket,
+)
 from tests.test_pipeline import SINCE, UNTIL, assert_archive_is_complete, backfill, local_objects
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -111,6 +121,8 @@ async def test_malformed_rows_are_archived_raw_and_reported(tmp_path: Path) -> N
     assert {c.malformed for c in calls} == {0, 1, 2, 3, 4}
     stored = local_objects(root)
     sidecars = [json.loads(v) for k, v in stored.items() if k.endswith(".json")]
+    for doc in sidecars:
+        check_sidecar(doc)
     assert len(sidecars) == len(calls)
     by_id = {d["call_id"]: d for d in sidecars}
     for call in calls:
@@ -221,9 +233,8 @@ async def test_no_link_can_put_a_key_outside_the_prefix_or_reach_a_forbidden_hos
     assert report.complete
     assert report.outcomes["rejected"] == 4  # file://, metadata, redirect to metadata, javascript:
     assert report.outcomes["archived"] == 4
-    key_form = re.compile(
-        r"^archive/2026/11/01/(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?:rf|nr)-[0-9a-f]{32})\.(?:json|wav)$"
-    )
+    call_file = r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?:rf|nr)-[0-9a-f]{32})\.(?:json|wav)"
+    key_form = re.compile(rf"^archive/2026/11/01/(?:{call_file}|manifest-sha256\.txt|calls\.csv|index\.html)$")
     assert all(key_form.match(k) for k in objects), sorted(objects)
     assert f"archive/2026/11/01/{uuid}.wav" in objects
     assert not any(p.startswith("/latest") for p in api.fetched)

@@ -273,8 +273,14 @@ class Dataset:
             recording_missing=has_recording and rng.random() < self.recording_missing_rate,
             foreign_link=has_recording and rng.random() < self.foreign_link_rate,
             tone_hz=rng.choice((300, 350, 400, 440, 500, 523, 587, 659, 700, 784)),
-            malformed=rng.randint(1, 4) if rng.random() < self.malformed_rate else 0,
+            malformed=self._malformed(rng),
         )
+
+    def _malformed(self, rng: random.Random) -> int:
+        # Draw only when asked for, so that datasets without broken rows stay as they were.
+        if self.malformed_rate <= 0:
+            return 0
+        return rng.randint(1, 4) if rng.random() < self.malformed_rate else 0
 
     # -- audio ------------------------------------------------------------------------
 
