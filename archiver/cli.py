@@ -300,6 +300,10 @@ def _check(args: argparse.Namespace) -> int:
             except TransientError as exc:
                 print(f"FAIL  ccall API: {exc}")
                 worst = max(worst, EXIT_FAILED)
+            if isinstance(parts.store, S3Store):
+                features = await _check_bucket_features(parts.store, config)
+                if features != EXIT_OK:
+                    return features  # every write would be refused; no point probing
             probe = "/".join(p for p in (config.storage.prefix, "_archiver", "check", f"{uuid.uuid4()}.txt") if p)
             data = f"archiver check {datetime.now().isoformat()}\n".encode()
             try:
@@ -309,8 +313,6 @@ def _check(args: argparse.Namespace) -> int:
                 if read_back != data:
                     raise TransientError(f"read back {len(read_back)} bytes that differ from the {len(data)} written")
                 print(f"ok    store {parts.store.description}: create-only write, read and delete work")
-                if isinstance(parts.store, S3Store):
-                    worst = max(worst, await _check_bucket_features(parts.store, config))
             except FatalError as exc:
                 print(f"FAIL  store: {exc}")
                 worst = EXIT_USAGE
