@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import random
+import signal
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -452,9 +453,16 @@ def _simulate(args: argparse.Namespace) -> int:
     print(
         f"ccall simulator on {sim.url}  api_key={sim.api_key} api_secret={sim.api_secret}  (Ctrl-C stops)", flush=True
     )
+    # Stop on SIGTERM as on Ctrl-C, even where SIGINT was ignored when we started (a background job).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     with contextlib.suppress(KeyboardInterrupt):
         sim.serve_forever()
     return EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -249,8 +249,12 @@ def test_simulate_serves_the_api_on_the_given_port(tmp_path: Path) -> None:
         assert 8 <= len(answer["response"]) <= 12
         assert set(answer["response"][0]["Cdr"]) >= {"recording_file", "start", "duration", "status"}
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=10)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=10)
+        finally:
+            process.kill()
+            process.wait()
     assert process.returncode == 0
 
 

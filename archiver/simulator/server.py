@@ -285,6 +285,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         sim = self.server.sim
         parts = self.path.split("?", 1)[0].strip("/").split("/")
+        if parts == ["files"]:
+            self._file_index(sim)
+            return
+        if len(parts) == 2 and parts[0] == "files" and parts[1].endswith(".wav"):
+            parts = ["cdr", parts[1].removesuffix(".wav"), ""]  # the same recording, as a plain file
         if len(parts) != 3 or parts[0] != "cdr":
             self._send(404, b"not found", "text/plain")
             return
@@ -314,6 +319,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, _HTML_ERROR, "audio/x-wav")
             return
         self._recording(sim, call)
+
+    def _file_index(self, sim: Simulator) -> None:
+        """Every servable recording as a plain directory listing: what file-copy tools (rclone's
+        http remote) read, so that they can be measured against the archiver on the same data."""
+        links = "".join(f'<a href="{uuid}.wav">{uuid}.wav</a>\n' for uuid in sorted(sim.served_recordings()))
+        self._send(200, f"<html><body><pre>\n{links}</pre></body></html>".encode(), "text/html")
 
     def _recording(self, sim: Simulator, call: SimCall) -> None:
         faults = sim.faults

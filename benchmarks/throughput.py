@@ -1,0 +1,268 @@
+"""Throughput, CPU and memory of the archiver against ``rclone copy``, on the same servers.
+
+Both read the same recordings from the bundled simulator over HTTP (the archiver through the
+CDR API, rclone through the simulator's plain ``/files/`` listing) and write them to the same
+moto S3 server. The archiver does more: CDR paging, verification, SHA-256, sidecars, manifests.
+
+    .venv/bin/python -m benchmarks.throughput                  # throughput, 3 runs each
+    .venv/bin/python -m benchmarks.throughput --latency        # + 100 ms per response, concurrency 8/16/32
+    .venv/bin/python -m benchmarks.throughput --memory         # + 500 MiB recordings, + a 1M-call ledger
+
+Needs ``rclone`` (Debian package ``rclone``). Figures are medians; compare ratios, not seconds:
+the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from archiver.ledger import Ledger
+from archiver.simulator import Dataset, Faults, Simulator
+from tests.helpers import AWS_ENV, MotoServer, make_bucket
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+DAY = date(2026, 10, 1)
+
+
+@dataclass
+class Measure:
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mib: float
+    bytes: int
+
+    @property
+    def mib_per_second(self) -> float:
+        return self.bytes / (1 << 20) / self.seconds
+
+    @property
+    def cpu_per_gib(self) -> float:
+        return self.cpu_seconds / (self.bytes / (1 << 30))
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Run *argv*; (wall seconds, CPU seconds, peak RSS MiB) of it and its children."""
+    began = time.monotonic()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - began
+    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{argv[0]} {argv[1]} failed: {stderr[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+class Bench:
+    def __init__(self, workdir: Path, moto: MotoServer) -> None:
+        self.workdir = workdir
+        self.moto = moto
+        self.env = {**os.environ, **AWS_ENV}
+        self.runs = 0
+
+    def archiver(self, sim: Simulator, concurrency: int, *, ledger: Path | None = None) -> Measure:
+        self.runs += 1
+        bucket = make_bucket(self.moto.endpoint)
+        folder = self.workdir / f"run{self.runs}"
+        folder.mkdir()
+        config = folder / "config.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "source": {
+                        "base_url": sim.url,
+                        "api_key": sim.api_key,
+                        "api_secret": sim.api_secret,
+                        "page_size": 500,
+                    },
+                    "storage": {"url": f"s3://{bucket.name}/archive", "endpoint_url": self.moto.endpoint},
+                    "download": {"concurrency": concurrency, "spool_dir": str(folder)},
+                    "state": {"path": str(ledger or folder / "ledger.sqlite3")},
+                }
+            )
+        )
+        wall, cpu, rss = timed(
+            [
+                sys.executable,
+                "-m",
+                "archiver",
+                "--log-level",
+                "warning",
+                "backfill",
+                "-c",
+                str(config),
+                "--since",
+                DAY.isoformat(),
+                "--until",
+                (DAY + timedelta(days=1)).isoformat(),
+            ],
+            self.env,
+        )
+        stored = sum(len(v) for k, v in bucket.objects("archive/").items() if k.endswith(".wav"))
+        return Measure(wall, cpu, rss, stored)
+
+    def rclone(self, sim: Simulator, transfers: int) -> Measure:
+        self.runs += 1
+        bucket = make_bucket(self.moto.endpoint)
+        argv = [
+            "rclone",
+            "copy",
+            ":http:",
+            f":s3:{bucket.name}/rclone",
+            "--http-url",
+            f"{sim.url}/files/",
+            "--http-no-head",
+            "--s3-provider",
+            "Other",
+            "--s3-endpoint",
+            self.moto.endpoint,
+            "--s3-region",
+            "us-east-1",
+            "--s3-access-key-id",
+            AWS_ENV["AWS_ACCESS_KEY_ID"],
+            "--s3-secret-access-key",
+            AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+            "--s3-force-path-style",
+            "--transfers",
+            str(transfers),
+            "--checkers",
+            str(transfers),
+            "--config",
+            "/dev/null",
+            "-q",
+        ]
+        wall, cpu, rss = timed(argv, self.env)
+        stored = sum(len(v) for v in bucket.objects("rclone/").values())
+        return Measure(wall, cpu, rss, stored)
+
+
+def median(measures: list[Measure]) -> Measure:
+    return Measure(
+        statistics.median(m.seconds for m in measures),
+        statistics.median(m.cpu_seconds for m in measures),
+        statistics.median(m.peak_rss_mib for m in measures),
+        measures[0].bytes,
+    )
+
+
+def row(name: str, m: Measure, recordings: int) -> str:
+    return (
+        f"| {name} | {m.seconds:.2f} | {recordings / m.seconds:.0f} | {m.mib_per_second:.1f} | "
+        f"{m.cpu_per_gib:.1f} | {m.peak_rss_mib:.0f} |"
+    )
+
+
+HEADER = "| tool | seconds | recordings/s | MiB/s | CPU s per GiB | peak RSS MiB |\n|---|---|---|---|---|---|"
+
+
+def dataset_for(recordings: int, seed: int = 5) -> Dataset:
+    """About *recordings* recordings of 100 KB to 1 MB (6 s to 62 s of 8 kHz audio) on DAY."""
+    data = Dataset(seed=seed, calls_per_day=round(recordings / 0.73), max_duration=62)
+    data.calls_on(DAY)
+    return data
+
+
+def compare(bench: Bench, sim: Simulator, concurrency: int, runs: int, out: Callable[[str], None]) -> None:
+    recordings = len(sim.served_recordings())
+    ours = median([bench.archiver(sim, concurrency) for _ in range(runs)])
+    theirs = median([bench.rclone(sim, concurrency) for _ in range(runs)])
+    if ours.bytes != theirs.bytes:
+        raise RuntimeError(f"the copies differ: archiver {ours.bytes} bytes, rclone {theirs.bytes}")
+    out(HEADER)
+    out(row(f"archiver (concurrency {concurrency})", ours, recordings))
+    out(row(f"rclone copy (--transfers {concurrency})", theirs, recordings))
+    out(
+        f"| ratio archiver/rclone | time {ours.seconds / theirs.seconds:.2f}x | throughput {theirs.seconds / ours.seconds:.2f}x "
+        f"| | CPU per GiB {ours.cpu_per_gib / theirs.cpu_per_gib:.2f}x | RSS {ours.peak_rss_mib / theirs.peak_rss_mib:.2f}x |"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recordings", type=int, default=300)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--latency", action="store_true", help="also measure with 100 ms per simulator response")
+    parser.add_argument("--memory", action="store_true", help="also measure 500 MiB recordings and a 1M-call ledger")
+    args = parser.parse_args()
+    if shutil.which("rclone") is None:
+        print("rclone is not installed (apt-get install rclone)", file=sys.stderr)
+        return 2
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {datetime.now(TZ):%Y-%m-%d}")
+    moto = MotoServer()
+    moto.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            bench = Bench(Path(tmp), moto)
+            data = dataset_for(args.recordings)
+            with Simulator(data) as sim:
+                served = sim.served_recordings()
+                size = sum(c.recording_size for c in served.values())
+                print(
+                    f"\n## Throughput: {len(served)} recordings, {size / (1 << 20):.0f} MiB, median of {args.runs} runs\n"
+                )
+                compare(bench, sim, 8, args.runs, print)
+            if args.latency:
+                for concurrency in (8, 16, 32):
+                    with Simulator(data, faults=Faults(recording_latency=0.1, api_latency=0.1)) as sim:
+                        ideal = concurrency / 0.1
+                        print(f"\n## 100 ms latency, concurrency {concurrency} (ideal {ideal:.0f} recordings/s)\n")
+                        compare(bench, sim, concurrency, 1, print)
+            if args.memory:
+                memory(bench, Path(tmp))
+    finally:
+        moto.stop()
+    return 0
+
+
+def memory(bench: Bench, tmp: Path) -> None:
+    big = Dataset(seed=3, calls_per_day=11, max_duration=1, long_call_rate=1.0, long_call_seconds=32768)
+    big.calls_on(DAY)
+    with Simulator(big) as sim:
+        served = sim.served_recordings()
+        sizes = sorted(c.recording_size for c in served.values())
+        print(f"\n## Memory: {len(served)} recordings of {sizes[0] / (1 << 20):.0f} MiB, concurrency 8\n")
+        measure = bench.archiver(sim, 8)
+        print(HEADER)
+        print(row("archiver (concurrency 8)", measure, len(served)))
+    small = dataset_for(100)
+    with Simulator(small) as sim:
+        print("\n## Memory as the ledger grows (the same 100-recording backfill)\n")
+        print("| calls already in the ledger | peak RSS MiB | seconds |\n|---|---|---|")
+        for calls in (10_000, 1_000_000):
+            ledger = tmp / f"ledger-{calls}.sqlite3"
+            synthetic_ledger(ledger, calls)
+            m = bench.archiver(sim, 8, ledger=ledger)
+            print(f"| {calls:,} | {m.peak_rss_mib:.0f} | {m.seconds:.2f} |")
+
+
+def synthetic_ledger(path: Path, calls: int) -> None:
+    """A ledger that already knows *calls* archived calls, spread over ten years before DAY."""
+    Ledger.open(path, store_identity="pending").close()
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM meta WHERE name='store'")
+    first = DAY - timedelta(days=3650)
+    rows = (
+        (f"{i:08x}-0000-4000-8000-{i:012x}", (first + timedelta(days=i % 3650)).isoformat(), "archived", 0.0)
+        for i in range(calls)
+    )
+    db.executemany("INSERT INTO calls VALUES (?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
