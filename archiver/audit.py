@@ -280,8 +280,11 @@ class Auditor:
 
     # -- writing a closed day's files -------------------------------------------------------------
 
-    async def write_day_files(self, day: date) -> int:
+    async def write_day_files(self, day: date, known: dict[str, dayfiles.CallEntry] | None = None) -> int:
         """Write the next set of day files covering every call not in an earlier manifest.
+
+        *known* holds entries of calls whose sidecar this archiver wrote (from the ledger), so
+        that only the others are read back from the store.
 
         Returns how many calls the day's manifests cover now. Create-only: a file that exists
         (left by an interrupted run) is kept, and the manifest, written last, is the set's marker.
@@ -298,10 +301,10 @@ class Auditor:
         for call_id, key in sorted(listing.sidecars.items()):
             if f"{call_id}.json" in covered:
                 continue
-            raw = await self._store.read(key, SIDECAR_LIMIT)
-            entries.append(
-                dayfiles.CallEntry(call_id, f"{call_id}.json", hashlib.sha256(raw).hexdigest(), json.loads(raw))
-            )
+            entry = (known or {}).get(call_id)
+            if entry is None:
+                entry = dayfiles.CallEntry.from_sidecar(call_id, await self._store.read(key, SIDECAR_LIMIT))
+            entries.append(entry)
         if not entries:
             return len(listing.sidecars)
         number = max((n for n, f in listing.sets.items() if "manifest-sha256" in f), default=0) + 1

@@ -12,8 +12,10 @@ A call that arrives after its day was closed gets numbered addenda (``manifest-s
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import io
+import json
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -38,18 +40,62 @@ CSV_COLUMNS = (
 
 @dataclass(frozen=True)
 class CallEntry:
-    """One call of a day: its sidecar (parsed) and the sidecar's own bytes' SHA-256."""
+    """What a day's files say about one call: its CSV row, and the digests of its two files.
+
+    Built from the sidecar's own bytes (:meth:`from_sidecar`), when it was written or when it
+    is read back from the store; kept in the ledger in between (:meth:`to_json`).
+    """
 
     call_id: str
-    sidecar_name: str
     sidecar_sha256: str
-    doc: dict[str, Any]
+    row: tuple[Any, ...]  # the values of CSV_COLUMNS
+
+    @classmethod
+    def from_sidecar(cls, call_id: str, raw: bytes) -> CallEntry:
+        doc = mapping(json.loads(raw))
+        cdr, call, rec = mapping(doc.get("cdr")), mapping(doc.get("call")), mapping(doc.get("recording"))
+        row = (
+            call_id,
+            call.get("start_local"),
+            call.get("direction"),
+            cdr.get("source"),
+            cdr.get("destination"),
+            cdr.get("cid_name"),
+            call.get("duration_seconds"),
+            call.get("hangup_cause"),
+            rec.get("status"),
+            rec.get("key"),
+            rec.get("size"),
+            rec.get("sha256"),
+        )
+        return cls(call_id, hashlib.sha256(raw).hexdigest(), row)
+
+    @classmethod
+    def from_json(cls, text: str) -> CallEntry:
+        data = json.loads(text)
+        return cls(data["call_id"], data["sidecar_sha256"], tuple(data["row"]))
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"call_id": self.call_id, "sidecar_sha256": self.sidecar_sha256, "row": self.row}, ensure_ascii=False
+        )
+
+    @property
+    def sidecar_name(self) -> str:
+        return f"{self.call_id}.json"
+
+    @property
+    def start(self) -> str:
+        return str(self.row[1] or "")
 
     @property
     def audio_name(self) -> str | None:
-        rec = mapping(self.doc.get("recording"))
-        key = rec.get("key") if rec.get("status") == "archived" else None
-        return key.rsplit("/", 1)[-1] if isinstance(key, str) else None
+        key = self.row[9]
+        return key.rsplit("/", 1)[-1] if self.row[8] == "archived" and isinstance(key, str) else None
+
+    @property
+    def audio_sha256(self) -> str | None:
+        return str(self.row[11]) if self.audio_name else None
 
 
 def file_names(number: int) -> tuple[str, str, str]:
@@ -82,8 +128,8 @@ def manifest(entries: list[CallEntry]) -> bytes:
     lines = []
     for entry in entries:
         lines.append((entry.sidecar_name, entry.sidecar_sha256))
-        if entry.audio_name:
-            lines.append((entry.audio_name, entry.doc["recording"]["sha256"]))
+        if entry.audio_name and entry.audio_sha256:
+            lines.append((entry.audio_name, entry.audio_sha256))
     return "".join(f"{digest}  {name}\n" for name, digest in sorted(lines)).encode()
 
 
@@ -91,16 +137,16 @@ def calls_csv(entries: list[CallEntry]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    for entry in sorted(entries, key=_start):
-        writer.writerow([_csv_safe(v) for v in _row(entry)])
+    for entry in sorted(entries, key=lambda e: e.start):
+        writer.writerow([_csv_safe(v) for v in entry.row])
     return out.getvalue().encode("utf-8-sig")  # the BOM makes spreadsheet programs read UTF-8
 
 
 def index_html(day: date, entries: list[CallEntry], *, number: int = 1) -> bytes:
     title = f"Calls of {day.isoformat()}" + (f" (addendum {number})" if number > 1 else "")
     rows = []
-    for entry in sorted(entries, key=_start):
-        values = _row(entry)
+    for entry in sorted(entries, key=lambda e: e.start):
+        values = entry.row
         cells = "".join(f"<td>{html.escape(str(v if v is not None else ''))}</td>" for v in values[1:9])
         audio = entry.audio_name
         player = (
@@ -141,29 +187,6 @@ audio {{ height: 2em; }}
 </html>
 """
     return page.encode("utf-8")
-
-
-def _start(entry: CallEntry) -> str:
-    return str(mapping(entry.doc.get("call")).get("start_local") or "")
-
-
-def _row(entry: CallEntry) -> list[Any]:
-    doc = entry.doc
-    cdr, call, rec = mapping(doc.get("cdr")), mapping(doc.get("call")), mapping(doc.get("recording"))
-    return [
-        entry.call_id,
-        call.get("start_local"),
-        call.get("direction"),
-        cdr.get("source"),
-        cdr.get("destination"),
-        cdr.get("cid_name"),
-        call.get("duration_seconds"),
-        call.get("hangup_cause"),
-        rec.get("status"),
-        rec.get("key"),
-        rec.get("size"),
-        rec.get("sha256"),
-    ]
 
 
 def mapping(value: Any) -> dict[str, Any]:

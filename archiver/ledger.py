@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from archiver.dayfiles import CallEntry
 from archiver.errors import ConfigError
 
 SCHEMA_VERSION = 1
@@ -49,6 +50,12 @@ CREATE TABLE IF NOT EXISTS failures (
     at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS synced_days (day TEXT PRIMARY KEY, synced_at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entries (   -- day-file rows of calls whose day is not closed yet
+    call_id TEXT PRIMARY KEY,
+    day TEXT NOT NULL,
+    entry TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_day ON entries (day);
 CREATE TABLE IF NOT EXISTS days (
     day TEXT PRIMARY KEY,
     done INTEGER NOT NULL DEFAULT 0,     -- calls of the day known done
@@ -126,9 +133,16 @@ class Ledger:
     def is_done(self, call_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM calls WHERE call_id=?", (call_id,)).fetchone() is not None
 
-    def mark_done(self, call_id: str, day: date, status: str, now: datetime) -> None:
-        """Record *call_id* as finished (its sidecar is stored); clears pending and failure."""
+    def mark_done(self, call_id: str, day: date, status: str, now: datetime, entry: CallEntry | None = None) -> None:
+        """Record *call_id* as finished (its sidecar is stored); clears pending and failure.
+
+        *entry* is what the day's files will say of the call, kept until the day is closed.
+        """
         with self._transaction():
+            if entry is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", (call_id, day.isoformat(), entry.to_json())
+                )
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?)", (call_id, day.isoformat(), status, now.timestamp())
             )
@@ -160,9 +174,16 @@ class Ledger:
         ).fetchall()
         return [date.fromisoformat(r[0]) for r in rows]
 
+    def entries(self, day: date) -> dict[str, CallEntry]:
+        """The day-file rows kept for *day*'s calls."""
+        rows = self._db.execute("SELECT call_id, entry FROM entries WHERE day=?", (day.isoformat(),))
+        return {r[0]: CallEntry.from_json(r[1]) for r in rows}
+
     def set_covered(self, day: date, covered: int) -> None:
-        """Record that *covered* calls of *day* are in its manifests (at least all known done)."""
-        self._db.execute("UPDATE days SET covered = max(?, done) WHERE day = ?", (covered, day.isoformat()))
+        """Record that *day*'s manifests cover its calls (at least all known done); drop its rows."""
+        with self._transaction():
+            self._db.execute("UPDATE days SET covered = max(?, done) WHERE day = ?", (covered, day.isoformat()))
+            self._db.execute("DELETE FROM entries WHERE day=?", (day.isoformat(),))
 
     # -- days synced from the bucket -----------------------------------------------------
 

@@ -228,7 +228,7 @@ class Archiver:
         before = (self._clock.now() - self._close_after).astimezone(self._tz).date()
         for day in self._ledger.days_to_close(before):
             try:
-                covered = await self._auditor.write_day_files(day)
+                covered = await self._auditor.write_day_files(day, self._ledger.entries(day))
             except (TransientError, CallError) as exc:
                 log.warning("day.close_failed", day=day.isoformat(), error=str(exc))
                 continue
@@ -396,9 +396,9 @@ class Archiver:
                     key = keys.audio_key(self._prefix, day, cdr.call_id, download.format)
                     await self._store_audio(key, download, cdr.call_id)
                     recording = sidecar.archived(key, download, url)
-        await self._store_sidecar(cdr, day, recording)
+        entry = await self._store_sidecar(cdr, day, recording)
         status = str(recording["status"])
-        self._ledger.mark_done(cdr.call_id, day, status, self._clock.now())
+        self._ledger.mark_done(cdr.call_id, day, status, self._clock.now(), entry)
         return status, recording
 
     def _park_or_give_up(
@@ -465,7 +465,9 @@ class Archiver:
             )
         log.info("recording.already_stored", key=key)
 
-    async def _store_sidecar(self, cdr: Cdr, day: date, recording: dict[str, Any]) -> None:
+    async def _store_sidecar(self, cdr: Cdr, day: date, recording: dict[str, Any]) -> dayfiles.CallEntry:
+        """Store the sidecar create-only; returns what the day's files will say of the call,
+        from the bytes now in the store (an earlier run's, if it got there first)."""
         key = keys.sidecar_key(self._prefix, day, cdr.call_id)
         document = sidecar.build(cdr, recording, archived_at=self._clock.now(), source=self._source_info)
         async for attempt in self._store_retry.context():
@@ -474,6 +476,8 @@ class Archiver:
                     await put_bytes(self._store, key, document, "application/json")
                 except ObjectExists:
                     log.info("sidecar.already_stored", key=key, call_id=cdr.call_id)
+                    document = await self._store.read(key)
+        return dayfiles.CallEntry.from_sidecar(cdr.call_id, document)
 
     async def _sync_days(self, days: list[date]) -> None:
         """Teach the ledger which calls of *days* the bucket already holds (once per day)."""

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -285,11 +285,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         sim = self.server.sim
         parts = self.path.split("?", 1)[0].strip("/").split("/")
-        if parts == ["files"]:
-            self._file_index(sim)
+        if len(parts) == 2 and parts[0] == "files":
+            self._file_index(sim, parts[1])
             return
-        if len(parts) == 2 and parts[0] == "files" and parts[1].endswith(".wav"):
-            parts = ["cdr", parts[1].removesuffix(".wav"), ""]  # the same recording, as a plain file
+        if len(parts) == 3 and parts[0] == "files" and parts[2].endswith(".wav"):
+            parts = ["cdr", parts[2].removesuffix(".wav"), ""]  # the same recording, as a plain file
         if len(parts) != 3 or parts[0] != "cdr":
             self._send(404, b"not found", "text/plain")
             return
@@ -320,10 +320,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._recording(sim, call)
 
-    def _file_index(self, sim: Simulator) -> None:
-        """Every servable recording as a plain directory listing: what file-copy tools (rclone's
-        http remote) read, so that they can be measured against the archiver on the same data."""
-        links = "".join(f'<a href="{uuid}.wav">{uuid}.wav</a>\n' for uuid in sorted(sim.served_recordings()))
+    def _file_index(self, sim: Simulator, day_text: str) -> None:
+        """``/files/YYYY-MM-DD/``: the day's servable recordings as a plain directory listing, what
+        file-copy tools (rclone's http remote) read, to measure them against the archiver."""
+        try:
+            day = date.fromisoformat(day_text)
+        except ValueError:
+            self._send(404, b"not found", "text/plain")
+            return
+        now = sim.now()
+        calls = sim.dataset.calls_on(day)
+        names = sorted(
+            f"{c.uuid}.wav"
+            for c in calls
+            if c.has_recording and not c.recording_missing and not c.foreign_link and c.end <= now
+        )
+        links = "".join(f'<a href="{name}">{name}</a>\n' for name in names)
         self._send(200, f"<html><body><pre>\n{links}</pre></body></html>".encode(), "text/html")
 
     def _recording(self, sim: Simulator, call: SimCall) -> None:
