@@ -116,7 +116,8 @@ class Ledger:
     def _claim(self, identity: str) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE name='store'").fetchone()
         if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('store', ?), ('schema', ?)", (identity, str(SCHEMA_VERSION)))
+            self._db.execute("INSERT INTO meta VALUES ('store', ?)", (identity,))
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         elif row[0] != identity:
             raise ConfigError(
                 [
