@@ -108,7 +108,7 @@ def _tour(archive: Path, out: TextIO) -> None:
         )
         print(f"  recording {rec['key']} {rec['size']} bytes sha256 {rec['sha256']}", file=out)
         print(f"  check it by hand: sha256sum {archive / rec['key']}", file=out)
-        day = sample.parent
-        if (day / "manifest-sha256.txt").exists():
-            print(f"\nthe day, for auditors: open {day / 'index.html'} in a browser (a player per call),", file=out)
-            print(f"  or check it all: cd {day} && sha256sum -c manifest-sha256.txt", file=out)
+        folder = sample.parent
+        if (folder / "manifest-sha256.txt").exists():
+            print(f"\nthe day, for auditors: open {folder / 'index.html'} in a browser (a player per call),", file=out)
+            print(f"  or check it all: cd {folder} && sha256sum -c manifest-sha256.txt", file=out)
