@@ -115,6 +115,16 @@ async def day_listings(store: Store, prefix: str, days: list[date] | None) -> As
         yield current
 
 
+async def stored_call_ids(store: Store, prefix: str, day: date) -> set[str]:
+    """The call ids of *day* that have a sidecar in *store*."""
+    found = set()
+    async for key in store.list_keys(keys.day_prefix(prefix, day)):
+        parsed = keys.parse_call_key(key)
+        if parsed and parsed[2] == "json":
+            found.add(parsed[1])
+    return found
+
+
 def _day_of(relative: str) -> date | None:
     parts = relative.split("/")
     if len(parts) < 4 or not all(p.isdigit() for p in parts[:3]):

@@ -25,7 +25,7 @@ import anyio
 import structlog
 
 from archiver import __version__, logs
-from archiver.app import assemble, make_store, store_identity
+from archiver.app import Parts, assemble, make_store, store_identity
 from archiver.audit import Auditor, VerifyReport
 from archiver.ccall import CcallClient
 from archiver.cli_report import print_reconcile, print_report, print_status, print_verify
@@ -37,11 +37,12 @@ from archiver.errors import ArchiverError, ConfigError, FatalError, TransientErr
 from archiver.ledger import Ledger
 from archiver.metrics import Health, Metrics, serve
 from archiver.notify import Notifier
-from archiver.pipeline import ReconcileReport, RunReport
+from archiver.pipeline import RunReport
 from archiver.progress import BackfillProgress, TerminalLogStream
 from archiver.simulator import Dataset, Faults, Simulator
 from archiver.store import Store, put_bytes
 from archiver.store.s3 import S3Store
+from archiver.survey import ReconcileReport, Survey
 from archiver.windows import parse_date_argument
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -263,7 +264,7 @@ def _backfill(args: argparse.Namespace) -> int:
 def _dry_run(config: Config, since: datetime, until: datetime) -> int:
     async def go() -> dict[Any, dict[str, int]]:
         async with assemble(config, ledger=Ledger.in_memory(store_identity="dry-run")) as parts:
-            return await parts.archiver.plan(since, until)
+            return await _survey(parts, config).plan(since, until)
 
     days = anyio.run(go)
     print(f"plan for {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} ({config.source.timezone}), nothing written:")
@@ -359,13 +360,23 @@ def _days(args: argparse.Namespace, config: Config) -> list[date]:
     return [since.date() + timedelta(days=i) for i in range((last - since.date()).days + 1)]
 
 
+def _survey(parts: Parts, config: Config) -> Survey:
+    return Survey(
+        parts.client,
+        parts.store,
+        tz=config.source.tz,
+        prefix=config.storage.prefix,
+        concurrency=config.download.concurrency,
+    )
+
+
 def _reconcile(args: argparse.Namespace) -> int:
     config = _setup(args, quiet=not args.json and sys.stderr.isatty())
     since, until = _dates(args, config)
 
     async def go() -> ReconcileReport:
         async with assemble(config, ledger=Ledger.in_memory(store_identity="reconcile")) as parts:
-            return await parts.archiver.reconcile(since, until)
+            return await _survey(parts, config).reconcile(since, until)
 
     report = anyio.run(go)
     if args.json:

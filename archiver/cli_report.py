@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from archiver.audit import VerifyReport
-from archiver.pipeline import ReconcileReport, RunReport
+from archiver.pipeline import RunReport
+from archiver.survey import ReconcileReport
 from archiver.units import format_size
 
 

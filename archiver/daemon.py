@@ -167,14 +167,14 @@ class Daemon:
         self._health.poll_succeeded()
         self._metrics.poll_succeeded(lag)
         self._metrics.pending.set(self._ledger.count_pending())
-        self._ledger.record_poll(now, ok=True, summary=_summary(report))
+        self._ledger.record_poll(now, ok=True, summary=report.summary())
         status = self._status_line(lag)
         if self._ready:
             self._notifier.status(status)
         else:
             self._notifier.ready(status)
             self._ready = True
-        log.info("poll.completed", **_summary(report), cursor_lag_seconds=lag)
+        log.info("poll.completed", **report.summary(), cursor_lag_seconds=lag)
         if self._ping:
             await self._ping.success()
         return report
@@ -184,7 +184,7 @@ class Daemon:
         self._health.poll_failed(error)
         if exc is not None:
             self._metrics.failures.labels(**{"class": failure_class(exc)}).inc()
-        self._ledger.record_poll(self._clock.now(), ok=False, error=error, summary=_summary(report) if report else None)
+        self._ledger.record_poll(self._clock.now(), ok=False, error=error, summary=report.summary() if report else None)
         self._notifier.status(f"poll failed: {error[:200]}")
         log.error("poll.failed", error=error)
         if self._ping:
@@ -204,13 +204,3 @@ class Daemon:
         failing = len(self._ledger.failures())
         lag_text = format_duration(timedelta(seconds=lag)) if lag is not None else "n/a"
         return f"{done} calls archived, {pending} waiting for recordings, {failing} failing; cursor lag {lag_text}"
-
-
-def _summary(report: RunReport) -> dict[str, int]:
-    return {
-        **report.outcomes,
-        "parked": len(report.parked),
-        "failed": len(report.failed),
-        "skipped": report.skipped,
-        "rows": report.rows,
-    }

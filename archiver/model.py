@@ -67,6 +67,12 @@ class Cdr:
             return None
         return start + timedelta(seconds=(self.tta_seconds or 0) + (self.duration_seconds or 0))
 
+    def started_within(self, bounds: tuple[datetime, datetime] | None) -> bool:
+        """False only for a call whose start parsed and lies outside ``[bounds[0], bounds[1])``."""
+        if bounds is None or self.start_local is None:
+            return True
+        return bounds[0] <= self.start_local < bounds[1]
+
     def day(self, fallback: date) -> date:
         """The call's start date in the PBX's zone; else a date found in ``start``; else *fallback*."""
         if self.start_local:

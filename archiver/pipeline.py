@@ -10,7 +10,7 @@ window, so the next poll reads it again.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
@@ -23,7 +23,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from archiver import dayfiles, keys, sidecar
 from archiver.audio import CONTENT_TYPES
-from archiver.audit import Auditor
+from archiver.audit import Auditor, stored_call_ids
 from archiver.ccall import CcallClient
 from archiver.clock import Clock, SystemClock
 from archiver.errors import (
@@ -37,7 +37,6 @@ from archiver.errors import (
     collapse,
 )
 from archiver.fetch import Download, Fetcher
-from archiver.keys import parse_call_key
 from archiver.ledger import Ledger, PendingCall
 from archiver.metrics import Health, Metrics, failure_class
 from archiver.model import Cdr, parse_row
@@ -69,26 +68,15 @@ class RunReport:
     def done(self) -> int:
         return sum(self.outcomes.values())
 
+    def summary(self) -> dict[str, int]:
+        """The counts, for log events and the ledger."""
+        counts = {"parked": len(self.parked), "failed": len(self.failed), "skipped": self.skipped}
+        return {**self.outcomes, **counts, "rows": self.rows, "bytes": self.bytes, "windows": self.windows}
+
     @property
     def complete(self) -> bool:
         """Every call seen is done: nothing failed, waits, or was left by an interruption."""
         return not self.failed and not self.parked and not self.interrupted
-
-
-@dataclass
-class ReconcileReport:
-    """The API's calls against the archive's: what each side has that the other lacks."""
-
-    listed: int = 0
-    archived: int = 0
-    not_archived: list[tuple[str, str]] = field(default_factory=list)  # (day, call id) the PBX has
-    not_listed: list[str] = field(default_factory=list)  # archived, but the PBX no longer lists them
-    recordings_missing: list[tuple[str, str]] = field(default_factory=list)  # (call id, last error)
-    statuses: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def consistent(self) -> bool:
-        return not self.not_archived and not self.not_listed
 
 
 @dataclass(frozen=True)
@@ -199,7 +187,7 @@ class Archiver:
         report = RunReport(windows=len(windows))
         await self._process(windows, report, bounds=(since, until), due=[], honour_schedule=False)
         await self.close_days()
-        log.info("backfill.completed", **_summary(report))
+        log.info("backfill.completed", **report.summary())
         return report
 
     async def poll_once(self, *, lookback: timedelta, settle: timedelta) -> RunReport:
@@ -233,61 +221,6 @@ class Archiver:
                 log.warning("day.close_failed", day=day.isoformat(), error=str(exc))
                 continue
             self._ledger.set_covered(day, covered)
-
-    async def plan(self, since: datetime, until: datetime) -> dict[date, dict[str, int]]:
-        """The dry run: per day, the calls the API lists and how many are already stored.
-
-        Reads the API and lists the bucket; writes nothing, not even the ledger.
-        """
-        days: dict[date, dict[str, int]] = {}
-        stored: dict[date, set[str]] = {}
-        async for day, cdr in self.listed_calls(since, until):
-            if day not in stored:
-                stored[day] = await self._stored_call_ids(day)
-            counts = days.setdefault(day, {"calls": 0, "recordings": 0, "stored": 0, "to_archive": 0})
-            counts["calls"] += 1
-            counts["recordings"] += int(cdr.has_recording)
-            done = cdr.call_id in stored[day]
-            counts["stored"] += int(done)
-            counts["to_archive"] += int(not done)
-        return dict(sorted(days.items()))
-
-    async def listed_calls(self, since: datetime, until: datetime) -> AsyncIterator[tuple[date, Cdr]]:
-        """Each call the API lists as started in ``[since, until)``, once, with the day it is filed under."""
-        previous: set[str] = set()
-        for window in plan_windows(since, until, self._tz):
-            current: set[str] = set()  # neighbouring windows overlap by a minute; no further
-            async for row in self._client.cdr_rows(window.query_from, window.query_to):
-                cdr = parse_row(row, self._tz)
-                if cdr.call_id in current or cdr.call_id in previous or not _in_bounds(cdr, (since, until)):
-                    continue
-                current.add(cdr.call_id)
-                yield cdr.day(window.day), cdr
-            previous = current
-
-    async def reconcile(self, since: datetime, until: datetime) -> ReconcileReport:
-        """Compare what the API lists for ``[since, until)`` with the archive, both ways. Writes nothing."""
-        listed: dict[str, date] = {}
-        async for day, cdr in self.listed_calls(since, until):
-            listed[cdr.call_id] = day
-        report = ReconcileReport(listed=len(listed))
-        archived: dict[str, dict[str, Any]] = {}
-        day = since.astimezone(self._tz).date()
-        while day <= (until - timedelta(microseconds=1)).astimezone(self._tz).date():
-            for call_id, doc in (await self._auditor.read_sidecars(day)).items():
-                start = _parse_utc(dayfiles.mapping(doc.get("call")).get("start_utc"))
-                if start is None or since <= start < until:
-                    archived[call_id] = doc
-            day += timedelta(days=1)
-        report.archived = len(archived)
-        report.not_archived = sorted((listed[c].isoformat(), c) for c in set(listed) - set(archived))
-        report.not_listed = sorted(set(archived) - set(listed))
-        for call_id, doc in sorted(archived.items()):
-            rec = dayfiles.mapping(doc.get("recording"))
-            report.statuses[str(rec.get("status"))] = report.statuses.get(str(rec.get("status")), 0) + 1
-            if rec.get("status") == "missing":
-                report.recordings_missing.append((call_id, str(dayfiles.mapping(rec.get("last_error")).get("message"))))
-        return report
 
     # -- the shared path ------------------------------------------------------------------
 
@@ -487,17 +420,9 @@ class Archiver:
             found: set[str] = set()
             async for attempt in self._store_retry.context():
                 with attempt:
-                    found = await self._stored_call_ids(day)
+                    found = await stored_call_ids(self._store, self._prefix, day)
             self._ledger.record_day_sync(day, found, self._clock.now())
             log.debug("day.synced", day=day.isoformat(), sidecars=len(found))
-
-    async def _stored_call_ids(self, day: date) -> set[str]:
-        found = set()
-        async for key in self._store.list_keys(keys.day_prefix(self._prefix, day)):
-            parsed = parse_call_key(key)
-            if parsed and parsed[2] == "json":
-                found.add(parsed[1])
-        return found
 
     def _report_progress(self, report: RunReport) -> None:
         if self._progress is not None:
@@ -557,7 +482,7 @@ class _Batch:
 
     def _admit(self, cdr: Cdr, window: Window, index: int) -> _Work | None:
         """The work for *cdr*, or None when it is out of range, done, busy or not due."""
-        if not _in_bounds(cdr, self.bounds):
+        if not cdr.started_within(self.bounds):
             return None
         ledger, call_id = self.archiver._ledger, cdr.call_id
         if call_id in self.in_flight or call_id in self.failed or ledger.is_done(call_id):
@@ -592,30 +517,3 @@ class _Batch:
                     if work.window is not None:
                         self.tracker.finish(work.window, ok=ok)
                     self.archiver._report_progress(self.report)
-
-
-def _parse_utc(text: Any) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _in_bounds(cdr: Cdr, bounds: tuple[datetime, datetime] | None) -> bool:
-    """False only for a call whose start parsed and lies outside *bounds*."""
-    if bounds is None or cdr.start_local is None:
-        return True
-    return bounds[0] <= cdr.start_local < bounds[1]
-
-
-def _summary(report: RunReport) -> dict[str, Any]:
-    return {
-        **report.outcomes,
-        "parked": len(report.parked),
-        "failed": len(report.failed),
-        "skipped": report.skipped,
-        "bytes": report.bytes,
-        "windows": report.windows,
-    }
