@@ -176,6 +176,11 @@ class Auditor:
                 ]
         for key in listing.strays:
             report.problems.append(Problem(key, "an object that is neither a call's nor a day file"))
+        replaced = getattr(self._store, "replaced_keys", None)  # stores that keep versions (S3)
+        if replaced is not None:
+            async for key, what in replaced(listing.folder):
+                parsed = keys.parse_call_key(key)
+                report.problems.append(Problem(key, what, parsed[1] if parsed else None))
         await self._verify_manifests(listing, docs, report)
 
     async def _check_call(

@@ -83,7 +83,7 @@ async def test_verify_passes_on_a_fresh_archive_and_samples_on_request(
 async def test_verify_names_the_call_whose_recording_was_replaced(
     sim: Simulator, tmp_path: Path, bucket: Bucket
 ) -> None:
-    """Other bytes under a recording's key are found (no trusted checksum: the bytes are read)."""
+    """Other bytes under a recording's key are found (no trusted checksum: the bytes are read), and so is the new version."""
     config = await archived_s3(sim, tmp_path, bucket)
     call = a_recorded_call(sim)
     key = f"archive/{call.start:%Y/%m/%d}/{call.uuid}.wav"
@@ -94,10 +94,11 @@ async def test_verify_names_the_call_whose_recording_was_replaced(
         f"call {call.uuid}: the recording's SHA-256 differs from the sidecar's: its bytes changed ({key})"
         in result.stdout
     )
+    assert f"call {call.uuid}: 2 versions: it was overwritten after it was archived ({key})" in result.stdout
 
 
 async def test_verify_names_the_call_whose_sidecar_was_deleted(sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
-    """A recording left without its sidecar, and the manifest line that now points nowhere, are reported."""
+    """A recording left without its sidecar, the manifest line that points nowhere and the delete marker are reported."""
     config = await archived_s3(sim, tmp_path, bucket)
     call = a_recorded_call(sim)
     bucket.client.delete_object(Bucket=bucket.name, Key=f"archive/{call.start:%Y/%m/%d}/{call.uuid}.json")
@@ -108,6 +109,7 @@ async def test_verify_names_the_call_whose_sidecar_was_deleted(sim: Simulator, t
     assert any(
         p["key"].endswith(f"{call.uuid}.json") and "not in the archive" in p["problem"] for p in report["problems"]
     )
+    assert (call.uuid, "a delete marker: it was deleted after it was archived") in problems
 
 
 async def test_verify_names_the_call_whose_byte_was_flipped(sim: Simulator, tmp_path: Path) -> None:

@@ -288,6 +288,28 @@ class S3Store:
                 return
             token = page.get("NextContinuationToken")
 
+    async def replaced_keys(self, prefix: str) -> AsyncIterator[tuple[str, str]]:
+        """Keys under *prefix* that were overwritten or deleted since written: (key, what).
+
+        On a versioned bucket the archive's create-only writes leave exactly one version per key;
+        a second version or a delete marker means someone else wrote there.
+        """
+        marker: dict[str, Any] = {}
+        while True:
+            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, **marker}
+            page = await self._call(lambda a=args: self._client.list_object_versions(**a))  # type: ignore[misc]
+            counts: dict[str, int] = {}
+            for version in page.get("Versions", []):
+                counts[version["Key"]] = counts.get(version["Key"], 0) + 1
+            for key, count in sorted(counts.items()):
+                if count > 1:
+                    yield key, f"{count} versions: it was overwritten after it was archived"
+            for deleted in page.get("DeleteMarkers", []):
+                yield deleted["Key"], "a delete marker: it was deleted after it was archived"
+            if not page.get("IsTruncated"):
+                return
+            marker = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page.get("NextVersionIdMarker", "")}
+
     async def delete(self, key: str) -> None:
         await self._call(lambda: self._client.delete_object(Bucket=self.bucket, Key=key), key)
 
