@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
 import json
 import random
 import signal
@@ -34,6 +35,7 @@ from archiver.config import Config, load_config
 from archiver.daemon import Daemon, DeadManPing, supervised
 from archiver.demo import run_demo
 from archiver.errors import ArchiverError, ConfigError, FatalError, TransientError
+from archiver.lease import Lease
 from archiver.ledger import Ledger
 from archiver.metrics import Health, Metrics, serve
 from archiver.notify import Notifier
@@ -181,6 +183,7 @@ def _run(args: argparse.Namespace) -> int:
                 ping = DeadManPing(parts.http, poll.ping_url) if poll.ping_url else None
                 daemon = Daemon(
                     parts.archiver,
+                    lease=_lease(parts, config),
                     ledger=parts.ledger,
                     client=parts.client,
                     poll=poll,
@@ -203,6 +206,15 @@ def _run(args: argparse.Namespace) -> int:
 
     anyio.run(go)
     return EXIT_OK
+
+
+def _lease(parts: Parts, config: Config) -> Lease | None:
+    """The lease that lets one of several daemons on this bucket poll this source (S3 only)."""
+    if not config.coordination.enabled or not isinstance(parts.store, S3Store):
+        return None
+    source = hashlib.sha256(f"{config.source.base_url}|{config.source.domain_name or ''}".encode()).hexdigest()[:16]
+    key = "/".join(p for p in (config.storage.prefix, "_archiver", "leases", f"{source}.json") if p)
+    return Lease(parts.store, key, ttl=config.coordination.lease_ttl, clock=SystemClock())
 
 
 def _serve_metrics(config: Config, metrics: Metrics, health: Health) -> ThreadingHTTPServer | None:

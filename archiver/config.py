@@ -234,6 +234,20 @@ class MetricsConfig(_Model):
         return value
 
 
+class CoordinationConfig(_Model):
+    """Several daemons on one bucket: one polls, the others stand by (S3 stores only)."""
+
+    enabled: bool = True
+    lease_ttl: Duration = timedelta(seconds=30)
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _check_ttl(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=3):
+            raise ValueError("must be at least 3s")
+        return value
+
+
 class Config(_Model):
     """The whole configuration; every part is frozen once loaded."""
 
@@ -243,6 +257,7 @@ class Config(_Model):
     poll: PollConfig = PollConfig()
     state: StateConfig = StateConfig()
     metrics: MetricsConfig = MetricsConfig()
+    coordination: CoordinationConfig = CoordinationConfig()
 
     def secrets(self) -> tuple[str, ...]:
         """The values that must never be printed (a ping URL's path is its token)."""

@@ -10,6 +10,7 @@ After each poll the daemon tells the outside world how it went: the ledger (for
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from archiver.ccall import CcallClient
 from archiver.clock import Clock
 from archiver.config import PollConfig
 from archiver.errors import TransientError, collapse, redact
+from archiver.lease import Lease
 from archiver.ledger import Ledger
 from archiver.metrics import Health, Metrics, failure_class
 from archiver.notify import Notifier
@@ -120,6 +122,7 @@ class Daemon:
         ping: DeadManPing | None = None,
         ready: bool = False,
         secrets: tuple[str, ...] = (),
+        lease: Lease | None = None,
     ) -> None:
         self._archiver = archiver
         self._ledger = ledger
@@ -132,18 +135,54 @@ class Daemon:
         self._ping = ping
         self._ready = ready
         self._secrets = secrets
+        self._lease = lease
+        self._poll_scope: anyio.CancelScope | None = None
 
     async def run(self) -> None:
-        """Poll, then wait for the next tick (drift-corrected: a slow poll shortens the wait)."""
+        """Poll, then wait for the next tick (drift-corrected: a slow poll shortens the wait).
+
+        With a lease, only its holder polls; the others stand by and take over when it expires.
+        """
         period = self._poll.interval.total_seconds()
         next_tick = anyio.current_time()
-        while not self._archiver.stopping:
-            await self.poll_once()
-            next_tick = max(next_tick + period, anyio.current_time())
-            while not self._archiver.stopping and (remaining := next_tick - anyio.current_time()) > 0:
-                with anyio.move_on_after(min(remaining, 1.0)):
-                    await self._archiver.wait_stopped()
-                self._health.beat()  # idle is alive
+        async with anyio.create_task_group() as tg:
+            if self._lease is not None:
+                await self._hold_lease()
+                tg.start_soon(self._keep_lease)
+            while not self._archiver.stopping:
+                if self._lease is None or self._lease.held:
+                    with anyio.CancelScope() as self._poll_scope:
+                        await self.poll_once()
+                    self._poll_scope = None
+                else:
+                    self._health.beat()
+                    self._notifier.status("standby: another instance holds the lease and polls")
+                next_tick = max(next_tick + period, anyio.current_time())
+                while not self._archiver.stopping and (remaining := next_tick - anyio.current_time()) > 0:
+                    with anyio.move_on_after(min(remaining, 1.0)):
+                        await self._archiver.wait_stopped()
+                    self._health.beat()  # idle is alive
+            tg.cancel_scope.cancel()
+        if self._lease is not None:
+            with anyio.CancelScope(shield=True), contextlib.suppress(TransientError):
+                await self._lease.release()
+
+    async def _hold_lease(self) -> None:
+        assert self._lease is not None
+        was_held = self._lease.held
+        try:
+            held = await self._lease.hold()
+        except TransientError as exc:
+            log.warning("lease.unavailable", error=str(exc))
+            held = self._lease.held
+        if was_held and not held and self._poll_scope is not None:
+            self._poll_scope.cancel()  # another instance polls now; stop duplicating its work
+
+    async def _keep_lease(self) -> None:
+        assert self._lease is not None
+        while True:
+            await anyio.sleep(self._lease.ttl.total_seconds() / 3)
+            await self._hold_lease()
 
     async def poll_once(self) -> RunReport | None:
         """One poll and its reporting. Transient failures are reported, not raised."""

@@ -288,6 +288,50 @@ class S3Store:
                 return
             token = page.get("NextContinuationToken")
 
+    async def put_conditional(self, key: str, data: bytes, *, if_match: str | None) -> str:
+        """Write a small control object: create-only (*if_match* None) or only over the version
+        with that ETag. Returns the new ETag; raises ObjectExists when the condition fails.
+
+        Control objects carry no retention or legal hold: they are replaced as they are used.
+        """
+        condition: dict[str, Any] = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"}
+        encryption: dict[str, Any] = {
+            k: v for k, v in self._extra.items() if k in ("ServerSideEncryption", "SSEKMSKeyId")
+        }
+
+        def put() -> str:
+            result = self._client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentType="application/json",
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=_b64(hashlib.sha256(data).digest()),
+                **condition,
+                **encryption,
+            )
+            return str(result["ETag"])
+
+        return await self._call(put, key)
+
+    async def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
+        """A control object's bytes and ETag, or None when there is none."""
+
+        def read() -> tuple[bytes, str] | None:
+            try:
+                response = self._client.get_object(Bucket=self.bucket, Key=key)
+            except botocore.exceptions.ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND_CODES:
+                    return None
+                raise
+            stream = response["Body"]
+            try:
+                return stream.read(1 << 20), str(response["ETag"])
+            finally:
+                stream.close()
+
+        return await self._call(read, key)
+
     async def replaced_keys(self, prefix: str) -> AsyncIterator[tuple[str, str]]:
         """Keys under *prefix* that were overwritten or deleted since written: (key, what).
 

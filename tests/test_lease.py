@@ -1,0 +1,133 @@
+"""Several daemons on one bucket: one polls, the others stand by and take over when it dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import anyio
+import pytest
+import yaml
+
+from archiver.clock import Clock
+from archiver.lease import Lease
+from archiver.simulator import Dataset, Simulator
+from archiver.store.s3 import S3Store
+from tests.helpers import Bucket, FakeClock, s3_client
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def lease(bucket: Bucket, clock: Clock, owner: str) -> Lease:
+    return Lease(
+        S3Store(s3_client(bucket.endpoint), bucket.name),
+        "p/_archiver/leases/x.json",
+        ttl=timedelta(seconds=30),
+        clock=clock,
+        owner=owner,
+    )
+
+
+@pytest.mark.anyio
+async def test_exactly_one_instance_holds_a_lease_until_it_expires(bucket: Bucket) -> None:
+    """Conditional writes let one holder win; a standby takes over only after expiry; a release frees it."""
+    clock = FakeClock(datetime(2026, 11, 1, 10, 0, tzinfo=TZ))
+    a, b = lease(bucket, clock, "a"), lease(bucket, clock, "b")
+    results: list[bool] = []
+
+    async def race(contender: Lease) -> None:
+        results.append(await contender.hold())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(race, a)
+        tg.start_soon(race, b)
+    assert sorted(results) == [False, True]
+    holder, standby = (a, b) if a.held else (b, a)
+    clock.advance(seconds=20)
+    assert await holder.hold()  # renewed: expires 30 s from now
+    clock.advance(seconds=20)
+    assert not await standby.hold()
+    clock.advance(seconds=31)
+    assert await standby.hold()  # expired: taken over
+    assert not await holder.hold()  # and the old holder learns it lost it
+    await standby.release()
+    assert await holder.hold()  # released: free at once
+
+
+def test_a_standby_daemon_takes_over_when_the_holder_is_killed(tmp_path: Path, bucket: Bucket) -> None:
+    """Two `archiver run` on one bucket: one polls; after kill -9 the other archives on; nothing twice."""
+    dataset = Dataset(seed=9, calls_per_day=30000, max_duration=2, business_hours_share=0)
+    with Simulator(dataset) as sim:
+        logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
+        processes = {name: _start(tmp_path, name, sim, bucket, logs[name]) for name in ("a",)}
+        _wait(lambda: "lease.acquired" in _events(logs["a"]))
+        processes["b"] = _start(tmp_path, "b", sim, bucket, logs["b"])
+        time.sleep(4)
+        assert _events(logs["a"]).count("poll.completed") >= 2
+        assert "poll.completed" not in _events(logs["b"])
+        processes["a"].send_signal(signal.SIGKILL)
+        processes["a"].wait()
+        killed = datetime.now(TZ)
+        _wait(lambda: "poll.completed" in _events(logs["b"]), timeout=30)
+        took_over = datetime.now(TZ)
+        time.sleep(3)
+        processes["b"].send_signal(signal.SIGTERM)
+        assert processes["b"].wait(timeout=30) == 0
+        stopped = datetime.now(TZ)
+    assert "lease.taken_over" in _events(logs["b"])
+    assert took_over - killed < timedelta(seconds=3 + 1 + 10)  # lease ttl + poll interval + slack
+    objects = {k: v for k, v in bucket.objects().items() if "/_archiver/" not in k}
+    archived_versions = [v for v in bucket.versions() if "/_archiver/" not in v["Key"]]
+    assert len(archived_versions) == len(objects)  # nothing was written twice (the lease object is renewed, by design)
+    ended = [
+        c
+        for c in dataset.calls_between(killed - timedelta(minutes=5), stopped, stopped)
+        if c.has_recording and c.end < stopped - timedelta(seconds=3)
+    ]
+    assert ended
+    for call in ended:
+        assert f"archive/{call.start:%Y/%m/%d}/{call.uuid}.json" in objects
+
+
+def _start(tmp_path: Path, name: str, sim: Simulator, bucket: Bucket, log: Path) -> subprocess.Popen[bytes]:
+    raw: dict[str, Any] = {
+        "source": {"base_url": sim.url, "api_key": sim.api_key, "api_secret": sim.api_secret},
+        "storage": {"url": bucket.url, "endpoint_url": bucket.endpoint},
+        "state": {"path": str(tmp_path / f"{name}.sqlite3")},
+        "poll": {"interval": "1s", "settle": "1s", "lookback": "5m"},
+        "coordination": {"lease_ttl": "3s"},
+    }
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "archiver", "--log-format", "json", "run", "-c", str(config)],
+            stdout=out,
+            stderr=out,
+            env=os.environ.copy(),
+        )
+
+
+def _events(log: Path) -> list[str]:
+    out = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            out.append(json.loads(line)["event"])
+    return out
+
+
+def _wait(check: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s")
