@@ -41,6 +41,7 @@ from archiver.metrics import Health, Metrics, serve
 from archiver.notify import Notifier
 from archiver.pipeline import RunReport
 from archiver.progress import BackfillProgress, TerminalLogStream
+from archiver.shards import sharded_backfill
 from archiver.simulator import Dataset, Faults, Simulator
 from archiver.store import Store, put_bytes
 from archiver.store.s3 import S3Store
@@ -212,9 +213,13 @@ def _lease(parts: Parts, config: Config) -> Lease | None:
     """The lease that lets one of several daemons on this bucket poll this source (S3 only)."""
     if not config.coordination.enabled or not isinstance(parts.store, S3Store):
         return None
-    source = hashlib.sha256(f"{config.source.base_url}|{config.source.domain_name or ''}".encode()).hexdigest()[:16]
-    key = "/".join(p for p in (config.storage.prefix, "_archiver", "leases", f"{source}.json") if p)
+    key = "/".join(p for p in (config.storage.prefix, "_archiver", "leases", f"{_source_id(config)}.json") if p)
     return Lease(parts.store, key, ttl=config.coordination.lease_ttl, clock=SystemClock())
+
+
+def _source_id(config: Config) -> str:
+    """A short, stable name for the ccall source, for control objects."""
+    return hashlib.sha256(f"{config.source.base_url}|{config.source.domain_name or ''}".encode()).hexdigest()[:16]
 
 
 def _serve_metrics(config: Config, metrics: Metrics, health: Health) -> ThreadingHTTPServer | None:
@@ -260,6 +265,24 @@ def _backfill(args: argparse.Namespace) -> int:
 
     async def go() -> RunReport | None:
         async with assemble(config, progress=progress) as parts:
+            store = parts.store
+            if config.coordination.enabled and isinstance(store, S3Store):
+                # Shared by day with any other host running the same backfill on this bucket.
+                return await supervised(
+                    parts.archiver,
+                    lambda: sharded_backfill(
+                        parts.archiver,
+                        store,
+                        prefix=config.storage.prefix,
+                        source=_source_id(config),
+                        since=since,
+                        until=until,
+                        tz=config.source.tz,
+                        ttl=config.coordination.lease_ttl,
+                        clock=SystemClock(),
+                    ),
+                    grace=SHUTDOWN_GRACE,
+                )
             return await supervised(parts.archiver, lambda: parts.archiver.backfill(since, until), grace=SHUTDOWN_GRACE)
 
     try:

@@ -19,7 +19,7 @@ import yaml
 
 from archiver.clock import Clock
 from archiver.lease import Lease
-from archiver.simulator import Dataset, Simulator
+from archiver.simulator import Dataset, Faults, Simulator
 from archiver.store.s3 import S3Store
 from tests.helpers import Bucket, FakeClock, s3_client
 
@@ -97,7 +97,9 @@ def test_a_standby_daemon_takes_over_when_the_holder_is_killed(tmp_path: Path, b
         assert f"archive/{call.start:%Y/%m/%d}/{call.uuid}.json" in objects
 
 
-def _start(tmp_path: Path, name: str, sim: Simulator, bucket: Bucket, log: Path) -> subprocess.Popen[bytes]:
+def _start(
+    tmp_path: Path, name: str, sim: Simulator, bucket: Bucket, log: Path, *command: str
+) -> subprocess.Popen[bytes]:
     raw: dict[str, Any] = {
         "source": {"base_url": sim.url, "api_key": sim.api_key, "api_secret": sim.api_secret},
         "storage": {"url": bucket.url, "endpoint_url": bucket.endpoint},
@@ -109,7 +111,17 @@ def _start(tmp_path: Path, name: str, sim: Simulator, bucket: Bucket, log: Path)
     config.write_text(yaml.safe_dump(raw))
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "archiver", "--log-format", "json", "run", "-c", str(config)],
+            [
+                sys.executable,
+                "-m",
+                "archiver",
+                "--log-format",
+                "json",
+                *(command or ("run",))[:1],
+                "-c",
+                str(config),
+                *command[1:],
+            ],
             stdout=out,
             stderr=out,
             env=os.environ.copy(),
@@ -131,3 +143,32 @@ def _wait(check: Any, timeout: float = 20.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"not within {timeout} s")
+
+
+def test_hosts_share_a_backfill_by_day_and_a_killed_host_s_day_is_taken_over(tmp_path: Path, bucket: Bucket) -> None:
+    """Three hosts run one backfill; one is killed mid-day; the others finish it; all exit 0, nothing twice."""
+    dataset = Dataset(seed=4, calls_per_day=40, max_duration=3)
+    with Simulator(dataset, faults=Faults(recording_latency=0.05)) as sim:
+        logs = {name: tmp_path / f"{name}.log" for name in ("a", "b", "c")}
+        hosts = {
+            name: _start(
+                tmp_path, name, sim, bucket, logs[name], "backfill", "--since", "2026-11-01", "--until", "2026-11-05"
+            )
+            for name in logs
+        }
+        _wait(lambda: "call.archived" in _events(logs["a"]))
+        hosts["a"].send_signal(signal.SIGKILL)
+        hosts["a"].wait()
+        assert hosts["b"].wait(timeout=120) == 0, logs["b"].read_text()[-3000:]
+        assert hosts["c"].wait(timeout=120) == 0, logs["c"].read_text()[-3000:]
+        calls = dataset.calls_between(datetime(2026, 11, 1, tzinfo=TZ), datetime(2026, 11, 5, tzinfo=TZ), sim.now())
+    done_by = {name: _events(logs[name]).count("shard.done") for name in ("b", "c")}
+    assert sum(done_by.values()) >= 4  # every day finished by a survivor (a killed host finishes none)
+    assert all(count >= 1 for count in done_by.values()), done_by  # both shared the work
+    objects = {k: v for k, v in bucket.objects().items() if "/_archiver/" not in k}
+    sidecars = [k for k in objects if k.endswith(".json")]
+    assert len(sidecars) == len(calls)
+    for call in calls:
+        if call.has_recording:
+            assert objects[f"archive/{call.start:%Y/%m/%d}/{call.uuid}.wav"] == dataset.recording_bytes(call)
+    assert len([v for v in bucket.versions() if "/_archiver/" not in v["Key"]]) == len(objects)

@@ -1,0 +1,155 @@
+"""Large backfills split into day shards that several hosts share through the bucket.
+
+Every host runs the same ``archiver backfill --since … --until …``. Each day of the range is a
+shard: a host claims it with a lease object (``{prefix}/_archiver/shards/{range}/{day}.lease``),
+archives it, and marks it done with a create-only ``….done`` object. Days claimed by a live
+peer are skipped and checked again later; a claim that stops being renewed (its host died)
+expires and is taken over. Each host exits 0 only when every day of the range is done, by it
+or by its peers. No call is archived twice: besides the claims, every archive write is
+create-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import anyio
+import structlog
+
+from archiver.clock import Clock
+from archiver.errors import ObjectExists, TransientError
+from archiver.lease import Lease
+from archiver.pipeline import DONE_STATUSES, Archiver, RunReport
+from archiver.store.s3 import S3Store
+
+log = structlog.get_logger("archiver.shards")
+
+
+async def sharded_backfill(
+    archiver: Archiver,
+    store: S3Store,
+    *,
+    prefix: str,
+    source: str,
+    since: datetime,
+    until: datetime,
+    tz: ZoneInfo,
+    ttl: timedelta,
+    clock: Clock,
+) -> RunReport:
+    """Backfill ``[since, until)`` a day at a time, sharing the days with peers; see the module."""
+    range_id = hashlib.sha256(f"{source}|{since.isoformat()}|{until.isoformat()}".encode()).hexdigest()[:16]
+    folder = "/".join(p for p in (prefix, "_archiver", "shards", range_id) if p)
+    days = _days(since, until, tz)
+    total = RunReport(windows=len(days))
+    # A day done by a peer of this run is skipped; one done by an earlier run is read again, so
+    # that re-running a backfill still catches calls the PBX listed late (cheaply: it skips
+    # every call already in the bucket).
+    run_began = clock.now() - ttl
+    attempted: set[str] = set()
+    waiting = list(days)
+    while waiting and not archiver.stopping:
+        progressed = False
+        for start, end in list(waiting):
+            name = start.date().isoformat()
+            done_calls = await _done_since(store, f"{folder}/{name}.done", run_began)
+            if done_calls is not None:
+                waiting.remove((start, end))
+                total.windows_done += 1
+                total.skipped += done_calls  # archived by a peer of this run
+                progressed = True
+                continue
+            if name in attempted:
+                continue
+            claim = Lease(store, f"{folder}/{name}.lease", ttl=ttl, clock=clock)
+            if not await claim.hold():
+                continue  # a peer works on it
+            attempted.add(name)
+            progressed = True
+            report = await _with_claim(claim, functools.partial(archiver.backfill, start, end))
+            _merge(total, report)
+            if report.complete:
+                await _mark_done(store, f"{folder}/{name}.done", report, clock.now())
+                waiting.remove((start, end))
+                total.windows_done += 1
+                log.info("shard.done", day=name, calls=report.done)
+            await claim.release()
+        if waiting and not progressed:
+            if all(start.date().isoformat() in attempted for start, _ in waiting):
+                break  # what is left failed here; its calls are in the report
+            await anyio.sleep(ttl.total_seconds() / 3)  # peers are on the rest
+    total.interrupted = total.interrupted or bool(waiting)
+    return total
+
+
+async def _with_claim(claim: Lease, work: Callable[[], Awaitable[RunReport]]) -> RunReport:
+    """Run the day's backfill while renewing its claim."""
+    result: list[RunReport] = []
+    async with anyio.create_task_group() as tg:
+
+        async def renew() -> None:
+            while True:
+                await anyio.sleep(claim.ttl.total_seconds() / 3)
+                try:
+                    await claim.hold()
+                except TransientError as exc:
+                    log.warning("shard.renewal_failed", key=claim.key, error=str(exc))
+
+        tg.start_soon(renew)
+        result.append(await work())
+        tg.cancel_scope.cancel()
+    return result[0]
+
+
+async def _done_since(store: S3Store, key: str, since: datetime) -> int | None:
+    """How many calls the day's done marker counts, if it was written since *since*; else None."""
+    found = await store.read_with_etag(key)
+    if found is None:
+        return None
+    try:
+        doc = json.loads(found[0])
+        finished, calls = datetime.fromisoformat(doc["finished_at"]), int(doc["calls"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return calls if finished >= since else None
+
+
+async def _mark_done(store: S3Store, key: str, report: RunReport, now: datetime) -> None:
+    """Record the day done, replacing an earlier run's record."""
+    body = json.dumps(
+        {
+            "finished_at": now.isoformat(),
+            "calls": report.done + report.skipped,
+            **{k: report.outcomes[k] for k in DONE_STATUSES},
+        }
+    ).encode()
+    found = await store.read_with_etag(key)
+    with contextlib.suppress(ObjectExists):  # a peer recorded it first: harmless
+        await store.put_conditional(key, body, if_match=found[1] if found else None)
+
+
+def _merge(total: RunReport, part: RunReport) -> None:
+    for status, count in part.outcomes.items():
+        total.outcomes[status] += count
+    total.parked += part.parked
+    total.failed += part.failed
+    total.skipped += part.skipped
+    total.rows += part.rows
+    total.bytes += part.bytes
+    total.interrupted = total.interrupted or part.interrupted
+
+
+def _days(since: datetime, until: datetime, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    out = []
+    start = since.astimezone(tz)
+    while start < until:
+        midnight = datetime.combine(start.date() + timedelta(days=1), time(0), tz)
+        out.append((start, min(midnight, until)))
+        start = midnight
+    return out
