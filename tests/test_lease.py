@@ -65,23 +65,31 @@ async def test_exactly_one_instance_holds_a_lease_until_it_expires(bucket: Bucke
 def test_a_standby_daemon_takes_over_when_the_holder_is_killed(tmp_path: Path, bucket: Bucket) -> None:
     """Two `archiver run` on one bucket: one polls; after kill -9 the other archives on; nothing twice."""
     dataset = Dataset(seed=9, calls_per_day=30000, max_duration=2, business_hours_share=0)
-    with Simulator(dataset) as sim:
-        logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
-        processes = {name: _start(tmp_path, name, sim, bucket, logs[name]) for name in ("a",)}
-        _wait(lambda: "lease.acquired" in _events(logs["a"]))
-        processes["b"] = _start(tmp_path, "b", sim, bucket, logs["b"])
-        time.sleep(4)
-        assert _events(logs["a"]).count("poll.completed") >= 2
-        assert "poll.completed" not in _events(logs["b"])
-        processes["a"].send_signal(signal.SIGKILL)
-        processes["a"].wait()
-        killed = datetime.now(TZ)
-        _wait(lambda: "poll.completed" in _events(logs["b"]), timeout=30)
-        took_over = datetime.now(TZ)
-        time.sleep(3)
-        processes["b"].send_signal(signal.SIGTERM)
-        assert processes["b"].wait(timeout=30) == 0
-        stopped = datetime.now(TZ)
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        with Simulator(dataset) as sim:
+            logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
+            processes["a"] = _start(tmp_path, "a", sim, bucket, logs["a"])
+            _wait(lambda: "lease.acquired" in _events(logs["a"]))
+            processes["b"] = _start(tmp_path, "b", sim, bucket, logs["b"])
+            _wait(lambda: "daemon.store_answered" in _events(logs["b"]))
+            polls = _events(logs["a"]).count("poll.completed")
+            _wait(lambda: _events(logs["a"]).count("poll.completed") >= polls + 2, timeout=30)
+            assert "poll.completed" not in _events(logs["b"])  # b stood by while a polled
+            processes["a"].send_signal(signal.SIGKILL)
+            processes["a"].wait()
+            killed = datetime.now(TZ)
+            _wait(lambda: "poll.completed" in _events(logs["b"]), timeout=30)
+            took_over = datetime.now(TZ)
+            time.sleep(3)
+            processes["b"].send_signal(signal.SIGTERM)
+            assert processes["b"].wait(timeout=30) == 0
+            stopped = datetime.now(TZ)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     assert "lease.taken_over" in _events(logs["b"])
     assert took_over - killed < timedelta(seconds=3 + 1 + 10)  # lease ttl + poll interval + slack
     objects = {k: v for k, v in bucket.objects().items() if "/_archiver/" not in k}
@@ -148,20 +156,34 @@ def _wait(check: Any, timeout: float = 20.0) -> None:
 def test_hosts_share_a_backfill_by_day_and_a_killed_host_s_day_is_taken_over(tmp_path: Path, bucket: Bucket) -> None:
     """Three hosts run one backfill; one is killed mid-day; the others finish it; all exit 0, nothing twice."""
     dataset = Dataset(seed=4, calls_per_day=40, max_duration=3)
-    with Simulator(dataset, faults=Faults(recording_latency=0.05)) as sim:
-        logs = {name: tmp_path / f"{name}.log" for name in ("a", "b", "c")}
-        hosts = {
-            name: _start(
-                tmp_path, name, sim, bucket, logs[name], "backfill", "--since", "2026-11-01", "--until", "2026-11-05"
-            )
-            for name in logs
-        }
-        _wait(lambda: "call.archived" in _events(logs["a"]))
-        hosts["a"].send_signal(signal.SIGKILL)
-        hosts["a"].wait()
-        assert hosts["b"].wait(timeout=120) == 0, logs["b"].read_text()[-3000:]
-        assert hosts["c"].wait(timeout=120) == 0, logs["c"].read_text()[-3000:]
-        calls = dataset.calls_between(datetime(2026, 11, 1, tzinfo=TZ), datetime(2026, 11, 5, tzinfo=TZ), sim.now())
+    hosts: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        with Simulator(dataset, faults=Faults(recording_latency=0.05)) as sim:
+            logs = {name: tmp_path / f"{name}.log" for name in ("a", "b", "c")}
+            for name, log in logs.items():
+                hosts[name] = _start(
+                    tmp_path,
+                    name,
+                    sim,
+                    bucket,
+                    log,
+                    "backfill",
+                    "--since",
+                    "2026-11-01",
+                    "--until",
+                    "2026-11-05",
+                )
+            _wait(lambda: "call.archived" in _events(logs["a"]))
+            hosts["a"].send_signal(signal.SIGKILL)
+            hosts["a"].wait()
+            assert hosts["b"].wait(timeout=120) == 0, logs["b"].read_text()[-3000:]
+            assert hosts["c"].wait(timeout=120) == 0, logs["c"].read_text()[-3000:]
+            calls = dataset.calls_between(datetime(2026, 11, 1, tzinfo=TZ), datetime(2026, 11, 5, tzinfo=TZ), sim.now())
+    finally:
+        for process in hosts.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     done_by = {name: _events(logs[name]).count("shard.done") for name in ("b", "c")}
     assert sum(done_by.values()) >= 4  # every day finished by a survivor (a killed host finishes none)
     assert all(count >= 1 for count in done_by.values()), done_by  # both shared the work
