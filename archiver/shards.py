@@ -42,6 +42,7 @@ async def sharded_backfill(
     tz: ZoneInfo,
     ttl: timedelta,
     clock: Clock,
+    owner: str | None = None,
 ) -> RunReport:
     """Backfill ``[since, until)`` a day at a time, sharing the days with peers; see the module."""
     range_id = hashlib.sha256(f"{source}|{since.isoformat()}|{until.isoformat()}".encode()).hexdigest()[:16]
@@ -67,7 +68,7 @@ async def sharded_backfill(
                 continue
             if name in attempted:
                 continue
-            claim = Lease(store, f"{folder}/{name}.lease", ttl=ttl, clock=clock)
+            claim = Lease(store, f"{folder}/{name}.lease", ttl=ttl, clock=clock, owner=owner)
             if not await claim.hold():
                 continue  # a peer works on it
             attempted.add(name)
