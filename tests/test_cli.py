@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+from archiver.model import call_id_for_row
 from archiver.simulator import Dataset, Simulator
 from tests.helpers import Bucket, free_port, wait_for_port
 
@@ -160,6 +161,9 @@ def test_check_reports_each_part(secret_sim: Simulator, tmp_path: Path, bucket: 
 def test_the_daemon_archives_arriving_calls_promptly_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     """run archives each call within interval + settle + a few seconds of its end; SIGTERM exits 0."""
     dataset = Dataset(seed=3, calls_per_day=30000, max_duration=2, business_hours_share=0)
+    today = datetime.now(TZ).date()
+    calls = [c for offset in (-1, 0, 1) for c in dataset.calls_on(today + timedelta(days=offset))]  # generated up front
+    bound = timedelta(seconds=1 + 2 + 4)  # poll.interval + poll.settle + a few seconds
     root = tmp_path / "archive"
     with Simulator(dataset, api_secret=SECRET) as sim:
         config = write_config(
@@ -167,6 +171,8 @@ def test_the_daemon_archives_arriving_calls_promptly_and_stops_cleanly_on_sigter
         )
         env = {**os.environ, "TEST_CCALL_SECRET": SECRET}
         started = datetime.now(TZ)
+        ends = sorted(c.end for c in calls if c.end > started + timedelta(seconds=2))
+        watch_until = ends[4] + bound + timedelta(seconds=1)  # long enough for five calls to end and be archived
         process = subprocess.Popen(
             [sys.executable, "-m", "archiver", "run", "-c", str(config)],
             stdout=subprocess.PIPE,
@@ -175,7 +181,7 @@ def test_the_daemon_archives_arriving_calls_promptly_and_stops_cleanly_on_sigter
             env=env,
         )
         try:
-            time.sleep(14)
+            time.sleep(max(0.0, (watch_until - datetime.now(TZ)).total_seconds()))
         finally:
             process.send_signal(signal.SIGTERM)
             stdout, stderr = process.communicate(timeout=30)
@@ -185,20 +191,13 @@ def test_the_daemon_archives_arriving_calls_promptly_and_stops_cleanly_on_sigter
     assert "poll.completed" in events
     assert "shutdown.requested" in events
     assert events[-1] == "daemon.stopped"
-    bound = timedelta(seconds=1 + 2 + 4)
-    measured = [
-        c
-        for c in dataset.calls_between(started - timedelta(minutes=5), stopped, stopped)
-        if started + timedelta(seconds=2) < c.end < stopped - bound
-    ]
-    assert measured, "calls should have ended while the daemon ran"
+    measured = [c for c in calls if started + timedelta(seconds=2) < c.end < stopped - bound]
+    assert len(measured) >= 5
     for call in measured:
-        cid = call.uuid if call.has_recording else None
-        sidecars = [p for p in root.rglob("*.json") if cid is None or p.stem == cid]
-        if cid is None:
-            continue
-        assert sidecars, f"call {cid} ended at {call.end} and was not archived"
-        lag = datetime.fromtimestamp(sidecars[0].stat().st_mtime, TZ) - call.end
+        cid = call.uuid if call.has_recording else call_id_for_row(call.cdr(sim.url)["Cdr"])
+        sidecar = root / f"{call.start:%Y/%m/%d}" / f"{cid}.json"
+        assert sidecar.exists(), f"call {cid} ended at {call.end} and was not archived"
+        lag = datetime.fromtimestamp(sidecar.stat().st_mtime, TZ) - call.end
         assert lag < bound, f"call {cid} archived {lag} after it ended"
     assert not [p for p in root.rglob(".*") if p.is_file()]  # no temporary file left half-written
     assert SECRET not in stdout + stderr
