@@ -161,7 +161,7 @@ class Archiver:
         self._store_retry = store_retry or STORE_PATIENCE
         self._park_initial = park_initial
         self._park_max = park_max
-        self._progress = progress
+        self.progress = progress  # called with the RunReport after each call
         self._metrics = metrics or Metrics()
         self._close_after = close_after
         self._auditor = Auditor(store, prefix, concurrency=concurrency)
@@ -425,8 +425,8 @@ class Archiver:
             log.debug("day.synced", day=day.isoformat(), sidecars=len(found))
 
     def _report_progress(self, report: RunReport) -> None:
-        if self._progress is not None:
-            self._progress(report)
+        if self.progress is not None:
+            self.progress(report)
 
 
 class _Batch:

@@ -54,37 +54,52 @@ async def sharded_backfill(
     # every call already in the bucket).
     run_began = clock.now() - ttl
     attempted: set[str] = set()
+    forward = archiver.progress
+    if forward is not None:
+        # Progress is reported for the whole range, not for the day being archived.
+        def whole_range(day: RunReport) -> None:
+            view = RunReport(windows=total.windows, windows_done=total.windows_done)
+            _merge(view, total)
+            _merge(view, day)
+            forward(view)
+
+        archiver.progress = whole_range
     waiting = list(days)
-    while waiting and not archiver.stopping:
-        progressed = False
-        for start, end in list(waiting):
-            name = start.date().isoformat()
-            done_calls = await _done_since(store, f"{folder}/{name}.done", run_began)
-            if done_calls is not None:
-                waiting.remove((start, end))
-                total.windows_done += 1
-                total.skipped += done_calls  # archived by a peer of this run
+    try:
+        while waiting and not archiver.stopping:
+            progressed = False
+            for start, end in list(waiting):
+                name = start.date().isoformat()
+                done_calls = await _done_since(store, f"{folder}/{name}.done", run_began)
+                if done_calls is not None:
+                    waiting.remove((start, end))
+                    total.windows_done += 1
+                    total.skipped += done_calls  # archived by a peer of this run
+                    progressed = True
+                    continue
+                if name in attempted:
+                    continue
+                claim = Lease(store, f"{folder}/{name}.lease", ttl=ttl, clock=clock, owner=owner)
+                if not await claim.hold():
+                    continue  # a peer works on it
+                attempted.add(name)
                 progressed = True
-                continue
-            if name in attempted:
-                continue
-            claim = Lease(store, f"{folder}/{name}.lease", ttl=ttl, clock=clock, owner=owner)
-            if not await claim.hold():
-                continue  # a peer works on it
-            attempted.add(name)
-            progressed = True
-            report = await _with_claim(claim, functools.partial(archiver.backfill, start, end))
-            _merge(total, report)
-            if report.complete:
-                await _mark_done(store, f"{folder}/{name}.done", report, clock.now())
-                waiting.remove((start, end))
-                total.windows_done += 1
-                log.info("shard.done", day=name, calls=report.done)
-            await claim.release()
-        if waiting and not progressed:
-            if all(start.date().isoformat() in attempted for start, _ in waiting):
-                break  # what is left failed here; its calls are in the report
-            await anyio.sleep(ttl.total_seconds() / 3)  # peers are on the rest
+                report = await _with_claim(claim, functools.partial(archiver.backfill, start, end))
+                _merge(total, report)
+                if report.complete:
+                    await _mark_done(store, f"{folder}/{name}.done", report, clock.now())
+                    waiting.remove((start, end))
+                    total.windows_done += 1
+                    log.info("shard.done", day=name, calls=report.done)
+                    if forward is not None:
+                        forward(total)
+                await claim.release()
+            if waiting and not progressed:
+                if all(start.date().isoformat() in attempted for start, _ in waiting):
+                    break  # what is left failed here; its calls are in the report
+                await anyio.sleep(ttl.total_seconds() / 3)  # peers are on the rest
+    finally:
+        archiver.progress = forward
     total.interrupted = total.interrupted or bool(waiting)
     return total
 

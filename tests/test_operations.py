@@ -31,7 +31,7 @@ from archiver.errors import ApiUnavailable, ArchiveConflict, StoreUnavailable
 from archiver.metrics import Health, Metrics, failure_class
 from archiver.notify import Notifier
 from archiver.simulator import Dataset, Faults, Simulator
-from tests.helpers import FAST, TinyServer, free_port
+from tests.helpers import FAST, Bucket, TinyServer, free_port
 
 SECRET = "9f8e7d6c"
 
@@ -264,9 +264,16 @@ def test_status_without_a_ledger_says_so(tmp_path: Path) -> None:
     assert f"no ledger at {tmp_path / 'ledger.sqlite3'}" in result.stderr
 
 
-def test_a_backfill_on_a_terminal_shows_a_progress_bar(live_sim: Simulator, tmp_path: Path) -> None:
-    """With stderr on a terminal, a backfill draws a bar over the days with calls and bytes."""
-    config = write_config(tmp_path, live_sim.url)
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_a_backfill_on_a_terminal_shows_a_progress_bar(
+    live_sim: Simulator, tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    """With stderr on a terminal, a backfill draws a bar over the days with calls and bytes (on S3, over the shared days)."""
+    storage: dict[str, Any] = {}
+    if store == "s3":
+        bucket: Bucket = request.getfixturevalue("bucket")
+        storage = {"url": bucket.url, "endpoint_url": bucket.endpoint}
+    config = write_config(tmp_path, live_sim.url, storage=storage)
     leader, follower = pty.openpty()
     process = subprocess.Popen(
         [
