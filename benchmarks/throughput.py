@@ -174,7 +174,7 @@ HEADER = "| tool | seconds | recordings/s | MiB/s | CPU s per GiB | peak RSS MiB
 def day_recordings(sim: Simulator) -> list[int]:
     """The sizes of the recordings of DAY that the simulator serves."""
     calls = sim.dataset.calls_on(DAY)
-    return [c.recording_size for c in calls if c.has_recording and not c.recording_missing and not c.foreign_link]
+    return [c.recording_size for c in calls if c.serves_recording]
 
 
 def dataset_for(recordings: int, seed: int = 5) -> Dataset:

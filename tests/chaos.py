@@ -24,11 +24,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -50,7 +47,7 @@ from archiver.keys import audio_key, sidecar_key
 from archiver.model import call_id_for_row
 from archiver.simulator import Dataset, Faults, SimCall, Simulator, as_received
 from archiver.store.s3 import S3Store
-from tests.helpers import Bucket, MotoServer, ToggleProxy, check_sidecar, make_bucket, s3_client
+from tests.helpers import Bucket, MotoServer, ToggleProxy, check_sidecar, make_bucket, s3_client, start_archiver
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 FIRST_DAY = date(2026, 10, 1)
@@ -142,7 +139,7 @@ def run_chaos(
                 if run in outage_runs:
                     timer = _schedule_outage(proxy, rng.uniform(0.5, 3.0), rng.uniform(2.0, 6.0), log)
                     result.outages += 1
-                process = _start(config, since, until, logs)
+                process = start_archiver("backfill", config, "--since", since, "--until", until, log=logs)
                 if result.kills < kills:
                     time.sleep(rng.uniform(1.0, 4.0))
                     if process.poll() is None:
@@ -246,29 +243,6 @@ def _write_config(workdir: Path, sim: Simulator, bucket: Bucket, proxy: TogglePr
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
-
-
-def _start(config: Path, since: str, until: str, logs: Path) -> subprocess.Popen[bytes]:
-    with logs.open("ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "archiver",
-                "--log-format",
-                "json",
-                "backfill",
-                "-c",
-                str(config),
-                "--since",
-                since,
-                "--until",
-                until,
-            ],
-            stdout=out,
-            stderr=out,
-            env=os.environ.copy(),
-        )
 
 
 def _schedule_outage(proxy: ToggleProxy, after: float, seconds: float, log: Callable[[str], None]) -> threading.Thread:

@@ -303,3 +303,14 @@ _SIDECAR_VALIDATOR = jsonschema.Draft202012Validator(_SIDECAR_SCHEMA)
 def check_sidecar(doc: Any) -> None:
     """Raise if *doc* does not follow the published sidecar schema."""
     _SIDECAR_VALIDATOR.validate(doc)
+
+
+def start_archiver(command: str, config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    """``archiver COMMAND -c CONFIG ARGS`` in the background, JSON log lines appended to *log*."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "archiver", "--log-format", "json", command, "-c", str(config), *args],
+            stdout=out,
+            stderr=out,
+            env=os.environ.copy(),
+        )

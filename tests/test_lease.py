@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,7 +19,7 @@ from archiver.clock import Clock
 from archiver.lease import Lease
 from archiver.simulator import Dataset, Faults, Simulator
 from archiver.store.s3 import S3Store
-from tests.helpers import Bucket, FakeClock, s3_client
+from tests.helpers import Bucket, FakeClock, s3_client, start_archiver
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -117,23 +115,8 @@ def _start(
     }
     config = tmp_path / f"{name}.yaml"
     config.write_text(yaml.safe_dump(raw))
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "archiver",
-                "--log-format",
-                "json",
-                *(command or ("run",))[:1],
-                "-c",
-                str(config),
-                *command[1:],
-            ],
-            stdout=out,
-            stderr=out,
-            env=os.environ.copy(),
-        )
+    command = command or ("run",)
+    return start_archiver(command[0], config, *command[1:], log=log)
 
 
 def _events(log: Path) -> list[str]:

@@ -149,15 +149,24 @@ async def test_a_lost_ledger_is_rebuilt_from_the_bucket_without_duplicates(
     assert not [e for e in logs if e["event"] in ("recording.already_stored", "sidecar.already_stored")]
 
 
+async def archived_bucket(sim: Simulator, tmp_path: Path, bucket: Bucket) -> tuple[Config, SimCall, str, str]:
+    """Backfill into *bucket*; the config, one recorded call, and its sidecar and audio keys."""
+    config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint)
+    await backfill(config)
+    call = next(c for c in sim.dataset.calls_between(SINCE, UNTIL, sim.now()) if c.has_recording)
+    return (
+        config,
+        call,
+        sidecar_key("archive", call.start.date(), call.uuid),
+        audio_key("archive", call.start.date(), call.uuid, "wav"),
+    )
+
+
 async def test_an_audio_object_without_its_sidecar_is_verified_and_completed(
     sim: Simulator, tmp_path: Path, bucket: Bucket
 ) -> None:
     """After a crash between audio and sidecar, the audio is checked against a fresh download, not rewritten."""
-    config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint)
-    await backfill(config)
-    call = next(c for c in sim.dataset.calls_between(SINCE, UNTIL, sim.now()) if c.has_recording)
-    skey = sidecar_key("archive", call.start.date(), call.uuid)
-    akey = audio_key("archive", call.start.date(), call.uuid, "wav")
+    config, call, skey, akey = await archived_bucket(sim, tmp_path, bucket)
     bucket.client.delete_object(Bucket=bucket.name, Key=skey)
     config.state.path.unlink()
     with capture_logs() as logs:
@@ -176,11 +185,7 @@ async def test_different_bytes_under_a_calls_key_are_reported_and_kept(
     sim: Simulator, tmp_path: Path, bucket: Bucket
 ) -> None:
     """If the bucket holds other bytes than the source serves, the call fails loudly; nothing is overwritten."""
-    config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint)
-    await backfill(config)
-    call = next(c for c in sim.dataset.calls_between(SINCE, UNTIL, sim.now()) if c.has_recording)
-    skey = sidecar_key("archive", call.start.date(), call.uuid)
-    akey = audio_key("archive", call.start.date(), call.uuid, "wav")
+    config, call, skey, akey = await archived_bucket(sim, tmp_path, bucket)
     bucket.client.put_object(Bucket=bucket.name, Key=akey, Body=b"RIFF tampered")
     bucket.client.delete_object(Bucket=bucket.name, Key=skey)
     config.state.path.unlink()

@@ -103,6 +103,11 @@ class SimCall:
         return self.start + timedelta(seconds=(self.tta or 0) + self.duration)
 
     @property
+    def serves_recording(self) -> bool:
+        """Whether this server hands out the call's recording (once the call has ended)."""
+        return self.has_recording and not self.recording_missing and not self.foreign_link
+
+    @property
     def recording_size(self) -> int:
         return 44 + self.duration * BYTES_PER_SECOND
 

@@ -137,15 +137,6 @@ class Simulator:
         with self._rng_lock:
             self.stats[what] += 1
 
-    def served_recordings(self) -> dict[str, SimCall]:
-        """Every call whose recording this server could serve now (for checking an archive)."""
-        now = self.now()
-        return {
-            c.uuid: c
-            for c in self.dataset.generated_calls()
-            if c.has_recording and not c.recording_missing and not c.foreign_link and c.end <= now
-        }
-
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -330,11 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         now = sim.now()
         calls = sim.dataset.calls_on(day)
-        names = sorted(
-            f"{c.uuid}.wav"
-            for c in calls
-            if c.has_recording and not c.recording_missing and not c.foreign_link and c.end <= now
-        )
+        names = sorted(f"{c.uuid}.wav" for c in calls if c.serves_recording and c.end <= now)
         links = "".join(f'<a href="{name}">{name}</a>\n' for name in names)
         self._send(200, f"<html><body><pre>\n{links}</pre></body></html>".encode(), "text/html")
 
