@@ -155,6 +155,9 @@ class Archiver:
         self._tz = tz
         self._prefix = prefix
         self._concurrency = concurrency
+        # Twice as many calls in flight as downloads: while one call's audio and sidecar go up,
+        # the next call's recording is already coming down. Buffers beyond 1 MiB are on disk.
+        self._download_slots = anyio.CapacityLimiter(concurrency)
         self._missing_after = missing_after
         self._source_info = source_info or {}
         self._clock = clock or SystemClock()
@@ -243,7 +246,7 @@ class Archiver:
         read_error: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
-                for _ in range(self._concurrency):
+                for _ in range(2 * self._concurrency):
                     tg.start_soon(batch.work, receive.clone())
                 receive.close()
                 async with send:
@@ -316,7 +319,8 @@ class Archiver:
         else:
             url = cdr.recording_url
             try:
-                download = await self._fetcher.fetch(url)
+                async with self._download_slots:
+                    download = await self._fetcher.fetch(url)
             except RecordingRejected as exc:
                 recording = sidecar.rejected(url, exc.detail)
             except RecordingUnavailable as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -12,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,9 +23,11 @@ from typing import Any
 import boto3
 import jsonschema
 
+from archiver.app import direct_put
 from archiver.config import Config, parse_config
 from archiver.retry import RetryPolicy
 from archiver.simulator import Simulator
+from archiver.store.s3 import S3Store
 
 # The tests' own throwaway credentials for moto; the AWS chain reads them from here.
 AWS_ENV = {
@@ -84,6 +87,14 @@ def s3_client(endpoint: str) -> Any:
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
 
+def s3_store(endpoint: str, bucket: str, *, direct: bool = True, client: Any = None, **kwargs: Any) -> S3Store:
+    """An S3Store on *bucket*; with *direct*, archive PUTs take the aiohttp path as in production."""
+    session = boto3.session.Session()
+    client = client or session.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    fast = direct_put(client, session, bucket, connections=4) if direct else None
+    return S3Store(client, bucket, endpoint=endpoint, direct_put=fast, **kwargs)
+
+
 @dataclass
 class Bucket:
     endpoint: str
@@ -103,8 +114,9 @@ class Bucket:
         return out
 
     def versions(self) -> list[dict[str, Any]]:
-        response = self.client.list_object_versions(Bucket=self.name)
-        return list(response.get("Versions", []))
+        """Every version of every object in the bucket (all pages)."""
+        pages = self.client.get_paginator("list_object_versions").paginate(Bucket=self.name)
+        return [version for page in pages for version in page.get("Versions", [])]
 
 
 def make_bucket(endpoint: str, *, object_lock: bool = False) -> Bucket:
@@ -314,3 +326,49 @@ def start_archiver(command: str, config: Path, *args: str, log: Path) -> subproc
             stderr=out,
             env=os.environ.copy(),
         )
+
+
+def log_events(log: Path) -> list[str]:
+    """The events of a JSON log written by start_archiver, in order."""
+    out = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            out.append(json.loads(line)["event"])
+    return out
+
+
+def wait_until(check: Callable[[], object], timeout: float = 20.0) -> None:
+    """Poll *check* until it is true; AssertionError after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s")
+
+
+@contextlib.contextmanager
+def reaping() -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """A dict for background processes; whatever still runs at the end is killed."""
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        yield processes
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def terminate(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, as systemd stops the service; the exit status."""
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=30)
+
+
+def archive_objects(bucket: Bucket) -> dict[str, bytes]:
+    """The archive's objects, control objects left out; fails if any was written twice."""
+    objects = {k: v for k, v in bucket.objects().items() if "/_archiver/" not in k}
+    versions = [v for v in bucket.versions() if "/_archiver/" not in v["Key"]]
+    assert len(versions) == len(objects), "an archive object was written twice"
+    return objects

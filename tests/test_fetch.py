@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler
 import httpx
 import pytest
 
+from archiver.app import download_client
 from archiver.errors import RecordingRejected, RecordingUnavailable
 from archiver.fetch import Fetcher, LinkPolicy
 from archiver.retry import RetryPolicy
@@ -19,9 +20,14 @@ from tests.helpers import FAST, TinyServer
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=0.5, follow_redirects=False) as client:
+@pytest.fixture(params=["aiohttp", "httpcore"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """Every check holds on the production client (httpx over aiohttp) and on httpx's own transport."""
+    if request.param == "aiohttp":
+        client = download_client(0.5, 4, {})
+    else:
+        client = httpx.AsyncClient(timeout=0.5, follow_redirects=False)
+    async with client:
         yield client
 
 

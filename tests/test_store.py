@@ -20,19 +20,19 @@ from archiver.errors import ArchiveConflict, ObjectExists, StoreAccessError, Sto
 from archiver.store import Store, put_bytes
 from archiver.store.local import LocalStore
 from archiver.store.s3 import S3Store
-from tests.helpers import Bucket, MotoServer, make_bucket, s3_client
+from tests.helpers import Bucket, MotoServer, make_bucket, s3_client, s3_store
 
 pytestmark = pytest.mark.anyio
 KEY = "p/2026/11/01/09dc3fa8-ba86-11e5-a8af-dbc80e22bddb.wav"
 
 
-@pytest.fixture(params=["file", "s3"])
+@pytest.fixture(params=["file", "s3", "s3-boto3-only"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     if request.param == "file":
         yield LocalStore(tmp_path / "archive")
         return
     bucket: Bucket = request.getfixturevalue("bucket")
-    s3 = S3Store(s3_client(bucket.endpoint), bucket.name, endpoint=bucket.endpoint)
+    s3 = s3_store(bucket.endpoint, bucket.name, direct=request.param == "s3")
     yield s3
     await s3.aclose()
 
@@ -126,13 +126,15 @@ async def test_large_bodies_go_up_in_parts_and_stay_create_only(bucket: Bucket) 
     await store.aclose()
 
 
-async def test_objects_carry_the_configured_object_lock(moto_server: MotoServer) -> None:
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "boto3"])
+async def test_objects_carry_the_configured_object_lock(moto_server: MotoServer, direct: bool) -> None:
     """Each object gets the lock mode and a retain-until date retain_days ahead."""
     bucket = make_bucket(moto_server.endpoint, object_lock=True)
     now = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-    store = S3Store(
-        s3_client(bucket.endpoint),
+    store = s3_store(
+        bucket.endpoint,
         bucket.name,
+        direct=direct,
         object_lock=ObjectLockConfig(mode="COMPLIANCE", retain_days=30),
         now=lambda: now,
     )
@@ -143,15 +145,17 @@ async def test_objects_carry_the_configured_object_lock(moto_server: MotoServer)
     await store.aclose()
 
 
-async def test_a_missing_bucket_is_an_access_error_that_names_it(moto_server: MotoServer) -> None:
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "boto3"])
+async def test_a_missing_bucket_is_an_access_error_that_names_it(moto_server: MotoServer, direct: bool) -> None:
     """NoSuchBucket is fatal (a person must act) and says which bucket."""
-    store = S3Store(s3_client(moto_server.endpoint), "no-such-bucket-here", endpoint=moto_server.endpoint)
+    store = s3_store(moto_server.endpoint, "no-such-bucket-here", direct=direct)
     with pytest.raises(StoreAccessError, match="bucket 'no-such-bucket-here' does not exist"):
         await put(store, KEY, b"x")
     await store.aclose()
 
 
-async def test_an_unreachable_endpoint_is_unavailable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "boto3"])
+async def test_an_unreachable_endpoint_is_unavailable(tmp_path: Path, direct: bool) -> None:
     """Nothing listening is transient: the caller waits and tries again."""
     client = boto3.client(
         "s3",
@@ -159,7 +163,7 @@ async def test_an_unreachable_endpoint_is_unavailable(tmp_path: Path) -> None:
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}, connect_timeout=1),
     )
-    store = S3Store(client, "bucket", endpoint="http://127.0.0.1:9")
+    store = s3_store("http://127.0.0.1:9", "bucket", client=client, direct=direct)
     with pytest.raises(StoreUnavailable, match="did not answer"):
         await put(store, KEY, b"x")
     await store.aclose()

@@ -23,16 +23,19 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 import botocore.exceptions
+import structlog
 
 from archiver.config import ObjectLockConfig
 from archiver.errors import CallError, ObjectExists, StoreAccessError, StoreUnavailable
 from archiver.store import ObjectInfo
+from archiver.store.s3put import DirectPut, PutRefused, PutUnanswered
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 T = TypeVar("T")
+log = structlog.get_logger("archiver.store")
 
 _ACCESS_CODES = frozenset(
     {
@@ -62,6 +65,16 @@ _RETRY_CODES = frozenset(
     }
 )
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_REDIRECT_CODES = frozenset(
+    {"PermanentRedirect", "TemporaryRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
+)
+_HEADERS = {
+    "ObjectLockMode": "x-amz-object-lock-mode",
+    "ObjectLockRetainUntilDate": "x-amz-object-lock-retain-until-date",
+    "ObjectLockLegalHoldStatus": "x-amz-object-lock-legal-hold",
+    "ServerSideEncryption": "x-amz-server-side-encryption",
+    "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id",
+}
 _READ_CHUNK = 1 << 20
 
 
@@ -82,8 +95,11 @@ class S3Store:
         multipart_threshold: int = 64 << 20,
         part_size: int = 16 << 20,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        direct_put: DirectPut | None = None,
     ) -> None:
         self._client = client
+        self._direct = direct_put
+        self._direct_on = direct_put is not None
         self.bucket = bucket
         self.description = f"s3://{bucket}" + (f" at {endpoint}" if endpoint else "")
         self._limiter = limiter or anyio.CapacityLimiter(16)
@@ -114,8 +130,10 @@ class S3Store:
 
     def _translate(self, exc: botocore.exceptions.ClientError, key: str | None) -> Exception:
         error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        return self._refusal(str(error.get("Code", "")), status, str(error.get("Message", "")), key)
+
+    def _refusal(self, code: str, status: int, message: str, key: str | None) -> Exception:
         what = f"{self.description}{f' key {key!r}' if key else ''}"
         if code == "PreconditionFailed" or status == 412:
             return ObjectExists(key or "")
@@ -126,8 +144,8 @@ class S3Store:
                 f"{what} refused access ({code or status}): check the AWS credentials and the bucket policy"
             )
         if code in _RETRY_CODES or status >= 500 or status == 429:
-            return StoreUnavailable(f"{what} answered {code or status}: {error.get('Message', '')}".rstrip(": "))
-        return StoreAccessError(f"{what} refused the request ({code or status}): {error.get('Message', '')}")
+            return StoreUnavailable(f"{what} answered {code or status}: {message}".rstrip(": "))
+        return StoreAccessError(f"{what} refused the request ({code or status}): {message}")
 
     def _lock_args(self) -> dict[str, Any]:
         """Retention, legal hold and encryption settings for every object written."""
@@ -172,6 +190,8 @@ class S3Store:
         if size >= self._threshold:
             await self._put_multipart(key, body, size, common)
             return
+        if self._direct_on and await self._put_direct(key, body, size, sha256, common):
+            return
 
         def put() -> None:
             body.seek(0)
@@ -185,6 +205,24 @@ class S3Store:
             )
 
         await self._call(put, key)
+
+    async def _put_direct(self, key: str, body: IO[bytes], size: int, sha256: bytes, common: dict[str, Any]) -> bool:
+        """PUT through the direct path; False when it cannot serve this bucket (boto3 then will)."""
+        assert self._direct is not None
+        try:
+            await self._direct.put(key, body, size=size, sha256=sha256, headers=_put_headers(common))
+        except PutUnanswered as exc:
+            raise StoreUnavailable(f"{self.description} did not answer: {exc}") from None
+        except PutRefused as exc:
+            if exc.status == 412 or exc.code == "PreconditionFailed":
+                raise ObjectExists(key) from None
+            if 300 <= exc.status < 400 or exc.code in _REDIRECT_CODES:
+                # The bucket lives in another region than storage.region says: boto3 follows that.
+                log.warning("store.direct_put_off", reason=exc.code or exc.status)
+                self._direct_on = False
+                return False
+            raise self._refusal(exc.code, exc.status, exc.message, key) from None
+        return True
 
     async def _put_multipart(self, key: str, body: IO[bytes], size: int, common: dict[str, Any]) -> None:
         created = await self._call(
@@ -358,7 +396,23 @@ class S3Store:
         await self._call(lambda: self._client.delete_object(Bucket=self.bucket, Key=key), key)
 
     async def aclose(self) -> None:
+        if self._direct is not None:
+            await self._direct.aclose()
         await anyio.to_thread.run_sync(self._client.close)
+
+
+def _put_headers(common: Mapping[str, Any]) -> dict[str, str]:
+    """PutObject's arguments (as S3Store.put builds them) as the HTTP headers S3 reads."""
+    headers = {"Content-Type": str(common["ContentType"])}
+    for name, value in common["Metadata"].items():
+        headers[f"x-amz-meta-{name}"] = value
+    for arg, header in _HEADERS.items():
+        value = common.get(arg)
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if value is not None:
+            headers[header] = str(value)
+    return headers
 
 
 def _known_sha256(head: Any) -> bytes | None:
