@@ -9,6 +9,7 @@ Every problem in a file is reported at once, each as ``At 'dotted.key': what is 
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import re
 from collections.abc import Mapping
@@ -104,6 +105,41 @@ class SourceConfig(_Model):
         host = urlsplit(self.base_url).hostname
         assert host is not None  # checked by _check_base_url
         return (host.lower(),)
+
+
+_ONE_OR_MANY = "set either source: (one PBX account) or sources: (a list of them), not both"
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+
+
+class NamedSourceConfig(SourceConfig):
+    """One of several sources (PBX accounts or tenants) archived into one bucket."""
+
+    name: str
+    prefix: str | None = None  # the key prefix under storage.url; default: the name
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError("must be 1 to 32 of a-z, 0-9 and '-', starting and ending with a letter or digit")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _check_source_prefix(cls, value: str | None) -> str | None:
+        if value is not None:
+            value = value.strip("/")
+            if not value:
+                raise ValueError("must not be empty (leave it out to use the name)")
+            _check_prefix(value)
+        return value
+
+    @property
+    def key_prefix(self) -> str:
+        return self.prefix or self.name
+
+    def plain(self) -> SourceConfig:
+        return SourceConfig.model_construct(**{k: getattr(self, k) for k in SourceConfig.model_fields})
 
 
 class ObjectLockConfig(_Model):
@@ -248,16 +284,34 @@ class CoordinationConfig(_Model):
         return value
 
 
-class Config(_Model):
-    """The whole configuration; every part is frozen once loaded."""
+class _Sections(_Model):
+    """The sections every source shares."""
 
-    source: SourceConfig
     storage: StorageConfig
     download: DownloadConfig = DownloadConfig()
     poll: PollConfig = PollConfig()
     state: StateConfig = StateConfig()
     metrics: MetricsConfig = MetricsConfig()
     coordination: CoordinationConfig = CoordinationConfig()
+
+
+class Config(_Sections):
+    """What one source's archiver needs; every part is frozen once loaded.
+
+    A file with ``sources:`` gives one Config per source: its storage URL carries the source's
+    prefix, its ledger its own file, and *name* and *shared_prefix* say which source it is and
+    where the control objects shared by all sources live.
+    """
+
+    source: SourceConfig
+    name: str | None = None
+    shared_prefix: str | None = None
+
+    @property
+    def control_prefix(self) -> str:
+        """Where leases, claims and members live: ``{prefix}/_archiver``, shared by every source."""
+        root = self.storage.prefix if self.shared_prefix is None else self.shared_prefix
+        return "/".join(p for p in (root, "_archiver") if p)
 
     def secrets(self) -> tuple[str, ...]:
         """The values that must never be printed (a ping URL's path is its token)."""
@@ -267,11 +321,75 @@ class Config(_Model):
         return tuple(found)
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read *path* and return the validated configuration.
+class ConfigFile(_Sections):
+    """The file as written: one ``source:``, or several ``sources:`` sharing everything else."""
 
-    Raises ConfigError listing every problem, each naming its key.
-    """
+    source: SourceConfig | None = None
+    sources: tuple[NamedSourceConfig, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> ConfigFile:
+        if (self.source is None) == (self.sources is None):
+            raise ValueError(_ONE_OR_MANY)
+        if self.sources is not None:
+            if not self.sources:
+                raise ValueError("sources: lists no source")
+            names = [s.name for s in self.sources]
+            if len(set(names)) != len(names):
+                raise ValueError(f"sources: two sources share a name ({', '.join(sorted(names))})")
+            prefixes = sorted(s.key_prefix + "/" for s in self.sources)
+            for first, second in itertools.pairwise(prefixes):
+                if second.startswith(first):
+                    raise ValueError(f"sources: prefix {second[:-1]!r} lies inside {first[:-1]!r}")
+            if any(p.split("/")[0] == "_archiver" for p in prefixes):
+                raise ValueError("sources: the prefix _archiver is kept for control objects")
+        return self
+
+    def configs(self) -> tuple[Config, ...]:
+        """One Config per source, in the file's order (built from parts already validated)."""
+        if self.source is not None:
+            return (self._config(self.source, self.storage, self.state),)
+        assert self.sources is not None
+        path = self.state.path
+        return tuple(
+            self._config(
+                named.plain(),
+                self.storage.model_copy(update={"url": f"{self.storage.url.rstrip('/')}/{named.key_prefix}"}),
+                StateConfig.model_construct(path=path.with_name(f"{path.stem}.{named.name}{path.suffix}")),
+                name=named.name,
+            )
+            for named in self.sources
+        )
+
+    def _config(
+        self, source: SourceConfig, storage: StorageConfig, state: StateConfig, *, name: str | None = None
+    ) -> Config:
+        return Config.model_construct(
+            source=source,
+            storage=storage,
+            download=self.download,
+            poll=self.poll,
+            state=state,
+            metrics=self.metrics,
+            coordination=self.coordination,
+            name=name,
+            shared_prefix=self.storage.prefix if name else None,
+        )
+
+
+def pick(configs: tuple[Config, ...], name: str | None) -> tuple[Config, ...]:
+    """The source called *name* (all of them when None); ConfigError naming the choices otherwise."""
+    if name is None:
+        return configs
+    found = tuple(c for c in configs if c.name == name)
+    if not found:
+        known = ", ".join(c.name for c in configs if c.name) or "none: the file has a single source:"
+        raise ConfigError([f"At '--source': no source named {name!r} (known: {known})"], source="the command line")
+    return found
+
+
+def load_configs(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Config, ...]:
+    """Read *path*: one Config per source. Raises ConfigError listing every problem, each naming its key."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -284,9 +402,14 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"], source=str(path)) from None
-    return parse_config(
+    return parse_configs(
         data, environ=os.environ if environ is None else environ, source=str(path), base_dir=path.parent
     )
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read a file with a single source."""
+    return _only(load_configs(path, environ), str(path))
 
 
 def parse_config(
@@ -296,7 +419,24 @@ def parse_config(
     source: str = "configuration",
     base_dir: Path | None = None,
 ) -> Config:
-    """Validate an already-parsed YAML document; see :func:`load_config`."""
+    """Validate an already-parsed YAML document with a single source; see :func:`parse_configs`."""
+    return _only(parse_configs(data, environ=environ, source=source, base_dir=base_dir), source)
+
+
+def _only(configs: tuple[Config, ...], source: str) -> Config:
+    if len(configs) != 1:
+        raise ConfigError(["this needs a file with one source:, not a sources: list"], source=source)
+    return configs[0]
+
+
+def parse_configs(
+    data: object,
+    *,
+    environ: Mapping[str, str],
+    source: str = "configuration",
+    base_dir: Path | None = None,
+) -> tuple[Config, ...]:
+    """Validate an already-parsed YAML document; see :func:`load_configs`."""
     if not isinstance(data, dict):
         raise ConfigError(["the file must be a mapping with source: and storage: sections"], source=source)
     problems: list[str] = []
@@ -305,14 +445,18 @@ def parse_config(
     _read_secret_files(expanded, problems)
     if base_dir is not None:
         _resolve_state_path(expanded, base_dir)
+    if ("source" in expanded) == ("sources" in expanded):
+        # Said here, not only by the model, so that it comes with the file's other problems.
+        problems.append(_ONE_OR_MANY)
+        expanded = {k: v for k, v in expanded.items() if k != "sources"} if "source" in expanded else expanded
     try:
-        config = Config.model_validate(expanded)
+        config = ConfigFile.model_validate(expanded)
     except ValidationError as exc:
-        problems.extend(_describe(err) for err in exc.errors())
+        problems.extend(p for p in (_describe(err) for err in exc.errors()) if not p.endswith(_ONE_OR_MANY))
         config = None
     if problems or config is None:
         raise ConfigError(problems, source=source)
-    return config
+    return config.configs()
 
 
 def _expand(node: Any, environ: Mapping[str, str], path: tuple[str | int, ...], problems: list[str]) -> Any:
@@ -336,22 +480,28 @@ def _expand(node: Any, environ: Mapping[str, str], path: tuple[str | int, ...], 
 
 
 def _read_secret_files(data: dict[str, Any], problems: list[str]) -> None:
-    section = data.get("source")
-    if not isinstance(section, dict):
-        return
+    sections = [("source", data.get("source"))]
+    if isinstance(data.get("sources"), list):
+        sections += [(f"sources[{i}]", item) for i, item in enumerate(data["sources"])]
+    for where, section in sections:
+        if isinstance(section, dict):
+            _read_secret_file(where, section, problems)
+
+
+def _read_secret_file(where: str, section: dict[str, Any], problems: list[str]) -> None:
     for name in _FILE_SECRETS:
         file_key = f"{name}_file"
         if file_key not in section:
             continue
         file_name = section.pop(file_key)
         if name in section:
-            problems.append(f"At 'source.{file_key}': set either source.{name} or source.{file_key}, not both")
+            problems.append(f"At '{where}.{file_key}': set either {where}.{name} or {where}.{file_key}, not both")
             continue
         try:
             section[name] = Path(str(file_name)).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            problems.append(f"At 'source.{file_key}': cannot read {file_name}: {reason}")
+            problems.append(f"At '{where}.{file_key}': cannot read {file_name}: {reason}")
             section[name] = ""
 
 
@@ -392,13 +542,20 @@ def _describe(err: Any) -> str:
 
 
 def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] = Config
+    model: type[BaseModel] = ConfigFile
     for part in loc:
+        if isinstance(part, int):
+            continue  # an item of a list: its model is the list's
         field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        candidates = getattr(annotation, "__args__", (annotation,))
-        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        nested = _models_in(field.annotation if field else None)
         if not nested:
             return None
         model = nested[0]
     return model
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation names, through unions and tuples."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
@@ -37,13 +37,14 @@ T = TypeVar("T")
 
 
 async def supervised(
-    archiver: Archiver,
+    archiver: Archiver | Sequence[Archiver],
     work: Callable[[], Awaitable[T]],
     *,
     grace: timedelta,
     on_stop: Callable[[], None] | None = None,
 ) -> T | None:
-    """Run *work*; on a signal stop *archiver* gracefully. None when cancelled by shutdown."""
+    """Run *work*; on a signal stop *archiver* (or each of several) gracefully. None when cancelled by shutdown."""
+    archivers = [archiver] if isinstance(archiver, Archiver) else list(archiver)
     result: T | None = None
     try:
         async with anyio.create_task_group() as tg:
@@ -53,9 +54,10 @@ async def supervised(
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                     async for signum in signals:
                         name = signal.Signals(signum).name
-                        if not archiver.stopping:
+                        if not archivers[0].stopping:
                             log.info("shutdown.requested", signal=name, grace_seconds=grace.total_seconds())
-                            archiver.stop()
+                            for each in archivers:
+                                each.stop()
                             if on_stop:
                                 on_stop()
                             tg.start_soon(_cancel_after, scope, grace.total_seconds())
@@ -123,6 +125,8 @@ class Daemon:
         ready: bool = False,
         secrets: tuple[str, ...] = (),
         lease: Lease | None = None,
+        ours: Callable[[], bool] | None = None,
+        label: str | None = None,
     ) -> None:
         self._archiver = archiver
         self._ledger = ledger
@@ -136,6 +140,8 @@ class Daemon:
         self._ready = ready
         self._secrets = secrets
         self._lease = lease
+        self._ours = ours  # with several sources: is this source in our share (spread.Membership)?
+        self._label = f"{label}: " if label else ""
         self._poll_scope: anyio.CancelScope | None = None
 
     async def run(self) -> None:
@@ -156,7 +162,7 @@ class Daemon:
                     self._poll_scope = None
                 else:
                     self._health.beat()
-                    self._notifier.status("standby: another instance holds the lease and polls")
+                    self._notifier.status(f"{self._label}standby: another instance holds the lease and polls")
                 next_tick = max(next_tick + period, anyio.current_time())
                 while not self._archiver.stopping and (remaining := next_tick - anyio.current_time()) > 0:
                     with anyio.move_on_after(min(remaining, 1.0)):
@@ -171,7 +177,14 @@ class Daemon:
         assert self._lease is not None
         was_held = self._lease.held
         try:
-            held = await self._lease.hold()
+            if self._ours is None or self._ours():
+                held = await self._lease.hold()
+            elif was_held:
+                log.info("lease.handed_back", key=self._lease.key)  # another instance's share now
+                await self._lease.release()
+                held = False
+            else:
+                held = await self._lease.rescue(stale_for=self._lease.ttl)
         except TransientError as exc:
             log.warning("lease.unavailable", error=str(exc))
             held = self._lease.held
@@ -207,7 +220,7 @@ class Daemon:
         self._metrics.poll_succeeded(lag)
         self._metrics.pending.set(self._ledger.count_pending())
         self._ledger.record_poll(now, ok=True, summary=report.summary())
-        status = self._status_line(lag)
+        status = self._label + self._status_line(lag)
         if self._ready:
             self._notifier.status(status)
         else:
@@ -224,7 +237,7 @@ class Daemon:
         if exc is not None:
             self._metrics.failures.labels(**{"class": failure_class(exc)}).inc()
         self._ledger.record_poll(self._clock.now(), ok=False, error=error, summary=report.summary() if report else None)
-        self._notifier.status(f"poll failed: {error[:200]}")
+        self._notifier.status(f"{self._label}poll failed: {error[:200]}")
         log.error("poll.failed", error=error)
         if self._ping:
             await self._ping.failure(error)

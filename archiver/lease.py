@@ -77,6 +77,31 @@ class Lease:
         log.info("lease.taken_over", key=self.key, owner=self.owner, previous=holder)
         return True
 
+    async def rescue(self, *, stale_for: timedelta) -> bool:
+        """Take the lease only if it expired at least *stale_for* ago: nobody whose turn it is took
+        it (the instances disagree about who is alive), so any instance may. True when taken."""
+        if self._etag is not None:
+            return await self.hold()
+        current = await self._store.read_with_etag(self.key)
+        if current is None:
+            return False
+        data, etag = current
+        holder, expires = _parse(data)
+        now = self._clock.now()
+        if expires is not None and expires + stale_for > now:
+            return False
+        try:
+            self._etag = await self._store.put_conditional(self.key, self._body(now, now + self.ttl), if_match=etag)
+        except ObjectExists:
+            return False
+        log.warning("lease.rescued", key=self.key, owner=self.owner, previous=holder)
+        return True
+
+    @staticmethod
+    def read_holder(data: bytes) -> tuple[str | None, datetime | None]:
+        """(owner, expires_at) of a lease object's bytes; (None, None) when unreadable."""
+        return _parse(data)
+
     async def release(self) -> None:
         """Let another instance take over at once (the lease is marked expired)."""
         if self._etag is None:

@@ -1,8 +1,9 @@
 """Large backfills split into day shards that several hosts share through the bucket.
 
 Every host runs the same ``archiver backfill --since … --until …``. Each day of the range is a
-shard: a host claims it with a lease object (``{prefix}/_archiver/shards/{range}/{day}.lease``),
-archives it, and marks it done with a create-only ``….done`` object. Days claimed by a live
+shard: a host claims it with a lease object (``{prefix}/_archiver/shards/{range}/{day}.lease``,
+under the prefix all sources share), archives it, and marks it done with a create-only
+``….done`` object. Days claimed by a live
 peer are skipped and checked again later; a claim that stops being renewed (its host died)
 expires and is taken over. Each host exits 0 only when every day of the range is done, by it
 or by its peers. No call is archived twice: besides the claims, every archive write is
@@ -35,7 +36,7 @@ async def sharded_backfill(
     archiver: Archiver,
     store: S3Store,
     *,
-    prefix: str,
+    control_prefix: str,
     source: str,
     since: datetime,
     until: datetime,
@@ -46,7 +47,7 @@ async def sharded_backfill(
 ) -> RunReport:
     """Backfill ``[since, until)`` a day at a time, sharing the days with peers; see the module."""
     range_id = hashlib.sha256(f"{source}|{since.isoformat()}|{until.isoformat()}".encode()).hexdigest()[:16]
-    folder = "/".join(p for p in (prefix, "_archiver", "shards", range_id) if p)
+    folder = f"{control_prefix}/shards/{range_id}"
     days = _days(since, until, tz)
     total = RunReport(windows=len(days))
     # A day done by a peer of this run is skipped; one done by an earlier run is read again, so

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from archiver.config import load_config, parse_config
+from archiver.config import load_config, parse_config, parse_configs, pick
 from archiver.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,3 +168,69 @@ def test_allowed_hosts_are_normalised_and_checked() -> None:
     assert config.source.recording_hosts == ("rec.ccall.vn", "*.cdn.ccall.vn", "10.0.0.5:8080")
     found = problems(minimal(allowed_recording_hosts=["http://evil/"]))
     assert found[0].startswith("At 'source.allowed_recording_hosts'")
+
+
+def several(*sources: dict[str, object], **top: object) -> dict[str, object]:
+    items = [{"api_key": "a1b2c3d4", "api_secret": SECRET, **s} for s in sources]
+    return {"sources": items, "storage": {"url": "s3://call-recordings/ccall"}, **top}
+
+
+def test_several_sources_each_get_a_prefix_and_a_ledger_of_their_own(tmp_path: Path) -> None:
+    """sources: gives one Config per source under the shared bucket prefix; control objects stay shared."""
+    data = several(
+        {"name": "hq"},
+        {"name": "branch-2", "base_url": "https://pbx2.example.vn", "prefix": "tenants/b2", "timezone": "UTC"},
+        state={"path": str(tmp_path / "ledger.sqlite3")},
+    )
+    hq, branch = parse_configs(data, environ={})
+    assert (hq.name, hq.storage.url, hq.storage.prefix) == ("hq", "s3://call-recordings/ccall/hq", "ccall/hq")
+    assert branch.storage.prefix == "ccall/tenants/b2"
+    assert branch.source.base_url == "https://pbx2.example.vn"
+    assert str(branch.source.tz) == "UTC"
+    assert hq.state.path == tmp_path / "ledger.hq.sqlite3"
+    assert branch.state.path == tmp_path / "ledger.branch-2.sqlite3"
+    assert hq.control_prefix == branch.control_prefix == "ccall/_archiver"
+    assert pick((hq, branch), "branch-2") == (branch,)
+    with pytest.raises(ConfigError, match="no source named 'x' \\(known: hq, branch-2\\)"):
+        pick((hq, branch), "x")
+    with pytest.raises(ConfigError, match="one source:"):
+        parse_config(data, environ={})  # a command that takes a single source says so
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (several({"name": "a"}, source={"api_key": "k", "api_secret": "s"}), "either source: .* or sources:"),
+        ({"storage": {"url": "s3://b/p"}}, "either source: .* or sources:"),
+        (several(), "lists no source"),
+        (several({"name": "a"}, {"name": "a"}), "two sources share a name"),
+        (several({"name": "a"}, {"name": "b", "prefix": "a/b"}), "prefix 'a/b' lies inside 'a'"),
+        (several({"name": "_archiver"}), "sources\\[0\\].name"),
+        (several({"name": "a", "prefix": "_archiver"}), "kept for control objects"),
+        (several({"name": "Bad Name"}), "At 'sources\\[0\\].name': must be 1 to 32"),
+        (
+            several({"name": "a", "tymezone": "UTC"}),
+            "At 'sources\\[0\\].tymezone': unknown key \\(did you mean 'timezone'\\?\\)",
+        ),
+        (several({"name": "a"}, {"name": "b", "api_key": None}), "At 'sources\\[1\\].api_key'"),
+    ],
+)
+def test_a_bad_sources_list_is_refused_with_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_configs(data, environ={})
+    assert any(re.search(message, p) for p in caught.value.problems), caught.value.problems
+
+
+def test_a_source_s_secret_file_error_names_its_item(tmp_path: Path) -> None:
+    data = several({"name": "a"}, {"name": "b", "api_secret": None})
+    items = data["sources"]
+    assert isinstance(items, list)
+    del items[1]["api_secret"]
+    items[1]["api_secret_file"] = str(tmp_path / "missing")
+    assert any(p.startswith("At 'sources[1].api_secret_file': cannot read") for p in problems_all(data))
+
+
+def problems_all(data: object) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_configs(data, environ={})
+    return caught.value.problems

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
@@ -19,7 +18,17 @@ from archiver.clock import Clock
 from archiver.lease import Lease
 from archiver.simulator import Dataset, Faults, Simulator
 from archiver.store.s3 import S3Store
-from tests.helpers import Bucket, FakeClock, s3_client, start_archiver
+from tests.helpers import (
+    Bucket,
+    FakeClock,
+    archive_objects,
+    log_events,
+    reaping,
+    s3_client,
+    start_archiver,
+    terminate,
+    wait_until,
+)
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -63,36 +72,26 @@ async def test_exactly_one_instance_holds_a_lease_until_it_expires(bucket: Bucke
 def test_a_standby_daemon_takes_over_when_the_holder_is_killed(tmp_path: Path, bucket: Bucket) -> None:
     """Two `archiver run` on one bucket: one polls; after kill -9 the other archives on; nothing twice."""
     dataset = Dataset(seed=9, calls_per_day=30000, max_duration=2, business_hours_share=0)
-    processes: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        with Simulator(dataset) as sim:
-            logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
-            processes["a"] = _start(tmp_path, "a", sim, bucket, logs["a"])
-            _wait(lambda: "lease.acquired" in _events(logs["a"]))
-            processes["b"] = _start(tmp_path, "b", sim, bucket, logs["b"])
-            _wait(lambda: "daemon.store_answered" in _events(logs["b"]))
-            polls = _events(logs["a"]).count("poll.completed")
-            _wait(lambda: _events(logs["a"]).count("poll.completed") >= polls + 2, timeout=30)
-            assert "poll.completed" not in _events(logs["b"])  # b stood by while a polled
-            processes["a"].send_signal(signal.SIGKILL)
-            processes["a"].wait()
-            killed = datetime.now(TZ)
-            _wait(lambda: "poll.completed" in _events(logs["b"]), timeout=30)
-            took_over = datetime.now(TZ)
-            time.sleep(3)
-            processes["b"].send_signal(signal.SIGTERM)
-            assert processes["b"].wait(timeout=30) == 0
-            stopped = datetime.now(TZ)
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    assert "lease.taken_over" in _events(logs["b"])
+    with reaping() as processes, Simulator(dataset) as sim:
+        logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
+        processes["a"] = _start(tmp_path, "a", sim, bucket, logs["a"])
+        wait_until(lambda: "lease.acquired" in log_events(logs["a"]))
+        processes["b"] = _start(tmp_path, "b", sim, bucket, logs["b"])
+        wait_until(lambda: "daemon.store_answered" in log_events(logs["b"]))
+        polls = log_events(logs["a"]).count("poll.completed")
+        wait_until(lambda: log_events(logs["a"]).count("poll.completed") >= polls + 2, timeout=30)
+        assert "poll.completed" not in log_events(logs["b"])  # b stood by while a polled
+        processes["a"].send_signal(signal.SIGKILL)
+        processes["a"].wait()
+        killed = datetime.now(TZ)
+        wait_until(lambda: "poll.completed" in log_events(logs["b"]), timeout=30)
+        took_over = datetime.now(TZ)
+        time.sleep(3)
+        assert terminate(processes["b"]) == 0
+        stopped = datetime.now(TZ)
+    assert "lease.taken_over" in log_events(logs["b"])
     assert took_over - killed < timedelta(seconds=3 + 1 + 10)  # lease ttl + poll interval + slack
-    objects = {k: v for k, v in bucket.objects().items() if "/_archiver/" not in k}
-    archived_versions = [v for v in bucket.versions() if "/_archiver/" not in v["Key"]]
-    assert len(archived_versions) == len(objects)  # nothing was written twice (the lease object is renewed, by design)
+    objects = archive_objects(bucket)  # nothing was written twice (the lease object is renewed, by design)
     ended = [
         c
         for c in dataset.calls_between(killed - timedelta(minutes=5), stopped, stopped)
@@ -119,58 +118,34 @@ def _start(
     return start_archiver(command[0], config, *command[1:], log=log)
 
 
-def _events(log: Path) -> list[str]:
-    out = []
-    for line in log.read_text().splitlines():
-        if line.startswith("{"):
-            out.append(json.loads(line)["event"])
-    return out
-
-
-def _wait(check: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s")
-
-
 def test_hosts_share_a_backfill_by_day_and_a_killed_host_s_day_is_taken_over(tmp_path: Path, bucket: Bucket) -> None:
     """Three hosts run one backfill; one is killed mid-day; the others finish it; all exit 0, nothing twice."""
     dataset = Dataset(seed=4, calls_per_day=40, max_duration=3)
-    hosts: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        with Simulator(dataset, faults=Faults(recording_latency=0.05)) as sim:
-            logs = {name: tmp_path / f"{name}.log" for name in ("a", "b", "c")}
-            for name, log in logs.items():
-                hosts[name] = _start(
-                    tmp_path,
-                    name,
-                    sim,
-                    bucket,
-                    log,
-                    "backfill",
-                    "--since",
-                    "2026-11-01",
-                    "--until",
-                    "2026-11-05",
-                )
-            _wait(lambda: "call.archived" in _events(logs["a"]))
-            hosts["a"].send_signal(signal.SIGKILL)
-            hosts["a"].wait()
-            assert hosts["b"].wait(timeout=120) == 0, logs["b"].read_text()[-3000:]
-            assert hosts["c"].wait(timeout=120) == 0, logs["c"].read_text()[-3000:]
-            calls = dataset.calls_between(datetime(2026, 11, 1, tzinfo=TZ), datetime(2026, 11, 5, tzinfo=TZ), sim.now())
-    finally:
-        for process in hosts.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    done_by = {name: _events(logs[name]).count("shard.done") for name in ("b", "c")}
+    with reaping() as hosts, Simulator(dataset, faults=Faults(recording_latency=0.05)) as sim:
+        logs = {name: tmp_path / f"{name}.log" for name in ("a", "b", "c")}
+        for name, log in logs.items():
+            hosts[name] = _start(
+                tmp_path,
+                name,
+                sim,
+                bucket,
+                log,
+                "backfill",
+                "--since",
+                "2026-11-01",
+                "--until",
+                "2026-11-05",
+            )
+        wait_until(lambda: "call.archived" in log_events(logs["a"]))
+        hosts["a"].send_signal(signal.SIGKILL)
+        hosts["a"].wait()
+        assert hosts["b"].wait(timeout=120) == 0, logs["b"].read_text()[-3000:]
+        assert hosts["c"].wait(timeout=120) == 0, logs["c"].read_text()[-3000:]
+        calls = dataset.calls_between(datetime(2026, 11, 1, tzinfo=TZ), datetime(2026, 11, 5, tzinfo=TZ), sim.now())
+    done_by = {name: log_events(logs[name]).count("shard.done") for name in ("b", "c")}
     assert sum(done_by.values()) >= 4  # every day finished by a survivor (a killed host finishes none)
     assert all(count >= 1 for count in done_by.values()), done_by  # both shared the work
-    objects = {k: v for k, v in bucket.objects().items() if "/_archiver/" not in k}
+    objects = archive_objects(bucket)
     sidecars = [k for k in objects if k.endswith(".json")]
     assert len(sidecars) == len(calls)
     for call in calls:

@@ -1,0 +1,88 @@
+"""Several sources in one config, spread over several instances through the bucket."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from archiver.simulator import Dataset, Simulator
+from tests.helpers import Bucket, archive_objects, log_events, reaping, start_archiver, terminate, wait_until
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+SOURCES = ("hq", "hn", "dn", "ct")
+
+
+def _config(tmp_path: Path, name: str, sims: list[Simulator], bucket: Bucket) -> Path:
+    raw: dict[str, Any] = {
+        "sources": [
+            {"name": source, "base_url": sim.url, "api_key": sim.api_key, "api_secret": sim.api_secret}
+            for source, sim in zip(SOURCES, sims, strict=True)
+        ],
+        "storage": {"url": bucket.url, "endpoint_url": bucket.endpoint},
+        "state": {"path": str(tmp_path / f"{name}.sqlite3")},
+        "poll": {"interval": "1s", "settle": "1s", "lookback": "5m"},
+        "coordination": {"lease_ttl": "3s"},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _holders(bucket: Bucket) -> Counter[str]:
+    """How many unexpired source leases each owner holds."""
+    now = datetime.now(TZ)
+    held: Counter[str] = Counter()
+    for key, data in bucket.objects("archive/_archiver/leases/").items():
+        doc = json.loads(data)
+        if datetime.fromisoformat(doc["expires_at"]) > now:
+            held[doc["owner"]] += 1
+        assert key.endswith(".json")
+    return held
+
+
+def test_four_sources_split_two_and_two_and_the_survivor_takes_all_four(tmp_path: Path, bucket: Bucket) -> None:
+    """Two `archiver run` with one four-source config: each polls two sources; after kill -9 of
+    one, the other polls all four; every source's calls land under its own prefix, none twice."""
+    datasets = [Dataset(seed=30 + i, calls_per_day=20000, max_duration=2, business_hours_share=0) for i in range(4)]
+    logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
+    with reaping() as processes, contextlib.ExitStack() as stack:
+        sims = [stack.enter_context(Simulator(d)) for d in datasets]
+        processes["a"] = start_archiver("run", _config(tmp_path, "a", sims, bucket), log=logs["a"])
+        wait_until(lambda: _holders(bucket) and max(_holders(bucket).values()) == 4, timeout=30)
+        processes["b"] = start_archiver("run", _config(tmp_path, "b", sims, bucket), log=logs["b"])
+        wait_until(lambda: sorted(_holders(bucket).values()) == [2, 2], timeout=30)
+        wait_until(lambda: log_events(logs["b"]).count("poll.completed") >= 4, timeout=30)
+        processes["a"].send_signal(signal.SIGKILL)
+        processes["a"].wait()
+        killed = datetime.now(TZ)
+        wait_until(lambda: list(_holders(bucket).values()) == [4], timeout=30)
+        polls = log_events(logs["b"]).count("poll.completed")
+        wait_until(lambda: log_events(logs["b"]).count("poll.completed") >= polls + 8, timeout=30)
+        time.sleep(2)
+        assert terminate(processes["b"]) == 0
+        stopped = datetime.now(TZ)
+    events_b = log_events(logs["b"])
+    assert "lease.handed_back" not in events_b  # b only ever gained sources
+    assert "lease.handed_back" in log_events(logs["a"])  # a gave two back when b joined
+    objects = archive_objects(bucket)  # and nothing was written twice
+    for source, dataset in zip(SOURCES, datasets, strict=True):
+        ended = [
+            c
+            for c in dataset.calls_between(killed - timedelta(minutes=5), stopped, stopped)
+            if c.end < stopped - timedelta(seconds=4)
+        ]
+        assert ended
+        for call in ended:
+            if call.has_recording:
+                assert f"archive/{source}/{call.start:%Y/%m/%d}/{call.uuid}.json" in objects, (source, call.uuid)
+    prefixes = {k.split("/")[1] for k in objects}
+    assert prefixes == set(SOURCES)  # each source under its own prefix, nothing at the top
