@@ -74,27 +74,23 @@ class Bench:
         self.env = {**os.environ, **AWS_ENV}
         self.runs = 0
 
+    def _config(self, folder: Path, sim: Simulator, bucket: str, concurrency: int, ledger: Path) -> Path:
+        config = folder / "config.yaml"
+        raw = {
+            "source": {"base_url": sim.url, "api_key": sim.api_key, "api_secret": sim.api_secret, "page_size": 500},
+            "storage": {"url": f"s3://{bucket}/archive", "endpoint_url": self.moto.endpoint},
+            "download": {"concurrency": concurrency, "spool_dir": str(folder)},
+            "state": {"path": str(ledger)},
+        }
+        config.write_text(yaml.safe_dump(raw))
+        return config
+
     def archiver(self, sim: Simulator, concurrency: int, *, ledger: Path | None = None) -> Measure:
         self.runs += 1
         bucket = make_bucket(self.moto.endpoint)
         folder = self.workdir / f"run{self.runs}"
         folder.mkdir()
-        config = folder / "config.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "source": {
-                        "base_url": sim.url,
-                        "api_key": sim.api_key,
-                        "api_secret": sim.api_secret,
-                        "page_size": 500,
-                    },
-                    "storage": {"url": f"s3://{bucket.name}/archive", "endpoint_url": self.moto.endpoint},
-                    "download": {"concurrency": concurrency, "spool_dir": str(folder)},
-                    "state": {"path": str(ledger or folder / "ledger.sqlite3")},
-                }
-            )
-        )
+        config = self._config(folder, sim, bucket.name, concurrency, ledger or folder / "ledger.sqlite3")
         wall, cpu, rss = timed(
             [
                 sys.executable,
@@ -114,6 +110,29 @@ class Bench:
         )
         stored = sum(len(v) for k, v in bucket.objects("archive/").items() if k.endswith(".wav"))
         return Measure(wall, cpu, rss, stored)
+
+    def backfill_on_hosts(self, sim: Simulator, count: int, since: date, until: date) -> float:
+        """Wall seconds until *count* hosts running one backfill together have all exited 0."""
+        self.runs += 1
+        bucket = make_bucket(self.moto.endpoint)
+        processes = []
+        began = time.monotonic()
+        for host in range(count):
+            folder = self.workdir / f"run{self.runs}-host{host}"
+            folder.mkdir()
+            config = self._config(folder, sim, bucket.name, 4, folder / "ledger.sqlite3")
+            argv = [sys.executable, "-m", "archiver", "--log-level", "warning", "backfill", "-c", str(config)]
+            argv += ["--since", since.isoformat(), "--until", until.isoformat()]
+            processes.append(subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        for process in processes:
+            _, stderr = process.communicate()
+            if process.returncode != 0:
+                raise RuntimeError(f"a host's backfill failed: {stderr.decode(errors='replace')[-2000:]}")
+        seconds = time.monotonic() - began
+        archived = [v for v in bucket.versions() if "/_archiver/" not in v["Key"]]
+        if len(archived) != len({v["Key"] for v in archived}):
+            raise RuntimeError("an object was written twice")
+        return seconds
 
     def rclone(self, sim: Simulator, transfers: int) -> Measure:
         self.runs += 1
@@ -205,6 +224,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency", action="store_true", help="also measure with 100 ms per simulator response")
     parser.add_argument("--memory", action="store_true", help="also measure 500 MiB recordings and a 1M-call ledger")
+    parser.add_argument("--hosts", action="store_true", help="also run one backfill on 1, 2 and 3 hosts at once")
     args = parser.parse_args()
     if shutil.which("rclone") is None:
         print("rclone is not installed (apt-get install rclone)", file=sys.stderr)
@@ -231,6 +251,8 @@ def main() -> int:
                         compare(bench, sim, concurrency, 1, print)
             if args.memory:
                 memory(bench, Path(tmp))
+            if args.hosts:
+                hosts(bench, Path(tmp))
     finally:
         moto.stop()
     return 0
@@ -255,6 +277,29 @@ def memory(bench: Bench, tmp: Path) -> None:
             synthetic_ledger(ledger, calls)
             m = bench.archiver(sim, 8, ledger=ledger)
             print(f"| {calls:,} | {m.peak_rss_mib:.0f} | {m.seconds:.2f} |")
+
+
+def hosts(bench: Bench, tmp: Path, counts: tuple[int, ...] = (1, 2, 3), days: int = 6) -> None:
+    """The same backfill run by 1, 2 and 3 hosts at once on one bucket (day shards).
+
+    Latency-bound (100 ms per simulator response, concurrency 4 per host), as a backfill over a
+    real network is: what more hosts add is more requests in flight, not CPU.
+    """
+    data = Dataset(seed=11, calls_per_day=80, max_duration=20)
+    first = DAY - timedelta(days=days)
+    with Simulator(data, faults=Faults(recording_latency=0.1, api_latency=0.1)) as sim:
+        recordings = sum(
+            len([c for c in data.calls_on(first + timedelta(days=i)) if c.serves_recording]) for i in range(days)
+        )
+        print(
+            f"\n## Several hosts, one backfill: {days} days, {recordings} recordings, 100 ms latency, concurrency 4\n"
+        )
+        print("| hosts | seconds | speedup | ideal |\n|---|---|---|---|")
+        base = None
+        for count in counts:
+            seconds = bench.backfill_on_hosts(sim, count, first, DAY)
+            base = base or seconds * counts[0]
+            print(f"| {count} | {seconds:.2f} | {base / seconds:.2f}x | {count}.00x |")
 
 
 def synthetic_ledger(path: Path, calls: int) -> None:

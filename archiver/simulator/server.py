@@ -273,6 +273,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- recordings ---------------------------------------------------------------------------
 
+    def do_HEAD(self) -> None:
+        """Size and type of a plain ``/files/`` recording, as web servers answer file-copy tools."""
+        sim = self.server.sim
+        parts = self.path.split("?", 1)[0].strip("/").split("/")
+        call = None
+        if len(parts) == 3 and parts[0] == "files" and parts[2].endswith(".wav"):
+            if sim.faults.recording_latency:
+                time.sleep(sim.faults.recording_latency)
+            call = sim.dataset.find(parts[2].removesuffix(".wav"))
+        if call is None or not call.serves_recording or call.end > sim.now():
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "audio/x-wav")
+        self.send_header("Content-Length", str(call.recording_size))
+        self.end_headers()
+
     def do_GET(self) -> None:
         sim = self.server.sim
         parts = self.path.split("?", 1)[0].strip("/").split("/")
