@@ -30,6 +30,7 @@ from archiver.pipeline import DONE_STATUSES, Archiver, RunReport
 from archiver.store.s3 import S3Store
 
 log = structlog.get_logger("archiver.shards")
+_FIRST_PAUSE = 0.25  # seconds before a host with nothing left to claim looks at its peers' days again
 
 
 async def sharded_backfill(
@@ -66,6 +67,7 @@ async def sharded_backfill(
 
         archiver.progress = whole_range
     waiting = list(days)
+    pause = _FIRST_PAUSE
     try:
         while waiting and not archiver.stopping:
             progressed = False
@@ -95,10 +97,15 @@ async def sharded_backfill(
                     if forward is not None:
                         forward(total)
                 await claim.release()
-            if waiting and not progressed:
+            if progressed:
+                pause = _FIRST_PAUSE
+            elif waiting:
                 if all(start.date().isoformat() in attempted for start, _ in waiting):
                     break  # what is left failed here; its calls are in the report
-                await anyio.sleep(ttl.total_seconds() / 3)  # peers are on the rest
+                # Peers are on the rest: look again soon (a peer's last day may be seconds from
+                # done), then less and less often, up to a third of the claim's lifetime.
+                await anyio.sleep(pause)
+                pause = min(pause * 2, ttl.total_seconds() / 3)
     finally:
         archiver.progress = forward
     total.interrupted = total.interrupted or bool(waiting)

@@ -3,10 +3,15 @@
 Both read the same recordings from the bundled simulator over HTTP (the archiver through the
 CDR API, rclone through the simulator's plain ``/files/`` listing) and write them to the same
 moto S3 server. The archiver does more: CDR paging, verification, SHA-256, sidecars, manifests.
+rclone runs twice: with its defaults (a HEAD per file for its size, then one PUT) and with
+``--http-no-head`` (no HEAD; each file streams up as a multipart upload of unknown length).
+Runs are interleaved; each figure is a median; the S3 server's CPU is charged to the tool that
+made it work.
 
-    .venv/bin/python -m benchmarks.throughput                  # throughput, 3 runs each
+    .venv/bin/python -m benchmarks.throughput                  # throughput, 5 runs each
     .venv/bin/python -m benchmarks.throughput --latency        # + 100 ms per response, concurrency 8/16/32
     .venv/bin/python -m benchmarks.throughput --memory         # + 500 MiB recordings, + a 1M-call ledger
+    .venv/bin/python -m benchmarks.throughput --hosts          # + one backfill shared by 1, 2 and 3 hosts
 
 Needs ``rclone`` (Debian package ``rclone``). Figures are medians; compare ratios, not seconds:
 the machine is shared.
@@ -45,6 +50,7 @@ class Measure:
     cpu_seconds: float
     peak_rss_mib: float
     bytes: int
+    server_cpu_seconds: float = 0.0  # what the S3 server spent answering this tool
 
     @property
     def mib_per_second(self) -> float:
@@ -56,15 +62,39 @@ class Measure:
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
-    """Run *argv*; (wall seconds, CPU seconds, peak RSS MiB) of it and its children."""
+    """Run *argv*; (wall seconds, CPU seconds, peak RSS MiB).
+
+    The peak is the process's own high-water mark (VmHWM, read every 20 ms until it exits), not
+    ``ru_maxrss``: a child forked from this large process would be charged the parent's pages
+    it held for an instant before exec.
+    """
     began = time.monotonic()
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.monotonic() - began
-    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{argv[0]} {argv[1]} failed: {stderr[-2000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        peak_kib = 0
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            peak_kib = max(peak_kib, _high_water_kib(process.pid))
+            time.sleep(0.02)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - began
+        if process.returncode != 0:
+            errors.seek(0)
+            raise RuntimeError(f"{argv[0]} {argv[1]} failed: {errors.read().decode(errors='replace')[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, peak_kib / 1024
+
+
+def _high_water_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 class Bench:
@@ -91,6 +121,7 @@ class Bench:
         folder = self.workdir / f"run{self.runs}"
         folder.mkdir()
         config = self._config(folder, sim, bucket.name, concurrency, ledger or folder / "ledger.sqlite3")
+        server_before = self.moto.cpu_seconds()
         wall, cpu, rss = timed(
             [
                 sys.executable,
@@ -108,8 +139,9 @@ class Bench:
             ],
             self.env,
         )
+        server = self.moto.cpu_seconds() - server_before
         stored = sum(len(v) for k, v in bucket.objects("archive/").items() if k.endswith(".wav"))
-        return Measure(wall, cpu, rss, stored)
+        return Measure(wall, cpu, rss, stored, server)
 
     def backfill_on_hosts(self, sim: Simulator, count: int, since: date, until: date) -> float:
         """Wall seconds until *count* hosts running one backfill together have all exited 0."""
@@ -134,7 +166,7 @@ class Bench:
             raise RuntimeError("an object was written twice")
         return seconds
 
-    def rclone(self, sim: Simulator, transfers: int) -> Measure:
+    def rclone(self, sim: Simulator, transfers: int, *, head: bool = True) -> Measure:
         self.runs += 1
         bucket = make_bucket(self.moto.endpoint)
         argv = [
@@ -144,7 +176,6 @@ class Bench:
             f":s3:{bucket.name}/rclone",
             "--http-url",
             f"{sim.url}/files/{DAY.isoformat()}/",
-            "--http-no-head",
             "--s3-provider",
             "Other",
             "--s3-endpoint",
@@ -164,11 +195,15 @@ class Bench:
             "/dev/null",
             "-q",
         ]
+        if not head:  # no sizes known: every file goes up as a multipart upload of unknown length
+            argv.append("--http-no-head")
         # rclone's S3 client rejects a custom CA bundle on a plain-HTTP endpoint; it needs none here.
         env = {k: v for k, v in self.env.items() if k != "AWS_CA_BUNDLE"}
+        server_before = self.moto.cpu_seconds()
         wall, cpu, rss = timed(argv, env)
+        server = self.moto.cpu_seconds() - server_before
         stored = sum(len(v) for v in bucket.objects("rclone/").values())
-        return Measure(wall, cpu, rss, stored)
+        return Measure(wall, cpu, rss, stored, server)
 
 
 def median(measures: list[Measure]) -> Measure:
@@ -177,17 +212,22 @@ def median(measures: list[Measure]) -> Measure:
         statistics.median(m.cpu_seconds for m in measures),
         statistics.median(m.peak_rss_mib for m in measures),
         measures[0].bytes,
+        statistics.median(m.server_cpu_seconds for m in measures),
     )
 
 
 def row(name: str, m: Measure, recordings: int) -> str:
     return (
-        f"| {name} | {m.seconds:.2f} | {recordings / m.seconds:.0f} | {m.mib_per_second:.1f} | "
-        f"{m.cpu_per_gib:.1f} | {m.peak_rss_mib:.0f} |"
+        f"| {name} | {m.seconds:.2f} | {recordings / m.seconds:.{0 if recordings >= m.seconds * 10 else 2}f} | "
+        f"{m.mib_per_second:.1f} | "
+        f"{m.cpu_per_gib:.1f} | {m.server_cpu_seconds:.2f} | {m.peak_rss_mib:.0f} |"
     )
 
 
-HEADER = "| tool | seconds | recordings/s | MiB/s | CPU s per GiB | peak RSS MiB |\n|---|---|---|---|---|---|"
+HEADER = (
+    "| tool | seconds | recordings/s | MiB/s | CPU s per GiB | S3 server CPU s | peak RSS MiB |\n"
+    "|---|---|---|---|---|---|---|"
+)
 
 
 def day_recordings(sim: Simulator) -> list[int]:
@@ -204,24 +244,36 @@ def dataset_for(recordings: int, seed: int = 5) -> Dataset:
 
 
 def compare(bench: Bench, sim: Simulator, concurrency: int, runs: int, out: Callable[[str], None]) -> None:
+    """The archiver against rclone (its defaults, and with --http-no-head), runs interleaved so
+    that drift in a shared machine's load falls on all three alike; medians."""
     recordings = len(day_recordings(sim))
-    ours = median([bench.archiver(sim, concurrency) for _ in range(runs)])
-    theirs = median([bench.rclone(sim, concurrency) for _ in range(runs)])
-    if ours.bytes != theirs.bytes:
-        raise RuntimeError(f"the copies differ: archiver {ours.bytes} bytes, rclone {theirs.bytes}")
+    runs_of: dict[str, list[Measure]] = {"archiver": [], "rclone": [], "rclone --http-no-head": []}
+    for _ in range(runs):
+        runs_of["archiver"].append(bench.archiver(sim, concurrency))
+        runs_of["rclone"].append(bench.rclone(sim, concurrency))
+        runs_of["rclone --http-no-head"].append(bench.rclone(sim, concurrency, head=False))
+    got = {name: median(measures) for name, measures in runs_of.items()}
+    if len({m.bytes for m in got.values()}) != 1:
+        raise RuntimeError(f"the copies differ: {', '.join(f'{n} {m.bytes} bytes' for n, m in got.items())}")
+    ours = got["archiver"]
     out(HEADER)
     out(row(f"archiver (concurrency {concurrency})", ours, recordings))
-    out(row(f"rclone copy (--transfers {concurrency})", theirs, recordings))
-    out(
-        f"| ratio archiver/rclone | time {ours.seconds / theirs.seconds:.2f}x | throughput {theirs.seconds / ours.seconds:.2f}x "
-        f"| | CPU per GiB {ours.cpu_per_gib / theirs.cpu_per_gib:.2f}x | RSS {ours.peak_rss_mib / theirs.peak_rss_mib:.2f}x |"
-    )
+    for name in ("rclone", "rclone --http-no-head"):
+        out(row(f"{name} copy (--transfers {concurrency})", got[name], recordings))
+    for name in ("rclone", "rclone --http-no-head"):
+        theirs = got[name]
+        out(
+            f"| archiver / {name} | throughput **{theirs.seconds / ours.seconds:.2f}x** | | | "
+            f"CPU per GiB {ours.cpu_per_gib / theirs.cpu_per_gib:.2f}x | "
+            f"server CPU {ours.server_cpu_seconds / theirs.server_cpu_seconds:.2f}x | "
+            f"RSS {ours.peak_rss_mib / theirs.peak_rss_mib:.2f}x |"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recordings", type=int, default=300)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--latency", action="store_true", help="also measure with 100 ms per simulator response")
     parser.add_argument("--memory", action="store_true", help="also measure 500 MiB recordings and a 1M-call ledger")
     parser.add_argument("--hosts", action="store_true", help="also run one backfill on 1, 2 and 3 hosts at once")

@@ -76,6 +76,12 @@ class MotoServer:
         )
         wait_for_port(self.port)
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far (benchmarks charge it to the tool that ran)."""
+        assert self._process is not None
+        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self._process is not None:
             self._process.terminate()
@@ -165,7 +171,7 @@ Responder = Callable[[BaseHTTPRequestHandler], None]
 
 
 class TinyServer:
-    """An HTTP server on loopback whose every GET is answered by *respond* (for odd answers)."""
+    """An HTTP server on loopback whose every GET, POST and PUT is answered by *respond* (for odd answers)."""
 
     def __init__(self, respond: Responder) -> None:
         class Handler(BaseHTTPRequestHandler):
@@ -175,6 +181,9 @@ class TinyServer:
                 respond(self)
 
             def do_POST(self) -> None:
+                respond(self)
+
+            def do_PUT(self) -> None:
                 respond(self)
 
             def log_message(self, *args: object) -> None:

@@ -8,19 +8,22 @@ import os
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import anyio
 import boto3
 import pytest
 from botocore.config import Config
+from structlog.testing import capture_logs
 
 from archiver.config import ObjectLockConfig
 from archiver.errors import ArchiveConflict, ObjectExists, StoreAccessError, StoreUnavailable
 from archiver.store import Store, put_bytes
 from archiver.store.local import LocalStore
 from archiver.store.s3 import S3Store
-from tests.helpers import Bucket, MotoServer, make_bucket, s3_client, s3_store
+from archiver.store.s3put import DirectPut
+from tests.helpers import Bucket, MotoServer, TinyServer, make_bucket, s3_client, s3_store
 
 pytestmark = pytest.mark.anyio
 KEY = "p/2026/11/01/09dc3fa8-ba86-11e5-a8af-dbc80e22bddb.wav"
@@ -167,3 +170,32 @@ async def test_an_unreachable_endpoint_is_unavailable(tmp_path: Path, direct: bo
     with pytest.raises(StoreUnavailable, match="did not answer"):
         await put(store, KEY, b"x")
     await store.aclose()
+
+
+async def test_a_redirect_to_another_region_hands_the_put_to_boto3(bucket: Bucket) -> None:
+    """A bucket elsewhere than storage.region says answers the direct PUT with PermanentRedirect:
+    the store turns the direct path off and lets boto3 (which follows regions) write, once."""
+    seen: list[str] = []
+
+    def redirect(handler: BaseHTTPRequestHandler) -> None:
+        seen.append(handler.command)
+        body = b"<Error><Code>PermanentRedirect</Code><Message>use the other endpoint</Message></Error>"
+        handler.send_response(301)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    with TinyServer(redirect) as elsewhere:
+        session = boto3.session.Session()
+        client = session.client("s3", endpoint_url=bucket.endpoint, region_name="us-east-1")
+        credentials = session.get_credentials()
+        assert credentials is not None
+        direct = DirectPut(object_url=lambda key: f"{elsewhere.url}/{key}", credentials=credentials, region="us-east-1")
+        store = S3Store(client, bucket.name, direct_put=direct)
+        with capture_logs() as logs:
+            await put(store, KEY, b"RIFF one")
+            await put(store, KEY.replace(".wav", ".json"), b"{}")
+        await store.aclose()
+    assert seen == ["PUT"]  # asked once, then never again
+    assert [e["event"] for e in logs] == ["store.direct_put_off"]
+    assert bucket.objects() == {KEY: b"RIFF one", KEY.replace(".wav", ".json"): b"{}"}
