@@ -39,6 +39,7 @@ class Parts:
     ledger: Ledger
     archiver: Archiver
     http: httpx.AsyncClient  # for small requests of our own (the dead-man ping)
+    control: S3Store | None = None  # where leases and claims live; None: no coordination
 
 
 def store_identity(config: Config) -> str:
@@ -52,6 +53,22 @@ def make_store(config: Config) -> Store:
     limiter = anyio.CapacityLimiter(config.download.concurrency + 4)
     if storage.kind == "file":
         return LocalStore(storage.path, limiter=limiter)
+    return _s3_store(config, storage.bucket, limiter)
+
+
+def control_store(config: Config, store: Store) -> S3Store | None:
+    """Where coordination objects go: *store* itself, a store on ``coordination.bucket``, or None
+    (coordination off, or a local archive)."""
+    if not config.coordination.enabled or not isinstance(store, S3Store):
+        return None
+    if config.coordination.bucket is None:
+        return store
+    # A lock-free bucket: its objects get no retention or legal hold, whatever storage.* says.
+    return _s3_store(config, config.coordination.bucket, anyio.CapacityLimiter(4), archive=False)
+
+
+def _s3_store(config: Config, bucket: str, limiter: anyio.CapacityLimiter, *, archive: bool = True) -> S3Store:
+    storage = config.storage
     boto_config = BotoConfig(
         user_agent_extra=USER_AGENT,
         retries={"mode": "standard", "max_attempts": 4},
@@ -66,14 +83,16 @@ def make_store(config: Config) -> Store:
     client = session.client("s3", endpoint_url=storage.endpoint_url, region_name=storage.region, config=boto_config)
     return S3Store(
         client,
-        storage.bucket,
+        bucket,
         endpoint=storage.endpoint_url,
         limiter=limiter,
-        object_lock=storage.object_lock,
-        legal_hold=storage.legal_hold,
+        object_lock=storage.object_lock if archive else None,
+        legal_hold=storage.legal_hold and archive,
         sse=storage.sse,
         sse_kms_key_id=storage.sse_kms_key_id,
-        direct_put=direct_put(client, session, storage.bucket, connections=config.download.concurrency + 8),
+        direct_put=direct_put(client, session, bucket, connections=config.download.concurrency + 8)
+        if archive
+        else None,
     )
 
 
@@ -131,6 +150,7 @@ async def assemble(
     )
     download_http = download_client(download.timeout.total_seconds(), download.concurrency, headers)
     store = make_store(config)
+    control = control_store(config, store)
     own_ledger = ledger is None
     if ledger is None:
         ledger = Ledger.open(config.state.path, store_identity=store_identity(config))
@@ -169,10 +189,14 @@ async def assemble(
             health=health,
             close_after=config.poll.lookback + config.poll.settle,
         )
-        yield Parts(config=config, client=client, store=store, ledger=ledger, archiver=archiver, http=api_http)
+        yield Parts(
+            config=config, client=client, store=store, ledger=ledger, archiver=archiver, http=api_http, control=control
+        )
     finally:
         await api_http.aclose()
         await download_http.aclose()
         await store.aclose()
+        if control is not None and control is not store:
+            await control.aclose()
         if own_ledger:
             ledger.close()

@@ -25,7 +25,7 @@ from archiver.cli_run import survey
 from archiver.config import Config
 from archiver.errors import ArchiverError, ConfigError, FatalError, TransientError
 from archiver.ledger import Ledger
-from archiver.store import put_bytes
+from archiver.store import Store, put_bytes
 from archiver.store.s3 import S3Store
 from archiver.survey import ReconcileReport
 
@@ -70,28 +70,36 @@ async def _check_one(config: Config) -> int:
             print(f"FAIL  ccall API: {exc}")
             worst = max(worst, EXIT_FAILED)
         if isinstance(parts.store, S3Store):
-            features = await _check_bucket_features(parts.store, config)
+            features = await _check_bucket_features(parts.store, config, parts.control)
             if features != EXIT_OK:
                 return features  # every write would be refused; no point probing
-        probe = f"{config.control_prefix}/check/{uuid.uuid4()}.txt"
-        data = f"archiver check {datetime.now().isoformat()}\n".encode()
-        try:
-            await put_bytes(parts.store, probe, data, "text/plain")
-            read_back = await parts.store.read(probe)
-            await parts.store.delete(probe)
-            if read_back != data:
-                raise TransientError(f"read back {len(read_back)} bytes that differ from the {len(data)} written")
-            print(f"ok    store {parts.store.description}: create-only write, read and delete work")
-        except FatalError as exc:
-            print(f"FAIL  store: {exc}")
-            worst = EXIT_USAGE
-        except (TransientError, ArchiverError) as exc:
-            print(f"FAIL  store {parts.store.description}: {exc}")
-            worst = max(worst, EXIT_FAILED)
+        worst = max(worst, await _probe(parts.store, f"{config.control_prefix}/check/{uuid.uuid4()}.txt", "store"))
+        if parts.control is not None and parts.control is not parts.store:
+            key = f"{config.control_prefix}/check/{uuid.uuid4()}.txt"
+            worst = max(worst, await _probe(parts.control, key, "coordination.bucket"))
     return worst
 
 
-async def _check_bucket_features(store: S3Store, config: Config) -> int:
+async def _probe(store: Store, key: str, what: str) -> int:
+    """Write, read back and delete one small object."""
+    data = f"archiver check {datetime.now().isoformat()}\n".encode()
+    try:
+        await put_bytes(store, key, data, "text/plain")
+        read_back = await store.read(key)
+        await store.delete(key)
+        if read_back != data:
+            raise TransientError(f"read back {len(read_back)} bytes that differ from the {len(data)} written")
+        print(f"ok    {what} {store.description}: create-only write, read and delete work")
+    except FatalError as exc:
+        print(f"FAIL  {what}: {exc}")
+        return EXIT_USAGE
+    except (TransientError, ArchiverError) as exc:
+        print(f"FAIL  {what} {store.description}: {exc}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def _check_bucket_features(store: S3Store, config: Config, control: S3Store | None) -> int:
     """Report versioning and Object Lock; FAIL when the config asks for a lock the bucket cannot give."""
     try:
         features = await store.bucket_features()
@@ -119,7 +127,13 @@ async def _check_bucket_features(store: S3Store, config: Config) -> int:
             if config.storage.object_lock
             else ""
         )
+        + (f"; default retention {features['default_retention']}" if features.get("default_retention") else "")
     )
+    if features.get("default_retention") and control is store:
+        print(
+            "WARN  the bucket's default retention also freezes the leases and claims under _archiver/: every "
+            "renewal leaves a locked version; set coordination.bucket to a bucket without Object Lock"
+        )
     return EXIT_OK
 
 

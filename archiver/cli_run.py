@@ -37,7 +37,6 @@ from archiver.progress import BackfillProgress, TerminalLogStream
 from archiver.shards import sharded_backfill
 from archiver.spread import Membership
 from archiver.store import Store
-from archiver.store.s3 import S3Store
 from archiver.survey import Survey
 
 log = structlog.get_logger("archiver.cli")
@@ -113,16 +112,9 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _coordinated(parts: Parts) -> S3Store | None:
-    """The store to coordinate through: an S3 store with coordination on, else None."""
-    if parts.config.coordination.enabled and isinstance(parts.store, S3Store):
-        return parts.store
-    return None
-
-
 def _lease(parts: Parts, me: str) -> Lease | None:
     """The lease that lets one of several daemons on this bucket poll this source (S3 only)."""
-    store = _coordinated(parts)
+    store = parts.control
     if store is None:
         return None
     key = f"{parts.config.control_prefix}/leases/{source_id(parts.config)}.json"
@@ -131,7 +123,7 @@ def _lease(parts: Parts, me: str) -> Lease | None:
 
 def _membership(all_parts: list[Parts], me: str) -> Membership | None:
     """With several sources on S3, the instances split them between themselves (archiver.spread)."""
-    store = _coordinated(all_parts[0])
+    store = all_parts[0].control
     if len(all_parts) < 2 or store is None:
         return None
     config = all_parts[0].config
@@ -172,14 +164,17 @@ async def _preflight(parts: Parts) -> bool:
     except TransientError as exc:
         log.warning("daemon.api_unreachable", source=source, error=str(exc))
         answered = False
-    store: Store = parts.store
-    try:
-        async for _ in store.list_keys(parts.config.control_prefix + "/"):
-            break
-        log.info("daemon.store_answered", store=store.description)
-    except TransientError as exc:
-        log.warning("daemon.store_unreachable", error=str(exc))
-        answered = False
+    stores: list[Store] = [parts.store]
+    if parts.control is not None and parts.control is not parts.store:
+        stores.append(parts.control)
+    for store in stores:
+        try:
+            async for _ in store.list_keys(parts.config.control_prefix + "/"):
+                break
+            log.info("daemon.store_answered", store=store.description)
+        except TransientError as exc:
+            log.warning("daemon.store_unreachable", store=store.description, error=str(exc))
+            answered = False
     return answered
 
 
@@ -213,7 +208,7 @@ def _backfill_one(config: Config, since: datetime, until: datetime, *, terminal:
 
     async def go() -> RunReport | None:
         async with assemble(config, progress=progress) as parts:
-            store = _coordinated(parts)
+            store = parts.control
             if store is not None:
                 # Shared by day with any other host running the same backfill on this bucket.
                 return await supervised(

@@ -275,6 +275,17 @@ class CoordinationConfig(_Model):
 
     enabled: bool = True
     lease_ttl: Duration = timedelta(seconds=30)
+    # Where leases, claims and members live: null keeps them in the archive's bucket, under
+    # {prefix}/_archiver/. Name another bucket (same endpoint and credentials) when the archive
+    # bucket has a default Object Lock retention, which would freeze every renewal of a lease.
+    bucket: str | None = None
+
+    @field_validator("bucket")
+    @classmethod
+    def _check_bucket(cls, value: str | None) -> str | None:
+        if value is not None and not _BUCKET_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid S3 bucket name")
+        return value
 
     @field_validator("lease_ttl")
     @classmethod
@@ -326,6 +337,12 @@ class ConfigFile(_Sections):
 
     source: SourceConfig | None = None
     sources: tuple[NamedSourceConfig, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check_control_bucket(self) -> ConfigFile:
+        if self.coordination.bucket is not None and self.storage.kind != "s3":
+            raise ValueError("coordination.bucket needs an s3:// storage.url (a local archive has no peers)")
+        return self
 
     @model_validator(mode="after")
     def _check_sources(self) -> ConfigFile:

@@ -297,6 +297,41 @@ async def test_check_refuses_an_object_lock_the_bucket_cannot_give(
     assert "ok    bucket Object Lock: Enabled, objects get GOVERNANCE retention for 2555 days" in good.stdout
 
 
+async def test_control_objects_go_to_a_bucket_that_object_lock_does_not_freeze(
+    sim: Simulator, tmp_path: Path, moto_server: MotoServer
+) -> None:
+    """A default retention on the archive bucket would freeze every lease renewal: check warns,
+    and with coordination.bucket the claims of a backfill land there, none in the archive."""
+    locked = make_bucket(moto_server.endpoint, object_lock=True)
+    locked.client.put_object_lock_configuration(
+        Bucket=locked.name,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 30}},
+        },
+    )
+    control = make_bucket(moto_server.endpoint)
+    storage = {"url": locked.url, "endpoint_url": locked.endpoint}
+    alone = archiver("check", "-c", str(write_config(_folder(tmp_path, "alone"), sim, storage)))
+    assert alone.returncode == 0, alone.stdout
+    assert "default retention GOVERNANCE 30 days" in alone.stdout
+    assert "WARN  the bucket's default retention also freezes the leases and claims" in alone.stdout
+    config = write_config(_folder(tmp_path, "split"), sim, storage)
+    raw = yaml.safe_load(config.read_text())
+    raw["coordination"] = {"bucket": control.name}
+    config.write_text(yaml.safe_dump(raw))
+    split = archiver("check", "-c", str(config))
+    assert split.returncode == 0, split.stdout
+    assert "WARN" not in split.stdout
+    assert f"ok    coordination.bucket s3://{control.name}" in split.stdout
+    done = archiver("backfill", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-02")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [k for k in locked.objects() if "/_archiver/" in k] == []
+    claims = [k for k in control.objects() if "/_archiver/shards/" in k]
+    assert any(k.endswith("2026-11-01.done") for k in claims), claims
+    assert any(k.endswith(".json") for k in locked.objects()), "the calls themselves are in the archive"
+
+
 async def test_objects_carry_legal_hold_lock_and_encryption(
     sim: Simulator, tmp_path: Path, moto_server: MotoServer
 ) -> None:

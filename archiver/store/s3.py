@@ -155,18 +155,23 @@ class S3Store:
         return {"ObjectLockMode": self._lock.mode, "ObjectLockRetainUntilDate": until, **self._extra}
 
     async def bucket_features(self) -> dict[str, str | None]:
-        """The bucket's versioning status and default Object Lock, as ``check`` reports them."""
+        """The bucket's versioning, Object Lock and default retention, as ``check`` reports them."""
 
         def read() -> dict[str, str | None]:
             versioning = self._client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+            default: str | None = None
             try:
                 lock = self._client.get_object_lock_configuration(Bucket=self.bucket)["ObjectLockConfiguration"]
                 lock_state: str | None = lock.get("ObjectLockEnabled")
+                rule = lock.get("Rule", {}).get("DefaultRetention")
+                if rule:
+                    span = f"{rule['Days']} days" if "Days" in rule else f"{rule.get('Years')} years"
+                    default = f"{rule.get('Mode')} {span}"
             except botocore.exceptions.ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ObjectLockConfigurationNotFoundError":
                     raise
                 lock_state = None
-            return {"versioning": versioning, "object_lock": lock_state}
+            return {"versioning": versioning, "object_lock": lock_state, "default_retention": default}
 
         return await self._call(read)
 
