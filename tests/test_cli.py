@@ -263,3 +263,53 @@ def test_simulate_refuses_an_unknown_fault() -> None:
     assert result.returncode == 2
     assert "unknown fault 'gremlins=1'" in result.stderr
     assert "api_error_rate" in result.stderr
+
+
+def test_every_command_works_on_each_source_of_a_sources_list(tmp_path: Path) -> None:
+    """Two tenants in one file into one folder: backfill, verify, reconcile, status and check work on
+    both (with a heading each, JSON keyed by name) or on the one --source picks; secrets of
+    both stay out of the output."""
+    second_secret = "0a1b2c3d"
+    first, second = Dataset(seed=41, calls_per_day=12), Dataset(seed=42, calls_per_day=9)
+    with Simulator(first, api_secret=SECRET) as hq, Simulator(second, api_secret=second_secret) as dn:
+        raw = {
+            "sources": [
+                {"name": "hq", "base_url": hq.url, "api_key": hq.api_key, "api_secret": "${TEST_CCALL_SECRET}"},
+                {"name": "danang", "base_url": dn.url, "api_key": dn.api_key, "api_secret": second_secret},
+            ],
+            "storage": {"url": f"file://{tmp_path}/archive"},
+            "state": {"path": "ledger.sqlite3"},
+        }
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        span = ("--since", "2026-11-01", "--until", "2026-11-03")
+        done = archiver("backfill", "-c", str(config), *span)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "== source hq" in done.stdout
+        assert "== source danang" in done.stdout
+        verified = archiver("verify", "-c", str(config), "--json")
+        reconciled = archiver("reconcile", "-c", str(config), *span)
+        status = archiver("status", "-c", str(config), "--source", "danang", "--json")
+        wrong = archiver("status", "-c", str(config), "--source", "hanoi")
+        checked = archiver("check", "-c", str(config))
+        for result in (done, verified, reconciled, status, checked):
+            assert_no_secret(result, second_secret)
+    assert verified.returncode == 0, verified.stdout
+    report = json.loads(verified.stdout)["sources"]
+    assert sorted(report) == ["danang", "hq"]
+    for name, dataset in (("hq", first), ("danang", second)):
+        calls = dataset.calls_between(datetime(2026, 11, 1, tzinfo=TZ), datetime(2026, 11, 3, tzinfo=TZ), hq.now())
+        sidecars = list((tmp_path / "archive" / name).rglob("*.json"))
+        assert len([s for s in sidecars if s.name[0] != "_"]) == len(calls)
+    assert reconciled.returncode == 0, reconciled.stdout
+    assert reconciled.stdout.count("== source") == 2
+    assert status.returncode == 0
+    picked = json.loads(status.stdout)
+    assert "sources" not in picked  # one source picked: its document, not keyed by name
+    assert picked["calls"]["archived"] > 0
+    assert (tmp_path / "ledger.hq.sqlite3").exists()
+    assert (tmp_path / "ledger.danang.sqlite3").exists()
+    assert wrong.returncode == 2
+    assert "no source named 'hanoi' (known: hq, danang)" in wrong.stderr
+    assert checked.returncode == 0, checked.stdout
+    assert checked.stdout.count("ok    store file://") == 2
