@@ -142,6 +142,8 @@ class Daemon:
         self._lease = lease
         self._ours = ours  # with several sources: is this source in our share (spread.Membership)?
         self._label = f"{label}: " if label else ""
+        self._source = label or "default"  # the source label of its metrics
+        metrics.add_source(self._source)
         self._poll_scope: anyio.CancelScope | None = None
 
     async def run(self) -> None:
@@ -217,8 +219,8 @@ class Daemon:
         cursor = self._ledger.cursor()
         lag = (now - cursor).total_seconds() if cursor else None
         self._health.poll_succeeded()
-        self._metrics.poll_succeeded(lag)
-        self._metrics.pending.set(self._ledger.count_pending())
+        self._metrics.poll_succeeded(self._source, lag)
+        self._metrics.pending.labels(source=self._source).set(self._ledger.count_pending())
         self._ledger.record_poll(now, ok=True, summary=report.summary())
         status = self._label + self._status_line(lag)
         if self._ready:
@@ -248,7 +250,7 @@ class Daemon:
         except TransientError as exc:
             log.warning("registrations.unavailable", error=str(exc))
             return
-        self._metrics.registered.set(len({r.extension for r in regs}))
+        self._metrics.registered.labels(source=self._source).set(len({r.extension for r in regs}))
 
     def _status_line(self, lag: float | None) -> str:
         done = self._ledger.count_done()

@@ -56,16 +56,28 @@ class Metrics:
         self.parked = Counter("archiver_calls_parked", "Times a call was parked to wait for its recording.", registry=r)
         self.in_flight = Gauge("archiver_downloads_in_flight", "Recordings being downloaded or stored now.", registry=r)
         self.queue_depth = Gauge("archiver_queue_depth", "Calls read from the API waiting for a worker.", registry=r)
-        self.pending = Gauge("archiver_pending_calls", "Calls waiting for their recording to be served.", registry=r)
-        self.cursor_lag = Gauge("archiver_cursor_lag_seconds", "How far the daemon's cursor is behind now.", registry=r)
+        # The state of each source's poll, labelled by source (its name in sources:, or "default").
+        per_source = ["source"]
+        self.pending = Gauge(
+            "archiver_pending_calls", "Calls waiting for their recording to be served.", per_source, registry=r
+        )
+        self.cursor_lag = Gauge(
+            "archiver_cursor_lag_seconds", "How far the daemon's cursor is behind now.", per_source, registry=r
+        )
         self.last_success = Gauge(
-            "archiver_last_successful_poll_timestamp_seconds", "Unix time of the last poll that succeeded.", registry=r
+            "archiver_last_successful_poll_timestamp_seconds",
+            "Unix time of the last poll that succeeded.",
+            per_source,
+            registry=r,
         )
         self.poll_age = Gauge(
-            "archiver_last_successful_poll_age_seconds", "Seconds since the last poll that succeeded.", registry=r
+            "archiver_last_successful_poll_age_seconds",
+            "Seconds since the last poll that succeeded (NaN before the first).",
+            per_source,
+            registry=r,
         )
         self.registered = Gauge(
-            "archiver_registered_extensions", "Extensions with a registered device (ext_reg).", registry=r
+            "archiver_registered_extensions", "Extensions with a registered device (ext_reg).", per_source, registry=r
         )
         self.poll_duration = Histogram(
             "archiver_poll_duration_seconds",
@@ -75,22 +87,27 @@ class Metrics:
         )
         info = Gauge("archiver_build_info", "The archiver's version.", ["version"], registry=r)
         info.labels(version=__version__).set(1)
-        self._last_success_at: float | None = None
-        self.poll_age.set_function(self._poll_age)
+        self._last_success_at: dict[str, float] = {}
         for outcome in ("archived", "none", "missing", "rejected"):
             self.calls.labels(outcome=outcome)
         for kind in ("api", "store", "recording", "conflict", "local", "other"):
             self.failures.labels(**{"class": kind})
             self.retries.labels(**{"class": kind})
 
-    def _poll_age(self) -> float:
-        return time.time() - self._last_success_at if self._last_success_at else float("nan")
+    def add_source(self, source: str) -> None:
+        """Start *source*'s series (its poll age is NaN until a poll succeeds)."""
 
-    def poll_succeeded(self, lag_seconds: float | None) -> None:
-        self._last_success_at = time.time()
-        self.last_success.set(self._last_success_at)
+        def age() -> float:
+            at = self._last_success_at.get(source)
+            return time.time() - at if at else float("nan")
+
+        self.poll_age.labels(source=source).set_function(age)
+
+    def poll_succeeded(self, source: str, lag_seconds: float | None) -> None:
+        self._last_success_at[source] = time.time()
+        self.last_success.labels(source=source).set(self._last_success_at[source])
         if lag_seconds is not None:
-            self.cursor_lag.set(lag_seconds)
+            self.cursor_lag.labels(source=source).set(lag_seconds)
 
     def install_retry_hook(self) -> None:
         """Count stamina's retries here (and keep its structlog events). Process-wide."""

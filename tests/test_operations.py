@@ -137,11 +137,11 @@ def test_metrics_count_what_was_archived_and_health_endpoints_answer(live_sim: S
         assert metric(text, "archiver_calls_total", outcome="none") >= 0
         assert len(wavs) >= archived  # a poll may have archived more since the scrape
         assert metric(text, "archiver_archived_bytes_total") >= archived * 44
-        assert metric(text, "archiver_registered_extensions") == 2
+        assert metric(text, "archiver_registered_extensions", source="default") == 2
         assert metric(text, "archiver_downloads_in_flight") >= 0
-        assert metric(text, "archiver_last_successful_poll_age_seconds") < 10
-        assert metric(text, "archiver_cursor_lag_seconds") < 60
-        assert metric(text, "archiver_pending_calls") == 0
+        assert metric(text, "archiver_last_successful_poll_age_seconds", source="default") < 10
+        assert metric(text, "archiver_cursor_lag_seconds", source="default") < 60
+        assert metric(text, "archiver_pending_calls", source="default") == 0
         assert metric(text, "archiver_failures_total", **{"class": "store"}) == 0
         assert "archiver_poll_duration_seconds_bucket" in text
         assert SECRET not in text
