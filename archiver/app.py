@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import anyio
 import boto3
+import botocore.session
 import httpx
 from botocore.config import Config as BotoConfig
 from httpx_aiohttp import AiohttpTransport
@@ -79,8 +81,10 @@ def _s3_store(config: Config, bucket: str, limiter: anyio.CapacityLimiter, *, ar
         response_checksum_validation="when_required",
         s3={"addressing_style": "path"} if storage.endpoint_url else None,
     )
-    session = boto3.session.Session()
-    client = session.client("s3", endpoint_url=storage.endpoint_url, region_name=storage.region, config=boto_config)
+    core = botocore.session.get_session()
+    client = boto3.session.Session(botocore_session=core).client(
+        "s3", endpoint_url=storage.endpoint_url, region_name=storage.region, config=boto_config
+    )
     return S3Store(
         client,
         bucket,
@@ -90,13 +94,11 @@ def _s3_store(config: Config, bucket: str, limiter: anyio.CapacityLimiter, *, ar
         legal_hold=storage.legal_hold and archive,
         sse=storage.sse,
         sse_kms_key_id=storage.sse_kms_key_id,
-        direct_put=direct_put(client, session, bucket, connections=config.download.concurrency + 8)
-        if archive
-        else None,
+        direct_put=direct_put(client, core, bucket, connections=config.download.concurrency + 8) if archive else None,
     )
 
 
-def direct_put(client: Any, session: boto3.session.Session, bucket: str, *, connections: int) -> DirectPut | None:
+def direct_put(client: Any, session: botocore.session.Session, bucket: str, *, connections: int) -> DirectPut | None:
     """The fast PUT path for *bucket*, addressed as botocore addresses it; None without credentials
     (boto3 then reports them missing on the first request)."""
     credentials = session.get_credentials()
@@ -108,6 +110,7 @@ def direct_put(client: Any, session: boto3.session.Session, bucket: str, *, conn
         credentials=credentials,
         region=client.meta.region_name,
         connections=connections,
+        ca_bundle=session.get_config_variable("ca_bundle"),
     )
 
 
@@ -116,12 +119,18 @@ def download_client(timeout: float, concurrency: int, headers: dict[str, str]) -
     CPU per download (the benchmark's figures). Redirects are never followed by the client:
     the Fetcher checks every hop against the allowed hosts."""
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
+
+    def session() -> aiohttp.ClientSession:  # made on first use, inside the event loop
+        connector = aiohttp.TCPConnector(limit=concurrency * 2, ssl=httpx.create_ssl_context())
+        return aiohttp.ClientSession(connector=connector, trust_env=True)  # HTTP(S)_PROXY, as httpx would
+
     return httpx.AsyncClient(
-        transport=AiohttpTransport(limits=limits, trust_env=False),
+        transport=AiohttpTransport(client=session),
         timeout=timeout,
         headers=headers,
         follow_redirects=False,
         limits=limits,
+        trust_env=False,  # proxies are aiohttp's to apply; httpx would route around the transport
     )
 
 

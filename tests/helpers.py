@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 import jsonschema
 
 from archiver.app import direct_put
@@ -95,9 +96,11 @@ def s3_client(endpoint: str) -> Any:
 
 def s3_store(endpoint: str, bucket: str, *, direct: bool = True, client: Any = None, **kwargs: Any) -> S3Store:
     """An S3Store on *bucket*; with *direct*, archive PUTs take the aiohttp path as in production."""
-    session = boto3.session.Session()
-    client = client or session.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    fast = direct_put(client, session, bucket, connections=4) if direct else None
+    core = botocore.session.get_session()
+    client = client or boto3.session.Session(botocore_session=core).client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1"
+    )
+    fast = direct_put(client, core, bucket, connections=4) if direct else None
     return S3Store(client, bucket, endpoint=endpoint, direct_put=fast, **kwargs)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import re
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import IO
 from urllib.parse import quote
@@ -53,9 +54,11 @@ class DirectPut:
         region: str,
         connections: int = 16,
         timeout: float = 60.0,
+        ca_bundle: str | None = None,
     ) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._connections = connections
+        self._ca_bundle = ca_bundle  # as botocore's (AWS_CA_BUNDLE, ca_bundle in the AWS config)
         self._object_url = object_url
         self._credentials = credentials
         self._region = region
@@ -88,8 +91,12 @@ class DirectPut:
         out["Content-Length"] = str(size)
         body.seek(0)
         if self._session is None:  # made here, inside the event loop, as aiohttp wants
+            # As boto3 does: the CA bundle it was told of, and proxies from HTTP(S)_PROXY/NO_PROXY.
+            tls = ssl.create_default_context(cafile=self._ca_bundle) if self._ca_bundle else True
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections), auto_decompress=False
+                connector=aiohttp.TCPConnector(limit=self._connections, ssl=tls),
+                auto_decompress=False,
+                trust_env=True,
             )
         data: bytes | AsyncIterator[bytes] = _chunks(body, size)
         if size <= _CHUNK:
