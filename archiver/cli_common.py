@@ -8,7 +8,8 @@ import socket
 from datetime import date, datetime, timedelta
 
 from archiver import logs
-from archiver.config import Config, load_configs, pick
+from archiver.config import Config, pick
+from archiver.config_load import load_configs
 from archiver.errors import ConfigError
 from archiver.windows import parse_date_argument
 

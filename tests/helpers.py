@@ -25,7 +25,8 @@ import botocore.session
 import jsonschema
 
 from archiver.app import direct_put
-from archiver.config import Config, parse_config
+from archiver.config import Config
+from archiver.config_load import parse_config
 from archiver.retry import RetryPolicy
 from archiver.simulator import Simulator
 from archiver.store.s3 import S3Store

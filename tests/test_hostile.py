@@ -21,7 +21,8 @@ import yaml
 from structlog.testing import capture_logs
 
 from archiver.app import assemble
-from archiver.config import Config, parse_config
+from archiver.config import Config
+from archiver.config_load import parse_config
 from archiver.model import call_id_for_row
 from archiver.pipeline import RunReport
 from archiver.simulator import Dataset, Simulator, as_received

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from archiver.app import assemble
 from archiver.clock import SystemClock
-from archiver.config import parse_config
+from archiver.config_load import parse_config
 from archiver.daemon import Daemon, DeadManPing
 from archiver.errors import ApiUnavailable, ArchiveConflict, StoreUnavailable
 from archiver.metrics import Health, Metrics, failure_class
