@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -105,8 +106,10 @@ def direct_put(client: Any, session: botocore.session.Session, bucket: str, *, c
     if credentials is None:
         return None
     probe = client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": DirectPut.probe_key})
+    object_url = DirectPut.url_template(probe)
     return DirectPut(
-        object_url=DirectPut.url_template(probe),
+        object_url=object_url,
+        proxy=env_proxy(object_url("")),
         credentials=credentials,
         region=client.meta.region_name,
         connections=connections,
@@ -114,7 +117,19 @@ def direct_put(client: Any, session: botocore.session.Session, bucket: str, *, c
     )
 
 
-def download_client(timeout: float, concurrency: int, headers: dict[str, str]) -> httpx.AsyncClient:
+def env_proxy(url: str) -> str | None:
+    """The proxy HTTP_PROXY/HTTPS_PROXY name for *url*, unless NO_PROXY exempts its host (as
+    curl, httpx and boto3 read them)."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    if not proxies or urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):  # type: ignore[attr-defined]
+        return None
+    return proxies.get(parts.scheme)
+
+
+def download_client(
+    timeout: float, concurrency: int, headers: dict[str, str], *, proxy: str | None = None
+) -> httpx.AsyncClient:
     """The client for recordings: httpx's API over aiohttp's HTTP/1.1, which costs about half the
     CPU per download (the benchmark's figures). Redirects are never followed by the client:
     the Fetcher checks every hop against the allowed hosts."""
@@ -122,15 +137,15 @@ def download_client(timeout: float, concurrency: int, headers: dict[str, str]) -
 
     def session() -> aiohttp.ClientSession:  # made on first use, inside the event loop
         connector = aiohttp.TCPConnector(limit=concurrency * 2, ssl=httpx.create_ssl_context())
-        return aiohttp.ClientSession(connector=connector, trust_env=True)  # HTTP(S)_PROXY, as httpx would
+        return aiohttp.ClientSession(connector=connector)
 
     return httpx.AsyncClient(
-        transport=AiohttpTransport(client=session),
+        transport=AiohttpTransport(client=session, proxy=httpx.Proxy(proxy) if proxy else None),
         timeout=timeout,
         headers=headers,
         follow_redirects=False,
         limits=limits,
-        trust_env=False,  # proxies are aiohttp's to apply; httpx would route around the transport
+        trust_env=False,  # the proxy is the transport's; httpx would route around it
     )
 
 
@@ -157,7 +172,9 @@ async def assemble(
     api_http = httpx.AsyncClient(
         timeout=source.request_timeout.total_seconds(), headers=headers, follow_redirects=False
     )
-    download_http = download_client(download.timeout.total_seconds(), download.concurrency, headers)
+    # Recordings come from the PBX: through the proxy the environment names for the API's host.
+    proxy = env_proxy(source.base_url)
+    download_http = download_client(download.timeout.total_seconds(), download.concurrency, headers, proxy=proxy)
     store = make_store(config)
     control = control_store(config, store)
     own_ledger = ledger is None

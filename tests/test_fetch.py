@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler
 import httpx
 import pytest
 
-from archiver.app import download_client
+from archiver.app import download_client, env_proxy
 from archiver.errors import RecordingRejected, RecordingUnavailable
 from archiver.fetch import Fetcher, LinkPolicy
 from archiver.retry import RetryPolicy
@@ -201,3 +201,32 @@ async def test_a_404_gets_fewer_tries_than_a_server_error(dataset: Dataset, http
             with pytest.raises(RecordingUnavailable):
                 await policy.fetch(link(sim, a_recorded_call(sim)))
             assert sim.stats["recording.requests"] == requests
+
+
+async def test_recordings_come_through_the_proxy_the_environment_names(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY is honoured (NO_PROXY exempts a host): a recording on a host that does not even
+    resolve arrives, because the proxy fetched it."""
+    call = a_recorded_call(sim)
+    wanted = sim.dataset.recording_bytes(call)
+    asked: list[str] = []
+
+    def proxy(h: BaseHTTPRequestHandler) -> None:
+        asked.append(h.path)  # a proxy is sent the absolute URL
+        h.send_response(200)
+        h.send_header("Content-Type", "audio/x-wav")
+        h.send_header("Content-Length", str(len(wanted)))
+        h.end_headers()
+        h.wfile.write(wanted)
+
+    with TinyServer(proxy) as server:
+        monkeypatch.setenv("HTTP_PROXY", server.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,internal.example")
+        assert env_proxy("http://pbx.invalid/cdr/x") == server.url
+        assert env_proxy("http://internal.example/cdr/x") is None
+        async with download_client(5, 2, {}, proxy=env_proxy("http://pbx.invalid/")) as client:
+            with await fetcher(client, "pbx.invalid").fetch("http://pbx.invalid/cdr/x.wav") as download:
+                assert download.size == len(wanted)
+                assert download.sha256 == hashlib.sha256(wanted).digest()
+    assert asked == ["http://pbx.invalid/cdr/x.wav"]

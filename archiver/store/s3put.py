@@ -55,10 +55,12 @@ class DirectPut:
         connections: int = 16,
         timeout: float = 60.0,
         ca_bundle: str | None = None,
+        proxy: str | None = None,
     ) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._connections = connections
         self._ca_bundle = ca_bundle  # as botocore's (AWS_CA_BUNDLE, ca_bundle in the AWS config)
+        self._proxy = proxy  # resolved once: aiohttp's trust_env would look it up (and ~/.netrc) per request
         self._object_url = object_url
         self._credentials = credentials
         self._region = region
@@ -91,12 +93,10 @@ class DirectPut:
         out["Content-Length"] = str(size)
         body.seek(0)
         if self._session is None:  # made here, inside the event loop, as aiohttp wants
-            # As boto3 does: the CA bundle it was told of, and proxies from HTTP(S)_PROXY/NO_PROXY.
+            # As boto3 does: the CA bundle it was told of.
             tls = ssl.create_default_context(cafile=self._ca_bundle) if self._ca_bundle else True
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections, ssl=tls),
-                auto_decompress=False,
-                trust_env=True,
+                connector=aiohttp.TCPConnector(limit=self._connections, ssl=tls), auto_decompress=False
             )
         data: bytes | AsyncIterator[bytes] = _chunks(body, size)
         if size <= _CHUNK:
@@ -105,7 +105,7 @@ class DirectPut:
                 raise OSError("the download buffer is shorter than its recorded size")
         try:
             async with self._session.put(
-                url, data=data, headers=out, timeout=self._timeout, allow_redirects=False
+                url, data=data, headers=out, timeout=self._timeout, allow_redirects=False, proxy=self._proxy
             ) as response:
                 answer = await response.content.read(64 << 10)
                 status = response.status
