@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                     Daemon(
                         parts.archiver,
                         lease=_lease(parts, me),
-                        ours=(lambda sid=sid: sid in membership.share(ids)) if membership else None,  # type: ignore[misc]
+                        ours=_our_turn(membership, sid, ids),
                         label=parts.config.name,
                         ledger=parts.ledger,
                         client=parts.client,
@@ -128,6 +129,13 @@ def _membership(all_parts: list[Parts], me: str) -> Membership | None:
         return None
     config = all_parts[0].config
     return Membership(store, config.control_prefix, owner=me, ttl=config.coordination.lease_ttl, clock=SystemClock())
+
+
+def _our_turn(membership: Membership | None, source: str, sources: list[str]) -> Callable[[], bool] | None:
+    """Whether *source* is in this instance's share now; None when sources are not spread."""
+    if membership is None:
+        return None
+    return lambda: source in membership.share(sources)
 
 
 async def _refresh(membership: Membership) -> None:
