@@ -46,6 +46,8 @@ class PutUnanswered(Exception):
 class DirectPut:
     """PUT objects of one bucket without boto3's per-request machinery."""
 
+    probe_key = _PROBE  # the key whose presigned URL url_template reads
+
     def __init__(
         self,
         *,
@@ -75,8 +77,6 @@ class DirectPut:
         prefix = base[: -len(_PROBE)]
         return lambda key: prefix + quote(key, safe="/~")
 
-    probe_key = _PROBE
-
     async def put(self, key: str, body: IO[bytes], *, size: int, sha256: bytes, headers: Mapping[str, str]) -> None:
         """Store *size* bytes of *body* under *key*, create-only. Raises PutRefused or PutUnanswered."""
         url = self._object_url(key)
@@ -98,11 +98,13 @@ class DirectPut:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connections, ssl=tls), auto_decompress=False
             )
-        data: bytes | AsyncIterator[bytes] = _chunks(body, size)
+        data: bytes | AsyncIterator[bytes]
         if size <= _CHUNK:
             data = body.read(size)
             if len(data) != size:
                 raise OSError("the download buffer is shorter than its recorded size")
+        else:
+            data = _chunks(body, size)
         try:
             async with self._session.put(
                 url, data=data, headers=out, timeout=self._timeout, allow_redirects=False, proxy=self._proxy
