@@ -20,6 +20,8 @@ the machine is shared.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import shutil
 import sqlite3
@@ -51,6 +53,10 @@ class Measure:
     peak_rss_mib: float
     bytes: int
     server_cpu_seconds: float = 0.0  # what the S3 server spent answering this tool
+    # The archiver's recordings per second between its first and last stored: the rate once
+    # running, without start-up and wind-down. Not measured for rclone, which HEADs every file
+    # in a phase of its own before it copies any.
+    steady_per_second: float = float("nan")
 
     @property
     def mib_per_second(self) -> float:
@@ -61,8 +67,8 @@ class Measure:
         return self.cpu_seconds / (self.bytes / (1 << 30))
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
-    """Run *argv*; (wall seconds, CPU seconds, peak RSS MiB).
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+    """Run *argv*; (wall seconds, CPU seconds, peak RSS MiB, what it wrote to stderr).
 
     The peak is the process's own high-water mark (VmHWM, read every 20 ms until it exits), not
     ``ru_maxrss``: a child forked from this large process would be charged the parent's pages
@@ -80,10 +86,31 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
             time.sleep(0.02)
         process.returncode = os.waitstatus_to_exitcode(status)
         wall = time.monotonic() - began
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
         if process.returncode != 0:
-            errors.seek(0)
-            raise RuntimeError(f"{argv[0]} {argv[1]} failed: {errors.read().decode(errors='replace')[-2000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, peak_kib / 1024
+            raise RuntimeError(f"{argv[0]} {argv[1]} failed: {stderr[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, peak_kib / 1024, stderr
+
+
+def steady_rate(stamps: list[datetime]) -> float:
+    """Files per second between the first and the last file stored: the rate once running,
+    without the process's start-up and wind-down."""
+    stamps = sorted(stamps)
+    if len(stamps) < 2 or stamps[-1] == stamps[0]:
+        return float("nan")
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]).total_seconds()
+
+
+def archiver_stamps(log: str) -> list[datetime]:
+    """When each recording was archived, from the archiver's JSON log lines."""
+    out = []
+    for line in log.splitlines():
+        if line.startswith("{") and '"call.archived"' in line:
+            event = json.loads(line)
+            if event.get("status") == "archived":
+                out.append(datetime.fromisoformat(event["timestamp"]))
+    return out
 
 
 def _high_water_kib(pid: int) -> int:
@@ -122,13 +149,15 @@ class Bench:
         folder.mkdir()
         config = self._config(folder, sim, bucket.name, concurrency, ledger or folder / "ledger.sqlite3")
         server_before = self.moto.cpu_seconds()
-        wall, cpu, rss = timed(
+        wall, cpu, rss, log = timed(
             [
                 sys.executable,
                 "-m",
                 "archiver",
                 "--log-level",
-                "warning",
+                "info",
+                "--log-format",
+                "json",
                 "backfill",
                 "-c",
                 str(config),
@@ -141,7 +170,7 @@ class Bench:
         )
         server = self.moto.cpu_seconds() - server_before
         stored = sum(len(v) for k, v in bucket.objects("archive/").items() if k.endswith(".wav"))
-        return Measure(wall, cpu, rss, stored, server)
+        return Measure(wall, cpu, rss, stored, server, steady_rate(archiver_stamps(log)))
 
     def backfill_on_hosts(self, sim: Simulator, count: int, since: date, until: date) -> float:
         """Wall seconds until *count* hosts running one backfill together have all exited 0."""
@@ -200,7 +229,7 @@ class Bench:
         # rclone's S3 client rejects a custom CA bundle on a plain-HTTP endpoint; it needs none here.
         env = {k: v for k, v in self.env.items() if k != "AWS_CA_BUNDLE"}
         server_before = self.moto.cpu_seconds()
-        wall, cpu, rss = timed(argv, env)
+        wall, cpu, rss, _ = timed(argv, env)
         server = self.moto.cpu_seconds() - server_before
         stored = sum(len(v) for v in bucket.objects("rclone/").values())
         return Measure(wall, cpu, rss, stored, server)
@@ -213,6 +242,7 @@ def median(measures: list[Measure]) -> Measure:
         statistics.median(m.peak_rss_mib for m in measures),
         measures[0].bytes,
         statistics.median(m.server_cpu_seconds for m in measures),
+        statistics.median(m.steady_per_second for m in measures),
     )
 
 
@@ -220,13 +250,13 @@ def row(name: str, m: Measure, recordings: int) -> str:
     return (
         f"| {name} | {m.seconds:.2f} | {recordings / m.seconds:.{0 if recordings >= m.seconds * 10 else 2}f} | "
         f"{m.mib_per_second:.1f} | "
-        f"{m.cpu_per_gib:.1f} | {m.server_cpu_seconds:.2f} | {m.peak_rss_mib:.0f} |"
+        f"{'—' if math.isnan(m.steady_per_second) else f'{m.steady_per_second:.0f}'} | {m.cpu_per_gib:.1f} | {m.server_cpu_seconds:.2f} | {m.peak_rss_mib:.0f} |"
     )
 
 
 HEADER = (
-    "| tool | seconds | recordings/s | MiB/s | CPU s per GiB | S3 server CPU s | peak RSS MiB |\n"
-    "|---|---|---|---|---|---|---|"
+    "| tool | seconds | recordings/s | MiB/s | steady recordings/s | CPU s per GiB | S3 server CPU s | peak RSS MiB |\n"
+    "|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -264,6 +294,7 @@ def compare(bench: Bench, sim: Simulator, concurrency: int, runs: int, out: Call
         theirs = got[name]
         out(
             f"| archiver / {name} | throughput **{theirs.seconds / ours.seconds:.2f}x** | | | "
+            "| "
             f"CPU per GiB {ours.cpu_per_gib / theirs.cpu_per_gib:.2f}x | "
             f"server CPU {ours.server_cpu_seconds / theirs.server_cpu_seconds:.2f}x | "
             f"RSS {ours.peak_rss_mib / theirs.peak_rss_mib:.2f}x |"
