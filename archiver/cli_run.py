@@ -215,6 +215,8 @@ def _backfill_one(config: Config, since: datetime, until: datetime, *, terminal:
     progress = BackfillProgress(terminal=terminal)
 
     async def go() -> RunReport | None:
+        if config.name:
+            structlog.contextvars.bind_contextvars(source=config.name)  # every line of this source's backfill
         async with assemble(config, progress=progress) as parts:
             store = parts.control
             if store is not None:

@@ -150,7 +150,10 @@ class Daemon:
         """Poll, then wait for the next tick (drift-corrected: a slow poll shortens the wait).
 
         With a lease, only its holder polls; the others stand by and take over when it expires.
+        With several sources, every log line of this source's polls names it.
         """
+        if self._label:
+            structlog.contextvars.bind_contextvars(source=self._source)  # this task and the ones it starts
         period = self._poll.interval.total_seconds()
         next_tick = anyio.current_time()
         async with anyio.create_task_group() as tg:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -287,6 +287,14 @@ def test_every_command_works_on_each_source_of_a_sources_list(tmp_path: Path) ->
         assert done.returncode == 0, done.stderr[-2000:]
         assert "== source hq" in done.stdout
         assert "== source danang" in done.stdout
+        archived = [json.loads(line) for line in done.stderr.splitlines() if '"call.archived"' in line]
+        assert {event["source"] for event in archived} == {"hq", "danang"}  # each line names its source
+        recorded = {
+            name: {c.uuid for c in d.calls_on(date(2026, 11, 1))} for name, d in (("hq", first), ("danang", second))
+        }
+        for event in archived:
+            if event["status"] == "archived" and event["call_id"] in recorded["hq"] | recorded["danang"]:
+                assert event["call_id"] in recorded[event["source"]]  # named after the source it came from
         verified = archiver("verify", "-c", str(config), "--json")
         reconciled = archiver("reconcile", "-c", str(config), *span)
         status = archiver("status", "-c", str(config), "--source", "danang", "--json")

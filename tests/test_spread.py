@@ -70,6 +70,8 @@ def test_four_sources_split_two_and_two_and_the_survivor_takes_all_four(tmp_path
         time.sleep(2)
         assert terminate(processes["b"]) == 0
         stopped = datetime.now(TZ)
+    polled = {json.loads(line).get("source") for line in logs["b"].read_text().splitlines() if "poll.completed" in line}
+    assert polled == set(SOURCES)  # each poll's line names its source
     events_b = log_events(logs["b"])
     assert "lease.handed_back" not in events_b  # b only ever gained sources
     assert "lease.handed_back" in log_events(logs["a"])  # a gave two back when b joined
