@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 if ready:
                     where = ", ".join(parts.store.description for parts in all_parts[:3])
                     notifier.ready(f"started; archiving into {where}")
+                ping = DeadManPing(all_parts[0].http, poll.ping_url) if poll.ping_url else None  # one, shared
                 membership = _membership(all_parts, me)
                 ids = [source_id(parts.config) for parts in all_parts]
                 daemons = [
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                         metrics=metrics,
                         health=health,
                         notifier=notifier,
-                        ping=DeadManPing(parts.http, poll.ping_url) if poll.ping_url else None,
+                        ping=ping,
                         ready=ready,
                         secrets=parts.config.secrets(),
                     )

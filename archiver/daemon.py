@@ -84,17 +84,23 @@ async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
 class DeadManPing:
     """Hits a healthchecks.io-style URL after each poll: the URL on success, ``URL/fail`` on failure.
 
+    Several sources share one check: it fails when any source's last poll failed, and succeeds
+    again only when none is failing (so one source's success does not hide another's failure).
     The URL is a secret (its path is the check's token), so it is never logged.
     """
 
     def __init__(self, http: httpx.AsyncClient, url: str) -> None:
         self._http = http
         self._url = url.rstrip("/")
+        self._failing: set[str] = set()
 
-    async def success(self) -> None:
-        await self._hit(self._url, "")
+    async def success(self, source: str = "default") -> None:
+        self._failing.discard(source)
+        if not self._failing:
+            await self._hit(self._url, "")
 
-    async def failure(self, error: str) -> None:
+    async def failure(self, error: str, source: str = "default") -> None:
+        self._failing.add(source)
         await self._hit(self._url + "/fail", error)
 
     async def _hit(self, url: str, body: str) -> None:
@@ -233,7 +239,7 @@ class Daemon:
             self._ready = True
         log.info("poll.completed", **report.summary(), cursor_lag_seconds=lag)
         if self._ping:
-            await self._ping.success()
+            await self._ping.success(self._source)
         return report
 
     async def _failed(self, error: str, exc: BaseException | None, report: RunReport | None = None) -> None:
@@ -245,7 +251,7 @@ class Daemon:
         self._notifier.status(f"{self._label}poll failed: {error[:200]}")
         log.error("poll.failed", error=error)
         if self._ping:
-            await self._ping.failure(error)
+            await self._ping.failure(error, self._source)
 
     async def _count_registrations(self) -> None:
         try:

@@ -218,6 +218,29 @@ async def test_a_failed_poll_pings_fail_and_is_recorded(tmp_path: Path) -> None:
     assert metric(metrics.exposition().decode(), "archiver_failures_total", **{"class": "api"}) == 1
 
 
+@pytest.mark.anyio
+async def test_one_ping_for_several_sources_stays_failed_until_every_source_succeeds() -> None:
+    """A failing source is not hidden by another source's success: the check is hit as succeeded
+    only once no source is failing."""
+    hits: list[str] = []
+
+    def record(h: BaseHTTPRequestHandler) -> None:
+        h.rfile.read(int(h.headers.get("Content-Length", 0)))
+        hits.append(h.path)
+        h.send_response(200)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    with TinyServer(record) as pinged:
+        async with httpx.AsyncClient() as http:
+            ping = DeadManPing(http, pinged.url + "/check")
+            await ping.success("hq")
+            await ping.failure("API down", "danang")
+            await ping.success("hq")  # danang still failing: no success hit
+            await ping.success("danang")
+    assert hits == ["/check", "/check/fail", "/check"]
+
+
 def test_status_reads_the_ledger_without_the_network(tmp_path: Path) -> None:
     """status --json shows calls by outcome, waiting calls and the last poll, from the ledger alone."""
     dataset = Dataset(seed=8, calls_per_day=300, max_duration=2, business_hours_share=0, recording_missing_rate=0.2)
