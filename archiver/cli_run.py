@@ -35,7 +35,7 @@ from archiver.metrics import Health, Metrics, serve
 from archiver.notify import Notifier
 from archiver.pipeline import RunReport
 from archiver.progress import BackfillProgress, TerminalLogStream
-from archiver.shards import sharded_backfill
+from archiver.shards import ShardRun, sharded_backfill
 from archiver.spread import Membership
 from archiver.store import Store
 from archiver.survey import Survey
@@ -196,32 +196,62 @@ def backfill(args: argparse.Namespace) -> int:
     ranges = [dates(args, config) for config in configs]  # every --since/--until problem before any work
     if args.dry_run:
         return max(_dry_run(configs, config, *span) for config, span in zip(configs, ranges, strict=True))
-    worst = EXIT_OK
     me = owner(configs)
-    for config, (since, until) in zip(configs, ranges, strict=True):
+    started: dict[int, ShardRun] = {}
+    if len(configs) > 1:
+        # A first pass takes every source's unclaimed days without waiting for peers, so that hosts
+        # sharing a multi-source backfill spread over the sources too; the second pass finishes.
+        for index, (config, (since, until)) in enumerate(zip(configs, ranges, strict=True)):
+            if _shared(config):
+                first = _backfill_one(config, since, until, terminal=terminal, me=me, wait=False)
+                if first is None:
+                    return _interrupted()
+                assert isinstance(first, ShardRun)
+                started[index] = first
+    worst = EXIT_OK
+    for index, (config, (since, until)) in enumerate(zip(configs, ranges, strict=True)):
         title = heading(configs, config)
         if title:
             print(title, flush=True)
-        report = _backfill_one(config, since, until, terminal=terminal, me=me)
-        if report is None:
-            print("backfill interrupted; run it again to finish (nothing is written twice)", file=sys.stderr)
-            return EXIT_FAILED
+        outcome = _backfill_one(config, since, until, terminal=terminal, me=me, resume=started.get(index))
+        if outcome is None:
+            return _interrupted()
+        report = outcome.total if isinstance(outcome, ShardRun) else outcome
         print_report(report, sys.stdout)
         if not report.complete:
             worst = EXIT_FAILED
     return worst
 
 
-def _backfill_one(config: Config, since: datetime, until: datetime, *, terminal: bool, me: str) -> RunReport | None:
+def _interrupted() -> int:
+    print("backfill interrupted; run it again to finish (nothing is written twice)", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _shared(config: Config) -> bool:
+    """Whether this source's backfill is shared by day with peers (coordination on, S3)."""
+    return config.coordination.enabled and config.storage.kind == "s3"
+
+
+def _backfill_one(
+    config: Config,
+    since: datetime,
+    until: datetime,
+    *,
+    terminal: bool,
+    me: str,
+    wait: bool = True,
+    resume: ShardRun | None = None,
+) -> ShardRun | RunReport | None:
+    """One source's backfill: sharded by day with peers when shared; None when a signal stopped it."""
     progress = BackfillProgress(terminal=terminal)
 
-    async def go() -> RunReport | None:
+    async def go() -> ShardRun | RunReport | None:
         if config.name:
             structlog.contextvars.bind_contextvars(source=config.name)  # every line of this source's backfill
         async with assemble(config, progress=progress) as parts:
             store = parts.control
             if store is not None:
-                # Shared by day with any other host running the same backfill on this bucket.
                 return await supervised(
                     parts.archiver,
                     lambda: sharded_backfill(
@@ -235,6 +265,8 @@ def _backfill_one(config: Config, since: datetime, until: datetime, *, terminal:
                         ttl=config.coordination.lease_ttl,
                         clock=SystemClock(),
                         owner=me,
+                        wait=wait,
+                        resume=resume,
                     ),
                     grace=SHUTDOWN_GRACE,
                 )

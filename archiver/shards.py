@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -33,6 +34,16 @@ log = structlog.get_logger("archiver.shards")
 _FIRST_PAUSE = 0.25  # seconds before a host with nothing left to claim looks at its peers' days again
 
 
+@dataclass
+class ShardRun:
+    """One host's share of a sharded backfill so far: what it has done and what is left."""
+
+    began: datetime  # done markers written since then are this run's (by us or a peer)
+    total: RunReport
+    waiting: list[tuple[datetime, datetime]]
+    attempted: set[str] = field(default_factory=set)
+
+
 async def sharded_backfill(
     archiver: Archiver,
     store: S3Store,
@@ -45,17 +56,25 @@ async def sharded_backfill(
     ttl: timedelta,
     clock: Clock,
     owner: str | None = None,
-) -> RunReport:
-    """Backfill ``[since, until)`` a day at a time, sharing the days with peers; see the module."""
+    wait: bool = True,
+    resume: ShardRun | None = None,
+) -> ShardRun:
+    """Backfill ``[since, until)`` a day at a time, sharing the days with peers; see the module.
+
+    With *wait* false it returns once every day left is claimed by a peer, instead of waiting for
+    them (a host with several sources works on the next source meanwhile); *resume* carries on
+    from such a return.
+    """
     range_id = hashlib.sha256(f"{source}|{since.isoformat()}|{until.isoformat()}".encode()).hexdigest()[:16]
     folder = f"{control_prefix}/shards/{range_id}"
-    days = _days(since, until, tz)
-    total = RunReport(windows=len(days))
-    # A day done by a peer of this run is skipped; one done by an earlier run is read again, so
-    # that re-running a backfill still catches calls the PBX listed late (cheaply: it skips
-    # every call already in the bucket).
-    run_began = clock.now() - ttl
-    attempted: set[str] = set()
+    if resume is None:
+        days = _days(since, until, tz)
+        # A day done by a peer of this run is skipped; one done by an earlier run is read again, so
+        # that re-running a backfill still catches calls the PBX listed late (cheaply: it skips
+        # every call already in the bucket).
+        resume = ShardRun(began=clock.now() - ttl, total=RunReport(windows=len(days)), waiting=list(days))
+    run = resume
+    total, waiting, attempted = run.total, run.waiting, run.attempted
     forward = archiver.progress
     if forward is not None:
         # Progress is reported for the whole range, not for the day being archived.
@@ -66,14 +85,13 @@ async def sharded_backfill(
             forward(view)
 
         archiver.progress = whole_range
-    waiting = list(days)
     pause = _FIRST_PAUSE
     try:
         while waiting and not archiver.stopping:
             progressed = False
             for start, end in list(waiting):
                 name = start.date().isoformat()
-                done_calls = await _done_since(store, f"{folder}/{name}.done", run_began)
+                done_calls = await _done_since(store, f"{folder}/{name}.done", run.began)
                 if done_calls is not None:
                     waiting.remove((start, end))
                     total.windows_done += 1
@@ -102,6 +120,8 @@ async def sharded_backfill(
             elif waiting:
                 if all(start.date().isoformat() in attempted for start, _ in waiting):
                     break  # what is left failed here; its calls are in the report
+                if not wait:
+                    return run  # peers hold the rest; the caller comes back with resume=run
                 # Peers are on the rest: look again soon (a peer's last day may be seconds from
                 # done), then less and less often, up to a third of the claim's lifetime.
                 await anyio.sleep(pause)
@@ -109,7 +129,7 @@ async def sharded_backfill(
     finally:
         archiver.progress = forward
     total.interrupted = total.interrupted or bool(waiting)
-    return total
+    return run
 
 
 async def _with_claim(claim: Lease, work: Callable[[], Awaitable[RunReport]]) -> RunReport:

@@ -14,18 +14,20 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from archiver.simulator import Dataset, Simulator
+from archiver.simulator import Dataset, Faults, Simulator
 from tests.helpers import Bucket, archive_objects, log_events, reaping, start_archiver, terminate, wait_until
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 SOURCES = ("hq", "hn", "dn", "ct")
 
 
-def _config(tmp_path: Path, name: str, sims: list[Simulator], bucket: Bucket) -> Path:
+def _config(
+    tmp_path: Path, name: str, sims: list[Simulator], bucket: Bucket, *, sources: tuple[str, ...] = SOURCES
+) -> Path:
     raw: dict[str, Any] = {
         "sources": [
             {"name": source, "base_url": sim.url, "api_key": sim.api_key, "api_secret": sim.api_secret}
-            for source, sim in zip(SOURCES, sims, strict=True)
+            for source, sim in zip(sources, sims, strict=True)
         ],
         "storage": {"url": bucket.url, "endpoint_url": bucket.endpoint},
         "state": {"path": str(tmp_path / f"{name}.sqlite3")},
@@ -88,3 +90,28 @@ def test_four_sources_split_two_and_two_and_the_survivor_takes_all_four(tmp_path
                 assert f"archive/{source}/{call.start:%Y/%m/%d}/{call.uuid}.json" in objects, (source, call.uuid)
     prefixes = {k.split("/")[1] for k in objects}
     assert prefixes == set(SOURCES)  # each source under its own prefix, nothing at the top
+
+
+def test_hosts_sharing_a_multi_source_backfill_spread_over_the_sources(tmp_path: Path, bucket: Bucket) -> None:
+    """Two hosts, two sources of one day each: each host archives one source's day instead of
+    both queueing on the first source; both exit 0; every call once under its source's prefix."""
+    datasets = [Dataset(seed=50 + i, calls_per_day=150, max_duration=3) for i in range(2)]
+    logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
+    span = ("--since", "2026-11-01", "--until", "2026-11-02")
+    with reaping() as hosts, contextlib.ExitStack() as stack:
+        sims = [stack.enter_context(Simulator(d, faults=Faults(recording_latency=0.25))) for d in datasets]
+        for name, log in logs.items():
+            config = _config(tmp_path, name, sims, bucket, sources=SOURCES[:2])
+            hosts[name] = start_archiver("backfill", config, *span, log=log)
+        for name in logs:
+            assert hosts[name].wait(timeout=120) == 0, logs[name].read_text()[-3000:]
+        now = sims[0].now()
+    done_by = {name: log_events(logs[name]).count("shard.done") for name in logs}
+    assert done_by == {"a": 1, "b": 1}  # one source's day each, at the same time
+    objects = archive_objects(bucket)
+    for source, dataset in zip(SOURCES, datasets, strict=False):
+        calls = dataset.calls_between(datetime(2026, 11, 1, tzinfo=TZ), datetime(2026, 11, 2, tzinfo=TZ), now)
+        assert calls
+        for call in calls:
+            if call.has_recording:
+                assert f"archive/{source}/{call.start:%Y/%m/%d}/{call.uuid}.json" in objects
