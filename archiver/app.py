@@ -24,7 +24,8 @@ from archiver.config import Config
 from archiver.fetch import Fetcher, LinkPolicy
 from archiver.ledger import Ledger
 from archiver.metrics import Health, Metrics
-from archiver.pipeline import Archiver, RunReport
+from archiver.pipeline import Archiver
+from archiver.report import RunReport
 from archiver.retry import RetryPolicy
 from archiver.store import Store
 from archiver.store.local import LocalStore

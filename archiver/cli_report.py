@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from archiver.audit import VerifyReport
-from archiver.pipeline import RunReport
+from archiver.report import RunReport
 from archiver.survey import ReconcileReport
 from archiver.units import format_size
 

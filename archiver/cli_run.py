@@ -33,8 +33,8 @@ from archiver.lease import Lease
 from archiver.ledger import Ledger
 from archiver.metrics import Health, Metrics, serve
 from archiver.notify import Notifier
-from archiver.pipeline import RunReport
 from archiver.progress import BackfillProgress, TerminalLogStream
+from archiver.report import RunReport
 from archiver.shards import ShardRun, sharded_backfill
 from archiver.spread import Membership
 from archiver.store import Store

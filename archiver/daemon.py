@@ -29,7 +29,8 @@ from archiver.lease import Lease
 from archiver.ledger import Ledger
 from archiver.metrics import Health, Metrics, failure_class
 from archiver.notify import Notifier
-from archiver.pipeline import Archiver, RunReport
+from archiver.pipeline import Archiver
+from archiver.report import RunReport
 from archiver.units import format_duration
 
 log = structlog.get_logger("archiver.daemon")

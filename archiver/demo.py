@@ -21,7 +21,7 @@ from archiver import logs
 from archiver.app import assemble
 from archiver.cli_report import print_report
 from archiver.config_load import parse_config
-from archiver.pipeline import RunReport
+from archiver.report import RunReport
 from archiver.simulator import Dataset, Simulator
 from archiver.units import format_size
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
 from typing import Any
@@ -40,43 +40,14 @@ from archiver.fetch import Download, Fetcher
 from archiver.ledger import Ledger, PendingCall
 from archiver.metrics import Health, Metrics, failure_class
 from archiver.model import Cdr, parse_row
+from archiver.report import RunReport
 from archiver.retry import RetryPolicy
 from archiver.store import Store, put_bytes
-from archiver.windows import Window, plan_windows
+from archiver.windows import CursorTracker, Window, plan_windows
 
 log = structlog.get_logger("archiver.pipeline")
 
 STORE_PATIENCE = RetryPolicy(attempts=None, timeout=600.0, wait_initial=1.0, wait_max=30.0)
-DONE_STATUSES = ("archived", "none", "missing", "rejected")
-
-
-@dataclass
-class RunReport:
-    """What one backfill or poll did. ``failed`` and ``parked`` name each call."""
-
-    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DONE_STATUSES, 0))
-    parked: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    skipped: int = 0
-    rows: int = 0
-    bytes: int = 0
-    windows: int = 0
-    windows_done: int = 0
-    interrupted: bool = False
-
-    @property
-    def done(self) -> int:
-        return sum(self.outcomes.values())
-
-    def summary(self) -> dict[str, int]:
-        """The counts, for log events and the ledger."""
-        counts = {"parked": len(self.parked), "failed": len(self.failed), "skipped": self.skipped}
-        return {**self.outcomes, **counts, "rows": self.rows, "bytes": self.bytes, "windows": self.windows}
-
-    @property
-    def complete(self) -> bool:
-        """Every call seen is done: nothing failed, waits, or was left by an interruption."""
-        return not self.failed and not self.parked and not self.interrupted
 
 
 @dataclass(frozen=True)
@@ -85,39 +56,6 @@ class _Work:
     fallback_day: date
     pending: PendingCall | None
     window: int | None  # index into the windows being read; None for a due retry
-
-
-class _CursorTracker:
-    """Which leading windows are finished, so the cursor may pass them."""
-
-    def __init__(self, windows: list[Window]) -> None:
-        self._windows = windows
-        self._outstanding = [0] * len(windows)
-        self._read = [False] * len(windows)
-        self._failed = [False] * len(windows)
-        self._next = 0
-
-    def add(self, index: int) -> None:
-        self._outstanding[index] += 1
-
-    def finish(self, index: int, *, ok: bool) -> None:
-        self._outstanding[index] -= 1
-        if not ok:
-            self._failed[index] = True
-
-    def read_all(self, index: int) -> None:
-        self._read[index] = True
-
-    def safe_until(self) -> datetime | None:
-        """The end of the last window before which every call is done or parked."""
-        while (
-            self._next < len(self._windows)
-            and self._read[self._next]
-            and self._outstanding[self._next] == 0
-            and not self._failed[self._next]
-        ):
-            self._next += 1
-        return self._windows[self._next - 1].end if self._next else None
 
 
 class Archiver:
@@ -450,7 +388,7 @@ class _Batch:
         self.windows = windows
         self.bounds = bounds
         self.honour_schedule = honour_schedule
-        self.tracker = _CursorTracker(windows)
+        self.tracker = CursorTracker(windows)
         self.in_flight: set[str] = set()
         self.failed: set[str] = set()
         self.started = archiver._clock.now()

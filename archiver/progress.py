@@ -10,7 +10,7 @@ from typing import Never, TextIO
 import structlog
 from tqdm import tqdm
 
-from archiver.pipeline import RunReport
+from archiver.report import RunReport
 from archiver.units import format_size
 
 log = structlog.get_logger("archiver.progress")

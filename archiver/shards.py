@@ -27,7 +27,8 @@ import structlog
 from archiver.clock import Clock
 from archiver.errors import ObjectExists, TransientError
 from archiver.lease import Lease
-from archiver.pipeline import DONE_STATUSES, Archiver, RunReport
+from archiver.pipeline import Archiver
+from archiver.report import DONE_STATUSES, RunReport
 from archiver.store.s3 import S3Store
 
 log = structlog.get_logger("archiver.shards")
@@ -80,8 +81,8 @@ async def sharded_backfill(
         # Progress is reported for the whole range, not for the day being archived.
         def whole_range(day: RunReport) -> None:
             view = RunReport(windows=total.windows, windows_done=total.windows_done)
-            _merge(view, total)
-            _merge(view, day)
+            view.merge(total)
+            view.merge(day)
             forward(view)
 
         archiver.progress = whole_range
@@ -106,7 +107,7 @@ async def sharded_backfill(
                 attempted.add(name)
                 progressed = True
                 report = await _with_claim(claim, functools.partial(archiver.backfill, start, end))
-                _merge(total, report)
+                total.merge(report)
                 if report.complete:
                     await _mark_done(store, f"{folder}/{name}.done", report, clock.now())
                     waiting.remove((start, end))
@@ -176,17 +177,6 @@ async def _mark_done(store: S3Store, key: str, report: RunReport, now: datetime)
     found = await store.read_with_etag(key)
     with contextlib.suppress(ObjectExists):  # a peer recorded it first: harmless
         await store.put_conditional(key, body, if_match=found[1] if found else None)
-
-
-def _merge(total: RunReport, part: RunReport) -> None:
-    for status, count in part.outcomes.items():
-        total.outcomes[status] += count
-    total.parked += part.parked
-    total.failed += part.failed
-    total.skipped += part.skipped
-    total.rows += part.rows
-    total.bytes += part.bytes
-    total.interrupted = total.interrupted or part.interrupted
 
 
 def _days(since: datetime, until: datetime, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:

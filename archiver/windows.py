@@ -77,3 +77,36 @@ def _floor_minute(moment: datetime) -> datetime:
 def _ceil_minute(moment: datetime) -> datetime:
     floor = _floor_minute(moment)
     return floor if floor == moment else floor + MINUTE
+
+
+class CursorTracker:
+    """Which leading windows are finished, so the cursor may pass them."""
+
+    def __init__(self, windows: list[Window]) -> None:
+        self._windows = windows
+        self._outstanding = [0] * len(windows)
+        self._read = [False] * len(windows)
+        self._failed = [False] * len(windows)
+        self._next = 0
+
+    def add(self, index: int) -> None:
+        self._outstanding[index] += 1
+
+    def finish(self, index: int, *, ok: bool) -> None:
+        self._outstanding[index] -= 1
+        if not ok:
+            self._failed[index] = True
+
+    def read_all(self, index: int) -> None:
+        self._read[index] = True
+
+    def safe_until(self) -> datetime | None:
+        """The end of the last window before which every call is done or parked."""
+        while (
+            self._next < len(self._windows)
+            and self._read[self._next]
+            and self._outstanding[self._next] == 0
+            and not self._failed[self._next]
+        ):
+            self._next += 1
+        return self._windows[self._next - 1].end if self._next else None

@@ -24,7 +24,7 @@ from archiver.app import assemble
 from archiver.config import Config
 from archiver.config_load import parse_config
 from archiver.model import call_id_for_row
-from archiver.pipeline import RunReport
+from archiver.report import RunReport
 from archiver.simulator import Dataset, Simulator, as_received
 from tests.helpers import (
     FAST,

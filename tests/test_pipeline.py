@@ -19,7 +19,7 @@ from archiver.dayfiles import set_number
 from archiver.errors import ApiUnavailable
 from archiver.keys import audio_key, sidecar_key
 from archiver.model import call_id_for_row
-from archiver.pipeline import RunReport
+from archiver.report import RunReport
 from archiver.simulator import Dataset, Faults, SimCall, Simulator
 from tests.helpers import FAST, PATIENT_STORE, Bucket, FakeClock, check_sidecar, config_for
 

@@ -1,0 +1,47 @@
+"""What one backfill or poll did: counts by outcome, and every call that is not done."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DONE_STATUSES = ("archived", "none", "missing", "rejected")
+
+
+@dataclass
+class RunReport:
+    """What one backfill or poll did. ``failed`` and ``parked`` name each call."""
+
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DONE_STATUSES, 0))
+    parked: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: int = 0
+    rows: int = 0
+    bytes: int = 0
+    windows: int = 0
+    windows_done: int = 0
+    interrupted: bool = False
+
+    @property
+    def done(self) -> int:
+        return sum(self.outcomes.values())
+
+    def summary(self) -> dict[str, int]:
+        """The counts, for log events and the ledger."""
+        counts = {"parked": len(self.parked), "failed": len(self.failed), "skipped": self.skipped}
+        return {**self.outcomes, **counts, "rows": self.rows, "bytes": self.bytes, "windows": self.windows}
+
+    @property
+    def complete(self) -> bool:
+        """Every call seen is done: nothing failed, waits, or was left by an interruption."""
+        return not self.failed and not self.parked and not self.interrupted
+
+    def merge(self, part: RunReport) -> None:
+        """Add *part*'s calls and counts to these (its windows are the caller's to count)."""
+        for status, count in part.outcomes.items():
+            self.outcomes[status] += count
+        self.parked += part.parked
+        self.failed += part.failed
+        self.skipped += part.skipped
+        self.rows += part.rows
+        self.bytes += part.bytes
+        self.interrupted = self.interrupted or part.interrupted
