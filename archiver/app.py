@@ -134,7 +134,6 @@ def download_client(
     """The client for recordings: httpx's API over aiohttp's HTTP/1.1, which costs about half the
     CPU per download (the benchmark's figures). Redirects are never followed by the client:
     the Fetcher checks every hop against the allowed hosts."""
-    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
 
     def session() -> aiohttp.ClientSession:  # made on first use, inside the event loop
         connector = aiohttp.TCPConnector(limit=concurrency * 2, ssl=httpx.create_ssl_context())
@@ -145,7 +144,6 @@ def download_client(
         timeout=timeout,
         headers=headers,
         follow_redirects=False,
-        limits=limits,
         trust_env=False,  # the proxy is the transport's; httpx would route around it
     )
 

@@ -219,8 +219,6 @@ class S3Store:
         except PutUnanswered as exc:
             raise StoreUnavailable(f"{self.description} did not answer: {exc}") from None
         except PutRefused as exc:
-            if exc.status == 412 or exc.code == "PreconditionFailed":
-                raise ObjectExists(key) from None
             if 300 <= exc.status < 400 or exc.code in _REDIRECT_CODES:
                 # The bucket lives in another region than storage.region says: boto3 follows that.
                 log.warning("store.direct_put_off", reason=exc.code or exc.status)
