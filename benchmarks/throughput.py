@@ -3,8 +3,10 @@
 Both read the same recordings from the bundled simulator over HTTP (the archiver through the
 CDR API, rclone through the simulator's plain ``/files/`` listing) and write them to the same
 moto S3 server. The archiver does more: CDR paging, verification, SHA-256, sidecars, manifests.
-rclone runs twice: with its defaults (a HEAD per file for its size, then one PUT) and with
-``--http-no-head`` (no HEAD; each file streams up as a multipart upload of unknown length).
+rclone runs three ways: with its defaults (a HEAD per file for its size, then one PUT), with
+``--http-no-head`` (no HEAD; each file streams up as a multipart upload of unknown length), and
+storing what the archiver's contract stores (each recording, and beside it one sidecar-sized
+object per call): the floor for any client that keeps the contract on this server.
 Runs are interleaved; each figure is a median; the S3 server's CPU is charged to the tool that
 made it work.
 
@@ -23,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import sqlite3
 import statistics
@@ -142,7 +145,10 @@ class Bench:
         config.write_text(yaml.safe_dump(raw))
         return config
 
-    def archiver(self, sim: Simulator, concurrency: int, *, ledger: Path | None = None) -> Measure:
+    def archiver(
+        self, sim: Simulator, concurrency: int, *, ledger: Path | None = None, sidecars_to: Path | None = None
+    ) -> Measure:
+        """One backfill of DAY; with *sidecars_to*, the sidecars it stored are copied there."""
         self.runs += 1
         bucket = make_bucket(self.moto.endpoint)
         folder = self.workdir / f"run{self.runs}"
@@ -169,7 +175,13 @@ class Bench:
             self.env,
         )
         server = self.moto.cpu_seconds() - server_before
-        stored = sum(len(v) for k, v in bucket.objects("archive/").items() if k.endswith(".wav"))
+        objects = bucket.objects("archive/")
+        stored = sum(len(v) for k, v in objects.items() if k.endswith(".wav"))
+        if sidecars_to is not None:
+            sidecars_to.mkdir(exist_ok=True)
+            for key, data in objects.items():
+                if key.endswith(".json") and "/_archiver/" not in key:
+                    (sidecars_to / key.rsplit("/", 1)[1]).write_bytes(data)
         return Measure(wall, cpu, rss, stored, server, steady_rate(archiver_stamps(log)))
 
     def backfill_on_hosts(self, sim: Simulator, count: int, since: date, until: date) -> float:
@@ -198,13 +210,49 @@ class Bench:
     def rclone(self, sim: Simulator, transfers: int, *, head: bool = True) -> Measure:
         self.runs += 1
         bucket = make_bucket(self.moto.endpoint)
-        argv = [
+        argv = self._rclone_argv(":http:", bucket.name, "rclone", transfers)
+        argv += ["--http-url", f"{sim.url}/files/{DAY.isoformat()}/"]
+        if not head:  # no sizes known: every file goes up as a multipart upload of unknown length
+            argv.append("--http-no-head")
+        server_before = self.moto.cpu_seconds()
+        wall, cpu, rss, _ = timed(argv, self._rclone_env())
+        server = self.moto.cpu_seconds() - server_before
+        stored = sum(len(v) for v in bucket.objects("rclone/").values())
+        return Measure(wall, cpu, rss, stored, server)
+
+    def rclone_contract(self, sim: Simulator, transfers: int, sidecars: Path) -> Measure:
+        """rclone writing what the archiver's contract writes: each recording (from the
+        simulator, as above) and, at the same time from local disk, one sidecar-sized object
+        per call (the archiver's own sidecars). Two rclone processes, *transfers* each.
+
+        No client that keeps the contract can store those objects faster than the server
+        takes them: this is the floor for the archiver on this server, measured with the
+        fastest client at hand.
+        """
+        self.runs += 1
+        bucket = make_bucket(self.moto.endpoint)
+        audio = self._rclone_argv(":http:", bucket.name, "rclone", transfers)
+        audio += ["--http-url", f"{sim.url}/files/{DAY.isoformat()}/"]
+        side = self._rclone_argv(str(sidecars), bucket.name, "rclone-sidecars", transfers)
+        script = f"{shlex.join(audio)} & a=$!; {shlex.join(side)} & b=$!; wait $a && wait $b"
+        server_before = self.moto.cpu_seconds()
+        wall, cpu, _, _ = timed(["sh", "-c", script], self._rclone_env())
+        server = self.moto.cpu_seconds() - server_before
+        stored = sum(len(v) for v in bucket.objects("rclone/").values())
+        if len(bucket.objects("rclone-sidecars/")) != len(list(sidecars.iterdir())):
+            raise RuntimeError("rclone did not copy every sidecar")
+        return Measure(wall, cpu, float("nan"), stored, server)
+
+    def _rclone_env(self) -> dict[str, str]:
+        # rclone's S3 client rejects a custom CA bundle on a plain-HTTP endpoint; it needs none here.
+        return {k: v for k, v in self.env.items() if k != "AWS_CA_BUNDLE"}
+
+    def _rclone_argv(self, source: str, bucket: str, prefix: str, transfers: int) -> list[str]:
+        return [
             "rclone",
             "copy",
-            ":http:",
-            f":s3:{bucket.name}/rclone",
-            "--http-url",
-            f"{sim.url}/files/{DAY.isoformat()}/",
+            source,
+            f":s3:{bucket}/{prefix}",
             "--s3-provider",
             "Other",
             "--s3-endpoint",
@@ -224,15 +272,6 @@ class Bench:
             "/dev/null",
             "-q",
         ]
-        if not head:  # no sizes known: every file goes up as a multipart upload of unknown length
-            argv.append("--http-no-head")
-        # rclone's S3 client rejects a custom CA bundle on a plain-HTTP endpoint; it needs none here.
-        env = {k: v for k, v in self.env.items() if k != "AWS_CA_BUNDLE"}
-        server_before = self.moto.cpu_seconds()
-        wall, cpu, rss, _ = timed(argv, env)
-        server = self.moto.cpu_seconds() - server_before
-        stored = sum(len(v) for v in bucket.objects("rclone/").values())
-        return Measure(wall, cpu, rss, stored, server)
 
 
 def median(measures: list[Measure]) -> Measure:
@@ -250,9 +289,12 @@ def row(name: str, m: Measure, recordings: int) -> str:
     return (
         f"| {name} | {m.seconds:.2f} | {recordings / m.seconds:.{0 if recordings >= m.seconds * 10 else 2}f} | "
         f"{m.mib_per_second:.1f} | "
-        f"{'—' if math.isnan(m.steady_per_second) else f'{m.steady_per_second:.0f}'} | {m.cpu_per_gib:.1f} | {m.server_cpu_seconds:.2f} | {m.peak_rss_mib:.0f} |"
+        f"{'—' if math.isnan(m.steady_per_second) else f'{m.steady_per_second:.0f}'} | {m.cpu_per_gib:.1f} | {m.server_cpu_seconds:.2f} | {'—' if math.isnan(m.peak_rss_mib) else f'{m.peak_rss_mib:.0f}'} |"
     )
 
+
+# rclone storing the objects the archiver's contract stores: each recording and a sidecar per call.
+FLOOR = "rclone, recordings + sidecars"
 
 HEADER = (
     "| tool | seconds | recordings/s | MiB/s | steady recordings/s | CPU s per GiB | S3 server CPU s | peak RSS MiB |\n"
@@ -277,11 +319,13 @@ def compare(bench: Bench, sim: Simulator, concurrency: int, runs: int, out: Call
     """The archiver against rclone (its defaults, and with --http-no-head), runs interleaved so
     that drift in a shared machine's load falls on all three alike; medians."""
     recordings = len(day_recordings(sim))
-    runs_of: dict[str, list[Measure]] = {"archiver": [], "rclone": [], "rclone --http-no-head": []}
+    sidecars = bench.workdir / f"sidecars-{bench.runs}"
+    runs_of: dict[str, list[Measure]] = {"archiver": [], "rclone": [], "rclone --http-no-head": [], FLOOR: []}
     for _ in range(runs):
-        runs_of["archiver"].append(bench.archiver(sim, concurrency))
+        runs_of["archiver"].append(bench.archiver(sim, concurrency, sidecars_to=sidecars))
         runs_of["rclone"].append(bench.rclone(sim, concurrency))
         runs_of["rclone --http-no-head"].append(bench.rclone(sim, concurrency, head=False))
+        runs_of[FLOOR].append(bench.rclone_contract(sim, concurrency, sidecars))
     got = {name: median(measures) for name, measures in runs_of.items()}
     if len({m.bytes for m in got.values()}) != 1:
         raise RuntimeError(f"the copies differ: {', '.join(f'{n} {m.bytes} bytes' for n, m in got.items())}")
@@ -290,15 +334,21 @@ def compare(bench: Bench, sim: Simulator, concurrency: int, runs: int, out: Call
     out(row(f"archiver (concurrency {concurrency})", ours, recordings))
     for name in ("rclone", "rclone --http-no-head"):
         out(row(f"{name} copy (--transfers {concurrency})", got[name], recordings))
-    for name in ("rclone", "rclone --http-no-head"):
+    out(row(f"{FLOOR} (2 x --transfers {concurrency})", got[FLOOR], recordings))
+    for name in ("rclone", "rclone --http-no-head", FLOOR):
         theirs = got[name]
         out(
             f"| archiver / {name} | throughput **{theirs.seconds / ours.seconds:.2f}x** | | | "
             "| "
             f"CPU per GiB {ours.cpu_per_gib / theirs.cpu_per_gib:.2f}x | "
             f"server CPU {ours.server_cpu_seconds / theirs.server_cpu_seconds:.2f}x | "
-            f"RSS {ours.peak_rss_mib / theirs.peak_rss_mib:.2f}x |"
+            + ("|" if math.isnan(theirs.peak_rss_mib) else f"RSS {ours.peak_rss_mib / theirs.peak_rss_mib:.2f}x |")
         )
+    out(
+        f"\nThe S3 server spent {ours.server_cpu_seconds:.2f} CPU s answering the archiver's writes "
+        f"(moto is Python: its requests take turns on one core); rclone's whole copy took "
+        f"{got['rclone'].seconds:.2f} s."
+    )
 
 
 def main() -> int:
