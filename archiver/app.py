@@ -207,6 +207,7 @@ async def assemble(
             concurrency=download.concurrency,
             missing_after=download.missing_after,
             source_info={"host": urlsplit(source.base_url).hostname, "domain_name": source.domain_name},
+            source_name=config.name,
             clock=clock,
             progress=progress,
             store_retry=store_retry,

@@ -27,7 +27,7 @@ from archiver.config import PollConfig
 from archiver.errors import TransientError, collapse, redact
 from archiver.lease import Lease
 from archiver.ledger import Ledger
-from archiver.metrics import Health, Metrics, failure_class
+from archiver.metrics import DEFAULT_SOURCE, Health, Metrics
 from archiver.notify import Notifier
 from archiver.pipeline import Archiver
 from archiver.report import RunReport
@@ -149,7 +149,7 @@ class Daemon:
         self._lease = lease
         self._ours = ours  # with several sources: is this source in our share (spread.Membership)?
         self._label = f"{label}: " if label else ""
-        self._source = label or "default"  # the source label of its metrics
+        self._source = label or DEFAULT_SOURCE  # the source label of its metrics
         metrics.add_source(self._source)
         self._poll_scope: anyio.CancelScope | None = None
 
@@ -247,7 +247,7 @@ class Daemon:
         error = redact(error, self._secrets)
         self._health.poll_failed(error)
         if exc is not None:
-            self._metrics.failures.labels(**{"class": failure_class(exc)}).inc()
+            self._metrics.failed(self._source, exc)
         self._ledger.record_poll(self._clock.now(), ok=False, error=error, summary=report.summary() if report else None)
         self._notifier.status(f"{self._label}poll failed: {error[:200]}")
         log.error("poll.failed", error=error)

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import stamina.instrumentation
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from archiver import __version__
@@ -24,6 +25,9 @@ from archiver.errors import (
     RecordingUnavailable,
     StoreUnavailable,
 )
+
+DEFAULT_SOURCE = "default"  # the source label of a config with one source
+FAILURE_CLASSES = ("api", "store", "recording", "conflict", "local", "other")
 
 
 def failure_class(exc: BaseException) -> str:
@@ -46,18 +50,28 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.calls = Counter("archiver_calls", "Calls finished, by outcome.", ["outcome"], registry=r)
-        self.recordings = Counter("archiver_recordings_archived", "Recordings stored in the archive.", registry=r)
-        self.bytes = Counter("archiver_archived_bytes", "Bytes of audio stored in the archive.", registry=r)
-        self.failures = Counter(
-            "archiver_failures", "Failures that left a call undone or a poll failed, by class.", ["class"], registry=r
+        # Everything that happens to one source's calls is labelled by source (its name in
+        # sources:, or "default"): sum over it for the whole archiver.
+        per_source = ["source"]
+        self.calls = Counter("archiver_calls", "Calls finished, by outcome.", ["source", "outcome"], registry=r)
+        self.recordings = Counter(
+            "archiver_recordings_archived", "Recordings stored in the archive.", per_source, registry=r
         )
-        self.retries = Counter("archiver_retries", "Retries scheduled, by what failed.", ["class"], registry=r)
-        self.parked = Counter("archiver_calls_parked", "Times a call was parked to wait for its recording.", registry=r)
+        self.bytes = Counter("archiver_archived_bytes", "Bytes of audio stored in the archive.", per_source, registry=r)
+        self.failures = Counter(
+            "archiver_failures",
+            "Failures that left a call undone or a poll failed, by class.",
+            ["source", "class"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "archiver_retries", "Retries scheduled, by what failed.", ["source", "class"], registry=r
+        )
+        self.parked = Counter(
+            "archiver_calls_parked", "Times a call was parked to wait for its recording.", per_source, registry=r
+        )
         self.in_flight = Gauge("archiver_downloads_in_flight", "Recordings being downloaded or stored now.", registry=r)
         self.queue_depth = Gauge("archiver_queue_depth", "Calls read from the API waiting for a worker.", registry=r)
-        # The state of each source's poll, labelled by source (its name in sources:, or "default").
-        per_source = ["source"]
         self.pending = Gauge(
             "archiver_pending_calls", "Calls waiting for their recording to be served.", per_source, registry=r
         )
@@ -88,14 +102,21 @@ class Metrics:
         info = Gauge("archiver_build_info", "The archiver's version.", ["version"], registry=r)
         info.labels(version=__version__).set(1)
         self._last_success_at: dict[str, float] = {}
-        for outcome in ("archived", "none", "missing", "rejected"):
-            self.calls.labels(outcome=outcome)
-        for kind in ("api", "store", "recording", "conflict", "local", "other"):
-            self.failures.labels(**{"class": kind})
-            self.retries.labels(**{"class": kind})
+        self._sources: set[str] = set()
 
     def add_source(self, source: str) -> None:
-        """Start *source*'s series (its poll age is NaN until a poll succeeds)."""
+        """Start *source*'s series at zero (its poll age is NaN until a poll succeeds)."""
+        if source in self._sources:
+            return
+        self._sources.add(source)
+        for outcome in ("archived", "none", "missing", "rejected"):
+            self.calls.labels(source=source, outcome=outcome)
+        for kind in FAILURE_CLASSES:
+            self.failures.labels(source=source, **{"class": kind})
+            self.retries.labels(source=source, **{"class": kind})
+        self.recordings.labels(source=source)
+        self.bytes.labels(source=source)
+        self.parked.labels(source=source)
 
         def age() -> float:
             at = self._last_success_at.get(source)
@@ -109,11 +130,16 @@ class Metrics:
         if lag_seconds is not None:
             self.cursor_lag.labels(source=source).set(lag_seconds)
 
+    def failed(self, source: str, exc: BaseException) -> None:
+        self.failures.labels(source=source, **{"class": failure_class(exc)}).inc()
+
     def install_retry_hook(self) -> None:
-        """Count stamina's retries here (and keep its structlog events). Process-wide."""
+        """Count stamina's retries here (and keep its structlog events). Process-wide: the
+        source is the one bound to the log context of the task that retried."""
 
         def on_retry(details: stamina.instrumentation.RetryDetails) -> None:
-            self.retries.labels(**{"class": failure_class(details.caused_by)}).inc()
+            source = structlog.contextvars.get_contextvars().get("source", DEFAULT_SOURCE)
+            self.retries.labels(source=source, **{"class": failure_class(details.caused_by)}).inc()
 
         stamina.instrumentation.set_on_retry_hooks([on_retry, stamina.instrumentation.StructlogOnRetryHook])
 

@@ -38,7 +38,7 @@ from archiver.errors import (
 )
 from archiver.fetch import Download, Fetcher
 from archiver.ledger import Ledger, PendingCall
-from archiver.metrics import Health, Metrics, failure_class
+from archiver.metrics import DEFAULT_SOURCE, Health, Metrics
 from archiver.model import Cdr, parse_row
 from archiver.report import RunReport
 from archiver.retry import RetryPolicy
@@ -62,7 +62,8 @@ class Archiver:
     """Archives the calls of one ccall source into one store.
 
     Every collaborator is passed in: the API client, the fetcher, the store, the ledger and
-    the clock. ``source_info`` goes into each sidecar's ``source`` member.
+    the clock. ``source_info`` goes into each sidecar's ``source`` member; ``source_name`` (with
+    several sources) labels its metrics.
     """
 
     def __init__(
@@ -77,6 +78,7 @@ class Archiver:
         concurrency: int = 8,
         missing_after: timedelta = timedelta(hours=24),
         source_info: dict[str, Any] | None = None,
+        source_name: str | None = None,
         clock: Clock | None = None,
         store_retry: RetryPolicy | None = None,
         park_initial: timedelta = timedelta(minutes=1),
@@ -104,6 +106,8 @@ class Archiver:
         self._park_max = park_max
         self.progress = progress  # called with the RunReport after each call
         self._metrics = metrics or Metrics()
+        self._source = source_name or DEFAULT_SOURCE
+        self._metrics.add_source(self._source)
         self._close_after = close_after
         self._auditor = Auditor(store, prefix, concurrency=concurrency)
         self._health = health or Health(stall_after=float("inf"), ready_within=float("inf"))
@@ -220,15 +224,15 @@ class Archiver:
             self._health.beat()
         if status == "parked":
             report.parked.append(cdr.call_id)
-            self._metrics.parked.inc()
+            self._metrics.parked.labels(source=self._source).inc()
             return True
         report.outcomes[status] += 1
         size = recording.get("size", 0) if recording else 0
         report.bytes += size
-        self._metrics.calls.labels(outcome=status).inc()
+        self._metrics.calls.labels(source=self._source, outcome=status).inc()
         if status == "archived":
-            self._metrics.recordings.inc()
-            self._metrics.bytes.inc(size)
+            self._metrics.recordings.labels(source=self._source).inc()
+            self._metrics.bytes.labels(source=self._source).inc(size)
         log.info(
             "call.archived",
             call_id=cdr.call_id,
@@ -242,7 +246,7 @@ class Archiver:
 
     def _fail(self, cdr: Cdr, day: date, error: str, exc: BaseException, report: RunReport) -> None:
         report.failed.append((cdr.call_id, error))
-        self._metrics.failures.labels(**{"class": failure_class(exc)}).inc()
+        self._metrics.failed(self._source, exc)
         self._ledger.record_failure(cdr.call_id, day, error, self._clock.now())
         log.error("call.failed", call_id=cdr.call_id, error=error)
 

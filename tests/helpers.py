@@ -23,6 +23,7 @@ from typing import Any
 import boto3
 import botocore.session
 import jsonschema
+from prometheus_client.parser import text_string_to_metric_families
 
 from archiver.app import direct_put
 from archiver.config import Config
@@ -385,3 +386,12 @@ def archive_objects(bucket: Bucket) -> dict[str, bytes]:
     versions = [v for v in bucket.versions() if "/_archiver/" not in v["Key"]]
     assert len(versions) == len(objects), "an archive object was written twice"
     return objects
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of the first sample *name* with *labels* in a Prometheus exposition."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"no sample {name} {labels}")

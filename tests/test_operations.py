@@ -20,18 +20,20 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import stamina.instrumentation
+import structlog
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from archiver.app import assemble
 from archiver.clock import SystemClock
 from archiver.config_load import parse_config
 from archiver.daemon import Daemon, DeadManPing
 from archiver.errors import ApiUnavailable, ArchiveConflict, StoreUnavailable
-from archiver.metrics import Health, Metrics, failure_class
+from archiver.metrics import FAILURE_CLASSES, Health, Metrics, failure_class
 from archiver.notify import Notifier
+from archiver.retry import RetryPolicy
 from archiver.simulator import Dataset, Faults, Simulator
-from tests.helpers import FAST, Bucket, TinyServer, free_port
+from tests.helpers import FAST, Bucket, TinyServer, free_port, metric
 
 SECRET = "9f8e7d6c"
 
@@ -112,14 +114,6 @@ def test_the_daemon_speaks_the_systemd_notify_protocol(live_sim: Simulator, tmp_
     assert messages.index("STOPPING=1") > messages.index("READY=1")
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    raise AssertionError(f"no sample {name} {labels}")
-
-
 def test_metrics_count_what_was_archived_and_health_endpoints_answer(live_sim: Simulator, tmp_path: Path) -> None:
     """/metrics moves with the archive; /healthz and /readyz say 200 once a poll succeeded."""
     port = free_port()
@@ -131,7 +125,7 @@ def test_metrics_count_what_was_archived_and_health_endpoints_answer(live_sim: S
         assert _get(base + "/healthz") == 200
         text = httpx.get(base + "/metrics").text
         wavs = list((tmp_path / "archive").rglob("*.wav"))
-        archived = metric(text, "archiver_calls_total", outcome="archived")
+        archived = metric(text, "archiver_calls_total", source="default", outcome="archived")
         assert archived >= 1
         assert metric(text, "archiver_recordings_archived_total") == archived
         assert metric(text, "archiver_calls_total", outcome="none") >= 0
@@ -379,9 +373,36 @@ def test_the_notifier_is_silent_without_systemd_and_speaks_with_it(tmp_path: Pat
 def test_failures_are_counted_by_class(error: BaseException, label: str) -> None:
     """Failure classes are a small fixed set, fit for alert rules."""
     assert failure_class(error) == label
+    assert label in FAILURE_CLASSES
     metrics = Metrics()
-    metrics.failures.labels(**{"class": label}).inc()
-    assert metric(metrics.exposition().decode(), "archiver_failures_total", **{"class": label}) == 1
+    metrics.add_source("hq")
+    metrics.failed("hq", error)
+    text = metrics.exposition().decode()
+    assert metric(text, "archiver_failures_total", source="hq", **{"class": label}) == 1
+    others = [c for c in FAILURE_CLASSES if c != label]
+    assert all(metric(text, "archiver_failures_total", source="hq", **{"class": c}) == 0 for c in others)
+
+
+@pytest.mark.anyio
+async def test_retries_are_counted_under_the_source_whose_task_retried() -> None:
+    """The retry hook is process-wide; the source comes from the log context of the task."""
+    metrics = Metrics()
+    metrics.install_retry_hook()
+    policy = RetryPolicy(attempts=3, timeout=5.0, wait_initial=0.001, wait_max=0.001)
+    try:
+        for bound, failures in (({"source": "hq"}, 2), ({}, 1)):
+            with structlog.contextvars.bound_contextvars(**bound):
+                tries = 0
+                async for attempt in policy.context():
+                    with attempt:
+                        tries += 1
+                        if tries <= failures:
+                            raise StoreUnavailable("the store did not answer")
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(None)
+    text = metrics.exposition().decode()
+    assert metric(text, "archiver_retries_total", source="hq", **{"class": "store"}) == 2
+    assert metric(text, "archiver_retries_total", source="default", **{"class": "store"}) == 1
 
 
 @pytest.mark.parametrize("signals", [1, 2])

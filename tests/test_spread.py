@@ -12,17 +12,35 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
+import pytest
 import yaml
 
 from archiver.simulator import Dataset, Faults, Simulator
-from tests.helpers import Bucket, archive_objects, log_events, reaping, start_archiver, terminate, wait_until
+from tests.helpers import (
+    Bucket,
+    archive_objects,
+    free_port,
+    log_events,
+    metric,
+    reaping,
+    start_archiver,
+    terminate,
+    wait_until,
+)
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 SOURCES = ("hq", "hn", "dn", "ct")
 
 
 def _config(
-    tmp_path: Path, name: str, sims: list[Simulator], bucket: Bucket, *, sources: tuple[str, ...] = SOURCES
+    tmp_path: Path,
+    name: str,
+    sims: list[Simulator],
+    bucket: Bucket,
+    *,
+    sources: tuple[str, ...] = SOURCES,
+    metrics_port: int | None = None,
 ) -> Path:
     raw: dict[str, Any] = {
         "sources": [
@@ -34,6 +52,8 @@ def _config(
         "poll": {"interval": "1s", "settle": "1s", "lookback": "5m"},
         "coordination": {"lease_ttl": "3s"},
     }
+    if metrics_port is not None:
+        raw["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -53,14 +73,17 @@ def _holders(bucket: Bucket) -> Counter[str]:
 
 def test_four_sources_split_two_and_two_and_the_survivor_takes_all_four(tmp_path: Path, bucket: Bucket) -> None:
     """Two `archiver run` with one four-source config: each polls two sources; after kill -9 of
-    one, the other polls all four; every source's calls land under its own prefix, none twice."""
+    one, the other polls all four; every source's calls land under its own prefix, none twice,
+    and the survivor's metrics count each source's calls apart."""
     datasets = [Dataset(seed=30 + i, calls_per_day=20000, max_duration=2, business_hours_share=0) for i in range(4)]
     logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
     with reaping() as processes, contextlib.ExitStack() as stack:
         sims = [stack.enter_context(Simulator(d)) for d in datasets]
         processes["a"] = start_archiver("run", _config(tmp_path, "a", sims, bucket), log=logs["a"])
         wait_until(lambda: _holders(bucket) and max(_holders(bucket).values()) == 4, timeout=30)
-        processes["b"] = start_archiver("run", _config(tmp_path, "b", sims, bucket), log=logs["b"])
+        port = free_port()
+        config_b = _config(tmp_path, "b", sims, bucket, metrics_port=port)
+        processes["b"] = start_archiver("run", config_b, log=logs["b"])
         wait_until(lambda: sorted(_holders(bucket).values()) == [2, 2], timeout=30)
         wait_until(lambda: log_events(logs["b"]).count("poll.completed") >= 4, timeout=30)
         processes["a"].send_signal(signal.SIGKILL)
@@ -70,6 +93,7 @@ def test_four_sources_split_two_and_two_and_the_survivor_takes_all_four(tmp_path
         polls = log_events(logs["b"]).count("poll.completed")
         wait_until(lambda: log_events(logs["b"]).count("poll.completed") >= polls + 8, timeout=30)
         time.sleep(2)
+        exposition = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         assert terminate(processes["b"]) == 0
         stopped = datetime.now(TZ)
     polled = {json.loads(line).get("source") for line in logs["b"].read_text().splitlines() if "poll.completed" in line}
@@ -90,6 +114,12 @@ def test_four_sources_split_two_and_two_and_the_survivor_takes_all_four(tmp_path
                 assert f"archive/{source}/{call.start:%Y/%m/%d}/{call.uuid}.json" in objects, (source, call.uuid)
     prefixes = {k.split("/")[1] for k in objects}
     assert prefixes == set(SOURCES)  # each source under its own prefix, nothing at the top
+    for source in SOURCES:  # each source's calls are counted under its own label
+        assert metric(exposition, "archiver_calls_total", source=source, outcome="archived") > 0
+        assert metric(exposition, "archiver_failures_total", source=source, **{"class": "store"}) == 0
+        assert metric(exposition, "archiver_last_successful_poll_age_seconds", source=source) < 10
+    with pytest.raises(AssertionError):
+        metric(exposition, "archiver_calls_total", source="default")  # no unlabelled twin
 
 
 def test_hosts_sharing_a_multi_source_backfill_spread_over_the_sources(tmp_path: Path, bucket: Bucket) -> None:
