@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urljoin, urlsplit
 
+import aiohttp
 import httpx
 import structlog
 
@@ -32,6 +33,24 @@ log = structlog.get_logger("archiver.fetch")
 # a burst of faults does not turn a recording that exists into a "missing" one.
 NOT_FOUND_TRIES = RetryPolicy(attempts=3, timeout=90.0, wait_initial=1.0, wait_max=5.0)
 FLAKY_TRIES = RetryPolicy(attempts=10, timeout=180.0, wait_initial=0.5, wait_max=10.0)
+
+
+def timed_out(exc: httpx.TransportError) -> bool:
+    """Whether the transfer failed by running out of time.
+
+    httpx-aiohttp reports every aiohttp connection error, a server hanging up included, as
+    ``ConnectTimeout``; aiohttp's own exception (the cause) says which it was.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError):
+        return isinstance(cause, TimeoutError)
+    return isinstance(exc, httpx.TimeoutException)
+
+
+def failure_name(exc: httpx.TransportError) -> str:
+    """The name of what failed: aiohttp's exception under httpx-aiohttp's, else httpx's."""
+    cause = exc.__cause__
+    return type(cause if isinstance(cause, aiohttp.ClientError) else exc).__name__
 
 
 class SpoolError(CallError):
@@ -146,10 +165,10 @@ class Fetcher:
             request = self._http.build_request("GET", current, headers={"Accept-Encoding": "identity"})
             try:
                 response = await self._http.send(request, stream=True)
-            except httpx.TimeoutException:
-                raise RecordingUnavailable("the recording server did not answer in time", kind="timeout") from None
             except httpx.TransportError as exc:
-                raise RecordingUnavailable(f"could not connect: {type(exc).__name__}", kind="connection") from None
+                if timed_out(exc):
+                    raise RecordingUnavailable("the recording server did not answer in time", kind="timeout") from None
+                raise RecordingUnavailable(f"could not connect: {failure_name(exc)}", kind="connection") from None
             try:
                 if response.is_redirect and "location" in response.headers:
                     current = urljoin(current, response.headers["location"])
@@ -229,11 +248,11 @@ class Fetcher:
                     spool.write(chunk)
                 except OSError as exc:
                     raise SpoolError(f"cannot buffer the download: {exc.strerror}") from None
-        except httpx.TimeoutException:
-            raise RecordingUnavailable(f"the body stalled after {size} bytes", kind="stalled") from None
         except httpx.TransportError as exc:
+            if timed_out(exc):
+                raise RecordingUnavailable(f"the body stalled after {size} bytes", kind="stalled") from None
             raise RecordingUnavailable(
-                f"the body was cut off after {size} bytes ({type(exc).__name__})", kind="cut_off"
+                f"the body was cut off after {size} bytes ({failure_name(exc)})", kind="cut_off"
             ) from None
         return size, hasher.digest(), head
 

@@ -181,6 +181,19 @@ async def test_broken_bodies_are_never_accepted(
         assert sim.stats["recording.requests"] == FAST.attempts  # the quick tries, then give up
 
 
+async def test_a_server_that_hangs_up_is_a_connection_failure_not_a_timeout(http: httpx.AsyncClient) -> None:
+    """A server that closes the connection without answering is recorded as such (a sidecar's
+    attempt record says what happened), not as a server that was too slow."""
+
+    def hang_up(h: BaseHTTPRequestHandler) -> None:
+        h.close_connection = True  # and no answer
+
+    with TinyServer(hang_up) as server, pytest.raises(RecordingUnavailable) as caught:
+        await fetcher(http).fetch(server.url + "/rec.wav")
+    assert caught.value.kind == "connection"
+    assert "did not answer in time" not in str(caught.value)
+
+
 async def test_a_flaky_link_succeeds_within_the_quick_tries(dataset: Dataset, http: httpx.AsyncClient) -> None:
     """Intermittent failures cost retries, not the recording."""
     with Simulator(dataset, faults=Faults(recording_error_rate=0.5, recording_cut_rate=0.3), seed=11) as sim:
