@@ -129,23 +129,58 @@ def env_proxy(url: str) -> str | None:
 
 
 def download_client(
-    timeout: float, concurrency: int, headers: dict[str, str], *, proxy: str | None = None
+    timeout: float,
+    concurrency: int,
+    headers: dict[str, str],
+    *,
+    proxy_for: Callable[[str], str | None] = env_proxy,
 ) -> httpx.AsyncClient:
     """The client for recordings: httpx's API over aiohttp's HTTP/1.1, which costs about half the
     CPU per download (the benchmark's figures). Redirects are never followed by the client:
-    the Fetcher checks every hop against the allowed hosts."""
+    the Fetcher checks every hop against the allowed hosts. Each link goes through the proxy
+    *proxy_for* names for it (the environment's, by default)."""
 
-    def session() -> aiohttp.ClientSession:  # made on first use, inside the event loop
-        connector = aiohttp.TCPConnector(limit=concurrency * 2, ssl=httpx.create_ssl_context())
-        return aiohttp.ClientSession(connector=connector)
+    def transport(proxy: str | None) -> httpx.AsyncBaseTransport:
+        def session() -> aiohttp.ClientSession:  # made on first use, inside the event loop
+            connector = aiohttp.TCPConnector(limit=concurrency * 2, ssl=httpx.create_ssl_context())
+            return aiohttp.ClientSession(connector=connector)
+
+        return AiohttpTransport(client=session, proxy=httpx.Proxy(proxy) if proxy else None)
 
     return httpx.AsyncClient(
-        transport=AiohttpTransport(client=session, proxy=httpx.Proxy(proxy) if proxy else None),
+        transport=_ByProxy(transport, proxy_for),
         timeout=timeout,
         headers=headers,
         follow_redirects=False,
         trust_env=False,  # the proxy is the transport's; httpx would route around it
     )
+
+
+class _ByProxy(httpx.AsyncBaseTransport):
+    """Sends each request through the proxy named for its scheme and host (recordings may be on
+    other hosts than the API, some exempt by NO_PROXY), looked up once per host."""
+
+    def __init__(
+        self, make: Callable[[str | None], httpx.AsyncBaseTransport], proxy_for: Callable[[str], str | None]
+    ) -> None:
+        self._make = make
+        self._proxy_for = proxy_for
+        self._routes: dict[tuple[str, str, int | None], str | None] = {}
+        self._transports: dict[str | None, httpx.AsyncBaseTransport] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        where = (url.scheme, url.host, url.port)
+        if where not in self._routes:
+            self._routes[where] = self._proxy_for(str(url))
+        proxy = self._routes[where]
+        if proxy not in self._transports:
+            self._transports[proxy] = self._make(proxy)
+        return await self._transports[proxy].handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in self._transports.values():
+            await transport.aclose()
 
 
 @asynccontextmanager
@@ -171,9 +206,7 @@ async def assemble(
     api_http = httpx.AsyncClient(
         timeout=source.request_timeout.total_seconds(), headers=headers, follow_redirects=False
     )
-    # Recordings come from the PBX: through the proxy the environment names for the API's host.
-    proxy = env_proxy(source.base_url)
-    download_http = download_client(download.timeout.total_seconds(), download.concurrency, headers, proxy=proxy)
+    download_http = download_client(download.timeout.total_seconds(), download.concurrency, headers)
     store = make_store(config)
     control = control_store(config, store)
     own_ledger = ledger is None

@@ -219,8 +219,8 @@ async def test_a_404_gets_fewer_tries_than_a_server_error(dataset: Dataset, http
 async def test_recordings_come_through_the_proxy_the_environment_names(
     sim: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """HTTP_PROXY is honoured (NO_PROXY exempts a host): a recording on a host that does not even
-    resolve arrives, because the proxy fetched it."""
+    """HTTP_PROXY is honoured per link (NO_PROXY exempts a host): a recording on a host that does
+    not even resolve arrives, because the proxy fetched it; one on an exempt host comes direct."""
     call = a_recorded_call(sim)
     wanted = sim.dataset.recording_bytes(call)
     asked: list[str] = []
@@ -238,8 +238,10 @@ async def test_recordings_come_through_the_proxy_the_environment_names(
         monkeypatch.setenv("NO_PROXY", "127.0.0.1,internal.example")
         assert env_proxy("http://pbx.invalid/cdr/x") == server.url
         assert env_proxy("http://internal.example/cdr/x") is None
-        async with download_client(5, 2, {}, proxy=env_proxy("http://pbx.invalid/")) as client:
+        async with download_client(5, 2, {}) as client:
             with await fetcher(client, "pbx.invalid").fetch("http://pbx.invalid/cdr/x.wav") as download:
                 assert download.size == len(wanted)
                 assert download.sha256 == hashlib.sha256(wanted).digest()
+            with await fetcher(client).fetch(link(sim, call)) as direct:  # 127.0.0.1: exempt
+                assert direct.sha256 == hashlib.sha256(wanted).digest()
     assert asked == ["http://pbx.invalid/cdr/x.wav"]
