@@ -183,17 +183,17 @@ class Archiver:
         Returns the time before which every call is done or parked. A failure to read the API
         stops the reading, lets the calls already handed out finish, then is raised.
         """
-        batch = _Batch(self, report, windows, bounds=bounds, honour_schedule=honour_schedule)
+        batch = _Batch(report, windows, bounds=bounds, honour_schedule=honour_schedule, started=self._clock.now())
         send, receive = anyio.create_memory_object_stream[_Work](self._concurrency)
         read_error: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
                 for _ in range(2 * self._concurrency):
-                    tg.start_soon(batch.work, receive.clone())
+                    tg.start_soon(self._work, batch, receive.clone())
                 receive.close()
                 async with send:
                     try:
-                        await batch.produce(send, due)
+                        await self._produce(batch, send, due)
                     except (TransientError, FatalError) as exc:
                         read_error = exc
         except BaseExceptionGroup as group:
@@ -201,6 +201,52 @@ class Archiver:
         if read_error is not None:
             raise read_error
         return batch.tracker.safe_until()
+
+    async def _produce(self, batch: _Batch, send: ObjectSendStream[_Work], due: list[PendingCall]) -> None:
+        """Hand out the due retries, then every call of the batch's windows that is not done."""
+        for parked in due:
+            if self.stopping:
+                break
+            cdr = parse_row(parked.row, self._tz)
+            batch.in_flight.add(cdr.call_id)
+            await self._send(send, _Work(cdr, parked.day, parked, None))
+        for index, window in enumerate(batch.windows):
+            if self.stopping:
+                batch.report.interrupted = True
+                return
+            await self._sync_days(window.days())
+            async for row in self._client.cdr_rows(window.query_from, window.query_to):
+                batch.report.rows += 1
+                self._health.beat()
+                work = batch.admit(parse_row(row, self._tz), window, index, self._ledger)
+                if work is not None:
+                    await self._send(send, work)
+                if self.stopping:
+                    batch.report.interrupted = True
+                    return
+            batch.tracker.read_all(index)
+            batch.report.windows_done += 1
+
+    async def _send(self, send: ObjectSendStream[_Work], work: _Work) -> None:
+        self._metrics.queue_depth.inc()
+        await send.send(work)
+
+    async def _work(self, batch: _Batch, stream: ObjectReceiveStream[_Work]) -> None:
+        """One worker: archive calls from *stream* until it closes."""
+        async with stream:
+            async for work in stream:
+                self._metrics.queue_depth.dec()
+                ok = False
+                try:
+                    if self.stopping:
+                        batch.report.interrupted = True
+                        continue
+                    ok = await self._handle(work, batch.report)
+                    if not ok:
+                        batch.failed.add(work.cdr.call_id)  # not tried again in this run
+                finally:
+                    batch.finish(work, ok=ok)
+                    self._report_progress(batch.report)
 
     async def _handle(self, work: _Work, report: RunReport) -> bool:
         """Archive one call; True when it is done or parked, False when it failed."""
@@ -380,14 +426,13 @@ class _Batch:
 
     def __init__(
         self,
-        archiver: Archiver,
         report: RunReport,
         windows: list[Window],
         *,
         bounds: tuple[datetime, datetime] | None,
         honour_schedule: bool,
+        started: datetime,
     ) -> None:
-        self.archiver = archiver
         self.report = report
         self.windows = windows
         self.bounds = bounds
@@ -395,42 +440,13 @@ class _Batch:
         self.tracker = CursorTracker(windows)
         self.in_flight: set[str] = set()
         self.failed: set[str] = set()
-        self.started = archiver._clock.now()
+        self.started = started
 
-    async def produce(self, send: ObjectSendStream[_Work], due: list[PendingCall]) -> None:
-        a = self.archiver
-        for parked in due:
-            if a.stopping:
-                break
-            cdr = parse_row(parked.row, a._tz)
-            self.in_flight.add(cdr.call_id)
-            await self._send(send, _Work(cdr, parked.day, parked, None))
-        for index, window in enumerate(self.windows):
-            if a.stopping:
-                self.report.interrupted = True
-                return
-            await a._sync_days(window.days())
-            async for row in a._client.cdr_rows(window.query_from, window.query_to):
-                self.report.rows += 1
-                a._health.beat()
-                work = self._admit(parse_row(row, a._tz), window, index)
-                if work is not None:
-                    await self._send(send, work)
-                if a.stopping:
-                    self.report.interrupted = True
-                    return
-            self.tracker.read_all(index)
-            self.report.windows_done += 1
-
-    async def _send(self, send: ObjectSendStream[_Work], work: _Work) -> None:
-        self.archiver._metrics.queue_depth.inc()
-        await send.send(work)
-
-    def _admit(self, cdr: Cdr, window: Window, index: int) -> _Work | None:
+    def admit(self, cdr: Cdr, window: Window, index: int, ledger: Ledger) -> _Work | None:
         """The work for *cdr*, or None when it is out of range, done, busy or not due."""
         if not cdr.started_within(self.bounds):
             return None
-        ledger, call_id = self.archiver._ledger, cdr.call_id
+        call_id = cdr.call_id
         if call_id in self.in_flight or call_id in self.failed or ledger.is_done(call_id):
             self.report.skipped += 1
             return None
@@ -446,20 +462,8 @@ class _Batch:
         self.tracker.add(index)
         return _Work(cdr, window.day, pending, index)
 
-    async def work(self, stream: ObjectReceiveStream[_Work]) -> None:
-        async with stream:
-            async for work in stream:
-                self.archiver._metrics.queue_depth.dec()
-                ok = False
-                try:
-                    if self.archiver.stopping:
-                        self.report.interrupted = True
-                        continue
-                    ok = await self.archiver._handle(work, self.report)
-                    if not ok:
-                        self.failed.add(work.cdr.call_id)
-                finally:
-                    self.in_flight.discard(work.cdr.call_id)
-                    if work.window is not None:
-                        self.tracker.finish(work.window, ok=ok)
-                    self.archiver._report_progress(self.report)
+    def finish(self, work: _Work, *, ok: bool) -> None:
+        """*work* is over: done or parked (*ok*), or not (failed, or skipped by a stop)."""
+        self.in_flight.discard(work.cdr.call_id)
+        if work.window is not None:
+            self.tracker.finish(work.window, ok=ok)
