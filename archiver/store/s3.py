@@ -126,7 +126,10 @@ class S3Store:
                 "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance role"
             ) from None
         except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError) as exc:
-            raise StoreUnavailable(f"{self.description} did not answer: {type(exc).__name__}") from None
+            raise self._unanswered(type(exc).__name__) from None
+
+    def _unanswered(self, why: str) -> StoreUnavailable:
+        return StoreUnavailable(f"{self.description} did not answer: {why}")
 
     def _translate(self, exc: botocore.exceptions.ClientError, key: str | None) -> Exception:
         error = exc.response.get("Error", {})
@@ -217,7 +220,7 @@ class S3Store:
         try:
             await self._direct.put(key, body, size=size, sha256=sha256, headers=_put_headers(common))
         except PutUnanswered as exc:
-            raise StoreUnavailable(f"{self.description} did not answer: {exc}") from None
+            raise self._unanswered(str(exc)) from None
         except PutRefused as exc:
             if 300 <= exc.status < 400 or exc.code in _REDIRECT_CODES:
                 # The bucket lives in another region than storage.region says: boto3 follows that.
