@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -108,6 +109,24 @@ async def test_the_local_store_refuses_keys_that_could_escape(tmp_path: Path, ke
     """Keys cannot climb out of the archive folder."""
     with pytest.raises(ValueError, match="unsafe key"):
         await LocalStore(tmp_path).head(key)
+
+
+async def test_the_local_store_clears_a_crashed_writes_leftover_once_it_is_a_day_old(tmp_path: Path) -> None:
+    """A kill -9 mid-write leaves a hidden temporary file; listing its folder removes it once no
+    write can still own it, and never lists it."""
+    store = LocalStore(tmp_path)
+    await put_bytes(store, "2026/11/01/a.json", b"{}", "application/json")
+    folder = tmp_path / "2026" / "11" / "01"
+    old, fresh = folder / ".b.json.x1.tmp", folder / ".c.json.x2.tmp"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    a_day_ago = time.time() - 86400 - 60
+    os.utime(old, (a_day_ago, a_day_ago))
+    with capture_logs() as logs:
+        assert [k async for k in store.list_keys("2026/11/01/")] == ["2026/11/01/a.json"]
+    assert [e["path"] for e in logs if e["event"] == "store.leftover_removed"] == [str(old)]
+    assert not old.exists()
+    assert fresh.exists()  # a write may still be filling it
 
 
 async def test_large_bodies_go_up_in_parts_and_stay_create_only(bucket: Bucket) -> None:

@@ -2,25 +2,32 @@
 
 Each write goes to a temporary file beside its target, is fsynced, then hard-linked into
 place: ``link(2)`` fails when the name exists, so writes are create-only and atomic, and a
-crash leaves at most a hidden ``.*.tmp`` file that no listing shows.
+crash leaves at most a hidden ``.*.tmp`` file that no listing shows. Listing a folder removes
+such leftovers once they are a day old (no write takes that long), so crashes do not pile up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import IO
 
 import anyio.to_thread
+import structlog
 
 from archiver.errors import ArchiveConflict, CallError, ObjectExists, StoreAccessError, StoreUnavailable
 from archiver.store import ObjectInfo
 
+log = structlog.get_logger("archiver.store")
+
 _CHUNK = 1 << 20
+STALE_WRITE = 24 * 3600.0  # seconds after which a temporary file is a crashed write's leftover
 
 
 class LocalStore:
@@ -139,6 +146,8 @@ class LocalStore:
                 rel = Path(dirpath).relative_to(self.root).as_posix()
                 for name in filenames:
                     if name.startswith("."):
+                        if name.endswith(".tmp"):
+                            self._remove_if_stale(Path(dirpath, name))
                         continue
                     key = name if rel == "." else f"{rel}/{name}"
                     if key.startswith(prefix):
@@ -149,6 +158,13 @@ class LocalStore:
         assert isinstance(keys, list)
         for key in keys:
             yield key
+
+    def _remove_if_stale(self, path: Path) -> None:
+        """Remove a temporary file that no write has touched for a day (a crash's leftover)."""
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove: leave it
+            if time.time() - path.stat().st_mtime > STALE_WRITE:
+                path.unlink()
+                log.info("store.leftover_removed", path=str(path))
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
