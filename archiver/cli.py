@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from archiver import __version__, cli_audit, cli_run, logs
-from archiver.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from archiver.errors import ArchiverError, ConfigError, FatalError
+from archiver import __version__, logs
+from archiver.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArchiverError, ConfigError, FatalError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,12 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    command("run", cli_run.run, "the daemon: poll the API and archive new calls until stopped")
-    backfill = command("backfill", cli_run.backfill, "archive every call in a date range, then exit")
+    command("run", _lazy("cli_run", "run"), "the daemon: poll the API and archive new calls until stopped")
+    backfill = command("backfill", _lazy("cli_run", "backfill"), "archive every call in a date range, then exit")
     backfill.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD or 'YYYY-MM-DD HH:MM', inclusive")
     backfill.add_argument("--until", metavar="DATE", help="exclusive; default now")
     backfill.add_argument("--dry-run", action="store_true", help="list what would be archived; write nothing")
-    verify = command("verify", cli_audit.verify, "check the archive: every sidecar, recording and manifest")
+    verify = command("verify", _lazy("cli_audit", "verify"), "check the archive: every sidecar, recording and manifest")
     verify.add_argument("--since", metavar="DATE", help="first day to check (default: the whole archive)")
     verify.add_argument("--until", metavar="DATE", help="day after the last to check (exclusive)")
     verify.add_argument("--deep", action="store_true", help="download and re-hash every recording")
@@ -76,12 +76,14 @@ def _parser() -> argparse.ArgumentParser:
         "--sample", type=float, default=0.0, metavar="PERCENT", help="re-hash this share of the recordings"
     )
     verify.add_argument("--json", action="store_true", help="print the report as one JSON document")
-    reconcile = command("reconcile", cli_audit.reconcile, "compare the calls the API lists with the archive, both ways")
+    reconcile = command(
+        "reconcile", _lazy("cli_audit", "reconcile"), "compare the calls the API lists with the archive, both ways"
+    )
     reconcile.add_argument("--since", required=True, metavar="DATE")
     reconcile.add_argument("--until", metavar="DATE", help="exclusive; default now")
     reconcile.add_argument("--json", action="store_true", help="print the report as one JSON document")
-    command("check", cli_audit.check, "check the configuration, the API credentials and the bucket")
-    status = command("status", cli_audit.status, "show the daemon's progress from its ledger (no network)")
+    command("check", _lazy("cli_audit", "check"), "check the configuration, the API credentials and the bucket")
+    status = command("status", _lazy("cli_audit", "status"), "show the daemon's progress from its ledger (no network)")
     status.add_argument("--json", action="store_true", help="print one JSON document")
 
     simulate = command("simulate", _simulate, "serve the bundled ccall API simulator", config=False)
@@ -103,6 +105,17 @@ def _parser() -> argparse.ArgumentParser:
     demo = command("demo", _demo, "archive two days from the simulator into a local folder", config=False)
     demo.add_argument("--dir", type=Path, default=Path("archiver-demo"), help="default ./archiver-demo")
     return parser
+
+
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """The handler *name* of ``archiver.<module>``, imported when the command runs: --help,
+    --version and usage errors answer at once, without loading boto3, aiohttp and the rest."""
+
+    def handler(args: argparse.Namespace) -> int:
+        run: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(f"archiver.{module}"), name)
+        return run(args)
+
+    return handler
 
 
 # -- simulate and demo ------------------------------------------------------------------------

@@ -19,11 +19,11 @@ import anyio
 
 from archiver.app import assemble, make_store, store_identity
 from archiver.audit import Auditor, VerifyReport
-from archiver.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, dates, days, heading, setup
+from archiver.cli_common import dates, days, heading, setup
 from archiver.cli_report import print_reconcile, print_status, print_verify
 from archiver.cli_run import survey
 from archiver.config import Config
-from archiver.errors import ArchiverError, ConfigError, FatalError, TransientError
+from archiver.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArchiverError, ConfigError, FatalError, TransientError
 from archiver.ledger import Ledger
 from archiver.store import Store, put_bytes
 from archiver.store.s3 import S3Store

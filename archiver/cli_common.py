@@ -1,4 +1,4 @@
-"""What every command shares: exit codes, the configuration, dates, and who this instance is."""
+"""What every command shares: the configuration, dates, and who this instance is."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from archiver.config_load import load_configs
 from archiver.errors import ConfigError
 from archiver.windows import parse_date_argument
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SHUTDOWN_GRACE = timedelta(seconds=30)
 
 

@@ -15,8 +15,6 @@ import structlog
 
 from archiver.app import Parts, assemble
 from archiver.cli_common import (
-    EXIT_FAILED,
-    EXIT_OK,
     SHUTDOWN_GRACE,
     dates,
     heading,
@@ -28,7 +26,7 @@ from archiver.cli_report import print_report
 from archiver.clock import SystemClock
 from archiver.config import Config
 from archiver.daemon import Daemon, DeadManPing, supervised
-from archiver.errors import ConfigError, TransientError
+from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError, TransientError
 from archiver.lease import Lease
 from archiver.ledger import Ledger
 from archiver.metrics import Health, Metrics, serve

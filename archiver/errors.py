@@ -29,6 +29,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+# What the command line exits with: everything done; work failed or a check found a problem
+# (the output names each); a usage or configuration error, or any FatalError.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
 
 class ArchiverError(Exception):
     """Base class of every error the archiver raises on purpose."""

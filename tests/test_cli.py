@@ -203,6 +203,21 @@ def test_the_daemon_archives_arriving_calls_promptly_and_stops_cleanly_on_sigter
     assert SECRET not in stdout + stderr
 
 
+def test_help_and_version_answer_without_loading_the_archiving_stack() -> None:
+    """--help, --version and usage errors import no network or storage library, so they answer at once."""
+    probe = (
+        "import sys, contextlib\n"
+        "from archiver.cli import main\n"
+        "for argv in (['--version'], ['backfill', '--help'], ['nonsense']):\n"
+        "    with contextlib.suppress(SystemExit):\n"
+        "        main(argv)\n"
+        "print(sorted(m for m in ('boto3', 'botocore', 'aiohttp', 'httpx', 'pydantic') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+    assert "usage: archiver backfill" in done.stdout
+
+
 def test_the_demo_runs_from_nothing(tmp_path: Path) -> None:
     """archiver demo archives two days from the simulator into a folder and says so."""
     result = archiver("demo", "--dir", str(tmp_path / "demo"))
