@@ -21,6 +21,7 @@ from typing import Any
 
 from archiver.dayfiles import CallEntry
 from archiver.errors import ConfigError
+from archiver.report import DONE_STATUSES
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -281,7 +282,7 @@ class Ledger:
             "store": meta.get("store"),
             "cursor": cursor.isoformat() if cursor else None,
             "cursor_lag_seconds": round((now - cursor).total_seconds(), 1) if cursor else None,
-            "calls": {k: counts.get(k, 0) for k in ("archived", "none", "missing", "rejected", "stored")},
+            "calls": {k: counts.get(k, 0) for k in (*DONE_STATUSES, "stored")},
             "pending": {
                 "count": pending[0],
                 "next_attempt": datetime.fromtimestamp(pending[1], UTC).isoformat() if pending[1] else None,

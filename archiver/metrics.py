@@ -25,6 +25,7 @@ from archiver.errors import (
     RecordingUnavailable,
     StoreUnavailable,
 )
+from archiver.report import DONE_STATUSES
 
 DEFAULT_SOURCE = "default"  # the source label of a config with one source
 FAILURE_CLASSES = ("api", "store", "recording", "conflict", "local", "other")
@@ -109,7 +110,7 @@ class Metrics:
         if source in self._sources:
             return
         self._sources.add(source)
-        for outcome in ("archived", "none", "missing", "rejected"):
+        for outcome in DONE_STATUSES:
             self.calls.labels(source=source, outcome=outcome)
         for kind in FAILURE_CLASSES:
             self.failures.labels(source=source, **{"class": kind})
