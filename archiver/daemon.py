@@ -95,12 +95,12 @@ class DeadManPing:
         self._url = url.rstrip("/")
         self._failing: set[str] = set()
 
-    async def success(self, source: str = "default") -> None:
+    async def success(self, source: str = DEFAULT_SOURCE) -> None:
         self._failing.discard(source)
         if not self._failing:
             await self._hit(self._url, "")
 
-    async def failure(self, error: str, source: str = "default") -> None:
+    async def failure(self, error: str, source: str = DEFAULT_SOURCE) -> None:
         self._failing.add(source)
         await self._hit(self._url + "/fail", error)
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -30,6 +30,7 @@ from archiver.lease import Lease
 from archiver.pipeline import Archiver
 from archiver.report import DONE_STATUSES, RunReport
 from archiver.store.s3 import S3Store
+from archiver.windows import plan_windows
 
 log = structlog.get_logger("archiver.shards")
 _FIRST_PAUSE = 0.25  # seconds before a host with nothing left to claim looks at its peers' days again
@@ -69,7 +70,7 @@ async def sharded_backfill(
     range_id = hashlib.sha256(f"{source}|{since.isoformat()}|{until.isoformat()}".encode()).hexdigest()[:16]
     folder = f"{control_prefix}/shards/{range_id}"
     if resume is None:
-        days = _days(since, until, tz)
+        days = [(window.start, window.end) for window in plan_windows(since, until, tz)]  # a day each
         # A day done by a peer of this run is skipped; one done by an earlier run is read again, so
         # that re-running a backfill still catches calls the PBX listed late (cheaply: it skips
         # every call already in the bucket).
@@ -177,13 +178,3 @@ async def _mark_done(store: S3Store, key: str, report: RunReport, now: datetime)
     found = await store.read_with_etag(key)
     with contextlib.suppress(ObjectExists):  # a peer recorded it first: harmless
         await store.put_conditional(key, body, if_match=found[1] if found else None)
-
-
-def _days(since: datetime, until: datetime, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
-    out = []
-    start = since.astimezone(tz)
-    while start < until:
-        midnight = datetime.combine(start.date() + timedelta(days=1), time(0), tz)
-        out.append((start, min(midnight, until)))
-        start = midnight
-    return out
