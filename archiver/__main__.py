@@ -1,5 +1,5 @@
 """``python -m archiver`` runs the same command line as the ``archiver`` script."""
 
-from archiver.cli import main
+from archiver.cli.main import main
 
 raise SystemExit(main())

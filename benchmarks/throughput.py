@@ -41,8 +41,8 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from archiver.ledger import Ledger
 from archiver.simulator import Dataset, Faults, Simulator
+from archiver.state.ledger import Ledger
 from tests.helpers import AWS_ENV, MotoServer, make_bucket
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -41,10 +41,10 @@ import anyio
 import jsonschema
 import yaml
 
-from archiver import dayfiles
-from archiver.audit import Auditor
-from archiver.keys import audio_key, sidecar_key
-from archiver.model import call_id_for_row
+from archiver.audit.verify import Auditor
+from archiver.core import dayfiles
+from archiver.core.cdr import call_id_for_row
+from archiver.core.keys import audio_key, sidecar_key
 from archiver.simulator import Dataset, Faults, SimCall, Simulator, as_received
 from archiver.store.s3 import S3Store
 from tests.helpers import Bucket, MotoServer, ToggleProxy, check_sidecar, make_bucket, s3_client, start_archiver

@@ -25,9 +25,9 @@ import botocore.session
 import jsonschema
 from prometheus_client.parser import text_string_to_metric_families
 
-from archiver.app import direct_put
-from archiver.config import Config
-from archiver.config_load import parse_config
+from archiver.compose import direct_put
+from archiver.config.load import parse_config
+from archiver.config.models import Config
 from archiver.retry import RetryPolicy
 from archiver.simulator import Simulator
 from archiver.store.s3 import S3Store

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from archiver.audio import NotAudio, check_wav, sniff
+from archiver.core.audio import NotAudio, check_wav, sniff
 
 
 def wav(data_size: int, *, riff_size: int | None = None) -> bytes:

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from archiver.ccall import CcallClient
 from archiver.errors import ApiRejected, ApiUnavailable, AuthenticationError
 from archiver.retry import RetryPolicy
 from archiver.simulator import Dataset, Faults, Simulator
+from archiver.source.ccall import CcallClient
 from tests.helpers import FAST, FakeClock
 
 pytestmark = pytest.mark.anyio

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from archiver.model import call_id_for_row
+from archiver.core.cdr import call_id_for_row
 from archiver.simulator import Dataset, Simulator
 from tests.helpers import Bucket, free_port, wait_for_port
 
@@ -207,7 +207,7 @@ def test_help_and_version_answer_without_loading_the_archiving_stack() -> None:
     """--help, --version and usage errors import no network or storage library, so they answer at once."""
     probe = (
         "import sys, contextlib\n"
-        "from archiver.cli import main\n"
+        "from archiver.cli.main import main\n"
         "for argv in (['--version'], ['backfill', '--help'], ['nonsense']):\n"
         "    with contextlib.suppress(SystemExit):\n"
         "        main(argv)\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from archiver.config import pick
-from archiver.config_load import load_config, parse_config, parse_configs
+from archiver.config.load import load_config, parse_config, parse_configs
+from archiver.config.models import pick
 from archiver.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

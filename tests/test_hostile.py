@@ -20,11 +20,11 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from archiver.app import assemble
-from archiver.config import Config
-from archiver.config_load import parse_config
-from archiver.model import call_id_for_row
-from archiver.report import RunReport
+from archiver.compose import assemble
+from archiver.config.load import parse_config
+from archiver.config.models import Config
+from archiver.core.cdr import call_id_for_row
+from archiver.core.report import RunReport
 from archiver.simulator import Dataset, Simulator, as_received
 from tests.helpers import (
     FAST,

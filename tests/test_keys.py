@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from archiver.keys import audio_key, day_prefix, parse_call_key, sidecar_key
+from archiver.core.keys import audio_key, day_prefix, parse_call_key, sidecar_key
 
 UUID = "09dc3fa8-ba86-11e5-a8af-dbc80e22bddb"
 

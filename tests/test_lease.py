@@ -14,8 +14,8 @@ import anyio
 import pytest
 import yaml
 
-from archiver.clock import Clock
-from archiver.lease import Lease
+from archiver.coordination.lease import Lease
+from archiver.core.clock import Clock
 from archiver.simulator import Dataset, Faults, Simulator
 from archiver.store.s3 import S3Store
 from tests.helpers import (

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from archiver.model import call_id_for_url, canonical_json, parse_row
+from archiver.core.cdr import call_id_for_url, canonical_json, parse_row
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 DOC_ROW = {

@@ -24,14 +24,14 @@ import stamina.instrumentation
 import structlog
 import yaml
 
-from archiver.app import assemble
-from archiver.clock import SystemClock
-from archiver.config_load import parse_config
-from archiver.daemon import Daemon, DeadManPing
+from archiver.compose import assemble
+from archiver.config.load import parse_config
+from archiver.core.clock import SystemClock
 from archiver.errors import ApiUnavailable, ArchiveConflict, StoreUnavailable
-from archiver.metrics import FAILURE_CLASSES, Health, Metrics, failure_class
-from archiver.notify import Notifier
 from archiver.retry import RetryPolicy
+from archiver.service.daemon import Daemon, DeadManPing
+from archiver.service.metrics import FAILURE_CLASSES, Health, Metrics, failure_class
+from archiver.service.notify import Notifier
 from archiver.simulator import Dataset, Faults, Simulator
 from tests.helpers import FAST, Bucket, TinyServer, free_port, metric
 

@@ -12,14 +12,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from structlog.testing import capture_logs
 
-from archiver.app import assemble
-from archiver.clock import Clock
-from archiver.config import Config
-from archiver.dayfiles import set_number
+from archiver.compose import assemble
+from archiver.config.models import Config
+from archiver.core.cdr import call_id_for_row
+from archiver.core.clock import Clock
+from archiver.core.dayfiles import set_number
+from archiver.core.keys import audio_key, sidecar_key
+from archiver.core.report import RunReport
 from archiver.errors import ApiUnavailable
-from archiver.keys import audio_key, sidecar_key
-from archiver.model import call_id_for_row
-from archiver.report import RunReport
 from archiver.simulator import Dataset, Faults, SimCall, Simulator
 from tests.helpers import FAST, PATIENT_STORE, Bucket, FakeClock, check_sidecar, config_for
 

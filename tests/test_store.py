@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 from structlog.testing import capture_logs
 
-from archiver.config import ObjectLockConfig
+from archiver.config.models import ObjectLockConfig
 from archiver.errors import ArchiveConflict, ObjectExists, StoreAccessError, StoreUnavailable
 from archiver.store import Store, put_bytes
 from archiver.store.local import LocalStore

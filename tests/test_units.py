@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from archiver.units import format_duration, format_size, parse_duration, parse_size
+from archiver.core.quantities import format_duration, format_size, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(

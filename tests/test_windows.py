@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from archiver.windows import parse_date_argument, plan_windows
+from archiver.core.windows import parse_date_argument, plan_windows
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 

@@ -25,7 +25,7 @@ import anyio.to_thread
 import botocore.exceptions
 import structlog
 
-from archiver.config import ObjectLockConfig
+from archiver.config.models import ObjectLockConfig
 from archiver.errors import CallError, ObjectExists, StoreAccessError, StoreUnavailable
 from archiver.store import ObjectInfo
 from archiver.store.s3put import DirectPut, PutRefused, PutUnanswered

@@ -1,0 +1,71 @@
+"""What every command shares: the configuration, dates, and who this instance is."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import socket
+from datetime import date, datetime, timedelta
+
+from archiver.config.load import load_configs
+from archiver.config.models import Config, pick
+from archiver.core.windows import parse_date_argument
+from archiver.errors import ConfigError
+from archiver.service import logs
+
+SHUTDOWN_GRACE = timedelta(seconds=30)
+
+
+def setup(args: argparse.Namespace, *, stream: logs.LogStream | None = None, quiet: bool = False) -> tuple[Config, ...]:
+    """Load the configuration (the sources ``--source`` picks, else all) and set up logging
+    (*quiet*: warnings only, unless --log-level says)."""
+    configs = pick(load_configs(args.config), getattr(args, "source", None))
+    json_lines = {"auto": None, "json": True, "console": False}[args.log_format]
+    level = args.log_level or ("warning" if quiet else "info")
+    secrets = tuple(secret for config in configs for secret in config.secrets())
+    logs.configure(level=level, json_lines=json_lines, secrets=secrets, stream=stream)
+    return configs
+
+
+def heading(configs: tuple[Config, ...], config: Config) -> str | None:
+    """The line that starts one source's part of a command's output, when there are several."""
+    return f"== source {config.name}" if len(configs) > 1 else None
+
+
+def dates(args: argparse.Namespace, config: Config) -> tuple[datetime, datetime]:
+    """--since and --until, read in the source's time zone."""
+    tz = config.source.tz
+    try:
+        since = parse_date_argument(args.since, tz)
+        until = parse_date_argument(args.until, tz) if args.until else datetime.now(tz)
+    except ValueError as exc:
+        raise ConfigError([f"At '--since/--until': {exc}"], source="the command line") from None
+    if until <= since:
+        raise ConfigError(
+            [f"At '--until': {args.until or 'now'} is not after --since {args.since}"], source="the command line"
+        )
+    return since, until
+
+
+def days(args: argparse.Namespace, config: Config) -> list[date]:
+    """The local days from --since up to (not including) --until."""
+    if not args.since:
+        raise ConfigError(["At '--until': give --since too"], source="the command line")
+    since, until = dates(args, config)
+    last = (until - timedelta(microseconds=1)).astimezone(config.source.tz).date()
+    return [since.date() + timedelta(days=i) for i in range((last - since.date()).days + 1)]
+
+
+def owner(configs: tuple[Config, ...]) -> str:
+    """Who holds leases, claims and membership: this host and its ledgers. A process restarted
+    after a crash is the same owner, so it picks up its own claims at once instead of waiting
+    for them to expire."""
+    ledgers = "|".join(str(c.state.path.resolve()) for c in configs)
+    return f"{socket.gethostname()}:{hashlib.sha256(ledgers.encode()).hexdigest()[:8]}"
+
+
+def source_id(config: Config) -> str:
+    """A short, stable name for a source, for control objects."""
+    named = f"{config.name}|" if config.name else ""
+    text = f"{named}{config.source.base_url}|{config.source.domain_name or ''}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

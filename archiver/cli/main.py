@@ -1,0 +1,164 @@
+"""The command line. The only place that maps errors to exit codes.
+
+Exit codes: 0 everything done; 1 work failed or a check found a problem (the output names
+each call); 2 usage or configuration error (the message names the key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from archiver import __version__
+from archiver.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArchiverError, ConfigError, FatalError
+from archiver.service import logs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"archiver: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FatalError as exc:
+        print(f"archiver: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ArchiverError as exc:
+        print(f"archiver: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("archiver: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="archiver", description="Archive a ccall.vn PBX's call recordings into S3.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-level", choices=logs.LEVELS, default=None, help="default info (warning under a progress bar)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="json lines (the default off a terminal) or readable console lines",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help_text: str, *, config: bool = True
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if config:
+            sub.add_argument("-c", "--config", type=Path, required=True, metavar="FILE", help="the YAML configuration")
+            sub.add_argument("--source", metavar="NAME", help="only this one of the file's sources: (default: all)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("run", _lazy("archive", "run"), "the daemon: poll the API and archive new calls until stopped")
+    backfill = command("backfill", _lazy("archive", "backfill"), "archive every call in a date range, then exit")
+    backfill.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD or 'YYYY-MM-DD HH:MM', inclusive")
+    backfill.add_argument("--until", metavar="DATE", help="exclusive; default now")
+    backfill.add_argument("--dry-run", action="store_true", help="list what would be archived; write nothing")
+    verify = command("verify", _lazy("audit", "verify"), "check the archive: every sidecar, recording and manifest")
+    verify.add_argument("--since", metavar="DATE", help="first day to check (default: the whole archive)")
+    verify.add_argument("--until", metavar="DATE", help="day after the last to check (exclusive)")
+    verify.add_argument("--deep", action="store_true", help="download and re-hash every recording")
+    verify.add_argument(
+        "--sample", type=float, default=0.0, metavar="PERCENT", help="re-hash this share of the recordings"
+    )
+    verify.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    reconcile = command(
+        "reconcile", _lazy("audit", "reconcile"), "compare the calls the API lists with the archive, both ways"
+    )
+    reconcile.add_argument("--since", required=True, metavar="DATE")
+    reconcile.add_argument("--until", metavar="DATE", help="exclusive; default now")
+    reconcile.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    command("check", _lazy("audit", "check"), "check the configuration, the API credentials and the bucket")
+    status = command("status", _lazy("audit", "status"), "show the daemon's progress from its ledger (no network)")
+    status.add_argument("--json", action="store_true", help="print one JSON document")
+
+    simulate = command("simulate", _simulate, "serve the bundled ccall API simulator", config=False)
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8080)
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--calls-per-day", type=int, default=200)
+    simulate.add_argument("--max-duration", type=int, default=60, help="longest ordinary call, seconds")
+    simulate.add_argument("--timezone", default="Asia/Ho_Chi_Minh")
+    simulate.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="e.g. api_error_rate=0.1, recording_delay=30 (repeatable)",
+    )
+    simulate.add_argument("--missing-rate", type=float, default=0.0, help="share of recordings never served")
+
+    demo = command("demo", _demo, "archive two days from the simulator into a local folder", config=False)
+    demo.add_argument("--dir", type=Path, default=Path("archiver-demo"), help="default ./archiver-demo")
+    return parser
+
+
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """The handler *name* of ``archiver.cli.<module>``, imported when the command runs: --help,
+    --version and usage errors answer at once, without loading boto3, aiohttp and the rest."""
+
+    def handler(args: argparse.Namespace) -> int:
+        run: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(f"archiver.cli.{module}"), name)
+        return run(args)
+
+    return handler
+
+
+# -- simulate and demo ------------------------------------------------------------------------
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    try:
+        from archiver.simulator import Dataset, Faults, Simulator  # noqa: PLC0415 - only this command needs it
+
+        faults = Faults.parse(args.fault)
+        tz = ZoneInfo(args.timezone)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError([f"At '--fault/--timezone': {exc}"], source="the command line") from None
+    dataset = Dataset(
+        seed=args.seed,
+        calls_per_day=args.calls_per_day,
+        max_duration=args.max_duration,
+        tz=tz,
+        recording_missing_rate=args.missing_rate,
+    )
+    try:
+        sim = Simulator(dataset, host=args.host, port=args.port, faults=faults, seed=args.seed)
+    except OSError as exc:
+        raise ConfigError(
+            [f"At '--host/--port': cannot listen on {args.host}:{args.port}: {exc.strerror}"], source="the command line"
+        ) from None
+    print(
+        f"ccall simulator on {sim.url}  api_key={sim.api_key} api_secret={sim.api_secret}  (Ctrl-C stops)", flush=True
+    )
+    # Stop on SIGTERM as on Ctrl-C, even where SIGINT was ignored when we started (a background job).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+    with contextlib.suppress(KeyboardInterrupt):
+        sim.serve_forever()
+    return EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from archiver.cli.demo import run_demo  # noqa: PLC0415 - brings the simulator, which no other command needs
+
+    return run_demo(args.dir.resolve(), sys.stdout)

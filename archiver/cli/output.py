@@ -1,0 +1,88 @@
+"""Human summaries printed at the end of a command. Pure formatting."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TextIO
+
+from archiver.audit.survey import ReconcileReport
+from archiver.audit.verify import VerifyReport
+from archiver.core.quantities import format_size
+from archiver.core.report import RunReport
+
+
+def print_report(report: RunReport, out: TextIO) -> None:
+    """The human summary of a backfill: counts, then every call that is not done."""
+    o = report.outcomes
+    print(
+        f"archived {o['archived']} recordings ({format_size(report.bytes)}), {o['none']} calls without a recording, "
+        f"{o['missing']} missing, {o['rejected']} rejected; {report.skipped} already archived; "
+        f"{len(report.parked)} waiting; {len(report.failed)} failed",
+        file=out,
+    )
+    for call_id in report.parked:
+        print(f"waiting: call {call_id}: its recording is not served yet; a retry is scheduled", file=out)
+    for call_id, error in report.failed:
+        print(f"failed: call {call_id}: {error}", file=out)
+    if report.interrupted:
+        print("interrupted before the end of the range; run it again to finish", file=out)
+
+
+def print_status(status: dict[str, Any], out: TextIO) -> None:
+    """The human form of ``archiver status``."""
+    calls = status["calls"]
+    lag = status["cursor_lag_seconds"]
+    rows = [
+        ("store", status["store"]),
+        (
+            "cursor",
+            f"{status['cursor']} ({lag:.0f} s behind now)"
+            if status["cursor"]
+            else "none yet (the daemon has not polled)",
+        ),
+        ("calls", ", ".join(f"{k} {v}" for k, v in calls.items())),
+    ]
+    pending = status["pending"]
+    if pending["count"]:
+        rows.append(("waiting", f"{pending['count']} call(s) for their recording; next try {pending['next_attempt']}"))
+    else:
+        rows.append(("waiting", "none"))
+    last = status["last_poll"]
+    if last:
+        rows.append(("last poll", f"{last['at']} " + ("ok" if last["ok"] else f"FAILED: {last['error']}")))
+    rows.append(("last success", status["last_success"] or "never"))
+    rows.append(("failing", f"{len(status['failures'])} call(s)" if status["failures"] else "none"))
+    for name, value in rows:
+        print(f"{name:<13}{value}", file=out)
+    for failure in status["failures"]:
+        print(f"  call {failure['call_id']} ({failure['day']}): {failure['error']}", file=out)
+
+
+def print_verify(report: VerifyReport, out: TextIO) -> None:
+    """The human form of ``archiver verify``: one line per problem, then the totals."""
+    for problem in report.problems:
+        print(f"PROBLEM  {problem}", file=out)
+    print(
+        f"verified {report.days} days: {report.calls} calls, {report.recordings} recordings "
+        f"({report.rehashed} re-hashed, {format_size(report.bytes_rehashed)}); "
+        f"{len(report.problems)} problem(s)"
+        + (f"; {report.unmanifested} file(s) not yet in a manifest" if report.unmanifested else ""),
+        file=out,
+    )
+
+
+def print_reconcile(report: ReconcileReport, since: datetime, until: datetime, out: TextIO) -> None:
+    """The human form of ``archiver reconcile``."""
+    for day, call_id in report.not_archived:
+        print(f"NOT ARCHIVED  call {call_id} ({day}): the PBX lists it, the archive lacks it", file=out)
+    for call_id in report.not_listed:
+        print(f"NOT LISTED    call {call_id}: archived, but the PBX no longer lists it", file=out)
+    for call_id, error in report.recordings_missing:
+        print(f"MISSING REC   call {call_id}: the PBX never served its recording ({error})", file=out)
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items()))
+    print(
+        f"{since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M}: the PBX lists {report.listed} calls, the archive holds "
+        f"{report.archived} ({statuses or 'none'}); {len(report.not_archived)} not archived, "
+        f"{len(report.not_listed)} no longer listed",
+        file=out,
+    )

@@ -1,0 +1,199 @@
+"""Read the YAML configuration: expand it, read secret files, validate, and say what is wrong.
+
+Every problem in a file is reported at once, each as ``At 'dotted.key': what is wrong``.
+``${VAR}`` expands from the environment in any string (``$$`` is a literal ``$``), and
+``api_key_file`` / ``api_secret_file`` read a secret from a file (systemd's ``LoadCredential=``
+puts them under ``$CREDENTIALS_DIRECTORY``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from archiver.config.models import ONE_OR_MANY, Config, ConfigFile
+from archiver.errors import ConfigError
+
+_FILE_SECRETS = ("api_key", "api_secret")  # may also come from source.<name>_file
+_SECRET_KEYS = frozenset({*_FILE_SECRETS, "ping_url"})  # values never echoed in a problem
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def load_configs(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Config, ...]:
+    """Read *path*: one Config per source. Raises ConfigError listing every problem, each naming its key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror}"], source=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path} is not UTF-8 text"], source=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"], source=str(path)) from None
+    return parse_configs(
+        data, environ=os.environ if environ is None else environ, source=str(path), base_dir=path.parent
+    )
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read a file with a single source."""
+    return _only(load_configs(path, environ), str(path))
+
+
+def parse_config(
+    data: object,
+    *,
+    environ: Mapping[str, str],
+    source: str = "configuration",
+    base_dir: Path | None = None,
+) -> Config:
+    """Validate an already-parsed YAML document with a single source; see :func:`parse_configs`."""
+    return _only(parse_configs(data, environ=environ, source=source, base_dir=base_dir), source)
+
+
+def _only(configs: tuple[Config, ...], source: str) -> Config:
+    if len(configs) != 1:
+        raise ConfigError(["this needs a file with one source:, not a sources: list"], source=source)
+    return configs[0]
+
+
+def parse_configs(
+    data: object,
+    *,
+    environ: Mapping[str, str],
+    source: str = "configuration",
+    base_dir: Path | None = None,
+) -> tuple[Config, ...]:
+    """Validate an already-parsed YAML document; see :func:`load_configs`."""
+    if not isinstance(data, dict):
+        raise ConfigError(["the file must be a mapping with source: and storage: sections"], source=source)
+    problems: list[str] = []
+    expanded = _expand(data, environ, (), problems)
+    assert isinstance(expanded, dict)
+    _read_secret_files(expanded, problems)
+    if base_dir is not None:
+        _resolve_state_path(expanded, base_dir)
+    if ("source" in expanded) == ("sources" in expanded):
+        # Said here, not only by the model, so that it comes with the file's other problems.
+        problems.append(ONE_OR_MANY)
+        expanded = {k: v for k, v in expanded.items() if k != "sources"} if "source" in expanded else expanded
+    try:
+        config = ConfigFile.model_validate(expanded)
+    except ValidationError as exc:
+        problems.extend(p for p in (_describe(err) for err in exc.errors()) if not p.endswith(ONE_OR_MANY))
+        config = None
+    if problems or config is None:
+        raise ConfigError(problems, source=source)
+    return config.configs()
+
+
+def _expand(node: Any, environ: Mapping[str, str], path: tuple[str | int, ...], problems: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _expand(v, environ, (*path, str(k)), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, environ, (*path, i), problems) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "$"
+        if name not in environ:
+            problems.append(f"At {_dotted(path)!r}: environment variable {name} is not set")
+            return ""
+        return environ[name]
+
+    return _VAR.sub(substitute, node)
+
+
+def _read_secret_files(data: dict[str, Any], problems: list[str]) -> None:
+    sections = [("source", data.get("source"))]
+    if isinstance(data.get("sources"), list):
+        sections += [(f"sources[{i}]", item) for i, item in enumerate(data["sources"])]
+    for where, section in sections:
+        if isinstance(section, dict):
+            _read_secret_file(where, section, problems)
+
+
+def _read_secret_file(where: str, section: dict[str, Any], problems: list[str]) -> None:
+    for name in _FILE_SECRETS:
+        file_key = f"{name}_file"
+        if file_key not in section:
+            continue
+        file_name = section.pop(file_key)
+        if name in section:
+            problems.append(f"At '{where}.{file_key}': set either {where}.{name} or {where}.{file_key}, not both")
+            continue
+        try:
+            section[name] = Path(str(file_name)).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            problems.append(f"At '{where}.{file_key}': cannot read {file_name}: {reason}")
+            section[name] = ""
+
+
+def _resolve_state_path(data: dict[str, Any], base_dir: Path) -> None:
+    state = data.get("state")
+    if isinstance(state, dict) and isinstance(state.get("path"), str):
+        path = Path(state["path"])
+        if not path.is_absolute():
+            state["path"] = str(base_dir / path)
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _describe(err: Any) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = _dotted(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        known = sorted(parent.model_fields) if parent else []
+        guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean {guess[0]!r}?)" if guess else (f" (known keys: {', '.join(known)})" if known else "")
+        return f"At {key!r}: unknown key{hint}"
+    if kind == "missing":
+        extra = f" (or set {key}_file)" if loc and loc[-1] in _FILE_SECRETS else ""
+        return f"At {key!r}: required{extra}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    value = err.get("input")
+    secret = any(p in _SECRET_KEYS for p in loc)
+    if not secret and isinstance(value, str | int | float) and "got" not in message:
+        message += f" (got {value!r})"
+    return f"At {key!r}: {message}"
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = ConfigFile
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an item of a list: its model is the list's
+        field = model.model_fields.get(str(part))
+        nested = _models_in(field.annotation if field else None)
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation names, through unions and tuples."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]

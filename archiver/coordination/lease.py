@@ -1,0 +1,133 @@
+"""One active daemon per source, coordinated through the bucket itself.
+
+Several ``archiver run`` instances may point at the same bucket (for failover); exactly one of
+them polls. The holder keeps a small lease object, ``{prefix}/_archiver/leases/{source}.json``,
+written with conditional requests: ``If-None-Match: *`` to take a free lease, ``If-Match`` on
+the ETag to renew it or to take over one that expired. S3's strong consistency and
+conditional writes make this safe without a coordinator of our own: of two instances racing
+for a lease, the store lets exactly one write win.
+
+Two holders at once are still harmless (every archive write is create-only); the lease only
+saves the duplicated work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+import structlog
+
+from archiver.core.clock import Clock
+from archiver.errors import ObjectExists
+from archiver.store.s3 import S3Store
+
+log = structlog.get_logger("archiver.coordination.lease")
+
+
+class Lease:
+    """A lease named *key* in *store*, held for *ttl* after each renewal."""
+
+    def __init__(self, store: S3Store, key: str, *, ttl: timedelta, clock: Clock, owner: str | None = None) -> None:
+        self._store = store
+        self.key = key
+        self.ttl = ttl
+        self._clock = clock
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._etag: str | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._etag is not None
+
+    async def hold(self) -> bool:
+        """Take the lease if it is free or expired, or renew it if ours. True when we hold it."""
+        now = self._clock.now()
+        body = self._body(now, now + self.ttl)
+        if self._etag is not None:
+            try:
+                self._etag = await self._store.put_conditional(self.key, body, if_match=self._etag)
+            except ObjectExists:
+                self._etag = None
+                log.warning("lease.lost", key=self.key, owner=self.owner)
+            else:
+                return True
+        try:
+            self._etag = await self._store.put_conditional(self.key, body, if_match=None)
+        except ObjectExists:
+            pass
+        else:
+            log.info("lease.acquired", key=self.key, owner=self.owner)
+            return True
+        current = await self._store.read_with_etag(self.key)
+        if current is None:
+            return False  # released between our two requests; next time
+        data, etag = current
+        holder, expires = _parse(data)
+        if holder != self.owner and expires is not None and expires > now:
+            log.debug("lease.standby", key=self.key, holder=holder, expires_at=expires.isoformat())
+            return False
+        try:
+            self._etag = await self._store.put_conditional(self.key, body, if_match=etag)
+        except ObjectExists:
+            return False  # another instance took it over first
+        log.info("lease.taken_over", key=self.key, owner=self.owner, previous=holder)
+        return True
+
+    async def rescue(self, *, stale_for: timedelta) -> bool:
+        """Take the lease only if it expired at least *stale_for* ago: nobody whose turn it is took
+        it (the instances disagree about who is alive), so any instance may. True when taken."""
+        if self._etag is not None:
+            return await self.hold()
+        current = await self._store.read_with_etag(self.key)
+        if current is None:
+            return False
+        data, etag = current
+        holder, expires = _parse(data)
+        now = self._clock.now()
+        if expires is not None and expires + stale_for > now:
+            return False
+        try:
+            self._etag = await self._store.put_conditional(self.key, self._body(now, now + self.ttl), if_match=etag)
+        except ObjectExists:
+            return False
+        log.warning("lease.rescued", key=self.key, owner=self.owner, previous=holder)
+        return True
+
+    @staticmethod
+    def read_holder(data: bytes) -> tuple[str | None, datetime | None]:
+        """(owner, expires_at) of a lease object's bytes; (None, None) when unreadable."""
+        return _parse(data)
+
+    async def release(self) -> None:
+        """Let another instance take over at once (the lease is marked expired)."""
+        if self._etag is None:
+            return
+        now = self._clock.now()
+        try:
+            await self._store.put_conditional(self.key, self._body(now, now), if_match=self._etag)
+            log.info("lease.released", key=self.key, owner=self.owner)
+        except ObjectExists:
+            pass
+        self._etag = None
+
+    def _body(self, now: datetime, expires: datetime) -> bytes:
+        return json.dumps(
+            {
+                "owner": self.owner,
+                "renewed_at": now.isoformat(),
+                "expires_at": expires.isoformat(),
+                "ttl_seconds": self.ttl.total_seconds(),
+            }
+        ).encode()
+
+
+def _parse(data: bytes) -> tuple[str | None, datetime | None]:
+    try:
+        doc = json.loads(data)
+        return str(doc["owner"]), datetime.fromisoformat(doc["expires_at"])
+    except (ValueError, KeyError, TypeError):
+        return None, None  # an unreadable lease counts as expired

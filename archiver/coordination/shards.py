@@ -1,0 +1,180 @@
+"""Large backfills split into day shards that several hosts share through the bucket.
+
+Every host runs the same ``archiver backfill --since … --until …``. Each day of the range is a
+shard: a host claims it with a lease object (``{prefix}/_archiver/shards/{range}/{day}.lease``,
+under the prefix all sources share), archives it, and marks it done with a create-only
+``….done`` object. Days claimed by a live
+peer are skipped and checked again later; a claim that stops being renewed (its host died)
+expires and is taken over. Each host exits 0 only when every day of the range is done, by it
+or by its peers. No call is archived twice: besides the claims, every archive write is
+create-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import anyio
+import structlog
+
+from archiver.archive.runner import Archiver
+from archiver.coordination.lease import Lease
+from archiver.core.clock import Clock
+from archiver.core.report import DONE_STATUSES, RunReport
+from archiver.core.windows import plan_windows
+from archiver.errors import ObjectExists, TransientError
+from archiver.store.s3 import S3Store
+
+log = structlog.get_logger("archiver.coordination.shards")
+_FIRST_PAUSE = 0.25  # seconds before a host with nothing left to claim looks at its peers' days again
+
+
+@dataclass
+class ShardRun:
+    """One host's share of a sharded backfill so far: what it has done and what is left."""
+
+    began: datetime  # done markers written since then are this run's (by us or a peer)
+    total: RunReport
+    waiting: list[tuple[datetime, datetime]]
+    attempted: set[str] = field(default_factory=set)
+
+
+async def sharded_backfill(
+    archiver: Archiver,
+    store: S3Store,
+    *,
+    control_prefix: str,
+    source: str,
+    since: datetime,
+    until: datetime,
+    tz: ZoneInfo,
+    ttl: timedelta,
+    clock: Clock,
+    owner: str | None = None,
+    wait: bool = True,
+    resume: ShardRun | None = None,
+) -> ShardRun:
+    """Backfill ``[since, until)`` a day at a time, sharing the days with peers; see the module.
+
+    With *wait* false it returns once every day left is claimed by a peer, instead of waiting for
+    them (a host with several sources works on the next source meanwhile); *resume* carries on
+    from such a return.
+    """
+    range_id = hashlib.sha256(f"{source}|{since.isoformat()}|{until.isoformat()}".encode()).hexdigest()[:16]
+    folder = f"{control_prefix}/shards/{range_id}"
+    if resume is None:
+        days = [(window.start, window.end) for window in plan_windows(since, until, tz)]  # a day each
+        # A day done by a peer of this run is skipped; one done by an earlier run is read again, so
+        # that re-running a backfill still catches calls the PBX listed late (cheaply: it skips
+        # every call already in the bucket).
+        resume = ShardRun(began=clock.now() - ttl, total=RunReport(windows=len(days)), waiting=list(days))
+    run = resume
+    total, waiting, attempted = run.total, run.waiting, run.attempted
+    forward = archiver.progress
+    if forward is not None:
+        # Progress is reported for the whole range, not for the day being archived.
+        def whole_range(day: RunReport) -> None:
+            view = RunReport(windows=total.windows, windows_done=total.windows_done)
+            view.merge(total)
+            view.merge(day)
+            forward(view)
+
+        archiver.progress = whole_range
+    pause = _FIRST_PAUSE
+    try:
+        while waiting and not archiver.stopping:
+            progressed = False
+            for start, end in list(waiting):
+                name = start.date().isoformat()
+                done_calls = await _done_since(store, f"{folder}/{name}.done", run.began)
+                if done_calls is not None:
+                    waiting.remove((start, end))
+                    total.windows_done += 1
+                    total.skipped += done_calls  # archived by a peer of this run
+                    progressed = True
+                    continue
+                if name in attempted:
+                    continue
+                claim = Lease(store, f"{folder}/{name}.lease", ttl=ttl, clock=clock, owner=owner)
+                if not await claim.hold():
+                    continue  # a peer works on it
+                attempted.add(name)
+                progressed = True
+                report = await _with_claim(claim, functools.partial(archiver.backfill, start, end))
+                total.merge(report)
+                if report.complete:
+                    await _mark_done(store, f"{folder}/{name}.done", report, clock.now())
+                    waiting.remove((start, end))
+                    total.windows_done += 1
+                    log.info("shard.done", day=name, calls=report.done)
+                    if forward is not None:
+                        forward(total)
+                await claim.release()
+            if progressed:
+                pause = _FIRST_PAUSE
+            elif waiting:
+                if all(start.date().isoformat() in attempted for start, _ in waiting):
+                    break  # what is left failed here; its calls are in the report
+                if not wait:
+                    return run  # peers hold the rest; the caller comes back with resume=run
+                # Peers are on the rest: look again soon (a peer's last day may be seconds from
+                # done), then less and less often, up to a third of the claim's lifetime.
+                await anyio.sleep(pause)
+                pause = min(pause * 2, ttl.total_seconds() / 3)
+    finally:
+        archiver.progress = forward
+    total.interrupted = total.interrupted or bool(waiting)
+    return run
+
+
+async def _with_claim(claim: Lease, work: Callable[[], Awaitable[RunReport]]) -> RunReport:
+    """Run the day's backfill while renewing its claim."""
+    result: list[RunReport] = []
+    async with anyio.create_task_group() as tg:
+
+        async def renew() -> None:
+            while True:
+                await anyio.sleep(claim.ttl.total_seconds() / 3)
+                try:
+                    await claim.hold()
+                except TransientError as exc:
+                    log.warning("shard.renewal_failed", key=claim.key, error=str(exc))
+
+        tg.start_soon(renew)
+        result.append(await work())
+        tg.cancel_scope.cancel()
+    return result[0]
+
+
+async def _done_since(store: S3Store, key: str, since: datetime) -> int | None:
+    """How many calls the day's done marker counts, if it was written since *since*; else None."""
+    found = await store.read_with_etag(key)
+    if found is None:
+        return None
+    try:
+        doc = json.loads(found[0])
+        finished, calls = datetime.fromisoformat(doc["finished_at"]), int(doc["calls"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return calls if finished >= since else None
+
+
+async def _mark_done(store: S3Store, key: str, report: RunReport, now: datetime) -> None:
+    """Record the day done, replacing an earlier run's record."""
+    body = json.dumps(
+        {
+            "finished_at": now.isoformat(),
+            "calls": report.done + report.skipped,
+            **{k: report.outcomes[k] for k in DONE_STATUSES},
+        }
+    ).encode()
+    found = await store.read_with_etag(key)
+    with contextlib.suppress(ObjectExists):  # a peer recorded it first: harmless
+        await store.put_conditional(key, body, if_match=found[1] if found else None)

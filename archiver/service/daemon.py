@@ -1,0 +1,270 @@
+"""The daemon: a drift-corrected poll loop, and the shutdown both commands share.
+
+SIGTERM or SIGINT stops the taking of new work; calls already being archived get ``grace`` to
+finish, then are cancelled (a write in progress completes first: every store write is atomic,
+so nothing is left half-written). A second signal cancels at once.
+
+After each poll the daemon tells the outside world how it went: the ledger (for
+``archiver status``), the metrics and readiness, systemd's ``STATUS=``, and the dead-man ping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import TypeVar
+
+import anyio
+import httpx
+import structlog
+
+from archiver.archive.runner import Archiver
+from archiver.config.models import PollConfig
+from archiver.coordination.lease import Lease
+from archiver.core.clock import Clock
+from archiver.core.quantities import format_duration
+from archiver.core.report import RunReport
+from archiver.errors import TransientError, collapse, redact
+from archiver.service.metrics import DEFAULT_SOURCE, Health, Metrics
+from archiver.service.notify import Notifier
+from archiver.source.ccall import CcallClient
+from archiver.state.ledger import Ledger
+
+log = structlog.get_logger("archiver.service.daemon")
+T = TypeVar("T")
+
+
+async def supervised(
+    archiver: Archiver | Sequence[Archiver],
+    work: Callable[[], Awaitable[T]],
+    *,
+    grace: timedelta,
+    on_stop: Callable[[], None] | None = None,
+) -> T | None:
+    """Run *work*; on a signal stop *archiver* (or each of several) gracefully. None when cancelled by shutdown."""
+    archivers = [archiver] if isinstance(archiver, Archiver) else list(archiver)
+    result: T | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
+
+            async def watch() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        name = signal.Signals(signum).name
+                        if not archivers[0].stopping:
+                            log.info("shutdown.requested", signal=name, grace_seconds=grace.total_seconds())
+                            for each in archivers:
+                                each.stop()
+                            if on_stop:
+                                on_stop()
+                            tg.start_soon(_cancel_after, scope, grace.total_seconds())
+                        else:
+                            log.warning("shutdown.forced", signal=name)
+                            scope.cancel()
+
+            tg.start_soon(watch)
+            with scope:
+                result = await work()
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise collapse(group) from None
+    return result
+
+
+async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
+    await anyio.sleep(seconds)
+    if not scope.cancel_called:
+        log.warning("shutdown.grace_expired", grace_seconds=seconds)
+        scope.cancel()
+
+
+class DeadManPing:
+    """Hits a healthchecks.io-style URL after each poll: the URL on success, ``URL/fail`` on failure.
+
+    Several sources share one check: it fails when any source's last poll failed, and succeeds
+    again only when none is failing (so one source's success does not hide another's failure).
+    The URL is a secret (its path is the check's token), so it is never logged.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+        self._http = http
+        self._url = url.rstrip("/")
+        self._failing: set[str] = set()
+
+    async def success(self, source: str = DEFAULT_SOURCE) -> None:
+        self._failing.discard(source)
+        if not self._failing:
+            await self._hit(self._url, "")
+
+    async def failure(self, error: str, source: str = DEFAULT_SOURCE) -> None:
+        self._failing.add(source)
+        await self._hit(self._url + "/fail", error)
+
+    async def _hit(self, url: str, body: str) -> None:
+        try:
+            response = await self._http.post(url, content=body.encode()[:10_000], timeout=10)
+        except httpx.HTTPError as exc:
+            log.warning("ping.failed", error=type(exc).__name__)
+            return
+        if response.status_code >= 400:
+            log.warning("ping.failed", http_status=response.status_code)
+
+
+class Daemon:
+    """Polls every ``poll.interval`` until the archiver is stopped."""
+
+    def __init__(
+        self,
+        archiver: Archiver,
+        *,
+        ledger: Ledger,
+        client: CcallClient,
+        poll: PollConfig,
+        clock: Clock,
+        metrics: Metrics,
+        health: Health,
+        notifier: Notifier,
+        ping: DeadManPing | None = None,
+        ready: bool = False,
+        secrets: tuple[str, ...] = (),
+        lease: Lease | None = None,
+        ours: Callable[[], bool] | None = None,
+        label: str | None = None,
+    ) -> None:
+        self._archiver = archiver
+        self._ledger = ledger
+        self._client = client
+        self._poll = poll
+        self._clock = clock
+        self._metrics = metrics
+        self._health = health
+        self._notifier = notifier
+        self._ping = ping
+        self._ready = ready
+        self._secrets = secrets
+        self._lease = lease
+        self._ours = ours  # with several sources: is this source in our share (spread.Membership)?
+        self._label = f"{label}: " if label else ""
+        self._source = label or DEFAULT_SOURCE  # the source label of its metrics
+        metrics.add_source(self._source)
+        self._poll_scope: anyio.CancelScope | None = None
+
+    async def run(self) -> None:
+        """Poll, then wait for the next tick (drift-corrected: a slow poll shortens the wait).
+
+        With a lease, only its holder polls; the others stand by and take over when it expires.
+        With several sources, every log line of this source's polls names it.
+        """
+        if self._label:
+            structlog.contextvars.bind_contextvars(source=self._source)  # this task and the ones it starts
+        period = self._poll.interval.total_seconds()
+        next_tick = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            if self._lease is not None:
+                await self._hold_lease()
+                tg.start_soon(self._keep_lease)
+            while not self._archiver.stopping:
+                if self._lease is None or self._lease.held:
+                    with anyio.CancelScope() as self._poll_scope:
+                        await self.poll_once()
+                    self._poll_scope = None
+                else:
+                    self._health.beat()
+                    self._notifier.status(f"{self._label}standby: another instance holds the lease and polls")
+                next_tick = max(next_tick + period, anyio.current_time())
+                while not self._archiver.stopping and (remaining := next_tick - anyio.current_time()) > 0:
+                    with anyio.move_on_after(min(remaining, 1.0)):
+                        await self._archiver.wait_stopped()
+                    self._health.beat()  # idle is alive
+            tg.cancel_scope.cancel()
+        if self._lease is not None:
+            with anyio.CancelScope(shield=True), contextlib.suppress(TransientError):
+                await self._lease.release()
+
+    async def _hold_lease(self) -> None:
+        assert self._lease is not None
+        was_held = self._lease.held
+        try:
+            if self._ours is None or self._ours():
+                held = await self._lease.hold()
+            elif was_held:
+                log.info("lease.handed_back", key=self._lease.key)  # another instance's share now
+                await self._lease.release()
+                held = False
+            else:
+                held = await self._lease.rescue(stale_for=self._lease.ttl)
+        except TransientError as exc:
+            log.warning("lease.unavailable", error=str(exc))
+            held = self._lease.held
+        if was_held and not held and self._poll_scope is not None:
+            self._poll_scope.cancel()  # another instance polls now; stop duplicating its work
+
+    async def _keep_lease(self) -> None:
+        assert self._lease is not None
+        while True:
+            await anyio.sleep(self._lease.ttl.total_seconds() / 3)
+            await self._hold_lease()
+
+    async def poll_once(self) -> RunReport | None:
+        """One poll and its reporting. Transient failures are reported, not raised."""
+        began = time.monotonic()
+        self._health.beat()
+        try:
+            report = await self._archiver.poll_once(lookback=self._poll.lookback, settle=self._poll.settle)
+        except TransientError as exc:
+            await self._failed(str(exc), exc)
+            return None
+        finally:
+            self._metrics.poll_duration.observe(time.monotonic() - began)
+        await self._count_registrations()
+        if report.failed:
+            call_id, error = report.failed[0]
+            await self._failed(f"{len(report.failed)} call(s) failed, e.g. {call_id}: {error}", None, report)
+            return report
+        now = self._clock.now()
+        cursor = self._ledger.cursor()
+        lag = (now - cursor).total_seconds() if cursor else None
+        self._health.poll_succeeded()
+        self._metrics.poll_succeeded(self._source, lag)
+        self._metrics.pending.labels(source=self._source).set(self._ledger.count_pending())
+        self._ledger.record_poll(now, ok=True, summary=report.summary())
+        status = self._label + self._status_line(lag)
+        if self._ready:
+            self._notifier.status(status)
+        else:
+            self._notifier.ready(status)
+            self._ready = True
+        log.info("poll.completed", **report.summary(), cursor_lag_seconds=lag)
+        if self._ping:
+            await self._ping.success(self._source)
+        return report
+
+    async def _failed(self, error: str, exc: BaseException | None, report: RunReport | None = None) -> None:
+        error = redact(error, self._secrets)
+        self._health.poll_failed(error)
+        if exc is not None:
+            self._metrics.failed(self._source, exc)
+        self._ledger.record_poll(self._clock.now(), ok=False, error=error, summary=report.summary() if report else None)
+        self._notifier.status(f"{self._label}poll failed: {error[:200]}")
+        log.error("poll.failed", error=error)
+        if self._ping:
+            await self._ping.failure(error, self._source)
+
+    async def _count_registrations(self) -> None:
+        try:
+            regs = await self._client.registrations()
+        except TransientError as exc:
+            log.warning("registrations.unavailable", error=str(exc))
+            return
+        self._metrics.registered.labels(source=self._source).set(len({r.extension for r in regs}))
+
+    def _status_line(self, lag: float | None) -> str:
+        done = self._ledger.count_done()
+        pending = self._ledger.count_pending()
+        failing = len(self._ledger.failures())
+        lag_text = format_duration(timedelta(seconds=lag)) if lag is not None else "n/a"
+        return f"{done} calls archived, {pending} waiting for recordings, {failing} failing; cursor lag {lag_text}"

@@ -1,0 +1,277 @@
+"""Streaming download of one recording, verified before anyone may store it.
+
+A download is accepted only when every check passes: the link's host is allowed (on every
+redirect hop too), the status is 200, the bytes received match ``Content-Length``, the body
+stays under ``download.max_bytes``, the first bytes are audio, and a WAV's own RIFF and chunk
+sizes fit the bytes received (which catches a chunked body cut off without any length).
+SHA-256 is computed while streaming. Bodies go to a spooled temporary file: small ones stay in
+memory, large ones roll over to disk, so memory does not grow with recording size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+import httpx
+import structlog
+
+from archiver.core.audio import SNIFF_BYTES, AudioFormat, AudioInfo, NotAudio, check_wav, sniff
+from archiver.errors import CallError, RecordingRejected, RecordingUnavailable
+from archiver.retry import RetryPolicy, retry_after_seconds
+
+log = structlog.get_logger("archiver.source.fetch")
+
+# A 404 means "not there (yet)": a few quick tries, then the pipeline parks the call or, past
+# download.missing_after, records it missing. Any other failure (5xx, 429, a cut-off or stalled
+# body, an error page) is the server having a bad moment: try harder before giving up, so that
+# a burst of faults does not turn a recording that exists into a "missing" one.
+NOT_FOUND_TRIES = RetryPolicy(attempts=3, timeout=90.0, wait_initial=1.0, wait_max=5.0)
+FLAKY_TRIES = RetryPolicy(attempts=10, timeout=180.0, wait_initial=0.5, wait_max=10.0)
+
+
+def timed_out(exc: httpx.TransportError) -> bool:
+    """Whether the transfer failed by running out of time.
+
+    httpx-aiohttp reports every aiohttp connection error, a server hanging up included, as
+    ``ConnectTimeout``; aiohttp's own exception (the cause) says which it was.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError):
+        return isinstance(cause, TimeoutError)
+    return isinstance(exc, httpx.TimeoutException)
+
+
+def failure_name(exc: httpx.TransportError) -> str:
+    """The name of what failed: aiohttp's exception under httpx-aiohttp's, else httpx's."""
+    cause = exc.__cause__
+    return type(cause if isinstance(cause, aiohttp.ClientError) else exc).__name__
+
+
+class SpoolError(CallError):
+    """The local download buffer could not be written (disk full?)."""
+
+
+class LinkPolicy:
+    """Which recording links may be fetched.
+
+    *allowed_hosts* holds ``host`` (any port), ``host:port``, or ``*.domain`` (any subdomain).
+    Only ``http`` and ``https`` links without credentials in them are fetched.
+    """
+
+    def __init__(self, allowed_hosts: tuple[str, ...]) -> None:
+        self._hosts = tuple(h.lower() for h in allowed_hosts)
+
+    def refusal(self, url: str) -> str | None:
+        """Why *url* may not be fetched, or None when it may."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            return "the link is not a valid URL"
+        if parts.scheme not in ("http", "https"):
+            return f"scheme {parts.scheme or '(none)'!r} is not allowed; only http and https"
+        host = (parts.hostname or "").lower()
+        if not host:
+            return "the link has no host"
+        if parts.username is not None or parts.password is not None:
+            return "the link carries credentials"
+        for allowed in self._hosts:
+            name, _, allowed_port = allowed.partition(":")
+            if allowed_port and str(port or (443 if parts.scheme == "https" else 80)) != allowed_port:
+                continue
+            if name.startswith("*."):
+                if host.endswith(name[1:]) and host != name[2:]:
+                    return None
+            elif host == name:
+                return None
+        return f"host {host!r} is not in source.allowed_recording_hosts ({', '.join(self._hosts)})"
+
+
+@dataclass
+class Download:
+    """A verified recording in a local buffer. Close it when done."""
+
+    file: IO[bytes]
+    size: int
+    sha256: bytes
+    format: AudioFormat
+    audio: AudioInfo | None
+    trailing_bytes: int
+    url: str
+    content_type: str | None
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> Download:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Fetcher:
+    """Downloads and verifies recordings. *http* must not follow redirects by itself."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        policy: LinkPolicy,
+        *,
+        max_bytes: int,
+        spool_dir: Path | None = None,
+        spool_memory: int = 1 << 20,
+        retry: RetryPolicy | None = None,
+        not_found_retry: RetryPolicy | None = None,
+        max_redirects: int = 5,
+        chunk_size: int = 1 << 16,
+    ) -> None:
+        self._http = http
+        self._policy = policy
+        self._max_bytes = max_bytes
+        self._spool_dir = spool_dir
+        self._spool_memory = spool_memory
+        self._retry = retry or FLAKY_TRIES
+        self._not_found_retry = not_found_retry or NOT_FOUND_TRIES
+        self._max_redirects = max_redirects
+        self._chunk_size = chunk_size
+
+    async def fetch(self, url: str) -> Download:
+        """Download *url*, retrying failures that may pass (404s fewer times than the rest).
+
+        Raises RecordingRejected (policy: never retry), RecordingUnavailable (after the
+        tries), or SpoolError (the local buffer failed).
+        """
+        async for not_found in self._not_found_retry.context(on=_is_not_found):
+            with not_found:
+                async for flaky in self._retry.context(on=_is_flaky):
+                    with flaky:
+                        return await self._fetch_once(url)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _fetch_once(self, url: str) -> Download:
+        current = url
+        for _hop in range(self._max_redirects + 1):
+            reason = self._policy.refusal(current)
+            if reason is not None:
+                kind = "host_not_allowed" if current == url else "redirect_not_allowed"
+                raise RecordingRejected(f"refused to fetch the recording link: {reason}", kind=kind)
+            request = self._http.build_request("GET", current, headers={"Accept-Encoding": "identity"})
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                if timed_out(exc):
+                    raise RecordingUnavailable("the recording server did not answer in time", kind="timeout") from None
+                raise RecordingUnavailable(f"could not connect: {failure_name(exc)}", kind="connection") from None
+            try:
+                if response.is_redirect and "location" in response.headers:
+                    current = urljoin(current, response.headers["location"])
+                    continue
+                return await self._receive(current, response)
+            finally:
+                await response.aclose()
+        raise RecordingUnavailable(f"more than {self._max_redirects} redirects", kind="redirect_loop")
+
+    async def _receive(self, url: str, response: httpx.Response) -> Download:
+        status = response.status_code
+        if status in (404, 410):
+            raise RecordingUnavailable(f"HTTP {status}: not there (yet)", kind="not_found", http_status=status)
+        if status != 200:
+            raise RecordingUnavailable(
+                f"HTTP {status}",
+                kind="http_error",
+                http_status=status,
+                retry_after=retry_after_seconds(response.headers.get("retry-after")),
+            )
+        declared = _content_length(response)
+        if declared is not None and declared > self._max_bytes:
+            raise RecordingRejected(
+                f"Content-Length {declared} is over download.max_bytes ({self._max_bytes})", kind="too_large"
+            )
+        spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by Download.close
+            max_size=self._spool_memory, dir=str(self._spool_dir) if self._spool_dir else None
+        )
+        try:
+            size, digest, head = await self._stream(response, spool)
+            if declared is not None and response.num_bytes_downloaded != declared:
+                raise RecordingUnavailable(
+                    f"Content-Length says {declared} bytes but {response.num_bytes_downloaded} arrived",
+                    kind="short_body",
+                )
+            try:
+                fmt = sniff(head)
+            except NotAudio as exc:
+                raise RecordingUnavailable(f"the body is {exc}", kind="not_audio", http_status=status) from None
+            info, trailing = None, 0
+            if fmt == "wav":
+                try:
+                    wav = check_wav(spool, size)
+                except ValueError as exc:
+                    raise RecordingUnavailable(str(exc), kind="truncated") from None
+                info, trailing = wav.info, wav.trailing_bytes
+            spool.seek(0)
+            return Download(
+                file=spool,
+                size=size,
+                sha256=digest,
+                format=fmt,
+                audio=info,
+                trailing_bytes=trailing,
+                url=url,
+                content_type=response.headers.get("content-type"),
+            )
+        except BaseException:
+            spool.close()
+            raise
+
+    async def _stream(self, response: httpx.Response, spool: IO[bytes]) -> tuple[int, bytes, bytes]:
+        hasher = hashlib.sha256()
+        head = b""
+        size = 0
+        try:
+            async for chunk in response.aiter_bytes(self._chunk_size):
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise RecordingRejected(
+                        f"the body grew past download.max_bytes ({self._max_bytes}); cut off", kind="too_large"
+                    )
+                if len(head) < SNIFF_BYTES:
+                    head += chunk[: SNIFF_BYTES - len(head)]
+                hasher.update(chunk)
+                try:
+                    spool.write(chunk)
+                except OSError as exc:
+                    raise SpoolError(f"cannot buffer the download: {exc.strerror}") from None
+        except httpx.TransportError as exc:
+            if timed_out(exc):
+                raise RecordingUnavailable(f"the body stalled after {size} bytes", kind="stalled") from None
+            raise RecordingUnavailable(
+                f"the body was cut off after {size} bytes ({failure_name(exc)})", kind="cut_off"
+            ) from None
+        return size, hasher.digest(), head
+
+
+def _is_not_found(exc: Exception) -> bool:
+    return isinstance(exc, RecordingUnavailable) and exc.kind == "not_found"
+
+
+def _is_flaky(exc: Exception) -> bool | float:
+    if isinstance(exc, RecordingUnavailable) and exc.kind != "not_found":
+        return exc.retry_after if exc.retry_after is not None else True
+    return False
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-length")
+    if value is None or response.headers.get("content-encoding", "identity") != "identity":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
