@@ -61,3 +61,8 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
             when = when.replace(tzinfo=UTC)
         seconds = (when - (now or datetime.now(UTC))).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+# Writes to the archive: a store that does not answer is waited for (up to ten minutes per
+# object) rather than given up on, so an outage delays calls instead of failing them.
+STORE_PATIENCE = RetryPolicy(attempts=None, timeout=600.0, wait_initial=1.0, wait_max=30.0)

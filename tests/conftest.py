@@ -1,4 +1,8 @@
-"""Fixtures: real servers on loopback.
+"""Fixtures: real servers on loopback; and the tiers.
+
+The tiers are folders: ``unit/`` (no sockets), ``integration/`` (one component against a real
+server), ``e2e/`` (the archiver as a user runs it: subprocesses, several hosts, chaos). Every
+test under ``e2e/`` is marked ``slow``, so ``pytest -m "not slow"`` is the inner loop.
 
 - ``moto_server``: a moto S3 server in its own process, over real HTTP (session-wide).
 - ``bucket``: a fresh versioned bucket on it per test.
@@ -8,11 +12,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from archiver.simulator import Dataset, Simulator
 from tests.helpers import Bucket, MotoServer, make_bucket
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    e2e = Path(__file__).parent / "e2e"
+    for item in items:
+        if e2e in item.path.parents:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -19,18 +20,29 @@ from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import boto3
 import botocore.session
 import jsonschema
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from archiver.compose import direct_put
+from archiver.archive.events import ArchiveEvents
+from archiver.compose import assemble
+from archiver.compose.stores import direct_put
 from archiver.config.load import parse_config
 from archiver.config.models import Config
+from archiver.core.clock import Clock
+from archiver.core.dayfiles import set_number
+from archiver.core.identity import call_id_for_row
+from archiver.core.keys import audio_key, sidecar_key
+from archiver.core.report import RunReport
 from archiver.retry import RetryPolicy
-from archiver.simulator import Simulator
+from archiver.simulator import SimCall, Simulator
 from archiver.store.s3 import S3Store
+from archiver.store.s3_bucket import S3Bucket
+from archiver.store.s3_control import S3ControlStore
 
 # The tests' own throwaway credentials for moto; the AWS chain reads them from here.
 AWS_ENV = {
@@ -96,6 +108,11 @@ def s3_client(endpoint: str) -> Any:
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
 
+def s3_bucket(endpoint: str, bucket: str, client: Any = None) -> S3Bucket:
+    """The bucket *bucket* on the S3 server at *endpoint*, through *client* or a new boto3 client."""
+    return S3Bucket(client or s3_client(endpoint), bucket, endpoint=endpoint)
+
+
 def s3_store(endpoint: str, bucket: str, *, direct: bool = True, client: Any = None, **kwargs: Any) -> S3Store:
     """An S3Store on *bucket*; with *direct*, archive PUTs take the aiohttp path as in production."""
     core = botocore.session.get_session()
@@ -103,7 +120,12 @@ def s3_store(endpoint: str, bucket: str, *, direct: bool = True, client: Any = N
         "s3", endpoint_url=endpoint, region_name="us-east-1"
     )
     fast = direct_put(client, core, bucket, connections=4) if direct else None
-    return S3Store(client, bucket, endpoint=endpoint, direct_put=fast, **kwargs)
+    return S3Store(s3_bucket(endpoint, bucket, client), direct_put=fast, **kwargs)
+
+
+def control_store(endpoint: str, bucket: str) -> S3ControlStore:
+    """The control store (leases, claims) on *bucket*."""
+    return S3ControlStore(s3_bucket(endpoint, bucket))
 
 
 @dataclass
@@ -152,6 +174,41 @@ class FakeClock:
         self.moment += timedelta(**delta)
 
 
+def config_dict(
+    *,
+    api: str | Simulator,
+    storage: str | dict[str, Any],
+    state: Path | str,
+    endpoint: str | None = None,
+    **sections: dict[str, Any],
+) -> dict[str, Any]:
+    """A configuration as YAML would hold it: the API at *api* (a simulator brings its own
+    credentials), the store at *storage* (a URL, or the whole section), the ledger at *state*;
+    *sections* are merged over these, key by key."""
+    if isinstance(api, str):
+        source = {"base_url": api, "api_key": "a1b2c3d4", "api_secret": "5e6f7a8b"}
+    else:
+        source = {"base_url": api.url, "api_key": api.api_key, "api_secret": api.api_secret}
+    raw: dict[str, Any] = {
+        "source": source,
+        "storage": {"url": storage} if isinstance(storage, str) else dict(storage),
+        "state": {"path": str(state)},
+    }
+    if endpoint:
+        raw["storage"]["endpoint_url"] = endpoint
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return raw
+
+
+def write_config(path: Path, raw: dict[str, Any]) -> Path:
+    """*raw* written as YAML to *path* (a directory gets ``config.yaml``)."""
+    if path.is_dir():
+        path = path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 def config_for(
     sim: Simulator,
     storage_url: str,
@@ -160,16 +217,40 @@ def config_for(
     endpoint: str | None = None,
     **sections: dict[str, Any],
 ) -> Config:
-    """A validated Config pointing at *sim* and the given store."""
-    raw: dict[str, Any] = {
-        "source": {"base_url": sim.url, "api_key": sim.api_key, "api_secret": sim.api_secret, "page_size": 7},
-        "storage": {"url": storage_url, **({"endpoint_url": endpoint} if endpoint else {})},
-        "download": {"concurrency": 4},
-        "state": {"path": str(tmp_path / "ledger.sqlite3")},
-    }
+    """A validated Config pointing at *sim* and the given store (small pages and four workers)."""
+    raw = config_dict(api=sim, storage=storage_url, state=tmp_path / "ledger.sqlite3", endpoint=endpoint)
+    raw["source"]["page_size"] = 7
+    raw["download"] = {"concurrency": 4}
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     return parse_config(raw, environ={})
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``archiver ARGS`` in a subprocess, as a user runs it; *env* is added to this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "archiver", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
+
+
+def wait_for_event(log: Path, event: str, *, count: int = 1, timeout: float = 30.0) -> None:
+    """Wait until the JSON log *log* (of start_archiver) holds *event* at least *count* times."""
+    wait_until(lambda: log.exists() and log_events(log).count(event) >= count, timeout)
+
+
+class OnProgress(ArchiveEvents):
+    """An observer that calls *callback* with the run's report after each call."""
+
+    def __init__(self, callback: Callable[[RunReport], None]) -> None:
+        self._callback = callback
+
+    def progressed(self, report: RunReport) -> None:
+        self._callback(report)
 
 
 Responder = Callable[[BaseHTTPRequestHandler], None]
@@ -395,3 +476,69 @@ def metric(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     raise AssertionError(f"no sample {name} {labels}")
+
+
+# -- archiving a period in-process, and checking what it stored ----------------------------------
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")  # the simulator's and the configs' zone
+SINCE = datetime(2026, 11, 1, tzinfo=TZ)
+UNTIL = datetime(2026, 11, 3, tzinfo=TZ)
+
+
+async def backfill(
+    config: Config, since: datetime = SINCE, until: datetime = UNTIL, clock: Clock | None = None
+) -> RunReport:
+    async with assemble(config, clock=clock, api_retry=FAST, download_retry=FAST, store_retry=PATIENT_STORE) as parts:
+        return await parts.archiver.backfill(since, until)
+
+
+async def poll(
+    config: Config, clock: Clock, lookback: timedelta = timedelta(hours=1), settle: timedelta = timedelta(minutes=1)
+) -> RunReport:
+    async with assemble(config, clock=clock, api_retry=FAST, download_retry=FAST, store_retry=PATIENT_STORE) as parts:
+        return await parts.archiver.poll_once(lookback=lookback, settle=settle)
+
+
+def local_objects(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def call_id(sim: Simulator, call: SimCall) -> str:
+    return call.uuid if call.has_recording else call_id_for_row(call.cdr(sim.url)["Cdr"])
+
+
+def assert_archive_is_complete(
+    objects: dict[str, bytes], sim: Simulator, calls: list[SimCall], prefix: str
+) -> dict[str, dict[str, Any]]:
+    """Every call has one sidecar; every served recording is stored byte-identical; nothing else is there."""
+    sidecars: dict[str, dict[str, Any]] = {}
+    expected_keys = set()
+    for call in calls:
+        day = call.start.date()
+        cid = call_id(sim, call)
+        key = sidecar_key(prefix, day, cid)
+        expected_keys.add(key)
+        doc = json.loads(objects[key])
+        check_sidecar(doc)
+        sidecars[cid] = doc
+        assert doc["schema"] == "ccall-archiver/sidecar/v1"
+        assert doc["call_id"] == cid
+        assert doc["cdr"] == call.cdr(sim.url)["Cdr"]
+        rec = doc["recording"]
+        if not call.has_recording:
+            assert rec == {"status": "none"}
+        elif call.foreign_link:
+            assert rec["status"] == "rejected"
+        elif call.recording_missing:
+            assert rec["status"] == "missing"
+        else:
+            body = sim.dataset.recording_bytes(call)
+            akey = audio_key(prefix, day, cid, "wav")
+            expected_keys.add(akey)
+            assert objects[akey] == body
+            assert rec["status"] == "archived"
+            assert rec["key"] == akey
+            assert rec["size"] == len(body)
+            assert rec["sha256"] == hashlib.sha256(body).hexdigest()
+    assert {k for k in objects if set_number(k.rsplit("/", 1)[-1]) is None} == expected_keys
+    return sidecars

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import socket
+import json
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from archiver.config.load import load_configs
 from archiver.config.models import Config, pick
 from archiver.core.windows import parse_date_argument
 from archiver.errors import ConfigError
 from archiver.service import logs
-
-SHUTDOWN_GRACE = timedelta(seconds=30)
 
 
 def setup(args: argparse.Namespace, *, stream: logs.LogStream | None = None, quiet: bool = False) -> tuple[Config, ...]:
@@ -30,6 +28,21 @@ def setup(args: argparse.Namespace, *, stream: logs.LogStream | None = None, qui
 def heading(configs: tuple[Config, ...], config: Config) -> str | None:
     """The line that starts one source's part of a command's output, when there are several."""
     return f"== source {config.name}" if len(configs) > 1 else None
+
+
+def print_title(configs: tuple[Config, ...], config: Config) -> None:
+    """Print the heading of one source's part of a command's output, when there are several."""
+    title = heading(configs, config)
+    if title:
+        print(title)
+
+
+def emit_json(configs: tuple[Config, ...], documents: list[dict[str, Any]]) -> None:
+    """Print one source's document, or ``{"sources": {name: document}}`` for several."""
+    if len(configs) == 1:
+        print(json.dumps(documents[0], indent=2))
+    else:
+        print(json.dumps({"sources": {c.name: d for c, d in zip(configs, documents, strict=True)}}, indent=2))
 
 
 def dates(args: argparse.Namespace, config: Config) -> tuple[datetime, datetime]:
@@ -54,18 +67,3 @@ def days(args: argparse.Namespace, config: Config) -> list[date]:
     since, until = dates(args, config)
     last = (until - timedelta(microseconds=1)).astimezone(config.source.tz).date()
     return [since.date() + timedelta(days=i) for i in range((last - since.date()).days + 1)]
-
-
-def owner(configs: tuple[Config, ...]) -> str:
-    """Who holds leases, claims and membership: this host and its ledgers. A process restarted
-    after a crash is the same owner, so it picks up its own claims at once instead of waiting
-    for them to expire."""
-    ledgers = "|".join(str(c.state.path.resolve()) for c in configs)
-    return f"{socket.gethostname()}:{hashlib.sha256(ledgers.encode()).hexdigest()[:8]}"
-
-
-def source_id(config: Config) -> str:
-    """A short, stable name for a source, for control objects."""
-    named = f"{config.name}|" if config.name else ""
-    text = f"{named}{config.source.base_url}|{config.source.domain_name or ''}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--since", required=True, metavar="DATE")
     reconcile.add_argument("--until", metavar="DATE", help="exclusive; default now")
     reconcile.add_argument("--json", action="store_true", help="print the report as one JSON document")
-    command("check", _lazy("audit", "check"), "check the configuration, the API credentials and the bucket")
+    command("check", _lazy("check", "check"), "check the configuration, the API credentials and the bucket")
     status = command("status", _lazy("audit", "status"), "show the daemon's progress from its ledger (no network)")
     status.add_argument("--json", action="store_true", help="print one JSON document")
 

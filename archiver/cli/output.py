@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TextIO
 
-from archiver.audit.survey import ReconcileReport
+from archiver.audit.reconcile import ReconcileReport
 from archiver.audit.verify import VerifyReport
+from archiver.core.outcome import RecordingStatus
 from archiver.core.quantities import format_size
 from archiver.core.report import RunReport
 
@@ -14,9 +15,10 @@ from archiver.core.report import RunReport
 def print_report(report: RunReport, out: TextIO) -> None:
     """The human summary of a backfill: counts, then every call that is not done."""
     o = report.outcomes
+    archived, none, missing, rejected = (o[s] for s in RecordingStatus)
     print(
-        f"archived {o['archived']} recordings ({format_size(report.bytes)}), {o['none']} calls without a recording, "
-        f"{o['missing']} missing, {o['rejected']} rejected; {report.skipped} already archived; "
+        f"archived {archived} recordings ({format_size(report.bytes)}), {none} calls without a recording, "
+        f"{missing} missing, {rejected} rejected; {report.skipped} already archived; "
         f"{len(report.parked)} waiting; {len(report.failed)} failed",
         file=out,
     )

@@ -23,7 +23,7 @@ import structlog
 
 from archiver.core.clock import Clock
 from archiver.errors import ObjectExists
-from archiver.store.s3 import S3Store
+from archiver.store import ControlStore
 
 log = structlog.get_logger("archiver.coordination.lease")
 
@@ -31,7 +31,9 @@ log = structlog.get_logger("archiver.coordination.lease")
 class Lease:
     """A lease named *key* in *store*, held for *ttl* after each renewal."""
 
-    def __init__(self, store: S3Store, key: str, *, ttl: timedelta, clock: Clock, owner: str | None = None) -> None:
+    def __init__(
+        self, store: ControlStore, key: str, *, ttl: timedelta, clock: Clock, owner: str | None = None
+    ) -> None:
         self._store = store
         self.key = key
         self.ttl = ttl

@@ -23,7 +23,7 @@ import structlog
 
 from archiver.coordination.lease import Lease
 from archiver.core.clock import Clock
-from archiver.store.s3 import S3Store
+from archiver.store import ControlStore
 
 log = structlog.get_logger("archiver.coordination.membership")
 
@@ -31,7 +31,7 @@ log = structlog.get_logger("archiver.coordination.membership")
 class Membership:
     """This instance's presence among the instances sharing a bucket, and its share of the sources."""
 
-    def __init__(self, store: S3Store, control_prefix: str, *, owner: str, ttl: timedelta, clock: Clock) -> None:
+    def __init__(self, store: ControlStore, control_prefix: str, *, owner: str, ttl: timedelta, clock: Clock) -> None:
         self._store = store
         self._folder = f"{control_prefix}/members/"
         self.owner = owner

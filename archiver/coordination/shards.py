@@ -19,21 +19,37 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import anyio
 import structlog
 
-from archiver.archive.runner import Archiver
 from archiver.coordination.lease import Lease
 from archiver.core.clock import Clock
-from archiver.core.report import DONE_STATUSES, RunReport
+from archiver.core.outcome import DONE_STATUSES
+from archiver.core.report import RunReport
 from archiver.core.windows import plan_windows
 from archiver.errors import ObjectExists, TransientError
-from archiver.store.s3 import S3Store
+from archiver.store import ControlStore
 
 log = structlog.get_logger("archiver.coordination.shards")
 _FIRST_PAUSE = 0.25  # seconds before a host with nothing left to claim looks at its peers' days again
+
+
+class DayWorker(Protocol):
+    """What a sharded backfill needs of the archiver: a day's backfill, and its progress display."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+    async def backfill(self, since: datetime, until: datetime, *, progress_base: RunReport | None = None) -> RunReport:
+        """Archive the calls of ``[since, until)``; *progress_base* is added in what progress shows."""
+        ...
+
+    def report_progress(self, report: RunReport) -> None:
+        """Show *report* as the progress so far."""
+        ...
 
 
 @dataclass
@@ -47,8 +63,8 @@ class ShardRun:
 
 
 async def sharded_backfill(
-    archiver: Archiver,
-    store: S3Store,
+    archiver: DayWorker,
+    store: ControlStore,
     *,
     control_prefix: str,
     source: str,
@@ -77,59 +93,45 @@ async def sharded_backfill(
         resume = ShardRun(began=clock.now() - ttl, total=RunReport(windows=len(days)), waiting=list(days))
     run = resume
     total, waiting, attempted = run.total, run.waiting, run.attempted
-    forward = archiver.progress
-    if forward is not None:
-        # Progress is reported for the whole range, not for the day being archived.
-        def whole_range(day: RunReport) -> None:
-            view = RunReport(windows=total.windows, windows_done=total.windows_done)
-            view.merge(total)
-            view.merge(day)
-            forward(view)
-
-        archiver.progress = whole_range
     pause = _FIRST_PAUSE
-    try:
-        while waiting and not archiver.stopping:
-            progressed = False
-            for start, end in list(waiting):
-                name = start.date().isoformat()
-                done_calls = await _done_since(store, f"{folder}/{name}.done", run.began)
-                if done_calls is not None:
-                    waiting.remove((start, end))
-                    total.windows_done += 1
-                    total.skipped += done_calls  # archived by a peer of this run
-                    progressed = True
-                    continue
-                if name in attempted:
-                    continue
-                claim = Lease(store, f"{folder}/{name}.lease", ttl=ttl, clock=clock, owner=owner)
-                if not await claim.hold():
-                    continue  # a peer works on it
-                attempted.add(name)
+    while waiting and not archiver.stopping:
+        progressed = False
+        for start, end in list(waiting):
+            name = start.date().isoformat()
+            done_calls = await _done_since(store, f"{folder}/{name}.done", run.began)
+            if done_calls is not None:
+                waiting.remove((start, end))
+                total.windows_done += 1
+                total.skipped += done_calls  # archived by a peer of this run
                 progressed = True
-                report = await _with_claim(claim, functools.partial(archiver.backfill, start, end))
-                total.merge(report)
-                if report.complete:
-                    await _mark_done(store, f"{folder}/{name}.done", report, clock.now())
-                    waiting.remove((start, end))
-                    total.windows_done += 1
-                    log.info("shard.done", day=name, calls=report.done)
-                    if forward is not None:
-                        forward(total)
-                await claim.release()
-            if progressed:
-                pause = _FIRST_PAUSE
-            elif waiting:
-                if all(start.date().isoformat() in attempted for start, _ in waiting):
-                    break  # what is left failed here; its calls are in the report
-                if not wait:
-                    return run  # peers hold the rest; the caller comes back with resume=run
-                # Peers are on the rest: look again soon (a peer's last day may be seconds from
-                # done), then less and less often, up to a third of the claim's lifetime.
-                await anyio.sleep(pause)
-                pause = min(pause * 2, ttl.total_seconds() / 3)
-    finally:
-        archiver.progress = forward
+                continue
+            if name in attempted:
+                continue
+            claim = Lease(store, f"{folder}/{name}.lease", ttl=ttl, clock=clock, owner=owner)
+            if not await claim.hold():
+                continue  # a peer works on it
+            attempted.add(name)
+            progressed = True
+            report = await _with_claim(claim, functools.partial(archiver.backfill, start, end, progress_base=total))
+            total.merge(report)
+            if report.complete:
+                await _mark_done(store, f"{folder}/{name}.done", report, clock.now())
+                waiting.remove((start, end))
+                total.windows_done += 1
+                log.info("shard.done", day=name, calls=report.done)
+                archiver.report_progress(total)
+            await claim.release()
+        if progressed:
+            pause = _FIRST_PAUSE
+        elif waiting:
+            if all(start.date().isoformat() in attempted for start, _ in waiting):
+                break  # what is left failed here; its calls are in the report
+            if not wait:
+                return run  # peers hold the rest; the caller comes back with resume=run
+            # Peers are on the rest: look again soon (a peer's last day may be seconds from
+            # done), then less and less often, up to a third of the claim's lifetime.
+            await anyio.sleep(pause)
+            pause = min(pause * 2, ttl.total_seconds() / 3)
     total.interrupted = total.interrupted or bool(waiting)
     return run
 
@@ -153,7 +155,7 @@ async def _with_claim(claim: Lease, work: Callable[[], Awaitable[RunReport]]) ->
     return result[0]
 
 
-async def _done_since(store: S3Store, key: str, since: datetime) -> int | None:
+async def _done_since(store: ControlStore, key: str, since: datetime) -> int | None:
     """How many calls the day's done marker counts, if it was written since *since*; else None."""
     found = await store.read_with_etag(key)
     if found is None:
@@ -166,7 +168,7 @@ async def _done_since(store: S3Store, key: str, since: datetime) -> int | None:
     return calls if finished >= since else None
 
 
-async def _mark_done(store: S3Store, key: str, report: RunReport, now: datetime) -> None:
+async def _mark_done(store: ControlStore, key: str, report: RunReport, now: datetime) -> None:
     """Record the day done, replacing an earlier run's record."""
     body = json.dumps(
         {

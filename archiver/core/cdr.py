@@ -6,18 +6,15 @@ and the reason is added to ``Cdr.problems``, so the raw row is still archived.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-CALL_ID_RE = re.compile(r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?:rf|nr)-[0-9a-f]{32})$")
+from archiver.core.identity import call_id_for_row, call_id_for_url
+
 _START_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S")
 _HMS = re.compile(r"^(\d+):([0-5]?\d):([0-5]?\d)$")
 _SECONDS = re.compile(r"^(\d+(?:\.\d+)?)\s*s?$")
@@ -98,32 +95,6 @@ class Cdr:
 
 def _utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def canonical_json(value: Any) -> bytes:
-    """Keys sorted, no spaces, UTF-8: the form hashed for ``nr-`` call ids."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def call_id_for_url(url: str) -> str:
-    """The FreeSWITCH UUID in the link's path, lower case; else ``rf-`` + SHA-256 of the URL."""
-    try:
-        path = urlsplit(url).path
-    except ValueError:
-        path = ""
-    segments = [s for s in path.split("/") if s]
-    for i, segment in enumerate(segments):
-        if i > 0 and segments[i - 1] == "cdr" and _UUID.match(segment):
-            return segment.lower()
-    for segment in segments:
-        if _UUID.match(segment):
-            return segment.lower()
-    return "rf-" + hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def call_id_for_row(raw: Any) -> str:
-    """``nr-`` + SHA-256 of the row's canonical JSON, for calls without a recording."""
-    return "nr-" + hashlib.sha256(canonical_json(raw)).hexdigest()[:32]
 
 
 def parse_row(row: Any, tz: ZoneInfo) -> Cdr:

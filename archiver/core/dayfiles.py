@@ -12,6 +12,7 @@ A call that arrives after its day was closed gets numbered addenda (``manifest-s
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import html
 import io
@@ -22,7 +23,7 @@ from datetime import date
 from typing import Any
 
 _NAME = re.compile(r"^(manifest-sha256|calls|index)(?:\.(\d+))?\.(txt|csv|html)$")
-CSV_COLUMNS = (
+CSV_COLUMNS = (  # CallEntry's fields of the same names
     "call_id",
     "start_local",
     "direction",
@@ -48,37 +49,53 @@ class CallEntry:
 
     call_id: str
     sidecar_sha256: str
-    row: tuple[Any, ...]  # the values of CSV_COLUMNS
+    start_local: str | None = None
+    direction: str | None = None
+    source: str | None = None
+    destination: str | None = None
+    cid_name: str | None = None
+    duration_seconds: float | None = None
+    hangup_cause: str | None = None
+    recording_status: str | None = None
+    recording_key: str | None = None
+    size: int | None = None
+    sha256: str | None = None
 
     @classmethod
     def from_sidecar(cls, call_id: str, raw: bytes) -> CallEntry:
         doc = mapping(json.loads(raw))
         cdr, call, rec = mapping(doc.get("cdr")), mapping(doc.get("call")), mapping(doc.get("recording"))
-        row = (
-            call_id,
-            call.get("start_local"),
-            call.get("direction"),
-            cdr.get("source"),
-            cdr.get("destination"),
-            cdr.get("cid_name"),
-            call.get("duration_seconds"),
-            call.get("hangup_cause"),
-            rec.get("status"),
-            rec.get("key"),
-            rec.get("size"),
-            rec.get("sha256"),
+        return cls(
+            call_id=call_id,
+            sidecar_sha256=hashlib.sha256(raw).hexdigest(),
+            start_local=call.get("start_local"),
+            direction=call.get("direction"),
+            source=cdr.get("source"),
+            destination=cdr.get("destination"),
+            cid_name=cdr.get("cid_name"),
+            duration_seconds=call.get("duration_seconds"),
+            hangup_cause=call.get("hangup_cause"),
+            recording_status=rec.get("status"),
+            recording_key=rec.get("key"),
+            size=rec.get("size"),
+            sha256=rec.get("sha256"),
         )
-        return cls(call_id, hashlib.sha256(raw).hexdigest(), row)
 
     @classmethod
     def from_json(cls, text: str) -> CallEntry:
+        """An entry as :meth:`to_json` wrote it (or as earlier versions did: a ``row`` list)."""
         data = json.loads(text)
-        return cls(data["call_id"], data["sidecar_sha256"], tuple(data["row"]))
+        if "row" in data:  # the CSV_COLUMNS values as a list
+            values = dict(zip(CSV_COLUMNS, data["row"], strict=True))
+            return cls(sidecar_sha256=data["sidecar_sha256"], **values)
+        return cls(**data)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"call_id": self.call_id, "sidecar_sha256": self.sidecar_sha256, "row": self.row}, ensure_ascii=False
-        )
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
+
+    def csv_row(self) -> tuple[Any, ...]:
+        """The values of :data:`CSV_COLUMNS`, in order."""
+        return tuple(getattr(self, column) for column in CSV_COLUMNS)
 
     @property
     def sidecar_name(self) -> str:
@@ -86,16 +103,16 @@ class CallEntry:
 
     @property
     def start(self) -> str:
-        return str(self.row[1] or "")
+        return str(self.start_local or "")
 
     @property
     def audio_name(self) -> str | None:
-        key = self.row[9]
-        return key.rsplit("/", 1)[-1] if self.row[8] == "archived" and isinstance(key, str) else None
+        key = self.recording_key
+        return key.rsplit("/", 1)[-1] if self.recording_status == "archived" and isinstance(key, str) else None
 
     @property
     def audio_sha256(self) -> str | None:
-        return str(self.row[11]) if self.audio_name else None
+        return str(self.sha256) if self.audio_name else None
 
 
 def file_names(number: int) -> tuple[str, str, str]:
@@ -138,7 +155,7 @@ def calls_csv(entries: list[CallEntry]) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for entry in sorted(entries, key=lambda e: e.start):
-        writer.writerow([_csv_safe(v) for v in entry.row])
+        writer.writerow([_csv_safe(v) for v in entry.csv_row()])
     return out.getvalue().encode("utf-8-sig")  # the BOM makes spreadsheet programs read UTF-8
 
 
@@ -146,13 +163,13 @@ def index_html(day: date, entries: list[CallEntry], *, number: int = 1) -> bytes
     title = f"Calls of {day.isoformat()}" + (f" (addendum {number})" if number > 1 else "")
     rows = []
     for entry in sorted(entries, key=lambda e: e.start):
-        values = entry.row
-        cells = "".join(f"<td>{html.escape(str(v if v is not None else ''))}</td>" for v in values[1:9])
+        shown = entry.csv_row()[1:9]  # start to hangup cause, and the outcome
+        cells = "".join(f"<td>{html.escape(str(v if v is not None else ''))}</td>" for v in shown)
         audio = entry.audio_name
         player = (
             f'<audio controls preload="none" src="{html.escape(audio)}"></audio>'
             if audio
-            else html.escape(str(values[8] or ""))
+            else html.escape(str(entry.recording_status or ""))
         )
         rows.append(
             f'<tr id="{html.escape(entry.call_id)}"><td><a href="{html.escape(entry.sidecar_name)}">'

@@ -1,7 +1,7 @@
 """Object keys in the bucket. Pure.
 
 ``{prefix}/{YYYY}/{MM}/{DD}/{call_id}.{ext}`` and ``….json``. Nothing from the API but the
-call id enters a key, and a call id is checked against :data:`archiver.model.CALL_ID_RE`
+call id enters a key, and a call id is checked against :data:`archiver.core.identity.CALL_ID_RE`
 first, so no key can leave the prefix whatever the API sends.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from archiver.core.cdr import CALL_ID_RE
+from archiver.core.identity import CALL_ID_RE
 
 AUDIO_EXTENSIONS = ("wav", "mp3", "ogg", "flac")
 _DAY_KEY = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/([^/]+)\.(json|wav|mp3|ogg|flac)$")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-DONE_STATUSES = ("archived", "none", "missing", "rejected")
+from archiver.core.outcome import DONE_STATUSES, RecordingStatus
 
 
 @dataclass
 class RunReport:
     """What one backfill or poll did. ``failed`` and ``parked`` name each call."""
 
-    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DONE_STATUSES, 0))
+    outcomes: dict[RecordingStatus, int] = field(default_factory=lambda: dict.fromkeys(DONE_STATUSES, 0))
     parked: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: int = 0
@@ -28,7 +28,13 @@ class RunReport:
     def summary(self) -> dict[str, int]:
         """The counts, for log events and the ledger."""
         counts = {"parked": len(self.parked), "failed": len(self.failed), "skipped": self.skipped}
-        return {**self.outcomes, **counts, "rows": self.rows, "bytes": self.bytes, "windows": self.windows}
+        return {
+            **{str(k): v for k, v in self.outcomes.items()},
+            **counts,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "windows": self.windows,
+        }
 
     @property
     def complete(self) -> bool:

@@ -1,8 +1,4 @@
-"""The daemon: a drift-corrected poll loop, and the shutdown both commands share.
-
-SIGTERM or SIGINT stops the taking of new work; calls already being archived get ``grace`` to
-finish, then are cancelled (a write in progress completes first: every store write is atomic,
-so nothing is left half-written). A second signal cancels at once.
+"""The daemon: one source's drift-corrected poll loop, under its lease.
 
 After each poll the daemon tells the outside world how it went: the ledger (for
 ``archiver status``), the metrics and readiness, systemd's ``STATUS=``, and the dead-man ping.
@@ -11,14 +7,11 @@ After each poll the daemon tells the outside world how it went: the ledger (for
 from __future__ import annotations
 
 import contextlib
-import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TypeVar
 
 import anyio
-import httpx
 import structlog
 
 from archiver.archive.runner import Archiver
@@ -27,91 +20,15 @@ from archiver.coordination.lease import Lease
 from archiver.core.clock import Clock
 from archiver.core.quantities import format_duration
 from archiver.core.report import RunReport
-from archiver.errors import TransientError, collapse, redact
-from archiver.service.metrics import DEFAULT_SOURCE, Health, Metrics
+from archiver.errors import TransientError, redact
+from archiver.service.health import Health
+from archiver.service.metrics import DEFAULT_SOURCE, Metrics
 from archiver.service.notify import Notifier
+from archiver.service.ping import DeadManPing
 from archiver.source.ccall import CcallClient
 from archiver.state.ledger import Ledger
 
-log = structlog.get_logger("archiver.service.daemon")
-T = TypeVar("T")
-
-
-async def supervised(
-    archiver: Archiver | Sequence[Archiver],
-    work: Callable[[], Awaitable[T]],
-    *,
-    grace: timedelta,
-    on_stop: Callable[[], None] | None = None,
-) -> T | None:
-    """Run *work*; on a signal stop *archiver* (or each of several) gracefully. None when cancelled by shutdown."""
-    archivers = [archiver] if isinstance(archiver, Archiver) else list(archiver)
-    result: T | None = None
-    try:
-        async with anyio.create_task_group() as tg:
-            scope = anyio.CancelScope()
-
-            async def watch() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for signum in signals:
-                        name = signal.Signals(signum).name
-                        if not archivers[0].stopping:
-                            log.info("shutdown.requested", signal=name, grace_seconds=grace.total_seconds())
-                            for each in archivers:
-                                each.stop()
-                            if on_stop:
-                                on_stop()
-                            tg.start_soon(_cancel_after, scope, grace.total_seconds())
-                        else:
-                            log.warning("shutdown.forced", signal=name)
-                            scope.cancel()
-
-            tg.start_soon(watch)
-            with scope:
-                result = await work()
-            tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        raise collapse(group) from None
-    return result
-
-
-async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
-    await anyio.sleep(seconds)
-    if not scope.cancel_called:
-        log.warning("shutdown.grace_expired", grace_seconds=seconds)
-        scope.cancel()
-
-
-class DeadManPing:
-    """Hits a healthchecks.io-style URL after each poll: the URL on success, ``URL/fail`` on failure.
-
-    Several sources share one check: it fails when any source's last poll failed, and succeeds
-    again only when none is failing (so one source's success does not hide another's failure).
-    The URL is a secret (its path is the check's token), so it is never logged.
-    """
-
-    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
-        self._http = http
-        self._url = url.rstrip("/")
-        self._failing: set[str] = set()
-
-    async def success(self, source: str = DEFAULT_SOURCE) -> None:
-        self._failing.discard(source)
-        if not self._failing:
-            await self._hit(self._url, "")
-
-    async def failure(self, error: str, source: str = DEFAULT_SOURCE) -> None:
-        self._failing.add(source)
-        await self._hit(self._url + "/fail", error)
-
-    async def _hit(self, url: str, body: str) -> None:
-        try:
-            response = await self._http.post(url, content=body.encode()[:10_000], timeout=10)
-        except httpx.HTTPError as exc:
-            log.warning("ping.failed", error=type(exc).__name__)
-            return
-        if response.status_code >= 400:
-            log.warning("ping.failed", http_status=response.status_code)
+log = structlog.get_logger("archiver.service")
 
 
 class Daemon:

@@ -1,25 +1,21 @@
-"""What the daemon tells its monitoring: Prometheus metrics, liveness and readiness.
+"""Prometheus metrics: the instruments, and the observer that feeds them from the archiving path.
 
 ``Metrics`` owns a private registry (so tests and several archivers in one process do not
-collide) and the instruments the pipeline updates. ``Health`` tracks the poll loop's heartbeat
-and its last successful poll; the watchdog, ``/healthz`` and ``/readyz`` read it.
-``serve`` exposes both on ``metrics.listen`` from a thread, off the event loop.
+collide). :class:`SourceMetrics` is one source's :class:`~archiver.archive.events.ArchiveEvents`
+observer; the daemon updates the poll gauges itself.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import stamina.instrumentation
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from archiver import __version__
-from archiver.core.report import DONE_STATUSES
+from archiver.archive.events import ArchiveEvents
+from archiver.core.outcome import DONE_STATUSES, RecordingStatus
 from archiver.errors import (
     ApiUnavailable,
     ArchiveConflict,
@@ -148,68 +144,32 @@ class Metrics:
         return bytes(generate_latest(self.registry))
 
 
-class Health:
-    """Liveness (the loop makes progress) and readiness (a poll succeeded recently)."""
+class SourceMetrics(ArchiveEvents):
+    """Feeds *metrics* from one source's archiving path, labelled *source*."""
 
-    def __init__(self, *, stall_after: float, ready_within: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self.stall_after = stall_after
-        self.ready_within = ready_within
-        self._beat = clock()
-        self._last_success: float | None = None
-        self.last_error: str | None = None
+    def __init__(self, metrics: Metrics, source: str = DEFAULT_SOURCE) -> None:
+        self._metrics = metrics
+        self._source = source
+        metrics.add_source(source)
 
-    def beat(self) -> None:
-        self._beat = self._clock()
+    def call_queued(self) -> None:
+        self._metrics.queue_depth.inc()
 
-    def poll_succeeded(self) -> None:
-        self._last_success = self._beat = self._clock()
-        self.last_error = None
+    def call_started(self) -> None:
+        self._metrics.queue_depth.dec()
+        self._metrics.in_flight.inc()
 
-    def poll_failed(self, error: str) -> None:
-        self._beat = self._clock()
-        self.last_error = error
+    def call_finished(self) -> None:
+        self._metrics.in_flight.dec()
 
-    def alive(self) -> bool:
-        return self._clock() - self._beat < self.stall_after
+    def call_done(self, call_id: str, status: RecordingStatus, size: int) -> None:
+        self._metrics.calls.labels(source=self._source, outcome=str(status)).inc()
+        if status == RecordingStatus.ARCHIVED:
+            self._metrics.recordings.labels(source=self._source).inc()
+            self._metrics.bytes.labels(source=self._source).inc(size)
 
-    def ready(self) -> bool:
-        return self._last_success is not None and self._clock() - self._last_success < self.ready_within
+    def call_parked(self, call_id: str) -> None:
+        self._metrics.parked.labels(source=self._source).inc()
 
-
-def serve(listen: str, metrics: Metrics, health: Health) -> ThreadingHTTPServer:
-    """Serve /metrics, /healthz and /readyz on *listen* (host:port) from a daemon thread.
-
-    Raises OSError when the address cannot be bound.
-    """
-    host, _, port = listen.rpartition(":")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._answer(200, metrics.exposition(), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                ok = health.alive()
-                self._answer(200 if ok else 503, b"ok\n" if ok else b"stalled: the poll loop made no progress\n")
-            elif path == "/readyz":
-                ok = health.ready()
-                reason = health.last_error or "no poll has succeeded recently"
-                self._answer(200 if ok else 503, b"ready\n" if ok else f"not ready: {reason}\n".encode())
-            else:
-                self._answer(404, b"try /metrics, /healthz or /readyz\n")
-
-        def _answer(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer((host.strip("[]"), int(port)), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="metrics", daemon=True).start()
-    return server
+    def call_failed(self, call_id: str, error: BaseException) -> None:
+        self._metrics.failed(self._source, error)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import anyio
 import structlog
 
-from archiver.service.metrics import Health
+from archiver.service.health import Health
 
 log = structlog.get_logger("archiver.service.notify")
 

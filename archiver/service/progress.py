@@ -10,6 +10,7 @@ from typing import Never, TextIO
 import structlog
 from tqdm import tqdm
 
+from archiver.archive.events import ArchiveEvents
 from archiver.core.quantities import format_size
 from archiver.core.report import RunReport
 
@@ -37,8 +38,8 @@ class TerminalLogStream:
         return True
 
 
-class BackfillProgress:
-    """Feeds on the pipeline's RunReport after each call.
+class BackfillProgress(ArchiveEvents):
+    """Feeds on the run's RunReport after each call (an observer of the archiving path).
 
     On a terminal: a bar over the days of the range, with calls, bytes, rate and ETA.
     Elsewhere: a ``backfill.progress`` log event every *every* seconds.
@@ -52,7 +53,7 @@ class BackfillProgress:
         self._began = time.monotonic()
         self._last_log = self._began
 
-    def __call__(self, report: RunReport) -> None:
+    def progressed(self, report: RunReport) -> None:
         elapsed = max(time.monotonic() - self._began, 1e-6)
         rate = report.bytes / elapsed
         if self._terminal:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from archiver.core.dayfiles import CallEntry
-from archiver.core.report import DONE_STATUSES
+from archiver.core.outcome import DONE_STATUSES
+from archiver.core.parking import PendingCall
 from archiver.errors import ConfigError
 
 SCHEMA_VERSION = 1
@@ -63,21 +63,6 @@ CREATE TABLE IF NOT EXISTS days (
     covered INTEGER NOT NULL DEFAULT 0   -- calls of the day in its manifests
 ) WITHOUT ROWID;
 """
-
-
-@dataclass(frozen=True)
-class PendingCall:
-    """A call whose recording was not served yet, parked until ``next_attempt``."""
-
-    call_id: str
-    day: date
-    row: Any
-    attempts: int
-    first_attempt: datetime
-    last_attempt: datetime
-    next_attempt: datetime
-    deadline: datetime
-    last_error: dict[str, Any]
 
 
 class Ledger:

@@ -1,4 +1,9 @@
-"""Object stores behind one interface: :class:`S3Store` and :class:`LocalStore`.
+"""Object stores behind two interfaces: :class:`Store` for the archive, :class:`ControlStore`
+for the small objects instances coordinate through (leases, claims, membership).
+
+``Store`` is implemented by ``store.s3.S3Store`` and ``store.local.LocalStore``;
+``ControlStore`` by ``store.s3_control.S3ControlStore``. A store that keeps object versions
+declares it with ``versions`` (a :class:`VersionAudit`), which ``verify`` reads.
 
 The archive's guarantees rest on three properties every store provides:
 
@@ -26,10 +31,19 @@ class ObjectInfo:
     sha256: bytes | None  # None when the store keeps no checksum for it
 
 
+class VersionAudit(Protocol):
+    """A store that keeps every version of an object can say which keys were written twice."""
+
+    def replaced_keys(self, prefix: str) -> AsyncIterator[tuple[str, str]]:
+        """Keys under *prefix* that were overwritten or deleted after they were written: (key, what)."""
+        ...
+
+
 class Store(Protocol):
     """Where the archive lives. Keys are full keys, prefix included."""
 
     description: str
+    versions: VersionAudit | None  # None: the store keeps no versions to audit
 
     async def put(
         self,
@@ -66,6 +80,36 @@ class Store(Protocol):
 
     async def delete(self, key: str) -> None:
         """Remove *key* (used only for the preflight's own probe object)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class ControlStore(Protocol):
+    """Where coordination objects live: small JSON documents replaced under a condition.
+
+    Of two writers racing on one key, the store lets exactly one win (S3 conditional writes).
+    """
+
+    description: str
+
+    async def put_conditional(self, key: str, data: bytes, *, if_match: str | None) -> str:
+        """Write *data*: create-only (*if_match* None) or only over the version with that ETag.
+
+        Returns the new ETag; raises ObjectExists when the condition fails.
+        """
+        ...
+
+    async def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag, or None when there is none."""
+        ...
+
+    def list_keys(self, prefix: str) -> AsyncIterator[str]:
+        """Every key that starts with *prefix*, in lexical order."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove *key* (the preflight's own probe object)."""
         ...
 
     async def aclose(self) -> None: ...

@@ -22,7 +22,7 @@ import anyio.to_thread
 import structlog
 
 from archiver.errors import ArchiveConflict, CallError, ObjectExists, StoreAccessError, StoreUnavailable
-from archiver.store import ObjectInfo
+from archiver.store import ObjectInfo, VersionAudit
 
 log = structlog.get_logger("archiver.store")
 
@@ -36,6 +36,7 @@ class LocalStore:
     def __init__(self, root: Path, *, limiter: anyio.CapacityLimiter | None = None) -> None:
         self.root = root
         self.description = f"file://{root}"
+        self.versions: VersionAudit | None = None  # a file keeps no earlier versions
         self._limiter = limiter or anyio.CapacityLimiter(8)
 
     def _path(self, key: str) -> Path:

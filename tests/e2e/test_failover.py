@@ -10,21 +10,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import anyio
-import pytest
 import yaml
 
 from archiver.coordination.lease import Lease
 from archiver.core.clock import Clock
 from archiver.simulator import Dataset, Faults, Simulator
-from archiver.store.s3 import S3Store
 from tests.helpers import (
     Bucket,
-    FakeClock,
     archive_objects,
+    control_store,
     log_events,
     reaping,
-    s3_client,
     start_archiver,
     terminate,
     wait_until,
@@ -35,38 +31,12 @@ TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 def lease(bucket: Bucket, clock: Clock, owner: str) -> Lease:
     return Lease(
-        S3Store(s3_client(bucket.endpoint), bucket.name),
+        control_store(bucket.endpoint, bucket.name),
         "p/_archiver/leases/x.json",
         ttl=timedelta(seconds=30),
         clock=clock,
         owner=owner,
     )
-
-
-@pytest.mark.anyio
-async def test_exactly_one_instance_holds_a_lease_until_it_expires(bucket: Bucket) -> None:
-    """Conditional writes let one holder win; a standby takes over only after expiry; a release frees it."""
-    clock = FakeClock(datetime(2026, 11, 1, 10, 0, tzinfo=TZ))
-    a, b = lease(bucket, clock, "a"), lease(bucket, clock, "b")
-    results: list[bool] = []
-
-    async def race(contender: Lease) -> None:
-        results.append(await contender.hold())
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(race, a)
-        tg.start_soon(race, b)
-    assert sorted(results) == [False, True]
-    holder, standby = (a, b) if a.held else (b, a)
-    clock.advance(seconds=20)
-    assert await holder.hold()  # renewed: expires 30 s from now
-    clock.advance(seconds=20)
-    assert not await standby.hold()
-    clock.advance(seconds=31)
-    assert await standby.hold()  # expired: taken over
-    assert not await holder.hold()  # and the old holder learns it lost it
-    await standby.release()
-    assert await holder.hold()  # released: free at once
 
 
 def test_a_standby_daemon_takes_over_when_the_holder_is_killed(tmp_path: Path, bucket: Bucket) -> None:

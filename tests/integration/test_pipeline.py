@@ -7,85 +7,35 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from structlog.testing import capture_logs
 
 from archiver.compose import assemble
 from archiver.config.models import Config
-from archiver.core.cdr import call_id_for_row
-from archiver.core.clock import Clock
-from archiver.core.dayfiles import set_number
 from archiver.core.keys import audio_key, sidecar_key
+from archiver.core.outcome import RecordingStatus
 from archiver.core.report import RunReport
 from archiver.errors import ApiUnavailable
 from archiver.simulator import Dataset, Faults, SimCall, Simulator
-from tests.helpers import FAST, PATIENT_STORE, Bucket, FakeClock, check_sidecar, config_for
+from tests.helpers import (
+    FAST,
+    PATIENT_STORE,
+    SINCE,
+    TZ,
+    UNTIL,
+    Bucket,
+    FakeClock,
+    OnProgress,
+    assert_archive_is_complete,
+    backfill,
+    call_id,
+    config_for,
+    local_objects,
+    poll,
+)
 
 pytestmark = pytest.mark.anyio
-TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-SINCE = datetime(2026, 11, 1, tzinfo=TZ)
-UNTIL = datetime(2026, 11, 3, tzinfo=TZ)
-
-
-async def backfill(
-    config: Config, since: datetime = SINCE, until: datetime = UNTIL, clock: Clock | None = None
-) -> RunReport:
-    async with assemble(config, clock=clock, api_retry=FAST, download_retry=FAST, store_retry=PATIENT_STORE) as parts:
-        return await parts.archiver.backfill(since, until)
-
-
-async def poll(
-    config: Config, clock: Clock, lookback: timedelta = timedelta(hours=1), settle: timedelta = timedelta(minutes=1)
-) -> RunReport:
-    async with assemble(config, clock=clock, api_retry=FAST, download_retry=FAST, store_retry=PATIENT_STORE) as parts:
-        return await parts.archiver.poll_once(lookback=lookback, settle=settle)
-
-
-def local_objects(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def call_id(sim: Simulator, call: SimCall) -> str:
-    return call.uuid if call.has_recording else call_id_for_row(call.cdr(sim.url)["Cdr"])
-
-
-def assert_archive_is_complete(
-    objects: dict[str, bytes], sim: Simulator, calls: list[SimCall], prefix: str
-) -> dict[str, dict[str, Any]]:
-    """Every call has one sidecar; every served recording is stored byte-identical; nothing else is there."""
-    sidecars: dict[str, dict[str, Any]] = {}
-    expected_keys = set()
-    for call in calls:
-        day = call.start.date()
-        cid = call_id(sim, call)
-        key = sidecar_key(prefix, day, cid)
-        expected_keys.add(key)
-        doc = json.loads(objects[key])
-        check_sidecar(doc)
-        sidecars[cid] = doc
-        assert doc["schema"] == "ccall-archiver/sidecar/v1"
-        assert doc["call_id"] == cid
-        assert doc["cdr"] == call.cdr(sim.url)["Cdr"]
-        rec = doc["recording"]
-        if not call.has_recording:
-            assert rec == {"status": "none"}
-        elif call.foreign_link:
-            assert rec["status"] == "rejected"
-        elif call.recording_missing:
-            assert rec["status"] == "missing"
-        else:
-            body = sim.dataset.recording_bytes(call)
-            akey = audio_key(prefix, day, cid, "wav")
-            expected_keys.add(akey)
-            assert objects[akey] == body
-            assert rec["status"] == "archived"
-            assert rec["key"] == akey
-            assert rec["size"] == len(body)
-            assert rec["sha256"] == hashlib.sha256(body).hexdigest()
-    assert {k for k in objects if set_number(k.rsplit("/", 1)[-1]) is None} == expected_keys
-    return sidecars
 
 
 @pytest.fixture(params=["s3", "file"])
@@ -171,7 +121,7 @@ async def test_an_audio_object_without_its_sidecar_is_verified_and_completed(
     config.state.path.unlink()
     with capture_logs() as logs:
         report = await backfill(config)
-    assert report.outcomes["archived"] == 1
+    assert report.outcomes[RecordingStatus.ARCHIVED] == 1
     assert {"event": "recording.already_stored", "key": akey, "log_level": "info"} in logs
     assert (
         json.loads(bucket.objects()[skey])["recording"]["sha256"]
@@ -242,7 +192,7 @@ async def test_dead_links_are_recorded_as_missing_with_what_was_tried(tmp_path: 
     report, calls, sidecars = await backfill_checked(dataset, tmp_path, bucket)
     dead = [c for c in calls if c.recording_missing]
     assert dead
-    assert report.outcomes["missing"] == len(dead)
+    assert report.outcomes[RecordingStatus.MISSING] == len(dead)
     assert report.complete
     rec = sidecars[dead[0].uuid]["recording"]
     assert rec["attempts"] == 1
@@ -257,7 +207,7 @@ async def test_links_to_other_hosts_are_rejected_and_recorded(tmp_path: Path, bu
     report, calls, sidecars = await backfill_checked(dataset, tmp_path, bucket)
     foreign = [c for c in calls if c.foreign_link]
     assert foreign
-    assert report.outcomes["rejected"] == len(foreign)
+    assert report.outcomes[RecordingStatus.REJECTED] == len(foreign)
     reason = sidecars[foreign[0].uuid]["recording"]["reason"]
     assert reason["kind"] == "host_not_allowed"
     assert "169.254.169.254" in reason["message"]
@@ -325,7 +275,11 @@ async def test_an_api_outage_mid_run_lets_calls_in_flight_finish_then_fails(data
                 sim.faults.api_error_rate = 1.0
 
         async with assemble(
-            config, api_retry=FAST, download_retry=FAST, store_retry=PATIENT_STORE, progress=break_api_after_three
+            config,
+            api_retry=FAST,
+            download_retry=FAST,
+            store_retry=PATIENT_STORE,
+            observers=[OnProgress(break_api_after_three)],
         ) as parts:
             with pytest.raises(ApiUnavailable, match="answered HTTP 50"):
                 await parts.archiver.backfill(SINCE, UNTIL)

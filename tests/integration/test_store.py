@@ -24,7 +24,7 @@ from archiver.store import Store, put_bytes
 from archiver.store.local import LocalStore
 from archiver.store.s3 import S3Store
 from archiver.store.s3put import DirectPut
-from tests.helpers import Bucket, MotoServer, TinyServer, make_bucket, s3_client, s3_store
+from tests.helpers import Bucket, MotoServer, TinyServer, make_bucket, s3_bucket, s3_store
 
 pytestmark = pytest.mark.anyio
 KEY = "p/2026/11/01/09dc3fa8-ba86-11e5-a8af-dbc80e22bddb.wav"
@@ -131,7 +131,7 @@ async def test_the_local_store_clears_a_crashed_writes_leftover_once_it_is_a_day
 
 async def test_large_bodies_go_up_in_parts_and_stay_create_only(bucket: Bucket) -> None:
     """Past the threshold a multipart upload is used, completed with If-None-Match."""
-    store = S3Store(s3_client(bucket.endpoint), bucket.name, multipart_threshold=5 << 20, part_size=5 << 20)
+    store = S3Store(s3_bucket(bucket.endpoint, bucket.name), multipart_threshold=5 << 20, part_size=5 << 20)
     data = os.urandom(12 << 20)
     with tempfile.TemporaryFile() as body:
         body.write(data)
@@ -210,7 +210,7 @@ async def test_a_redirect_to_another_region_hands_the_put_to_boto3(bucket: Bucke
         credentials = session.get_credentials()
         assert credentials is not None
         direct = DirectPut(object_url=lambda key: f"{elsewhere.url}/{key}", credentials=credentials, region="us-east-1")
-        store = S3Store(client, bucket.name, direct_put=direct)
+        store = S3Store(s3_bucket(bucket.endpoint, bucket.name, client), direct_put=direct)
         with capture_logs() as logs:
             await put(store, KEY, b"RIFF one")
             await put(store, KEY.replace(".wav", ".json"), b"{}")

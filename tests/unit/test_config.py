@@ -12,7 +12,7 @@ from archiver.config.load import load_config, parse_config, parse_configs
 from archiver.config.models import pick
 from archiver.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "5e6f7a8b"
 
 

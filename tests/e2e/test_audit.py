@@ -8,8 +8,7 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -18,36 +17,33 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-import archiver as package
 from archiver.simulator import Dataset, SimCall, Simulator
-from tests.helpers import Bucket, FakeClock, MotoServer, config_for, make_bucket
-from tests.test_pipeline import SINCE, UNTIL, backfill
+from tests.helpers import (
+    SINCE,
+    UNTIL,
+    Bucket,
+    FakeClock,
+    MotoServer,
+    backfill,
+    config_dict,
+    config_for,
+    make_bucket,
+    run_cli,
+    write_config,
+)
 
 pytestmark = pytest.mark.anyio
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def write_config(tmp_path: Path, sim: Simulator, storage: dict[str, Any]) -> Path:
-    raw = {
-        "source": {"base_url": sim.url, "api_key": sim.api_key, "api_secret": sim.api_secret},
-        "storage": storage,
-        "state": {"path": str(tmp_path / "ledger.sqlite3")},
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+def audit_config(tmp_path: Path, sim: Simulator, storage: dict[str, Any]) -> Path:
+    return write_config(tmp_path, config_dict(api=sim, storage=storage, state=tmp_path / "ledger.sqlite3"))
 
 
 def _folder(parent: Path, name: str) -> Path:
     (parent / name).mkdir()
     return parent / name
-
-
-def archiver(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "archiver", *args], capture_output=True, text=True, check=False, timeout=120
-    )
 
 
 def a_recorded_call(sim: Simulator) -> SimCall:
@@ -56,7 +52,7 @@ def a_recorded_call(sim: Simulator) -> SimCall:
 
 async def archived_s3(sim: Simulator, tmp_path: Path, bucket: Bucket) -> Path:
     await backfill(config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint))
-    return write_config(tmp_path, sim, {"url": bucket.url, "endpoint_url": bucket.endpoint})
+    return audit_config(tmp_path, sim, {"url": bucket.url, "endpoint_url": bucket.endpoint})
 
 
 async def test_verify_passes_on_a_fresh_archive_and_samples_on_request(
@@ -65,16 +61,16 @@ async def test_verify_passes_on_a_fresh_archive_and_samples_on_request(
     """A complete archive verifies with exit 0; --sample 100 re-hashes every recording."""
     config = await archived_s3(sim, tmp_path, bucket)
     calls = sim.dataset.calls_between(SINCE, UNTIL, sim.now())
-    result = archiver("verify", "-c", str(config))
+    result = run_cli("verify", "-c", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"verified 2 days: {len(calls)} calls" in result.stdout
     assert "0 problem(s)" in result.stdout
-    sampled = json.loads(archiver("verify", "-c", str(config), "--sample", "100", "--json").stdout)
+    sampled = json.loads(run_cli("verify", "-c", str(config), "--sample", "100", "--json").stdout)
     recorded = sum(c.has_recording for c in calls)
     assert sampled["ok"] is True
     assert sampled["recordings"] == sampled["rehashed"] == recorded
     one_day = json.loads(
-        archiver("verify", "-c", str(config), "--since", "2026-11-02", "--until", "2026-11-03", "--json").stdout
+        run_cli("verify", "-c", str(config), "--since", "2026-11-02", "--until", "2026-11-03", "--json").stdout
     )
     assert one_day["days"] == 1
     assert one_day["calls"] == sum(c.start.date().day == 2 for c in calls)
@@ -88,7 +84,7 @@ async def test_verify_names_the_call_whose_recording_was_replaced(
     call = a_recorded_call(sim)
     key = f"archive/{call.start:%Y/%m/%d}/{call.uuid}.wav"
     bucket.client.put_object(Bucket=bucket.name, Key=key, Body=sim.dataset.recording_bytes(call)[:-1] + b"\x00")
-    result = archiver("verify", "-c", str(config))
+    result = run_cli("verify", "-c", str(config))
     assert result.returncode == 1
     assert (
         f"call {call.uuid}: the recording's SHA-256 differs from the sidecar's: its bytes changed ({key})"
@@ -102,7 +98,7 @@ async def test_verify_names_the_call_whose_sidecar_was_deleted(sim: Simulator, t
     config = await archived_s3(sim, tmp_path, bucket)
     call = a_recorded_call(sim)
     bucket.client.delete_object(Bucket=bucket.name, Key=f"archive/{call.start:%Y/%m/%d}/{call.uuid}.json")
-    report = json.loads(archiver("verify", "-c", str(config), "--json").stdout)
+    report = json.loads(run_cli("verify", "-c", str(config), "--json").stdout)
     assert report["ok"] is False
     problems = {(p["call_id"], p["problem"]) for p in report["problems"]}
     assert (call.uuid, "a recording without its sidecar (an interrupted write? `backfill` completes it)") in problems
@@ -121,7 +117,7 @@ async def test_verify_names_the_call_whose_byte_was_flipped(sim: Simulator, tmp_
     data = bytearray(path.read_bytes())
     data[100] ^= 0x01
     path.write_bytes(bytes(data))
-    result = archiver("verify", "-c", str(write_config(tmp_path, sim, {"url": f"file://{root}"})))
+    result = run_cli("verify", "-c", str(audit_config(tmp_path, sim, {"url": f"file://{root}"})))
     assert result.returncode == 1
     assert f"call {call.uuid}: the recording's SHA-256 differs" in result.stdout
 
@@ -139,12 +135,12 @@ async def test_reconcile_names_calls_missing_on_either_side(sim: Simulator, tmp_
     bucket.client.put_object(
         Bucket=bucket.name, Key=f"archive/{kept.start:%Y/%m/%d}/{ghost}.json", Body=json.dumps(doc).encode()
     )
-    result = archiver("reconcile", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03")
+    result = run_cli("reconcile", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03")
     assert result.returncode == 1
     assert f"NOT ARCHIVED  call {gone.uuid} ({gone.start.date().isoformat()})" in result.stdout
     assert f"NOT LISTED    call {ghost}" in result.stdout
     report = json.loads(
-        archiver("reconcile", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03", "--json").stdout
+        run_cli("reconcile", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03", "--json").stdout
     )
     assert report["consistent"] is False
     assert report["listed"] == len(sim.dataset.calls_between(SINCE, UNTIL, sim.now()))
@@ -153,7 +149,7 @@ async def test_reconcile_names_calls_missing_on_either_side(sim: Simulator, tmp_
 async def test_reconcile_agrees_on_a_complete_archive(sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
     """Every call the PBX lists is archived, and nothing else: exit 0."""
     config = await archived_s3(sim, tmp_path, bucket)
-    result = archiver("reconcile", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03")
+    result = run_cli("reconcile", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 not archived, 0 no longer listed" in result.stdout
 
@@ -270,11 +266,11 @@ async def test_check_refuses_an_object_lock_the_bucket_cannot_give(
     plain = make_bucket(moto_server.endpoint)
     locked = make_bucket(moto_server.endpoint, object_lock=True)
     lock = {"mode": "GOVERNANCE", "retain_days": 2555}
-    bad = archiver(
+    bad = run_cli(
         "check",
         "-c",
         str(
-            write_config(
+            audit_config(
                 _folder(tmp_path, "plain"), sim, {"url": plain.url, "endpoint_url": plain.endpoint, "object_lock": lock}
             )
         ),
@@ -282,11 +278,11 @@ async def test_check_refuses_an_object_lock_the_bucket_cannot_give(
     assert bad.returncode == 2
     assert "ok    bucket versioning: Enabled" in bad.stdout
     assert "FAIL  storage.object_lock/legal_hold is set but the bucket has no Object Lock" in bad.stdout
-    good = archiver(
+    good = run_cli(
         "check",
         "-c",
         str(
-            write_config(
+            audit_config(
                 _folder(tmp_path, "locked"),
                 sim,
                 {"url": locked.url, "endpoint_url": locked.endpoint, "object_lock": lock},
@@ -312,51 +308,21 @@ async def test_control_objects_go_to_a_bucket_that_object_lock_does_not_freeze(
     )
     control = make_bucket(moto_server.endpoint)
     storage = {"url": locked.url, "endpoint_url": locked.endpoint}
-    alone = archiver("check", "-c", str(write_config(_folder(tmp_path, "alone"), sim, storage)))
+    alone = run_cli("check", "-c", str(audit_config(_folder(tmp_path, "alone"), sim, storage)))
     assert alone.returncode == 0, alone.stdout
     assert "default retention GOVERNANCE 30 days" in alone.stdout
     assert "WARN  the bucket's default retention also freezes the leases and claims" in alone.stdout
-    config = write_config(_folder(tmp_path, "split"), sim, storage)
+    config = audit_config(_folder(tmp_path, "split"), sim, storage)
     raw = yaml.safe_load(config.read_text())
     raw["coordination"] = {"bucket": control.name}
     config.write_text(yaml.safe_dump(raw))
-    split = archiver("check", "-c", str(config))
+    split = run_cli("check", "-c", str(config))
     assert split.returncode == 0, split.stdout
     assert "WARN" not in split.stdout
     assert f"ok    coordination.bucket s3://{control.name}" in split.stdout
-    done = archiver("backfill", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-02")
+    done = run_cli("backfill", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-02")
     assert done.returncode == 0, done.stderr[-2000:]
     assert [k for k in locked.objects() if "/_archiver/" in k] == []
     claims = [k for k in control.objects() if "/_archiver/shards/" in k]
     assert any(k.endswith("2026-11-01.done") for k in claims), claims
     assert any(k.endswith(".json") for k in locked.objects()), "the calls themselves are in the archive"
-
-
-async def test_objects_carry_legal_hold_lock_and_encryption(
-    sim: Simulator, tmp_path: Path, moto_server: MotoServer
-) -> None:
-    """With storage.legal_hold, object_lock and sse set, every stored object carries them."""
-    bucket = make_bucket(moto_server.endpoint, object_lock=True)
-    config = config_for(
-        sim,
-        bucket.url,
-        tmp_path,
-        endpoint=bucket.endpoint,
-        storage={"object_lock": {"mode": "COMPLIANCE", "retain_days": 10}, "legal_hold": True, "sse": "AES256"},
-    )
-    report = await backfill(config, SINCE, SINCE + timedelta(days=1))
-    assert report.complete
-    keys = list(bucket.objects())
-    assert keys
-    for key in keys:
-        head = bucket.client.head_object(Bucket=bucket.name, Key=key)
-        assert head["ObjectLockMode"] == "COMPLIANCE"
-        assert head["ObjectLockLegalHoldStatus"] == "ON"
-        assert head["ServerSideEncryption"] == "AES256"
-        assert head["ObjectLockRetainUntilDate"] > datetime.now(TZ) + timedelta(days=9)
-
-
-def test_the_published_schema_is_in_the_package() -> None:
-    """The sidecar schema ships with the package, where docs/auditing.md points."""
-    schema = Path(package.__file__).parent / "schemas" / "sidecar-v1.schema.json"
-    assert json.loads(schema.read_text())["properties"]["schema"]["const"] == "ccall-archiver/sidecar/v1"

@@ -34,20 +34,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio
 import jsonschema
-import yaml
 
-from archiver.audit.verify import Auditor
+from archiver.audit.verify import Verifier
 from archiver.core import dayfiles
-from archiver.core.cdr import call_id_for_row
+from archiver.core.identity import call_id_for_row
 from archiver.core.keys import audio_key, sidecar_key
 from archiver.simulator import Dataset, Faults, SimCall, Simulator, as_received
 from archiver.store.s3 import S3Store
-from tests.helpers import Bucket, MotoServer, ToggleProxy, check_sidecar, make_bucket, s3_client, start_archiver
+from tests.helpers import (
+    Bucket,
+    MotoServer,
+    ToggleProxy,
+    check_sidecar,
+    config_dict,
+    make_bucket,
+    s3_bucket,
+    start_archiver,
+    write_config,
+)
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 FIRST_DAY = date(2026, 10, 1)
@@ -175,10 +183,11 @@ def run_chaos(
 
 def check_archive(bucket: Bucket, sim: Simulator, calls: list[SimCall], result: ChaosResult) -> None:
     """Compare the bucket with what the simulator served; add every discrepancy to result.problems."""
-    versions = bucket.client.list_object_versions(Bucket=bucket.name)
-    keys = Counter(v["Key"] for v in versions.get("Versions", []) if not v["Key"].startswith("archive/_archiver/"))
+    pages = list(bucket.client.get_paginator("list_object_versions").paginate(Bucket=bucket.name))  # every page
+    versions = [v for page in pages for v in page.get("Versions", [])]
+    keys = Counter(v["Key"] for v in versions if not v["Key"].startswith("archive/_archiver/"))
     result.problems += [f"{k} has {n} versions: something was overwritten" for k, n in keys.items() if n > 1]
-    result.problems += [f"{m['Key']} has a delete marker" for m in versions.get("DeleteMarkers", [])]
+    result.problems += [f"{m['Key']} has a delete marker" for page in pages for m in page.get("DeleteMarkers", [])]
     objects = {k: v for k, v in bucket.objects().items() if not k.startswith("archive/_archiver/")}  # control objects
     expected_keys: set[str] = set()
     for call in calls:
@@ -227,22 +236,22 @@ def check_archive(bucket: Bucket, sim: Simulator, calls: list[SimCall], result: 
     result.problems += [f"{k}: an object no call explains" for k in sorted(set(objects) - expected_keys - day_files)]
     if not day_files:
         result.problems.append("no day was closed with a manifest")
-    store = S3Store(s3_client(bucket.endpoint), bucket.name)
-    audit = anyio.run(lambda: Auditor(store, "archive").verify(None, deep=True))
+    store = S3Store(s3_bucket(bucket.endpoint, bucket.name))
+    audit = anyio.run(lambda: Verifier(store, "archive").verify(None, deep=True))
     result.problems += [f"verify: {p}" for p in audit.problems]
     result.problems += [f"verify: {audit.unmanifested} files are in no manifest"] if audit.unmanifested else []
 
 
 def _write_config(workdir: Path, sim: Simulator, bucket: Bucket, proxy: ToggleProxy) -> Path:
-    raw: dict[str, Any] = {
-        "source": {"base_url": sim.url, "api_key": sim.api_key, "api_secret": sim.api_secret, "page_size": 50},
-        "storage": {"url": bucket.url, "endpoint_url": proxy.endpoint},
-        "download": {"concurrency": 8, "timeout": "1s"},
-        "state": {"path": str(workdir / "ledger.sqlite3")},
-    }
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    raw = config_dict(
+        api=sim,
+        storage=bucket.url,
+        state=workdir / "ledger.sqlite3",
+        endpoint=proxy.endpoint,
+        download={"concurrency": 8, "timeout": "1s"},
+    )
+    raw["source"]["page_size"] = 50
+    return write_config(workdir, raw)
 
 
 def _schedule_outage(proxy: ToggleProxy, after: float, seconds: float, log: Callable[[str], None]) -> threading.Thread:

@@ -10,11 +10,11 @@ from http.server import BaseHTTPRequestHandler
 import httpx
 import pytest
 
-from archiver.compose import download_client, env_proxy
 from archiver.errors import RecordingRejected, RecordingUnavailable
 from archiver.retry import RetryPolicy
 from archiver.simulator import Dataset, Faults, SimCall, Simulator
 from archiver.source.fetch import Fetcher, LinkPolicy
+from archiver.source.http import download_client, env_proxy
 from tests.helpers import FAST, TinyServer
 
 pytestmark = pytest.mark.anyio

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from archiver.core.cdr import call_id_for_url, canonical_json, parse_row
+from archiver.core.cdr import parse_row
+from archiver.core.identity import call_id_for_url, canonical_json
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 DOC_ROW = {

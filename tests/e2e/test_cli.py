@@ -18,9 +18,9 @@ import httpx
 import pytest
 import yaml
 
-from archiver.core.cdr import call_id_for_row
+from archiver.core.identity import call_id_for_row
 from archiver.simulator import Dataset, Simulator
-from tests.helpers import Bucket, free_port, wait_for_port
+from tests.helpers import Bucket, config_dict, free_port, run_cli, wait_for_port, write_config
 
 SECRET = "9f8e7d6c"
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -32,23 +32,16 @@ def secret_sim(dataset: Dataset) -> Iterator[Simulator]:
         yield server
 
 
-def write_config(tmp_path: Path, sim: Simulator, storage: dict[str, Any], **sections: dict[str, Any]) -> Path:
-    raw: dict[str, Any] = {
-        "source": {"base_url": sim.url, "api_key": sim.api_key, "api_secret": "${TEST_CCALL_SECRET}"},
-        "storage": storage,
-        "state": {"path": "ledger.sqlite3"},
-        **sections,
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+def cli_config(tmp_path: Path, sim: Simulator, storage: dict[str, Any], **sections: dict[str, Any]) -> Path:
+    """A config whose API secret comes from the environment (so no file holds it)."""
+    raw = config_dict(api=sim, storage=storage, state="ledger.sqlite3")
+    raw["source"]["api_secret"] = "${TEST_CCALL_SECRET}"
+    raw.update(sections)
+    return write_config(tmp_path, raw)
 
 
 def archiver(*args: str, secret: str = SECRET, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TEST_CCALL_SECRET": secret}
-    return subprocess.run(
-        [sys.executable, "-m", "archiver", *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
-    )
+    return run_cli(*args, env={"TEST_CCALL_SECRET": secret}, timeout=timeout)
 
 
 def assert_no_secret(result: subprocess.CompletedProcess[str], *secrets: str) -> None:
@@ -64,7 +57,7 @@ def s3(bucket: Bucket) -> dict[str, str]:
 
 def test_backfill_exits_0_and_a_rerun_writes_nothing(secret_sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
     """A backfill into S3 exits 0 with a summary; the same command again writes nothing."""
-    config = write_config(tmp_path, secret_sim, s3(bucket))
+    config = cli_config(tmp_path, secret_sim, s3(bucket))
     first = archiver("backfill", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03")
     assert first.returncode == 0, first.stderr
     calls = secret_sim.dataset.calls_between(
@@ -88,7 +81,7 @@ def test_backfill_exits_0_and_a_rerun_writes_nothing(secret_sim: Simulator, tmp_
 
 def test_a_dry_run_prints_the_plan_and_writes_nothing(secret_sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
     """--dry-run lists calls per day and creates neither objects nor a ledger."""
-    config = write_config(tmp_path, secret_sim, s3(bucket))
+    config = cli_config(tmp_path, secret_sim, s3(bucket))
     result = archiver("backfill", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03", "--dry-run")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -105,7 +98,7 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(secret_sim: Simulator, tmp
 
 def test_an_unknown_config_key_exits_2_naming_it(secret_sim: Simulator, tmp_path: Path) -> None:
     """Configuration errors exit 2, name every key, and print no traceback."""
-    config = write_config(
+    config = cli_config(
         tmp_path, secret_sim, {"url": f"file://{tmp_path}/a"}, download={"concurency": 4, "max_bytes": "lots"}
     )
     result = archiver("backfill", "-c", str(config), "--since", "2026-11-01")
@@ -117,7 +110,7 @@ def test_an_unknown_config_key_exits_2_naming_it(secret_sim: Simulator, tmp_path
 
 def test_wrong_credentials_exit_2_without_showing_the_secret(secret_sim: Simulator, tmp_path: Path) -> None:
     """The API refusing the credentials stops the program with a clear message."""
-    config = write_config(tmp_path, secret_sim, {"url": f"file://{tmp_path}/a"})
+    config = cli_config(tmp_path, secret_sim, {"url": f"file://{tmp_path}/a"})
     wrong = "0badc0de"
     result = archiver("backfill", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-02", secret=wrong)
     assert result.returncode == 2
@@ -127,7 +120,7 @@ def test_wrong_credentials_exit_2_without_showing_the_secret(secret_sim: Simulat
 
 def test_a_missing_bucket_exits_2_naming_it(secret_sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
     """A bucket that does not exist is a configuration error, not a retry loop."""
-    config = write_config(tmp_path, secret_sim, {"url": "s3://no-such-bucket-xyz/p", "endpoint_url": bucket.endpoint})
+    config = cli_config(tmp_path, secret_sim, {"url": "s3://no-such-bucket-xyz/p", "endpoint_url": bucket.endpoint})
     result = archiver("backfill", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-02")
     assert result.returncode == 2
     assert "bucket 'no-such-bucket-xyz' does not exist" in result.stderr
@@ -136,7 +129,7 @@ def test_a_missing_bucket_exits_2_naming_it(secret_sim: Simulator, tmp_path: Pat
 
 def test_bad_dates_exit_2(secret_sim: Simulator, tmp_path: Path) -> None:
     """A date in the wrong form, or a range that ends before it starts, is a usage error."""
-    config = write_config(tmp_path, secret_sim, {"url": f"file://{tmp_path}/a"})
+    config = cli_config(tmp_path, secret_sim, {"url": f"file://{tmp_path}/a"})
     assert "YYYY-MM-DD" in archiver("backfill", "-c", str(config), "--since", "1/11/2026").stderr
     result = archiver("backfill", "-c", str(config), "--since", "2026-11-02", "--until", "2026-11-01")
     assert result.returncode == 2
@@ -145,7 +138,7 @@ def test_bad_dates_exit_2(secret_sim: Simulator, tmp_path: Path) -> None:
 
 def test_check_reports_each_part(secret_sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
     """check passes with good settings and fails (exit 2) naming the part that is wrong."""
-    config = write_config(tmp_path, secret_sim, s3(bucket))
+    config = cli_config(tmp_path, secret_sim, s3(bucket))
     good = archiver("check", "-c", str(config))
     assert good.returncode == 0, good.stdout + good.stderr
     assert "ok    ccall API" in good.stdout
@@ -166,7 +159,7 @@ def test_the_daemon_archives_arriving_calls_promptly_and_stops_cleanly_on_sigter
     bound = timedelta(seconds=1 + 2 + 4)  # poll.interval + poll.settle + a few seconds
     root = tmp_path / "archive"
     with Simulator(dataset, api_secret=SECRET) as sim:
-        config = write_config(
+        config = cli_config(
             tmp_path, sim, {"url": f"file://{root}"}, poll={"interval": "1s", "settle": "2s", "lookback": "5m"}
         )
         env = {**os.environ, "TEST_CCALL_SECRET": SECRET}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos import run_chaos
+from tests.e2e.chaos import run_chaos
 
 
 @pytest.mark.timeout(600)

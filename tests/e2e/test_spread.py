@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-import yaml
 
 from archiver.simulator import Dataset, Faults, Simulator
 from tests.helpers import (
@@ -27,6 +26,7 @@ from tests.helpers import (
     start_archiver,
     terminate,
     wait_until,
+    write_config,
 )
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -54,9 +54,7 @@ def _config(
     }
     if metrics_port is not None:
         raw["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_config(tmp_path / f"{name}.yaml", raw)
 
 
 def _holders(bucket: Bucket) -> Counter[str]:

@@ -1,0 +1,190 @@
+"""Archiving one call: its recording (if any), then its sidecar, then the ledger.
+
+A call is *done* when its sidecar is stored. A recording the link does not serve yet parks
+the call with a retry time until ``download.missing_after`` past its end; then the call is
+stored as missing. Every write is create-only: a taken sidecar key means an earlier run got
+there first (its document counts), a taken audio key is kept only if its bytes are the ones
+served now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as dt_time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import anyio
+import structlog
+
+from archiver.core import dayfiles, keys, sidecar
+from archiver.core.audio import CONTENT_TYPES
+from archiver.core.cdr import Cdr
+from archiver.core.clock import Clock
+from archiver.core.outcome import Archived, NoRecording, Recording, Rejected
+from archiver.core.parking import ParkingSchedule, PendingCall
+from archiver.errors import ArchiveConflict, ObjectExists, RecordingRejected, RecordingUnavailable
+from archiver.retry import RetryPolicy
+from archiver.source.fetch import Download, Fetcher
+from archiver.state.ledger import Ledger
+from archiver.store import Store, put_bytes
+
+log = structlog.get_logger("archiver.archive")
+
+
+@dataclass(frozen=True)
+class Parked:
+    """The call waits for its recording until ``next_attempt``; it is not done."""
+
+    next_attempt: datetime
+
+
+CallOutcome = Recording | Parked
+
+
+class CallArchiver:
+    """Archives single calls of one source into one store.
+
+    ``source_info`` goes into each sidecar's ``source`` member. *downloads* bounds how many
+    recordings come down at once (the runner has more calls in flight than that, so that one
+    call's upload overlaps the next one's download).
+    """
+
+    def __init__(
+        self,
+        *,
+        fetcher: Fetcher,
+        store: Store,
+        ledger: Ledger,
+        clock: Clock,
+        tz: ZoneInfo,
+        prefix: str,
+        schedule: ParkingSchedule,
+        store_retry: RetryPolicy,
+        downloads: anyio.CapacityLimiter,
+        source_info: dict[str, Any],
+    ) -> None:
+        self._fetcher = fetcher
+        self._store = store
+        self._ledger = ledger
+        self._clock = clock
+        self._tz = tz
+        self._prefix = prefix
+        self._schedule = schedule
+        self._store_retry = store_retry
+        self._downloads = downloads
+        self._source_info = source_info
+
+    async def archive(self, cdr: Cdr, day: date, pending: PendingCall | None) -> CallOutcome:
+        """Store the call's audio (if any) then its sidecar, and record it done; or park it.
+
+        Raises TransientError (the store did not answer past its retries), CallError (a
+        conflict in the bucket), FatalError, or OSError (the local buffer).
+        """
+        recording: Recording
+        if cdr.recording_url_invalid is not None:
+            recording = Rejected(
+                cdr.raw.get("recording_file"), {"kind": "invalid_link", "message": cdr.recording_url_invalid}
+            )
+        elif cdr.recording_url is None:
+            recording = NoRecording()
+        else:
+            url = cdr.recording_url
+            try:
+                async with self._downloads:
+                    download = await self._fetcher.fetch(url)
+            except RecordingRejected as exc:
+                recording = Rejected(url, exc.detail)
+            except RecordingUnavailable as exc:
+                record = self._park(cdr, day, pending, exc)
+                if not record.expired():
+                    return Parked(record.next_attempt)
+                recording = sidecar.missing(url, record)
+            else:
+                with download:
+                    key = keys.audio_key(self._prefix, day, cdr.call_id, download.format)
+                    await self._store_audio(key, download, cdr.call_id)
+                    recording = Archived(
+                        key=key,
+                        size=download.size,
+                        sha256=download.sha256.hex(),
+                        format=download.format,
+                        source_url=url,
+                        audio=download.audio.as_dict() if download.audio else None,
+                        fetched_from=download.url,
+                        trailing_bytes=download.trailing_bytes,
+                    )
+        entry = await self._store_sidecar(cdr, day, recording)
+        self._ledger.mark_done(cdr.call_id, day, recording.status, self._clock.now(), entry)
+        return recording
+
+    def _park(self, cdr: Cdr, day: date, pending: PendingCall | None, exc: RecordingUnavailable) -> PendingCall:
+        """The call's record after this failed try; parked in the ledger unless past its deadline."""
+        # A call whose start does not parse ended, at the latest, about when its filing day did.
+        ended = cdr.end_utc() or datetime.combine(day + timedelta(days=1), dt_time(0), self._tz)
+        record = self._schedule.after_failure(
+            call_id=cdr.call_id,
+            day=day,
+            row=cdr.row,
+            ended=ended,
+            now=self._clock.now(),
+            error=exc.detail,
+            previous=pending,
+        )
+        if record.expired():
+            log.warning("call.missing", call_id=cdr.call_id, attempts=record.attempts, error=str(exc))
+            return record
+        self._ledger.park(record)
+        log.info(
+            "call.parked",
+            call_id=cdr.call_id,
+            attempts=record.attempts,
+            next_attempt=record.next_attempt.isoformat(),
+            error=str(exc),
+        )
+        return record
+
+    async def _store_audio(self, key: str, download: Download, call_id: str) -> None:
+        async for attempt in self._store_retry.context():
+            with attempt:
+                try:
+                    await self._store.put(
+                        key,
+                        download.file,
+                        size=download.size,
+                        sha256=download.sha256,
+                        content_type=CONTENT_TYPES[download.format],
+                        metadata={"call-id": call_id},
+                    )
+                except ObjectExists:
+                    await self._check_existing_audio(key, download)
+
+    async def _check_existing_audio(self, key: str, download: Download) -> None:
+        """An audio object without its sidecar: keep it only if it has the same bytes."""
+        info = await self._store.head(key)
+        if info is None:
+            raise ArchiveConflict(f"{key} was reported as existing but cannot be found")
+        digest = info.sha256 if info.sha256 is not None and info.size == download.size else None
+        if digest is None and info.size == download.size:
+            _, digest = await self._store.digest(key)
+        if info.size != download.size or digest != download.sha256:
+            raise ArchiveConflict(
+                f"{key} already holds {info.size} bytes that differ from the recording now served "
+                f"({download.size} bytes, sha256 {download.sha256.hex()[:16]}…); nothing was overwritten"
+            )
+        log.info("recording.already_stored", key=key)
+
+    async def _store_sidecar(self, cdr: Cdr, day: date, recording: Recording) -> dayfiles.CallEntry:
+        """Store the sidecar create-only; returns what the day's files will say of the call,
+        from the bytes now in the store (an earlier run's, if it got there first)."""
+        key = keys.sidecar_key(self._prefix, day, cdr.call_id)
+        document = sidecar.build(cdr, recording, archived_at=self._clock.now(), source=self._source_info)
+        async for attempt in self._store_retry.context():
+            with attempt:
+                try:
+                    await put_bytes(self._store, key, document, "application/json")
+                except ObjectExists:
+                    log.info("sidecar.already_stored", key=key, call_id=cdr.call_id)
+                    document = await self._store.read(key)
+        return dayfiles.CallEntry.from_sidecar(cdr.call_id, document)

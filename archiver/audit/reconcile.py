@@ -1,0 +1,79 @@
+"""``reconcile``: the calls the API lists for a period against the calls the archive holds, both ways.
+
+Reads the API and the bucket; writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import anyio
+
+from archiver.audit.listed import listed_calls
+from archiver.core import dayfiles
+from archiver.source.ccall import CcallClient
+from archiver.store import Store
+from archiver.store.listing import read_sidecars
+
+
+@dataclass
+class ReconcileReport:
+    """The API's calls against the archive's: what each side has that the other lacks."""
+
+    listed: int = 0
+    archived: int = 0
+    not_archived: list[tuple[str, str]] = field(default_factory=list)  # (day, call id) the PBX has
+    not_listed: list[str] = field(default_factory=list)  # archived, but the PBX no longer lists them
+    recordings_missing: list[tuple[str, str]] = field(default_factory=list)  # (call id, last error)
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def consistent(self) -> bool:
+        return not self.not_archived and not self.not_listed
+
+
+async def reconcile(
+    client: CcallClient,
+    store: Store,
+    *,
+    tz: ZoneInfo,
+    prefix: str,
+    since: datetime,
+    until: datetime,
+    concurrency: int = 8,
+) -> ReconcileReport:
+    """Compare what the API lists for ``[since, until)`` with the archive, both ways. Writes nothing."""
+    limiter = anyio.CapacityLimiter(concurrency)
+    listed: dict[str, date] = {}
+    async for day, cdr in listed_calls(client, tz, since, until):
+        listed[cdr.call_id] = day
+    report = ReconcileReport(listed=len(listed))
+    archived: dict[str, dict[str, Any]] = {}
+    day = since.astimezone(tz).date()
+    while day <= (until - timedelta(microseconds=1)).astimezone(tz).date():
+        for call_id, doc in (await read_sidecars(store, prefix, day, limiter)).items():
+            start = _parse_utc(dayfiles.mapping(doc.get("call")).get("start_utc"))
+            if start is None or since <= start < until:
+                archived[call_id] = doc
+        day += timedelta(days=1)
+    report.archived = len(archived)
+    report.not_archived = sorted((listed[c].isoformat(), c) for c in set(listed) - set(archived))
+    report.not_listed = sorted(set(archived) - set(listed))
+    for call_id, doc in sorted(archived.items()):
+        rec = dayfiles.mapping(doc.get("recording"))
+        report.statuses[str(rec.get("status"))] = report.statuses.get(str(rec.get("status")), 0) + 1
+        if rec.get("status") == "missing":
+            report.recordings_missing.append((call_id, str(dayfiles.mapping(rec.get("last_error")).get("message"))))
+    return report
+
+
+def _parse_utc(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None

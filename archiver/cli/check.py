@@ -1,0 +1,130 @@
+"""``archiver check``: the configuration, the API's credentials and the bucket, before any work.
+
+Prints one ``ok``/``WARN``/``FAIL`` line per thing checked and exits with the worst: 0 when
+everything is usable, 1 when something did not answer, 2 when a person must change something.
+"""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from datetime import datetime
+
+import anyio
+
+from archiver.cli.common import print_title, setup
+from archiver.compose import assemble
+from archiver.config.models import Config
+from archiver.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArchiverError, FatalError, TransientError
+from archiver.store import ControlStore, Store, put_bytes
+from archiver.store.s3 import S3Store
+
+
+def check(args: argparse.Namespace) -> int:
+    configs = setup(args)
+    print(f"ok    config {args.config}" + (f" ({len(configs)} sources)" if len(configs) > 1 else ""))
+    worst = EXIT_OK
+    for config in configs:
+        print_title(configs, config)
+        worst = max(worst, anyio.run(_check_one, config))
+    return worst
+
+
+async def _check_one(config: Config) -> int:
+    worst = EXIT_OK
+    async with assemble(config) as parts:
+        print(f"ok    ledger {config.state.path}")
+        try:
+            regs = await parts.client.registrations()
+            print(f"ok    ccall API {config.source.base_url}: credentials accepted, {len(regs)} registered device(s)")
+        except FatalError as exc:
+            print(f"FAIL  ccall API: {exc}")
+            worst = EXIT_USAGE
+        except TransientError as exc:
+            print(f"FAIL  ccall API: {exc}")
+            worst = max(worst, EXIT_FAILED)
+        if isinstance(parts.store, S3Store):
+            features = await _check_bucket_features(parts.store, config, parts.control)
+            if features != EXIT_OK:
+                return features  # every write would be refused; no point probing
+        worst = max(worst, await _probe(parts.store, f"{config.control_prefix}/check/{uuid.uuid4()}.txt", "store"))
+        if parts.control is not None and config.coordination.bucket is not None:
+            key = f"{config.control_prefix}/check/{uuid.uuid4()}.json"
+            worst = max(worst, await _probe_control(parts.control, key))
+    return worst
+
+
+async def _probe(store: Store, key: str, what: str) -> int:
+    """Write, read back and delete one small object."""
+    data = f"archiver check {datetime.now().isoformat()}\n".encode()
+    try:
+        await put_bytes(store, key, data, "text/plain")
+        read_back = await store.read(key)
+        await store.delete(key)
+        if read_back != data:
+            raise TransientError(f"read back {len(read_back)} bytes that differ from the {len(data)} written")
+        print(f"ok    {what} {store.description}: create-only write, read and delete work")
+    except FatalError as exc:
+        print(f"FAIL  {what}: {exc}")
+        return EXIT_USAGE
+    except (TransientError, ArchiverError) as exc:
+        print(f"FAIL  {what} {store.description}: {exc}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def _probe_control(store: ControlStore, key: str) -> int:
+    """Write one control object create-only, read it back and delete it."""
+    data = f'{{"check": "{datetime.now().isoformat()}"}}'.encode()
+    try:
+        await store.put_conditional(key, data, if_match=None)
+        found = await store.read_with_etag(key)
+        await store.delete(key)
+        if found is None or found[0] != data:
+            raise TransientError("the control object written could not be read back")
+        print(f"ok    coordination.bucket {store.description}: conditional write, read and delete work")
+    except FatalError as exc:
+        print(f"FAIL  coordination.bucket: {exc}")
+        return EXIT_USAGE
+    except (TransientError, ArchiverError) as exc:
+        print(f"FAIL  coordination.bucket {store.description}: {exc}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def _check_bucket_features(store: S3Store, config: Config, control: ControlStore | None) -> int:
+    """Report versioning and Object Lock; FAIL when the config asks for a lock the bucket cannot give."""
+    try:
+        features = await store.bucket_features()
+    except (TransientError, FatalError) as exc:
+        print(f"WARN  bucket settings could not be read: {exc}")
+        return EXIT_OK
+    versioning = features["versioning"] or "off"
+    lock = features["object_lock"] or "off"
+    print(
+        f"{'ok  ' if versioning == 'Enabled' else 'WARN'}  bucket versioning: {versioning}"
+        + ("" if versioning == "Enabled" else " (turn it on: an overwrite or delete would then keep the old version)")
+    )
+    wants_lock = config.storage.object_lock is not None or config.storage.legal_hold
+    if wants_lock and lock != "Enabled":
+        print(
+            "FAIL  storage.object_lock/legal_hold is set but the bucket has no Object Lock: every write would be "
+            "refused (Object Lock can only be turned on when the bucket is created)"
+        )
+        return EXIT_USAGE
+    print(
+        f"ok    bucket Object Lock: {lock}"
+        + (
+            f", objects get {config.storage.object_lock.mode} retention for "
+            f"{config.storage.object_lock.retain_days} days"
+            if config.storage.object_lock
+            else ""
+        )
+        + (f"; default retention {features['default_retention']}" if features.get("default_retention") else "")
+    )
+    if features.get("default_retention") and control is not None and config.coordination.bucket is None:
+        print(
+            "WARN  the bucket's default retention also freezes the leases and claims under _archiver/: every "
+            "renewal leaves a locked version; set coordination.bucket to a bucket without Object Lock"
+        )
+    return EXIT_OK

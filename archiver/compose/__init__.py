@@ -1,0 +1,133 @@
+"""The composition root: turns a Config into connected parts. No policy lives here.
+
+:func:`assemble` opens the API client, the download client, the stores and the ledger, builds
+the archiving path on them, and closes everything on exit. Tests pass their own ledger, clock,
+retry policies and observers through its keyword arguments, never by patching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+
+from archiver.archive.call import CallArchiver
+from archiver.archive.dayclose import DayCloser
+from archiver.archive.daysync import DaySync
+from archiver.archive.events import ArchiveEvents, EventFanout
+from archiver.archive.runner import Archiver
+from archiver.config.models import Config
+from archiver.core.clock import Clock, SystemClock
+from archiver.core.parking import ParkingSchedule
+from archiver.retry import STORE_PATIENCE, RetryPolicy
+from archiver.source.ccall import CcallClient
+from archiver.source.fetch import Fetcher, LinkPolicy
+from archiver.source.http import USER_AGENT, download_client
+from archiver.state.ledger import Ledger
+from archiver.store import ControlStore, Store
+from archiver.compose.stores import make_control_store, make_store, store_identity
+
+
+@dataclass
+class Parts:
+    """One source's connected parts, open while :func:`assemble`'s block runs."""
+
+    config: Config
+    client: CcallClient
+    store: Store
+    ledger: Ledger
+    archiver: Archiver
+    http: httpx.AsyncClient  # for small requests of our own (the dead-man ping)
+    control: ControlStore | None = None  # where leases and claims live; None: no coordination
+
+
+@asynccontextmanager
+async def assemble(
+    config: Config,
+    *,
+    ledger: Ledger | None = None,
+    clock: Clock | None = None,
+    api_retry: RetryPolicy | None = None,
+    download_retry: RetryPolicy | None = None,
+    store_retry: RetryPolicy | None = None,
+    observers: Sequence[ArchiveEvents] = (),
+) -> AsyncIterator[Parts]:
+    """Open every part *config* names and close them all on exit.
+
+    *ledger* overrides ``state.path`` (the dry run passes an in-memory one); the retry
+    policies override the defaults (tests shorten them); *observers* are told what the
+    archiving path does (metrics, health, progress).
+    """
+    source, download = config.source, config.download
+    clock = clock or SystemClock()
+    headers = {"User-Agent": USER_AGENT}
+    api_http = httpx.AsyncClient(
+        timeout=source.request_timeout.total_seconds(), headers=headers, follow_redirects=False
+    )
+    download_http = download_client(download.timeout.total_seconds(), download.concurrency, headers)
+    store = make_store(config)
+    control = make_control_store(config, store)
+    own_ledger = ledger is None
+    if ledger is None:
+        ledger = Ledger.open(config.state.path, store_identity=store_identity(config))
+    try:
+        client = CcallClient(
+            api_http,
+            base_url=source.base_url,
+            api_key=source.api_key.get_secret_value(),
+            api_secret=source.api_secret.get_secret_value(),
+            domain_name=source.domain_name,
+            page_size=source.page_size,
+            retry=api_retry,
+        )
+        fetcher = Fetcher(
+            download_http,
+            LinkPolicy(source.recording_hosts),
+            max_bytes=download.max_bytes,
+            spool_dir=download.spool_dir,
+            retry=download_retry,
+            not_found_retry=download_retry,
+        )
+        prefix = config.storage.prefix
+        patience = store_retry or STORE_PATIENCE
+        calls = CallArchiver(
+            fetcher=fetcher,
+            store=store,
+            ledger=ledger,
+            clock=clock,
+            tz=source.tz,
+            prefix=prefix,
+            schedule=ParkingSchedule(missing_after=download.missing_after),
+            store_retry=patience,
+            downloads=anyio.CapacityLimiter(download.concurrency),
+            source_info={"host": urlsplit(source.base_url).hostname, "domain_name": source.domain_name},
+        )
+        archiver = Archiver(
+            client=client,
+            calls=calls,
+            ledger=ledger,
+            day_sync=DaySync(store, ledger, prefix=prefix, clock=clock, retry=patience),
+            closer=DayCloser(
+                store, ledger, prefix=prefix, tz=source.tz, close_after=config.poll.lookback + config.poll.settle
+            ),
+            clock=clock,
+            tz=source.tz,
+            prefix=prefix,
+            concurrency=download.concurrency,
+            events=EventFanout(observers),
+        )
+        yield Parts(
+            config=config, client=client, store=store, ledger=ledger, archiver=archiver, http=api_http, control=control
+        )
+    finally:
+        await api_http.aclose()
+        await download_http.aclose()
+        await store.aclose()
+        if control is not None and config.coordination.bucket is not None:
+            await control.aclose()  # a bucket of its own; else it is the store's, closed above
+        if own_ledger:
+            ledger.close()

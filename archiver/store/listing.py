@@ -1,0 +1,141 @@
+"""Reading the archive's day folders: what each holds, sorted by what it is.
+
+Both the write path (which calls a day already holds; which day files exist) and the audit
+(``verify``, ``reconcile``) read the bucket through these listings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import anyio
+
+from archiver.core import dayfiles, keys
+from archiver.errors import CallError
+from archiver.store import Store
+
+SIDECAR_LIMIT = 1 << 20  # bytes; a sidecar is a few KiB
+
+
+@dataclass
+class DayFileSet:
+    """One numbered set of a day's files (1 is the day's first, 2… its addenda): their keys."""
+
+    number: int
+    manifest: str | None = None
+    csv: str | None = None
+    page: str | None = None
+
+    def add(self, kind: str, key: str) -> None:
+        if kind == "manifest-sha256":
+            self.manifest = key
+        elif kind == "calls":
+            self.csv = key
+        else:
+            self.page = key
+
+
+@dataclass
+class DayListing:
+    """The objects of one day's folder: each call's sidecar and audio, the day files, and strays."""
+
+    day: date
+    folder: str
+    sidecars: dict[str, str] = field(default_factory=dict)  # call id -> key
+    audio: dict[str, list[str]] = field(default_factory=dict)  # call id -> keys
+    sets: dict[int, DayFileSet] = field(default_factory=dict)
+    strays: list[str] = field(default_factory=list)  # neither a call's object nor a day file
+
+    def add(self, key: str) -> None:
+        name = key[len(self.folder) :]
+        parsed = keys.parse_call_key(key)
+        number = dayfiles.set_number(name)
+        if parsed and "/" not in name:
+            _, call_id, ext = parsed
+            if ext == "json":
+                self.sidecars[call_id] = key
+            else:
+                self.audio.setdefault(call_id, []).append(key)
+        elif number is not None:
+            self.sets.setdefault(number, DayFileSet(number)).add(name.split(".")[0], key)
+        else:
+            self.strays.append(key)
+
+    @property
+    def manifests(self) -> dict[int, str]:
+        """The key of each set's manifest, by set number (a set without one was interrupted)."""
+        return {n: s.manifest for n, s in sorted(self.sets.items()) if s.manifest is not None}
+
+    @property
+    def empty(self) -> bool:
+        return not self.sidecars and not self.audio and not self.sets
+
+
+async def list_day(store: Store, prefix: str, day: date) -> DayListing:
+    """One day's listing."""
+    listing = DayListing(day, keys.day_prefix(prefix, day))
+    async for key in store.list_keys(listing.folder):
+        listing.add(key)
+    return listing
+
+
+async def day_listings(store: Store, prefix: str, days: list[date] | None) -> AsyncIterator[DayListing]:
+    """Each day's listing: of *days*, or of every day in the archive (streamed, a day at a time)."""
+    if days is not None:
+        for day in days:
+            yield await list_day(store, prefix, day)
+        return
+    current: DayListing | None = None
+    root = f"{prefix}/" if prefix else ""
+    async for key in store.list_keys(root):
+        parsed_day = _day_of(key[len(root) :])
+        if parsed_day is None:
+            continue  # control objects (_archiver/) and anything outside the day folders
+        if current is None or current.day != parsed_day:
+            if current is not None:
+                yield current
+            current = DayListing(parsed_day, keys.day_prefix(prefix, parsed_day))
+        current.add(key)
+    if current is not None:
+        yield current
+
+
+async def stored_call_ids(store: Store, prefix: str, day: date) -> set[str]:
+    """The call ids of *day* that have a sidecar in *store*."""
+    return set((await list_day(store, prefix, day)).sidecars)
+
+
+async def read_sidecars(
+    store: Store, prefix: str, day: date, limiter: anyio.CapacityLimiter
+) -> dict[str, dict[str, Any]]:
+    """Every sidecar of *day*, parsed (unreadable ones are left out: ``verify`` names them)."""
+    listing = await list_day(store, prefix, day)
+    docs: dict[str, dict[str, Any]] = {}
+
+    async def read(call_id: str, key: str) -> None:
+        async with limiter:
+            try:
+                doc = json.loads(await store.read(key, SIDECAR_LIMIT))
+            except (CallError, ValueError):
+                return
+        if isinstance(doc, dict):
+            docs[call_id] = doc
+
+    async with anyio.create_task_group() as tg:
+        for call_id, key in listing.sidecars.items():
+            tg.start_soon(read, call_id, key)
+    return docs
+
+
+def _day_of(relative: str) -> date | None:
+    parts = relative.split("/")
+    if len(parts) < 4 or not all(p.isdigit() for p in parts[:3]):
+        return None
+    try:
+        return date(int(parts[0]), int(parts[1]), int(parts[2]))
+    except ValueError:
+        return None
