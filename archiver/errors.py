@@ -1,4 +1,4 @@
-"""Every error the archiver raises, grouped by what the caller does about it.
+"""The errors that leave a module, grouped by what the caller does about them.
 
 ::
 
@@ -15,11 +15,16 @@
     │   ├── RecordingRejected      refused by policy: host not allowed, body too large
     │   └── RecordingUnavailable   not served (yet): 404, 5xx, cut off, not audio
     └── CallError                  skip this call, report it, keep going
-        ├── ObjectExists           a create-only write found the key taken
-        └── ArchiveConflict        the bucket holds different bytes under this call's key
+        ├── ObjectExists           a create-only (or conditional) write found the key taken
+        ├── ArchiveConflict        the bucket holds different bytes under this call's key
+        └── SpoolError             the local download buffer could not be written (disk full?)
 
-Third-party exceptions (httpx, botocore, sqlite3) are translated once, at the module that
-talks to them, with ``raise ... from exc``; nothing above that layer sees them.
+Third-party exceptions (httpx, aiohttp, botocore, sqlite3) are translated once, at the module
+that talks to them (``source.ccall``, ``source.fetch``, ``store.s3_bucket``, ``store.s3``,
+``state.ledger``); nothing above that layer sees them. Two exceptions stay private to their
+module and are translated there before they leave it: ``core.audio.NotAudio`` and
+``store.s3put``'s ``PutRefused``/``PutUnanswered``. Only the command line (``archiver.cli``)
+turns errors into exit codes.
 
 No message carries a secret: the API key and secret are never formatted into one, and bodies
 quoted from the network pass through :func:`redact` first.
@@ -126,6 +131,10 @@ class RecordingUnavailable(RecordingError):
 
 class CallError(ArchiverError):
     """This one call cannot be finished; report it and carry on with the others."""
+
+
+class SpoolError(CallError):
+    """The local download buffer could not be written (disk full?)."""
 
 
 class ObjectExists(CallError):

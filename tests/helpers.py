@@ -209,6 +209,19 @@ def write_config(path: Path, raw: dict[str, Any]) -> Path:
     return path
 
 
+DAEMON_SECRET = "9f8e7d6c"
+
+
+def daemon_config(tmp_path: Path, api: str, **sections: dict[str, Any]) -> Path:
+    """A daemon that polls every second, archiving into a folder, with the API secret DAEMON_SECRET."""
+    poll = {"interval": "1s", "settle": "1s", "lookback": "3h"}
+    raw = config_dict(api=api, storage=f"file://{tmp_path / 'archive'}", state=tmp_path / "ledger.sqlite3", poll=poll)
+    raw["source"]["api_secret"] = DAEMON_SECRET
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return write_config(tmp_path, raw)
+
+
 def config_for(
     sim: Simulator,
     storage_url: str,

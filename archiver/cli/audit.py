@@ -21,10 +21,10 @@ from archiver.audit.verify import Verifier, VerifyReport
 from archiver.cli.common import dates, days, emit_json, print_title, setup
 from archiver.cli.output import print_reconcile, print_status, print_verify
 from archiver.compose import assemble
+from archiver.compose.stores import make_store, store_identity
 from archiver.config.models import Config
 from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from archiver.state.ledger import Ledger
-from archiver.compose.stores import make_store, store_identity
 
 # -- verify -----------------------------------------------------------------------------------
 

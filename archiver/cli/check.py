@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import anyio
@@ -57,37 +58,43 @@ async def _check_one(config: Config) -> int:
 async def _probe(store: Store, key: str, what: str) -> int:
     """Write, read back and delete one small object."""
     data = f"archiver check {datetime.now().isoformat()}\n".encode()
-    try:
+
+    async def probe() -> bytes:
         await put_bytes(store, key, data, "text/plain")
         read_back = await store.read(key)
         await store.delete(key)
-        if read_back != data:
-            raise TransientError(f"read back {len(read_back)} bytes that differ from the {len(data)} written")
-        print(f"ok    {what} {store.description}: create-only write, read and delete work")
-    except FatalError as exc:
-        print(f"FAIL  {what}: {exc}")
-        return EXIT_USAGE
-    except (TransientError, ArchiverError) as exc:
-        print(f"FAIL  {what} {store.description}: {exc}")
-        return EXIT_FAILED
-    return EXIT_OK
+        return read_back
+
+    return await _verdict(what, store.description, "create-only write, read and delete work", data, probe)
 
 
 async def _probe_control(store: ControlStore, key: str) -> int:
     """Write one control object create-only, read it back and delete it."""
     data = f'{{"check": "{datetime.now().isoformat()}"}}'.encode()
-    try:
+
+    async def probe() -> bytes:
         await store.put_conditional(key, data, if_match=None)
         found = await store.read_with_etag(key)
         await store.delete(key)
-        if found is None or found[0] != data:
-            raise TransientError("the control object written could not be read back")
-        print(f"ok    coordination.bucket {store.description}: conditional write, read and delete work")
+        return found[0] if found else b""
+
+    return await _verdict(
+        "coordination.bucket", store.description, "conditional write, read and delete work", data, probe
+    )
+
+
+async def _verdict(what: str, where: str, works: str, written: bytes, probe: Callable[[], Awaitable[bytes]]) -> int:
+    """Run *probe* (which returns what it read back of *written*) and print its line; the exit code."""
+    try:
+        read_back = await probe()
+        if read_back != written:
+            raise TransientError(f"read back {len(read_back)} bytes that differ from the {len(written)} written")
+        print(f"ok    {what} {where}: {works}")
     except FatalError as exc:
-        print(f"FAIL  coordination.bucket: {exc}")
+        print(f"FAIL  {what}: {exc}")
         return EXIT_USAGE
     except (TransientError, ArchiverError) as exc:
-        print(f"FAIL  coordination.bucket {store.description}: {exc}")
+        print(f"FAIL  {what} {where}: {exc}")
         return EXIT_FAILED
     return EXIT_OK
 

@@ -1,4 +1,8 @@
-"""The command line. The only place that maps errors to exit codes.
+"""The command line's entry point: the parser, and the one mapping of errors to exit codes.
+
+Each command's handler lives in a module of its own (``archive``, ``audit``, ``check``,
+``demo``), imported only when the command runs. Handlers return an exit code; an error that
+escapes one is mapped here. Nothing outside ``archiver.cli`` decides an exit code.
 
 Exit codes: 0 everything done; 1 work failed or a check found a problem (the output names
 each call); 2 usage or configuration error (the message names the key).

@@ -20,6 +20,7 @@ from archiver.archive.dayclose import DayCloser
 from archiver.archive.daysync import DaySync
 from archiver.archive.events import ArchiveEvents, EventFanout
 from archiver.archive.runner import Archiver
+from archiver.compose.stores import make_control_store, make_store, store_identity
 from archiver.config.models import Config
 from archiver.core.clock import Clock, SystemClock
 from archiver.core.parking import ParkingSchedule
@@ -29,7 +30,6 @@ from archiver.source.fetch import Fetcher, LinkPolicy
 from archiver.source.http import USER_AGENT, download_client
 from archiver.state.ledger import Ledger
 from archiver.store import ControlStore, Store
-from archiver.compose.stores import make_control_store, make_store, store_identity
 
 
 @dataclass

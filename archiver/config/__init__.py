@@ -1,0 +1,1 @@
+"""The configuration: its models and checks (``models``), and reading a file (``load``)."""

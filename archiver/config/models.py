@@ -1,4 +1,4 @@
-"""The configuration's frozen models and their checks; reading a file is ``config_load``'s job."""
+"""The configuration's frozen models and their checks; reading a file is ``config.load``'s job."""
 
 from __future__ import annotations
 

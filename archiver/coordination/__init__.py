@@ -1,0 +1,1 @@
+"""Instances sharing a bucket: leases, membership, backfill day shards, through conditional writes."""

@@ -1,4 +1,4 @@
-"""The clock seam: the pipeline asks it for the time, so tests and the simulator can steer it."""
+"""The clock seam: the archiving path asks it for the time, so tests and the simulator can steer it."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The long-running service: the supervisor, the daemon loop, shutdown, metrics, health, systemd."""

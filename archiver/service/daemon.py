@@ -64,7 +64,7 @@ class Daemon:
         self._ready = ready
         self._secrets = secrets
         self._lease = lease
-        self._ours = ours  # with several sources: is this source in our share (spread.Membership)?
+        self._ours = ours  # with several sources: is this source in our share (coordination.membership)?
         self._label = f"{label}: " if label else ""
         self._source = label or DEFAULT_SOURCE  # the source label of its metrics
         metrics.add_source(self._source)

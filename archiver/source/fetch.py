@@ -22,12 +22,12 @@ import httpx
 import structlog
 
 from archiver.core.audio import SNIFF_BYTES, AudioFormat, AudioInfo, NotAudio, check_wav, sniff
-from archiver.errors import CallError, RecordingRejected, RecordingUnavailable
+from archiver.errors import RecordingRejected, RecordingUnavailable, SpoolError
 from archiver.retry import RetryPolicy, retry_after_seconds
 
 log = structlog.get_logger("archiver.source.fetch")
 
-# A 404 means "not there (yet)": a few quick tries, then the pipeline parks the call or, past
+# A 404 means "not there (yet)": a few quick tries, then the call is parked or, past
 # download.missing_after, records it missing. Any other failure (5xx, 429, a cut-off or stalled
 # body, an error page) is the server having a bad moment: try harder before giving up, so that
 # a burst of faults does not turn a recording that exists into a "missing" one.
@@ -51,10 +51,6 @@ def failure_name(exc: httpx.TransportError) -> str:
     """The name of what failed: aiohttp's exception under httpx-aiohttp's, else httpx's."""
     cause = exc.__cause__
     return type(cause if isinstance(cause, aiohttp.ClientError) else exc).__name__
-
-
-class SpoolError(CallError):
-    """The local download buffer could not be written (disk full?)."""
 
 
 class LinkPolicy:

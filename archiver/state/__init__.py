@@ -1,0 +1,1 @@
+"""Local state: the SQLite ledger that makes restarts cheap (the bucket stays the truth)."""

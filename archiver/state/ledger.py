@@ -6,7 +6,7 @@ one listing per day and never a duplicate. A ledger remembers which store it bel
 refuses to serve another.
 
 All methods are synchronous and fast (indexed lookups, one small transaction each); the
-pipeline calls them from its event loop thread.
+archiving path calls them from its event loop thread.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ import httpx
 import pytest
 
 from archiver.simulator import Dataset, Faults, Simulator
-from tests.helpers import Bucket, TinyServer, config_dict, free_port, metric, write_config
+from tests.helpers import DAEMON_SECRET, Bucket, TinyServer, daemon_config, free_port, metric, run_cli
 
-SECRET = "9f8e7d6c"
+SECRET = DAEMON_SECRET
 
 
 @pytest.fixture
@@ -33,18 +33,6 @@ def live_sim() -> Iterator[Simulator]:
     dataset = Dataset(seed=4, calls_per_day=400, max_duration=3, business_hours_share=0)
     with Simulator(dataset, api_secret=SECRET) as sim:
         yield sim
-
-
-def daemon_config(tmp_path: Path, sim_url: str, **sections: dict[str, Any]) -> Path:
-    """A daemon that polls every second, archiving into a folder."""
-    poll = {"interval": "1s", "settle": "1s", "lookback": "3h"}
-    raw = config_dict(
-        api=sim_url, storage=f"file://{tmp_path / 'archive'}", state=tmp_path / "ledger.sqlite3", poll=poll
-    )
-    raw["source"]["api_secret"] = SECRET
-    for name, values in sections.items():
-        raw.setdefault(name, {}).update(values)
-    return write_config(tmp_path, raw)
 
 
 def start_daemon(config: Path, **env: str) -> subprocess.Popen[str]:
@@ -171,30 +159,18 @@ def test_status_reads_the_ledger_without_the_network(tmp_path: Path) -> None:
     dataset = Dataset(seed=8, calls_per_day=300, max_duration=2, business_hours_share=0, recording_missing_rate=0.2)
     with Simulator(dataset, api_secret=SECRET) as sim:
         config = daemon_config(tmp_path, sim.url)
-        backfill = subprocess.run(
-            [sys.executable, "-m", "archiver", "backfill", "-c", str(config), "--since", _hanoi_hours_ago(3)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        backfill = run_cli("backfill", "-c", str(config), "--since", _hanoi_hours_ago(3))
     assert backfill.returncode == 1, backfill.stdout + backfill.stderr  # calls wait for their recording
     waiting = backfill.stdout.count("waiting: call ")
     assert waiting >= 1
-    result = subprocess.run(
-        [sys.executable, "-m", "archiver", "status", "-c", str(config), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_cli("status", "-c", str(config), "--json")
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     assert status["pending"]["count"] == waiting
     assert status["calls"]["archived"] >= 1
     assert status["failures"] == []
     assert status["store"].startswith("file://")
-    human = subprocess.run(
-        [sys.executable, "-m", "archiver", "status", "-c", str(config)], capture_output=True, text=True, check=False
-    )
+    human = run_cli("status", "-c", str(config))
     assert f"{waiting} call(s) for their recording" in human.stdout
 
 
@@ -205,9 +181,7 @@ def _hanoi_hours_ago(hours: int) -> str:
 def test_status_without_a_ledger_says_so(tmp_path: Path) -> None:
     """Before any run there is nothing to show, and the message says where it looked."""
     config = daemon_config(tmp_path, "http://127.0.0.1:9")
-    result = subprocess.run(
-        [sys.executable, "-m", "archiver", "status", "-c", str(config)], capture_output=True, text=True, check=False
-    )
+    result = run_cli("status", "-c", str(config))
     assert result.returncode == 1
     assert f"no ledger at {tmp_path / 'ledger.sqlite3'}" in result.stderr
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -50,16 +49,3 @@ def test_no_output_of_any_command_carries_a_secret(tmp_path: Path, bucket: Bucke
     for hidden in (secret, "0badc0de", os.environ["AWS_SECRET_ACCESS_KEY"], ping, "5f3c9e1a-secret-token"):
         assert hidden not in text
     assert "Traceback" not in text
-
-
-def wav(seconds: int = 1) -> bytes:
-    data = b"\x00\x01" * 8000 * seconds
-    return (
-        b"RIFF"
-        + struct.pack("<I", 36 + len(data))
-        + b"WAVEfmt "
-        + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16)
-        + b"data"
-        + struct.pack("<I", len(data))
-        + data
-    )

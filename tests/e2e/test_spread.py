@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,8 +88,7 @@ def test_four_sources_split_two_and_two_and_the_survivor_takes_all_four(tmp_path
         killed = datetime.now(TZ)
         wait_until(lambda: list(_holders(bucket).values()) == [4], timeout=30)
         polls = log_events(logs["b"]).count("poll.completed")
-        wait_until(lambda: log_events(logs["b"]).count("poll.completed") >= polls + 8, timeout=30)
-        time.sleep(2)
+        wait_until(lambda: log_events(logs["b"]).count("poll.completed") >= polls + 12, timeout=30)
         scraped = (datetime.now(UTC), httpx.get(f"http://127.0.0.1:{port}/metrics").text, datetime.now(UTC))
         assert terminate(processes["b"]) == 0
         stopped = datetime.now(TZ)

@@ -6,7 +6,6 @@ import socket
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -25,9 +24,9 @@ from archiver.service.health import Health
 from archiver.service.metrics import FAILURE_CLASSES, Metrics, SourceMetrics, failure_class
 from archiver.service.notify import Notifier
 from archiver.service.ping import DeadManPing
-from tests.helpers import FAST, TinyServer, config_dict, free_port, metric, write_config
+from tests.helpers import DAEMON_SECRET, FAST, TinyServer, daemon_config, free_port, metric
 
-SECRET = "9f8e7d6c"
+SECRET = DAEMON_SECRET
 
 
 @pytest.mark.anyio
@@ -164,15 +163,3 @@ async def test_retries_are_counted_under_the_source_whose_task_retried() -> None
     text = metrics.exposition().decode()
     assert metric(text, "archiver_retries_total", source="hq", **{"class": "store"}) == 2
     assert metric(text, "archiver_retries_total", source="default", **{"class": "store"}) == 1
-
-
-def daemon_config(tmp_path: Path, sim_url: str, **sections: dict[str, Any]) -> Path:
-    """A daemon that polls every second, archiving into a folder."""
-    poll = {"interval": "1s", "settle": "1s", "lookback": "3h"}
-    raw = config_dict(
-        api=sim_url, storage=f"file://{tmp_path / 'archive'}", state=tmp_path / "ledger.sqlite3", poll=poll
-    )
-    raw["source"]["api_secret"] = SECRET
-    for name, values in sections.items():
-        raw.setdefault(name, {}).update(values)
-    return write_config(tmp_path, raw)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.anyio
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 async def test_objects_carry_legal_hold_lock_and_encryption(
