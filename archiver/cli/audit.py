@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import structlog
 
 from archiver.audit.reconcile import ReconcileReport
 from archiver.audit.reconcile import reconcile as reconcile_calls
@@ -23,8 +24,14 @@ from archiver.cli.output import print_reconcile, print_status, print_verify
 from archiver.compose import assemble
 from archiver.compose.stores import make_store, store_identity
 from archiver.config.models import Config
+from archiver.core.windows import nightly_days
 from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from archiver.state.ledger import Ledger
+from archiver.store import Store
+from archiver.store.listing import archive_days
+
+log = structlog.get_logger("archiver.cli")
+
 
 # -- verify -----------------------------------------------------------------------------------
 
@@ -35,6 +42,12 @@ def verify(args: argparse.Namespace) -> int:
         raise ConfigError([f"At '--sample': a percentage from 0 to 100 (got {args.sample})"], source="the command line")
     seed = random.SystemRandom().randrange(1 << 32)
     reports = []
+    nightly = args.recent is not None
+    if nightly and (args.since or args.until or args.recent < 1 or args.older < 0):
+        raise ConfigError(
+            ["At '--recent/--older': --recent takes a number of days from 1, --older from 0, without --since/--until"],
+            source="the command line",
+        )
     for config in configs:
         chosen = days(args, config) if args.since or args.until else None
 
@@ -44,6 +57,8 @@ def verify(args: argparse.Namespace) -> int:
                 verifier = Verifier(
                     store, config.storage.prefix, concurrency=config.download.concurrency, rng=random.Random(seed)
                 )
+                if nightly:
+                    return await _nightly(config, store, verifier, recent=args.recent, older=args.older)
                 return await verifier.verify(chosen, deep=args.deep, sample_percent=args.sample)
             finally:
                 await store.aclose()
@@ -56,6 +71,24 @@ def verify(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(configs, [{**r.as_dict(), "sample_seed": seed if args.sample else None} for r in reports])
     return EXIT_OK if not any(r.problems for r in reports) else EXIT_FAILED
+
+
+async def _nightly(config: Config, store: Store, verifier: Verifier, *, recent: int, older: int) -> VerifyReport:
+    """Re-hash the recent days and the next run of older ones; the ledger keeps where the run stopped."""
+    today = datetime.now(config.source.tz).date()
+    found = await archive_days(store, config.storage.prefix)
+    ledger = Ledger.open(config.state.path, store_identity=store_identity(config)) if older else None
+    try:
+        after = ledger.verify_after() if ledger else None
+        chosen, after = nightly_days(found, today, recent=recent, older=older, after=after)
+        log.info("verify.days_chosen", days=[d.isoformat() for d in chosen], archive_days=len(found))
+        report = await verifier.verify(chosen, deep=True)
+        if ledger is not None and after is not None:
+            ledger.set_verify_after(after)
+        return report
+    finally:
+        if ledger is not None:
+            ledger.close()
 
 
 # -- reconcile --------------------------------------------------------------------------------

@@ -7,9 +7,11 @@ everything is usable, 1 when something did not answer, 2 when a person must chan
 from __future__ import annotations
 
 import argparse
+import os
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 
 import anyio
 
@@ -17,6 +19,7 @@ from archiver.cli.common import print_title, setup
 from archiver.compose import assemble
 from archiver.config.models import Config
 from archiver.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArchiverError, FatalError, TransientError
+from archiver.state.ledger import Ledger
 from archiver.store import ControlStore, Store, put_bytes
 from archiver.store.s3 import S3Store
 
@@ -33,8 +36,10 @@ def check(args: argparse.Namespace) -> int:
 
 async def _check_one(config: Config) -> int:
     worst = EXIT_OK
-    async with assemble(config) as parts:
-        print(f"ok    ledger {config.state.path}")
+    # The ledger is only looked at: check runs in a root shell, and a ledger it created would
+    # belong to root, not to the service's dynamic user.
+    print(_ledger_line(config.state.path))
+    async with assemble(config, ledger=Ledger.in_memory(store_identity="check")) as parts:
         try:
             regs = await parts.client.registrations()
             print(f"ok    ccall API {config.source.base_url}: credentials accepted, {len(regs)} registered device(s)")
@@ -53,6 +58,16 @@ async def _check_one(config: Config) -> int:
             key = f"{config.control_prefix}/check/{uuid.uuid4()}.json"
             worst = max(worst, await _probe_control(parts.control, key))
     return worst
+
+
+def _ledger_line(path: Path) -> str:
+    """What check says of ``state.path``, without opening it."""
+    if path.exists():
+        return f"ok    ledger {path}"
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not os.access(parent, os.W_OK):
+        return f"WARN  ledger {path}: not there yet, and {parent} is not writable by this user"
+    return f"ok    ledger {path}: not there yet; the first run creates it"
 
 
 async def _probe(store: Store, key: str, what: str) -> int:

@@ -70,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
 
     command("run", _lazy("archive", "run"), "the daemon: poll the API and archive new calls until stopped")
     backfill = command("backfill", _lazy("archive", "backfill"), "archive every call in a date range, then exit")
-    backfill.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD or 'YYYY-MM-DD HH:MM', inclusive")
+    backfill.add_argument(
+        "--since", required=True, metavar="DATE", help="YYYY-MM-DD, 'YYYY-MM-DD HH:MM', today or yesterday; inclusive"
+    )
     backfill.add_argument("--until", metavar="DATE", help="exclusive; default now")
     backfill.add_argument("--dry-run", action="store_true", help="list what would be archived; write nothing")
     verify = command("verify", _lazy("audit", "verify"), "check the archive: every sidecar, recording and manifest")
@@ -79,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--deep", action="store_true", help="download and re-hash every recording")
     verify.add_argument(
         "--sample", type=float, default=0.0, metavar="PERCENT", help="re-hash this share of the recordings"
+    )
+    verify.add_argument(
+        "--recent", type=int, metavar="DAYS", help="re-hash every recording of the last DAYS days (today included)"
+    )
+    verify.add_argument(
+        "--older",
+        type=int,
+        default=0,
+        metavar="DAYS",
+        help="with --recent: also re-hash DAYS earlier days, a different run of them each night",
     )
     verify.add_argument("--json", action="store_true", help="print the report as one JSON document")
     reconcile = command(

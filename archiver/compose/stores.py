@@ -72,6 +72,9 @@ def _s3_bucket(config: Config, name: str, limiter: anyio.CapacityLimiter) -> tup
         s3={"addressing_style": "path"} if storage.endpoint_url else None,
     )
     session = botocore.session.get_session()
+    if storage.credentials_file is not None and storage.credentials_file.is_file():
+        session.set_config_variable("credentials_file", str(storage.credentials_file))
+        session.set_config_variable("profile", "default")
     client = boto3.session.Session(botocore_session=session).client(
         "s3", endpoint_url=storage.endpoint_url, region_name=storage.region, config=boto_config
     )

@@ -23,7 +23,7 @@ from archiver.errors import ConfigError
 
 _FILE_SECRETS = ("api_key", "api_secret")  # may also come from source.<name>_file
 _SECRET_KEYS = frozenset({*_FILE_SECRETS, "ping_url"})  # values never echoed in a problem
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")  # $$, ${VAR}, ${VAR:-default}
 
 
 def load_configs(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Config, ...]:
@@ -106,9 +106,13 @@ def _expand(node: Any, environ: Mapping[str, str], path: tuple[str | int, ...], 
         return node
 
     def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
+        name, default = match.group(1), match.group(2)
         if name is None:
             return "$"
+        if environ.get(name):
+            return environ[name]
+        if default is not None:  # as in the shell: unset or empty takes the default
+            return default
         if name not in environ:
             problems.append(f"At {_dotted(path)!r}: environment variable {name} is not set")
             return ""

@@ -145,6 +145,9 @@ class StorageConfig(_Model):
     legal_hold: bool = False
     sse: Literal["AES256", "aws:kms"] | None = None
     sse_kms_key_id: str | None = None
+    # An AWS shared-credentials file (profile default) to use before the rest of the AWS chain;
+    # where it does not exist, the chain (environment, instance role, ...) applies as usual.
+    credentials_file: Path | None = None
 
     @model_validator(mode="after")
     def _check_encryption(self) -> StorageConfig:

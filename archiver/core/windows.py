@@ -60,14 +60,21 @@ def plan_windows(start: datetime, end: datetime, tz: ZoneInfo, span: timedelta =
     return windows
 
 
-def parse_date_argument(text: str, tz: ZoneInfo) -> datetime:
-    """``YYYY-MM-DD`` or ``YYYY-MM-DD HH:MM`` in *tz*; raises ValueError naming the forms."""
+def parse_date_argument(text: str, tz: ZoneInfo, now: datetime | None = None) -> datetime:
+    """``YYYY-MM-DD``, ``YYYY-MM-DD HH:MM``, ``today`` or ``yesterday`` (their midnight) in *tz*.
+
+    Raises ValueError naming the forms.
+    """
+    word = text.strip().lower()
+    if word in ("today", "yesterday"):
+        day = (now or datetime.now(tz)).astimezone(tz).date() - timedelta(days=word == "yesterday")
+        return datetime.combine(day, time(0), tz)
     for fmt in ("%Y-%m-%d %H:%M", "%Y-%m-%d", "%Y-%m-%dT%H:%M"):
         try:
             return datetime.strptime(text.strip(), fmt).replace(tzinfo=tz)
         except ValueError:
             continue
-    raise ValueError(f"{text!r} is not a date of the form YYYY-MM-DD or 'YYYY-MM-DD HH:MM'")
+    raise ValueError(f"{text!r} is not a date of the form YYYY-MM-DD, 'YYYY-MM-DD HH:MM', today or yesterday")
 
 
 def _floor_minute(moment: datetime) -> datetime:
@@ -110,3 +117,24 @@ class CursorTracker:
         ):
             self._next += 1
         return self._windows[self._next - 1].end if self._next else None
+
+
+def nightly_days(
+    archived: list[date], today: date, *, recent: int, older: int, after: date | None = None
+) -> tuple[list[date], date | None]:
+    """The days a nightly check reads, and where the next night carries on.
+
+    The *recent* days up to *today*, and the *older* earlier days of *archived* that follow
+    *after* (the last older day the previous night read), wrapping round to the oldest. Night
+    after night the older days are so read in turn, however the archive grows, and one
+    night's cost does not grow with it. Returns (the days, oldest first; the new *after*).
+    """
+    first_recent = today - timedelta(days=max(recent, 0) - 1)
+    recent_days = [first_recent + timedelta(days=i) for i in range(max(recent, 0))]
+    earlier = sorted(d for d in set(archived) if d < first_recent)
+    if not earlier or older <= 0:
+        return recent_days, after
+    start = next((i for i, d in enumerate(earlier) if after is None or d > after), 0)
+    count = min(older, len(earlier))
+    chosen = [earlier[(start + i) % len(earlier)] for i in range(count)]
+    return sorted(chosen) + recent_days, chosen[-1]

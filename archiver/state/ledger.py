@@ -241,6 +241,16 @@ class Ledger:
     def set_cursor(self, moment: datetime) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor', ?)", (moment.astimezone(UTC).isoformat(),))
 
+    # -- where the nightly verify carries on ------------------------------------------------
+
+    def verify_after(self) -> date | None:
+        """The last older day the nightly ``verify --older`` read (see ``core.windows.nightly_days``)."""
+        row = self._db.execute("SELECT value FROM meta WHERE name='verify_after'").fetchone()
+        return date.fromisoformat(row[0]) if row else None
+
+    def set_verify_after(self, day: date) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('verify_after', ?)", (day.isoformat(),))
+
     # -- what `archiver status` shows -------------------------------------------------------
 
     def record_poll(

@@ -78,6 +78,13 @@ class Store(Protocol):
         """Every key that starts with *prefix*, in lexical order."""
         ...
 
+    def list_folders(self, prefix: str) -> AsyncIterator[str]:
+        """The names of the folders directly under *prefix* (empty, or ending in ``/``), in order.
+
+        One request per thousand folders on S3, however many objects they hold.
+        """
+        ...
+
     async def delete(self, key: str) -> None:
         """Remove *key* (used only for the preflight's own probe object)."""
         ...

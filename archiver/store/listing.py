@@ -104,6 +104,24 @@ async def day_listings(store: Store, prefix: str, days: list[date] | None) -> As
         yield current
 
 
+async def archive_days(store: Store, prefix: str) -> list[date]:
+    """Every day that has a folder in the archive, oldest first: a listing per year and per month
+    folder, never of the objects themselves."""
+    root = f"{prefix}/" if prefix else ""
+    days: list[date] = []
+    async for year in store.list_folders(root):
+        if not (len(year) == 4 and year.isdigit()):
+            continue  # _archiver/ and anything that is not a year
+        async for month in store.list_folders(f"{root}{year}/"):
+            if not (len(month) == 2 and month.isdigit()):
+                continue
+            async for day in store.list_folders(f"{root}{year}/{month}/"):
+                found = _day_of(f"{year}/{month}/{day}/") if len(day) == 2 else None
+                if found is not None:
+                    days.append(found)
+    return days
+
+
 async def stored_call_ids(store: Store, prefix: str, day: date) -> set[str]:
     """The call ids of *day* that have a sidecar in *store*."""
     return set((await list_day(store, prefix, day)).sidecars)

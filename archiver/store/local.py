@@ -160,6 +160,19 @@ class LocalStore:
         for key in keys:
             yield key
 
+    async def list_folders(self, prefix: str) -> AsyncIterator[str]:
+        def scan() -> list[str]:
+            folder = self.root / prefix if prefix else self.root
+            try:
+                return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+            except FileNotFoundError:
+                return []
+
+        names = await self._run(scan)
+        assert isinstance(names, list)
+        for name in names:
+            yield name
+
     def _remove_if_stale(self, path: Path) -> None:
         """Remove a temporary file that no write has touched for a day (a crash's leftover)."""
         with contextlib.suppress(OSError):  # gone already, or not ours to remove: leave it

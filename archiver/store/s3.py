@@ -87,6 +87,9 @@ class S3Store:
     def list_keys(self, prefix: str) -> AsyncIterator[str]:
         return self._bucket.list_keys(prefix)
 
+    def list_folders(self, prefix: str) -> AsyncIterator[str]:
+        return self._bucket.list_folders(prefix)
+
     def _lock_args(self) -> dict[str, Any]:
         """Retention, legal hold and encryption settings for every object written."""
         if self._lock is None:

@@ -149,6 +149,19 @@ class S3Bucket:
                 return
             token = page.get("NextContinuationToken")
 
+    async def list_folders(self, prefix: str) -> AsyncIterator[str]:
+        token: str | None = None
+        while True:
+            args: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix, "Delimiter": "/", "MaxKeys": 1000}
+            if token:
+                args["ContinuationToken"] = token
+            page = await self.call(lambda a=args: self.client.list_objects_v2(**a))  # type: ignore[misc]
+            for common in page.get("CommonPrefixes", []):
+                yield common["Prefix"][len(prefix) :].rstrip("/")
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+
     async def delete(self, key: str) -> None:
         await self.call(lambda: self.client.delete_object(Bucket=self.name, Key=key), key)
 

@@ -76,6 +76,23 @@ async def test_verify_passes_on_a_fresh_archive_and_samples_on_request(
     assert one_day["calls"] == sum(c.start.date().day == 2 for c in calls)
 
 
+async def test_the_nightly_verify_reads_the_older_days_in_turn(sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
+    """verify --recent 1 --older 1 re-hashes one older day a night, the next one each night, wrapping round."""
+    config = await archived_s3(sim, tmp_path, bucket)
+    calls = sim.dataset.calls_between(SINCE, UNTIL, sim.now())
+    nights = []
+    for _ in range(3):
+        result = run_cli("verify", "-c", str(config), "--recent", "1", "--older", "1", "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads(result.stdout)
+        chosen = next(json.loads(line)["days"] for line in result.stderr.splitlines() if "verify.days_chosen" in line)
+        nights.append(chosen[0])
+        day = int(chosen[0][-2:])
+        assert report["days"] == 1  # today's folder is empty: only the older day has calls
+        assert report["rehashed"] == sum(c.has_recording for c in calls if c.start.date().day == day)
+    assert nights == ["2026-11-01", "2026-11-02", "2026-11-01"]
+
+
 async def test_verify_names_the_call_whose_recording_was_replaced(
     sim: Simulator, tmp_path: Path, bucket: Bucket
 ) -> None:

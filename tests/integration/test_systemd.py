@@ -34,7 +34,7 @@ def test_every_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     """systemd-analyze verify finds nothing to complain about in any unit."""
     folder = installed_copy(tmp_path)
     units = sorted(str(p) for p in folder.iterdir())
-    assert len(units) == 4
+    assert len(units) == 5
     result = subprocess.run(
         [ANALYZE or "systemd-analyze", "verify", *units], capture_output=True, text=True, check=False
     )
@@ -43,7 +43,9 @@ def test_every_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 @needs_systemd
-@pytest.mark.parametrize("unit", ["archiver.service", "archiver-backfill@.service", "archiver-verify.service"])
+@pytest.mark.parametrize(
+    "unit", ["archiver.service", "archiver-backfill@.service", "archiver-verify.service", "archiver-reconcile.service"]
+)
 def test_every_service_rates_2_or_better_on_systemd_analyze_security(tmp_path: Path, unit: str) -> None:
     """The hardening keeps the exposure level at 2.0 or lower (lower is safer)."""
     folder = installed_copy(tmp_path)

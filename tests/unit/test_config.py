@@ -29,19 +29,45 @@ def problems(data: object, environ: dict[str, str] | None = None) -> list[str]:
     return caught.value.problems
 
 
-def test_example_config_loads_with_its_documented_defaults() -> None:
-    """config.example.yaml is valid, so it cannot rot."""
-    config = load_config(
-        ROOT / "config.example.yaml", environ={"CCALL_API_KEY": "a1b2c3d4", "CCALL_API_SECRET": SECRET}
-    )
+def test_example_config_loads_with_its_documented_defaults(tmp_path: Path) -> None:
+    """config.example.yaml is valid, so it cannot rot; its secrets come from ARCHIVER_ETC's files."""
+    (tmp_path / "archiver_ccall-api-key").write_text("a1b2c3d4\n")
+    (tmp_path / "archiver_ccall-api-secret").write_text(SECRET + "\n")
+    config = load_config(ROOT / "config.example.yaml", environ={"ARCHIVER_ETC": f"{tmp_path}/archiver_"})
     assert config.source.base_url == "https://api.ccall.vn"
+    assert config.source.api_key.get_secret_value() == "a1b2c3d4"
     assert config.source.api_secret.get_secret_value() == SECRET
+    assert config.storage.credentials_file == tmp_path / "archiver_aws-credentials"
     assert config.storage.bucket == "call-recordings"
     assert config.storage.prefix == "ccall"
     assert config.download.max_bytes == 2 << 30
     assert config.download.missing_after == timedelta(hours=24)
     assert config.poll.lookback == timedelta(hours=6)
     assert config.source.recording_hosts == ("api.ccall.vn",)
+
+
+def test_the_example_config_reads_etc_archiver_in_a_root_shell() -> None:
+    """Without ARCHIVER_ETC (a root shell, not a unit), the example names the files in /etc/archiver."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(ROOT / "config.example.yaml", environ={})
+    assert "At 'source.api_key_file': cannot read /etc/archiver/ccall-api-key" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "expanded"),
+    [
+        ("${A:-x}", {}, "x"),
+        ("${A:-x}", {"A": ""}, "x"),  # empty counts as unset, as in the shell
+        ("${A:-x}", {"A": "set"}, "set"),
+        ("${A:-}", {}, ""),
+        ("${A:-/etc/archiver/}key", {}, "/etc/archiver/key"),
+        ("$${A:-x}", {}, "${A:-x}"),
+    ],
+)
+def test_a_variable_may_name_a_default(text: str, environ: dict[str, str], expanded: str) -> None:
+    """${VAR:-default} takes the default when VAR is unset or empty."""
+    raw = {"source": {"api_key": "k", "api_secret": "s", "domain_name": text}, "storage": {"url": "file:///tmp/a"}}
+    assert parse_config(raw, environ=environ).source.domain_name == expanded
 
 
 def test_environment_variables_expand_in_any_string() -> None:
