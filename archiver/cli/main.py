@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -30,18 +32,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except ConfigError as exc:
-        print(f"archiver: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except FatalError as exc:
-        print(f"archiver: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except FatalError as exc:  # ConfigError among them: a person must change something
+        return _failed(args, exc, EXIT_USAGE)
     except ArchiverError as exc:
-        print(f"archiver: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _failed(args, exc, EXIT_FAILED)
     except KeyboardInterrupt:
-        print("archiver: interrupted", file=sys.stderr)
-        return EXIT_FAILED
+        return _failed(args, "interrupted", EXIT_FAILED)
+
+
+def _failed(args: argparse.Namespace, error: BaseException | str, code: int) -> int:
+    """Say why the command ends, as its log lines are written: one JSON object off a terminal
+    (the journal stays one object per line), a plain line on one. The exit code."""
+    json_lines = {"json": True, "console": False}.get(args.log_format, not sys.stderr.isatty())
+    if json_lines:
+        event: dict[str, object] = {"event": "command.failed", "level": "error", "error": str(error)}
+        if isinstance(error, ConfigError):
+            event["problems"] = error.problems
+        event |= {"exit_code": code, "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+        print(json.dumps(event, ensure_ascii=False), file=sys.stderr)
+    else:
+        print(f"archiver: {error}", file=sys.stderr)
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:
