@@ -536,7 +536,13 @@ def assert_archive_is_complete(
         sidecars[cid] = doc
         assert doc["schema"] == "ccall-archiver/sidecar/v1"
         assert doc["call_id"] == cid
-        assert doc["cdr"] == call.cdr(sim.url)["Cdr"]
+        sent = sim.dialect.row(call.cdr(sim.url), 0)
+        sent = sent.get("Cdr", sent)
+        if sim.dialect.volatile:  # these change from read to read; the sidecar has one read's
+            sent = {k: v for k, v in sent.items() if k not in ("mos", "pdd", "cid_name")}
+            assert {k: v for k, v in doc["cdr"].items() if k not in ("mos", "pdd", "cid_name")} == sent
+        else:
+            assert doc["cdr"] == sent
         rec = doc["recording"]
         if not call.has_recording:
             assert rec == {"status": "none"}

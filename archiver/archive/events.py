@@ -20,6 +20,9 @@ class ArchiveEvents:
     def row_read(self) -> None:
         """A CDR row came from the API (the loop is alive)."""
 
+    def row_suspicious(self, call_id: str, reason: str) -> None:
+        """A row looks recorded but has no link field the client knows (the API's format changed?)."""
+
     def call_queued(self) -> None:
         """A call was handed to the workers."""
 
@@ -51,6 +54,10 @@ class EventFanout(ArchiveEvents):
     def row_read(self) -> None:
         for each in self.observers:
             each.row_read()
+
+    def row_suspicious(self, call_id: str, reason: str) -> None:
+        for each in self.observers:
+            each.row_suspicious(call_id, reason)
 
     def call_queued(self) -> None:
         for each in self.observers:

@@ -175,12 +175,21 @@ class Archiver:
                 self.events.row_read()
                 work = batch.admit(parse_row(row, self._tz), window, index, self._ledger)
                 if work is not None:
+                    if work.cdr.suspicious:
+                        self._suspect(work, batch.report)
                     await self._send(send, work)
                 if self.stopping:
                     batch.report.interrupted = True
                     return
             batch.tracker.read_all(index)
             batch.report.windows_done += 1
+
+    def _suspect(self, work: Work, report: RunReport) -> None:
+        """No silent "none": a row that looks recorded without a link the client knows is told."""
+        assert work.cdr.suspicious is not None
+        report.suspicious += 1
+        self.events.row_suspicious(work.cdr.call_id, work.cdr.suspicious)
+        log.warning("cdr.suspicious", call_id=work.cdr.call_id, reason=work.cdr.suspicious, fields=_keys(work.cdr.raw))
 
     async def _send(self, send: ObjectSendStream[Work], work: Work) -> None:
         self.events.call_queued()
@@ -242,6 +251,11 @@ class Archiver:
         self.events.call_failed(call_id, exc)
         self._ledger.record_failure(call_id, day, error, self._clock.now())
         log.error("call.failed", call_id=call_id, error=error)
+
+
+def _keys(raw: object) -> list[str]:
+    """The field names of a row (what a changed format shows first), never its values."""
+    return sorted(str(k) for k in raw) if isinstance(raw, dict) else []
 
 
 def _view(base: RunReport, part: RunReport) -> RunReport:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -13,7 +13,7 @@ from archiver.source.ccall import CcallClient
 
 async def listed_calls(
     client: CcallClient, tz: ZoneInfo, since: datetime, until: datetime
-) -> AsyncIterator[tuple[date, Cdr]]:
+) -> AsyncGenerator[tuple[date, Cdr], None]:
     """Each call the API lists as started in ``[since, until)``, once, with the day it is filed under."""
     previous: set[str] = set()
     for window in plan_windows(since, until, tz):

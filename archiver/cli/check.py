@@ -15,10 +15,12 @@ from pathlib import Path
 
 import anyio
 
+from archiver.audit.sample import host, peek_recording, recent_rows
 from archiver.cli.common import print_title, setup
-from archiver.compose import assemble
+from archiver.compose import Parts, assemble
 from archiver.config.models import Config
 from archiver.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArchiverError, FatalError, TransientError
+from archiver.source.fetch import LinkPolicy
 from archiver.state.ledger import Ledger
 from archiver.store import ControlStore, Store, put_bytes
 from archiver.store.s3 import S3Store
@@ -49,6 +51,8 @@ async def _check_one(config: Config) -> int:
         except TransientError as exc:
             print(f"FAIL  ccall API: {exc}")
             worst = max(worst, EXIT_FAILED)
+        if worst == EXIT_OK:
+            worst = max(worst, await _sample(parts, config))
         if isinstance(parts.store, S3Store):
             features = await _check_bucket_features(parts.store, config, parts.control)
             if features != EXIT_OK:
@@ -57,6 +61,48 @@ async def _check_one(config: Config) -> int:
         if parts.control is not None and config.coordination.bucket is not None:
             key = f"{config.control_prefix}/check/{uuid.uuid4()}.json"
             worst = max(worst, await _probe_control(parts.control, key))
+    return worst
+
+
+async def _sample(parts: Parts, config: Config) -> int:
+    """Recent rows as the archiver reads them, whether their links may be fetched, and the first
+    bytes of one recording: a changed format or a wrong allow-list shows here, not in the archive."""
+    policy = LinkPolicy(config.source.recording_hosts)
+    try:
+        rows = await recent_rows(parts.client, policy, tz=config.source.tz, now=datetime.now(config.source.tz))
+    except (TransientError, FatalError) as exc:
+        print(f"FAIL  recent calls could not be read: {exc}")
+        return EXIT_FAILED
+    if not rows:
+        print("WARN  no call in the last 3 days to show as parsed")
+        return EXIT_OK
+    worst = EXIT_OK
+    for row in rows:
+        cdr = row.cdr
+        when = cdr.start_local.strftime("%Y-%m-%d %H:%M") if cdr.start_local else "?"
+        talk = f"{cdr.duration_seconds or 0:g} s"
+        seen = f"{when} {cdr.direction or '?'} {cdr.hangup_cause or '?'} {talk}: call {cdr.call_id}"
+        if cdr.suspicious:
+            fields = ", ".join(sorted(str(k) for k in cdr.raw)) if isinstance(cdr.raw, dict) else "?"
+            print(f"FAIL  row {seen}: {cdr.suspicious}; its fields: {fields}")
+            worst = max(worst, EXIT_FAILED)
+        elif row.link_refusal:
+            print(
+                f"FAIL  row {seen}: recording on {host(cdr.recording_url)}, which would be refused: {row.link_refusal}"
+            )
+            worst = max(worst, EXIT_USAGE)
+        elif cdr.recording_url:
+            print(f"ok    row {seen}: recording on {host(cdr.recording_url)}")
+        else:
+            print(f"ok    row {seen}: no recording")
+    peek = await peek_recording(parts.fetcher, rows)
+    if peek is None:
+        print("WARN  none of these calls has a recording to fetch")
+    elif peek.format:
+        print(f"ok    recording {host(peek.url)}: the first bytes are {peek.format.upper()} audio")
+    else:
+        print(f"FAIL  recording {host(peek.url)}: {peek.problem}")
+        worst = max(worst, EXIT_FAILED)
     return worst
 
 

@@ -129,6 +129,13 @@ def _parser() -> argparse.ArgumentParser:
         help="e.g. api_error_rate=0.1, recording_delay=30 (repeatable)",
     )
     simulate.add_argument("--missing-rate", type=float, default=0.0, help="share of recordings never served")
+    simulate.add_argument(
+        "--dialect",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="answer as a variant server does, e.g. link_field=recording, bare_rows=1, empty=null (repeatable)",
+    )
 
     demo = command("demo", _demo, "archive two days from the simulator into a local folder", config=False)
     demo.add_argument("--dir", type=Path, default=Path("archiver-demo"), help="default ./archiver-demo")
@@ -151,12 +158,13 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
 
 def _simulate(args: argparse.Namespace) -> int:
     try:
-        from archiver.simulator import Dataset, Faults, Simulator  # noqa: PLC0415 - only this command needs it
+        from archiver.simulator import Dataset, Dialect, Faults, Simulator  # noqa: PLC0415 - only this command needs it
 
         faults = Faults.parse(args.fault)
+        dialect = Dialect.parse(args.dialect)
         tz = ZoneInfo(args.timezone)
     except (ValueError, KeyError) as exc:
-        raise ConfigError([f"At '--fault/--timezone': {exc}"], source="the command line") from None
+        raise ConfigError([f"At '--fault/--dialect/--timezone': {exc}"], source="the command line") from None
     dataset = Dataset(
         seed=args.seed,
         calls_per_day=args.calls_per_day,
@@ -165,7 +173,7 @@ def _simulate(args: argparse.Namespace) -> int:
         recording_missing_rate=args.missing_rate,
     )
     try:
-        sim = Simulator(dataset, host=args.host, port=args.port, faults=faults, seed=args.seed)
+        sim = Simulator(dataset, host=args.host, port=args.port, faults=faults, seed=args.seed, dialect=dialect)
     except OSError as exc:
         raise ConfigError(
             [f"At '--host/--port': cannot listen on {args.host}:{args.port}: {exc.strerror}"], source="the command line"

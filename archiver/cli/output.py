@@ -22,6 +22,13 @@ def print_report(report: RunReport, out: TextIO) -> None:
         f"{len(report.parked)} waiting; {len(report.failed)} failed",
         file=out,
     )
+    if report.suspicious:
+        print(
+            f"suspicious: {report.suspicious} answered call(s) with talk time came without a recording link the "
+            "archiver knows (recording_file or recording); archived as 'none' with the problem named. Has the "
+            "API's format changed? See cdr.suspicious in the log, and `archiver check`",
+            file=out,
+        )
     for call_id in report.parked:
         print(f"waiting: call {call_id}: its recording is not served yet; a retry is scheduled", file=out)
     for call_id, error in report.failed:

@@ -42,6 +42,7 @@ class Parts:
     ledger: Ledger
     archiver: Archiver
     http: httpx.AsyncClient  # for small requests of our own (the dead-man ping)
+    fetcher: Fetcher
     control: ControlStore | None = None  # where leases and claims live; None: no coordination
 
 
@@ -121,7 +122,14 @@ async def assemble(
             events=EventFanout(observers),
         )
         yield Parts(
-            config=config, client=client, store=store, ledger=ledger, archiver=archiver, http=api_http, control=control
+            config=config,
+            client=client,
+            store=store,
+            ledger=ledger,
+            archiver=archiver,
+            http=api_http,
+            fetcher=fetcher,
+            control=control,
         )
     finally:
         await api_http.aclose()

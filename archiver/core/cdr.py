@@ -26,7 +26,9 @@ class Cdr:
 
     ``raw`` is the ``Cdr`` object exactly as the API sent it (or the whole row when the row
     was not wrapped as ``{"Cdr": {...}}``). ``recording_url`` is ``None`` when the call has
-    no recording; ``recording_url_invalid`` says why a present value cannot be fetched.
+    no recording; ``recording_url_invalid`` says why a present value cannot be fetched, and
+    ``recording_value`` is the link as received. ``suspicious`` says why a call listed without a
+    recording looks as if it had one (the link under a name this client does not know?).
     """
 
     raw: Any
@@ -43,6 +45,8 @@ class Cdr:
     problems: tuple[str, ...] = field(default=())
     wrapped: bool = True
     salvaged_day: date | None = None  # the date in a start that does not parse as a time
+    recording_value: Any = None
+    suspicious: str | None = None
 
     @property
     def row(self) -> Any:
@@ -97,49 +101,70 @@ def _utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+LINK_FIELDS = ("recording_file", "recording")  # the wire's name, and the vendor's prose's
+_CDR_FIELDS = frozenset({*LINK_FIELDS, "start", "source", "destination", "direction", "status", "duration"})
+_ANSWERED = frozenset({"NORMAL_CLEARING", "SUCCESS"})
+
+
 def parse_row(row: Any, tz: ZoneInfo) -> Cdr:
-    """Turn one element of the API's ``rows`` into a :class:`Cdr`. Never raises."""
+    """Turn one element of the API's ``rows`` into a :class:`Cdr`. Never raises.
+
+    A row is read wrapped (``{"Cdr": {...}}``, as the wire has it) or bare (the fields
+    themselves); the link under ``recording_file`` or ``recording``.
+    """
     problems: list[str] = []
     if isinstance(row, dict) and isinstance(row.get("Cdr"), dict):
         raw: Any = row["Cdr"]
         fields: dict[str, Any] = raw
+    elif isinstance(row, dict) and _CDR_FIELDS & row.keys():
+        raw = fields = row  # a bare row: the fields without their wrapper
     else:
         raw = row
         fields = {}
-        problems.append("row is not an object of the form {'Cdr': {...}}")
+        problems.append("row is not a CDR object (neither {'Cdr': {...}} nor its fields)")
 
-    url, url_invalid = _recording_url(fields, problems)
-    if url is not None:
-        call_id = call_id_for_url(url)
-    else:
-        call_id = call_id_for_row(raw)
+    link_field = next((name for name in LINK_FIELDS if fields.get(name) not in (None, "")), None)
+    link_field = link_field or next((name for name in LINK_FIELDS if name in fields), None)
+    value = fields.get(link_field) if link_field else None
+    url, url_invalid = _recording_url(link_field or LINK_FIELDS[0], value, problems)
+    call_id = call_id_for_url(url) if url is not None else call_id_for_row(raw)
 
     start = _parse_start(fields.get("start"), tz, problems)
+    duration = _parse_number(fields, "duration", _hms, problems)
+    hangup_cause = _text(fields, "status", problems)
+    suspicious = None
+    if fields and link_field is None and hangup_cause in _ANSWERED and (duration or 0) > 0:
+        suspicious = (
+            f"an answered call with {duration:g} s of talk time, listed without a recording link under "
+            f"{' or '.join(LINK_FIELDS)}: the API's format may have changed"
+        )
+        problems.append(suspicious)
     return Cdr(
         raw=raw,
         call_id=call_id,
         start_local=start,
         salvaged_day=None if start else _salvage_day(fields.get("start")),
-        duration_seconds=_parse_number(fields, "duration", _hms, problems),
+        duration_seconds=duration,
         tta_seconds=_parse_number(fields, "tta", _seconds, problems),
         pdd_seconds=_parse_number(fields, "pdd", _seconds, problems),
         mos=_parse_number(fields, "mos", _plain_float, problems),
         direction=_text(fields, "direction", problems),
-        hangup_cause=_text(fields, "status", problems),
+        hangup_cause=hangup_cause,
         recording_url=url,
         recording_url_invalid=url_invalid,
         problems=tuple(problems),
         wrapped=raw is not row,
+        recording_value=value,
+        suspicious=suspicious,
     )
 
 
-def _recording_url(fields: dict[str, Any], problems: list[str]) -> tuple[str | None, str | None]:
-    value = fields.get("recording_file")
+def _recording_url(name: str, value: Any, problems: list[str]) -> tuple[str | None, str | None]:
     if value is None or value == "":
         return None, None
     if not isinstance(value, str):
-        problems.append(f"recording_file is a {type(value).__name__}, not a string")
-        return None, f"recording_file is a {type(value).__name__}, not a URL"
+        problems.append(f"{name} is a {type(value).__name__}, not a string")
+        return None, f"{name} is a {type(value).__name__}, not a URL"
     return value.strip(), None
 
 

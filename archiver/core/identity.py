@@ -42,6 +42,23 @@ def call_id_for_url(url: str) -> str:
     return "rf-" + hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+IDENTITY_FIELDS = ("start", "source", "destination", "direction", "status", "duration")
+
+
 def call_id_for_row(raw: Any) -> str:
-    """``nr-`` + SHA-256 of the row's canonical JSON, for calls without a recording."""
+    """``nr-`` + SHA-256 of the canonical JSON of the row's identity fields, for calls without a
+    recording.
+
+    Only :data:`IDENTITY_FIELDS` count (absent ones as null): fields that can change between two
+    reads of the same call (``mos``, ``pdd``, ``tta``, ``cid_name``, anything the vendor adds)
+    stay out, so the call keeps its id. A row that is not an object at all has no fields to
+    pick: its whole value is hashed, so that two different unreadable rows stay two calls.
+    """
+    identity = {name: raw.get(name) for name in IDENTITY_FIELDS} if isinstance(raw, dict) else raw
+    return "nr-" + hashlib.sha256(canonical_json(identity)).hexdigest()[:32]
+
+
+def legacy_call_id_for_row(raw: Any) -> str:
+    """The ``nr-`` id earlier versions gave: SHA-256 of the whole row. Archives written then keep
+    theirs; a call found under it is the same call (see ``archive.daysync``)."""
     return "nr-" + hashlib.sha256(canonical_json(raw)).hexdigest()[:32]

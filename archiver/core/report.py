@@ -15,6 +15,7 @@ class RunReport:
     parked: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: int = 0
+    suspicious: int = 0  # rows that look recorded but came without a link field the client knows
     rows: int = 0
     bytes: int = 0
     windows: int = 0
@@ -27,7 +28,12 @@ class RunReport:
 
     def summary(self) -> dict[str, int]:
         """The counts, for log events and the ledger."""
-        counts = {"parked": len(self.parked), "failed": len(self.failed), "skipped": self.skipped}
+        counts = {
+            "parked": len(self.parked),
+            "failed": len(self.failed),
+            "skipped": self.skipped,
+            "suspicious": self.suspicious,
+        }
         return {
             **{str(k): v for k, v in self.outcomes.items()},
             **counts,
@@ -48,6 +54,7 @@ class RunReport:
         self.parked += part.parked
         self.failed += part.failed
         self.skipped += part.skipped
+        self.suspicious += part.suspicious
         self.rows += part.rows
         self.bytes += part.bytes
         self.interrupted = self.interrupted or part.interrupted

@@ -64,6 +64,12 @@ class Metrics:
         self.retries = Counter(
             "archiver_retries", "Retries scheduled, by what failed.", ["source", "class"], registry=r
         )
+        self.suspicious = Counter(
+            "archiver_cdr_suspicious",
+            "Rows that look recorded (answered, with talk time) but came without a link field the archiver knows.",
+            per_source,
+            registry=r,
+        )
         self.parked = Counter(
             "archiver_calls_parked", "Times a call was parked to wait for its recording.", per_source, registry=r
         )
@@ -114,6 +120,7 @@ class Metrics:
         self.recordings.labels(source=source)
         self.bytes.labels(source=source)
         self.parked.labels(source=source)
+        self.suspicious.labels(source=source)
 
         def age() -> float:
             at = self._last_success_at.get(source)
@@ -151,6 +158,9 @@ class SourceMetrics(ArchiveEvents):
         self._metrics = metrics
         self._source = source
         metrics.add_source(source)
+
+    def row_suspicious(self, call_id: str, reason: str) -> None:
+        self._metrics.suspicious.labels(source=self._source).inc()
 
     def call_queued(self) -> None:
         self._metrics.queue_depth.inc()

@@ -4,7 +4,8 @@ Used by ``archiver simulate``, ``archiver demo``, the tests and the benchmarks.
 """
 
 from archiver.simulator.dataset import Dataset, SimCall, as_received
+from archiver.simulator.dialect import Dialect
 from archiver.simulator.faults import Faults
 from archiver.simulator.server import DEMO_API_KEY, DEMO_API_SECRET, Simulator
 
-__all__ = ["DEMO_API_KEY", "DEMO_API_SECRET", "Dataset", "Faults", "SimCall", "Simulator", "as_received"]
+__all__ = ["DEMO_API_KEY", "DEMO_API_SECRET", "Dataset", "Dialect", "Faults", "SimCall", "Simulator", "as_received"]

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from archiver.simulator.dataset import Dataset, SimCall
+from archiver.simulator.dialect import Dialect
 from archiver.simulator.faults import Faults
 
 DEMO_API_KEY = "a1b2c3d4"
@@ -47,6 +48,7 @@ class Simulator:
         now: Callable[[], datetime] | None = None,
         public_url: str | None = None,
         ignore_paging: bool = False,
+        dialect: Dialect | None = None,
     ) -> None:
         self.dataset = dataset or Dataset(seed=seed)
         self.faults = faults or Faults()
@@ -59,6 +61,7 @@ class Simulator:
         self._server = _Server((host, port), _Handler, self)
         self._public_url = public_url
         self.ignore_paging = ignore_paging
+        self.dialect = dialect or Dialect()
         self._thread: threading.Thread | None = None
 
     @property
@@ -182,7 +185,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if submission.get("api_key") != sim.api_key or submission.get("api_secret") != sim.api_secret:
             sim.count("api.unauthorized")
-            self._json(401, {"error": "Invalid api_key or api_secret"})
+            if sim.dialect.json_auth:  # no English word a client could look for: the code says it
+                self._json(200, {"status": "error", "code": "401", "message": "Sai thông tin xác thực"})
+            else:
+                self._json(401, {"error": "Invalid api_key or api_secret"})
             return
         if self.path == "/ext_reg/json":
             self._json(200, {"response": {"registrations": _registrations()}})
@@ -190,11 +196,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._cdrs(sim, submission)
 
     def _cdrs(self, sim: Simulator, submission: dict[str, Any]) -> None:
-        public = sim.url
+        public, dialect = sim.url, sim.dialect
+        read = sim.stats["api.requests"]
         if "call_id" in submission:
             call = sim.dataset.find(str(submission["call_id"]))
-            rows = [call.cdr(public)] if call and call.end <= sim.now() else []
-            self._json(200, {"response": rows})
+            found = [dialect.row(call.cdr(public), read)] if call and call.end <= sim.now() else []
+            self._json(200, {"response": found or dialect.empty_response()})
             return
         tz = sim.dataset.tz
         try:
@@ -206,9 +213,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"response": [], "message": "date_range missing or malformed"})
             return
         calls = sim.dataset.calls_between(start, end, sim.now())
-        rows = [c.cdr(public) for c in calls]
+        rows = [dialect.row(c.cdr(public), read) for c in calls]
         if sim.ignore_paging or ("page" not in submission and "limit" not in submission):
-            self._json(200, {"response": rows})
+            self._json(200, {"response": rows or dialect.empty_response()})
             return
         try:
             page = max(1, int(submission.get("page", 1)))
@@ -217,26 +224,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": "page and limit must be numbers"})
             return
         total = len(rows)
+        if not rows:
+            self._json(200, {"response": dialect.empty_response()})
+            return
+        if dialect.ignore_page:  # every row, every time, and always "there is more"
+            page, limit = 1, max(limit, total)
         page_count = max(1, -(-total // limit))
         chunk = rows[(page - 1) * limit : page * limit]
         first = (page - 1) * limit + 1 if chunk else 0
-        self._json(
-            200,
-            {
-                "response": {
-                    "paging": {
-                        "txtdesc": f"Showing {first} to {first + len(chunk) - 1 if chunk else 0} of {total} entries.",
-                        "page_current": page,
-                        "limit": limit,
-                        "record_count": total,
-                        "page_count": page_count,
-                        "prev_page": page > 1,
-                        "next_page": page < page_count,
-                    },
-                    "rows": chunk,
-                }
-            },
-        )
+        paging = {
+            "txtdesc": f"Showing {first} to {first + len(chunk) - 1 if chunk else 0} of {total} entries.",
+            "page_current": page,
+            "limit": limit,
+            "record_count": total,
+            "page_count": 10_000 if dialect.ignore_page else page_count,
+            "prev_page": page > 1,
+            "next_page": dialect.ignore_page or page < page_count,
+        }
+        self._json(200, {"response": {"paging": dialect.paging(paging), "rows": chunk}})
 
     # -- recordings ---------------------------------------------------------------------------
 

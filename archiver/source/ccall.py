@@ -76,17 +76,21 @@ class CcallClient:
         self._max_pages = max_pages
 
     async def cdr_rows(self, query_from: str, query_to: str) -> AsyncIterator[Any]:
-        """Yield every raw row of the window ``date_range {from, to}``, following ``next_page``.
+        """Yield every raw row of the window ``date_range {from, to}``, page by page.
 
-        Rows shift between pages while calls arrive (newest first), so when the
-        ``record_count`` changes during the read, the window is read again (rows already
-        yielded are yielded again; the caller de-duplicates by call id).
+        Paging stops at the first of: a page without rows, a page that repeats the previous one
+        (a server that ignores ``page``), ``page_count``, ``next_page`` false, or ``max_pages``.
+        Paging values are read as JSON numbers and booleans or as their strings. Rows shift
+        between pages while calls arrive (newest first), so when ``record_count`` changes during
+        the read the window is read again (rows already yielded are yielded again; the caller
+        de-duplicates by call id).
         """
         for reread in range(MAX_REREADS):
             first_count: int | None = None
             count: int | None = None
             seen = 0
             page = 1
+            previous: list[Any] | None = None
             while True:
                 value = await self._post(
                     "/cdrs/json",
@@ -94,16 +98,26 @@ class CcallClient:
                 )
                 rows, paging = _split_page(value)
                 log.debug("cdr_page.fetched", window_from=query_from, window_to=query_to, page=page, rows=len(rows))
+                last_count, count = count, _number(paging.get("record_count")) if paging else None
+                if previous is not None and rows == previous and count == last_count:
+                    # The same page again, and no call came or went: the server ignores ``page``.
+                    log.info("cdr_page.repeated", window_from=query_from, window_to=query_to, page=page)
+                    break
                 for row in rows:
                     yield row
                 seen += len(rows)
                 if paging is None:
                     return  # the list shape: the whole window at once
-                count = paging.get("record_count") if isinstance(paging.get("record_count"), int) else None
                 if first_count is None:
                     first_count = count
-                if not paging.get("next_page") or not rows or page >= self._max_pages:
+                page_count = _number(paging.get("page_count"))
+                more = _flag(paging.get("next_page"))
+                if not rows or more is False or (page_count is not None and page >= page_count):
                     break
+                if page >= self._max_pages:
+                    log.warning("cdr_window.too_many_pages", window_from=query_from, pages=page)
+                    break
+                previous = rows
                 page += 1
             if count == first_count and (count is None or seen >= count):
                 return
@@ -176,7 +190,7 @@ class CcallClient:
         value = self._decode(url, response)
         if not isinstance(value, dict) or "response" not in value:
             shown = self._excerpt(json.dumps(value, ensure_ascii=False))
-            if isinstance(value, dict) and _AUTH_WORDS.search(json.dumps(value)):
+            if _says_unauthorised(value) or (isinstance(value, dict) and _AUTH_WORDS.search(json.dumps(value))):
                 raise AuthenticationError(
                     f"the ccall API at {self._base_url} refused the request: {shown}; "
                     "check source.api_key and source.api_secret"
@@ -206,14 +220,59 @@ class CcallClient:
         return flat if len(flat) <= limit else flat[:limit] + "…"
 
 
+def _says_unauthorised(value: Any) -> bool:
+    """Whether an error body says 401/403 in a status or code field, whatever language its message is in
+    (``{"status": 401}``, ``{"code": "403"}``, ``{"error": {"code": 401, "message": "Sai khóa API"}}``)."""
+    if not isinstance(value, dict):
+        return False
+    for key in ("status", "status_code", "statusCode", "code", "error_code", "errorCode"):
+        if str(value.get(key)).strip() in ("401", "403"):
+            return True
+    return _says_unauthorised(value.get("error"))
+
+
 def _split_page(value: Any) -> tuple[list[Any], dict[str, Any] | None]:
-    """``(rows, paging)`` of a ``response``: a list, or ``{paging, rows}``."""
+    """``(rows, paging)`` of a ``response``: a list, ``{paging, rows}``, or an empty answer.
+
+    An empty window comes back as ``null``, ``false``, ``""``, ``[]``, ``{}`` or ``{paging,
+    rows: null}``, depending on the server; each is no rows. Anything else is not understood.
+    """
+    if value is None or value is False or value in ("", {}):
+        return [], None
     if isinstance(value, list):
         return value, None
-    if isinstance(value, dict) and isinstance(value.get("rows"), list):
+    if isinstance(value, dict) and ("rows" in value or "paging" in value):
+        rows = value.get("rows")
         paging = value.get("paging")
-        return value["rows"], paging if isinstance(paging, dict) else {}
+        if rows is None or rows is False or rows == {}:
+            rows = []
+        if isinstance(rows, list):
+            return rows, paging if isinstance(paging, dict) else {}
     raise ApiUnavailable(f"the CDR response is neither a list nor {{paging, rows}}: {str(value)[:160]}")
+
+
+def _number(value: Any) -> int | None:
+    """A paging number sent as a JSON number or as a string ("17"); None when it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _flag(value: Any) -> bool | None:
+    """A paging boolean sent as JSON, as a string ("true", "0") or a number; None when absent."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", ""):
+        return False
+    return None
 
 
 def _str_or_none(value: Any) -> str | None:

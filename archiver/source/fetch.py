@@ -151,6 +151,37 @@ class Fetcher:
                         return await self._fetch_once(url)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def peek(self, url: str, size: int = SNIFF_BYTES) -> bytes:
+        """The first *size* bytes *url* serves (redirects checked as for a download), for ``check``.
+
+        Raises RecordingRejected when policy refuses the link, RecordingUnavailable otherwise.
+        """
+        current = url
+        for _hop in range(self._max_redirects + 1):
+            reason = self._policy.refusal(current)
+            if reason is not None:
+                raise RecordingRejected(f"refused to fetch the recording link: {reason}", kind="host_not_allowed")
+            request = self._http.build_request("GET", current, headers={"Range": f"bytes=0-{size - 1}"})
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                raise RecordingUnavailable(f"could not connect: {failure_name(exc)}", kind="connection") from None
+            try:
+                if response.is_redirect and "location" in response.headers:
+                    current = urljoin(current, response.headers["location"])
+                    continue
+                if response.status_code not in (200, 206):
+                    raise RecordingUnavailable(f"HTTP {response.status_code}", kind="http_error")
+                head = b""
+                async for chunk in response.aiter_bytes():
+                    head += chunk
+                    if len(head) >= size:
+                        break
+                return head[:size]
+            finally:
+                await response.aclose()
+        raise RecordingUnavailable(f"more than {self._max_redirects} redirects", kind="redirect_loop")
+
     async def _fetch_once(self, url: str) -> Download:
         current = url
         for _hop in range(self._max_redirects + 1):

@@ -23,7 +23,9 @@ from archiver.core.outcome import DONE_STATUSES
 from archiver.core.parking import PendingCall
 from archiver.errors import ConfigError
 
-SCHEMA_VERSION = 1
+# 2: calls without a recording have a stable id; days synced by a version-1 ledger are synced
+# again, to learn the current ids of the calls archived under the old ones.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS calls (
@@ -89,7 +91,16 @@ class Ledger:
             raise ConfigError([f"At 'state.path': cannot open the ledger {path}: {exc}"]) from None
         ledger = cls(db, path)
         ledger._claim(store_identity)
+        ledger._migrate()
         return ledger
+
+    def _migrate(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+        version = int(row[0]) if row else 1
+        if version < 2:
+            with self._transaction():
+                self._db.execute("DELETE FROM synced_days")
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     @classmethod
     def in_memory(cls, *, store_identity: str = "memory") -> Ledger:

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 
 from archiver.core import dayfiles, keys
+from archiver.core.identity import call_id_for_row
 from archiver.errors import CallError
 from archiver.store import Store
 
@@ -122,16 +123,33 @@ async def archive_days(store: Store, prefix: str) -> list[date]:
     return days
 
 
-async def stored_call_ids(store: Store, prefix: str, day: date) -> set[str]:
-    """The call ids of *day* that have a sidecar in *store*."""
-    return set((await list_day(store, prefix, day)).sidecars)
+async def stored_call_ids(store: Store, prefix: str, day: date, *, concurrency: int = 8) -> set[str]:
+    """The ids of the calls *day* holds: every sidecar's, and for a call without a recording stored
+    under the id earlier versions gave (a hash of the whole row), also the id it has now.
+
+    So a call archived before the ``nr-`` id became stable is known under both, and is not
+    archived a second time. Costs a read of each ``nr-`` sidecar of the day.
+    """
+    listing = await list_day(store, prefix, day)
+    found = set(listing.sidecars)
+    unrecorded = {cid: key for cid, key in listing.sidecars.items() if cid.startswith("nr-")}
+    if unrecorded:
+        docs = await _read(store, unrecorded, anyio.CapacityLimiter(concurrency))
+        for doc in docs.values():
+            if "cdr" in doc:
+                found.add(call_id_for_row(doc["cdr"]))
+    return found
 
 
 async def read_sidecars(
     store: Store, prefix: str, day: date, limiter: anyio.CapacityLimiter
 ) -> dict[str, dict[str, Any]]:
     """Every sidecar of *day*, parsed (unreadable ones are left out: ``verify`` names them)."""
-    listing = await list_day(store, prefix, day)
+    return await _read(store, (await list_day(store, prefix, day)).sidecars, limiter)
+
+
+async def _read(store: Store, sidecars: dict[str, str], limiter: anyio.CapacityLimiter) -> dict[str, dict[str, Any]]:
+    """The sidecars named (call id -> key), parsed; unreadable ones left out."""
     docs: dict[str, dict[str, Any]] = {}
 
     async def read(call_id: str, key: str) -> None:
@@ -144,7 +162,7 @@ async def read_sidecars(
             docs[call_id] = doc
 
     async with anyio.create_task_group() as tg:
-        for call_id, key in listing.sidecars.items():
+        for call_id, key in sidecars.items():
             tg.start_soon(read, call_id, key)
     return docs
 

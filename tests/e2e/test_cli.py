@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,8 +20,8 @@ import pytest
 import yaml
 
 from archiver.core.identity import call_id_for_row
-from archiver.simulator import Dataset, Simulator
-from tests.helpers import Bucket, config_dict, free_port, run_cli, wait_for_port, write_config
+from archiver.simulator import Dataset, Dialect, Simulator
+from tests.helpers import Bucket, TinyServer, config_dict, free_port, run_cli, wait_for_port, write_config
 
 SECRET = "9f8e7d6c"
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -144,11 +145,91 @@ def test_check_reports_each_part(secret_sim: Simulator, tmp_path: Path, bucket: 
     assert "ok    ccall API" in good.stdout
     assert "3 registered device(s)" in good.stdout
     assert f"ok    store s3://{bucket.name}" in good.stdout
+    assert good.stdout.count("ok    row ") == 5  # recent calls as parsed
+    assert "ok    recording 127.0.0.1: the first bytes are WAV audio" in good.stdout
     assert bucket.objects() == {}  # the probe object is removed again
     bad = archiver("check", "-c", str(config), secret="0badc0de")
     assert bad.returncode == 2
     assert "FAIL  ccall API" in bad.stdout
     assert_no_secret(bad, "0badc0de")
+
+
+@pytest.mark.parametrize(
+    ("dialect", "seen"),
+    [
+        (None, "ok    row "),  # as documented
+        ("link_field=recording", "ok    row "),  # the vendor's prose's name is read too
+    ],
+)
+def test_check_shows_recent_rows_as_parsed(dialect: str | None, seen: str, tmp_path: Path, bucket: Bucket) -> None:
+    """check prints recent calls as the archiver reads them, and the first bytes of one recording."""
+    with Simulator(
+        Dataset(seed=5, calls_per_day=200, max_duration=4),
+        api_secret=SECRET,
+        dialect=Dialect.parse([dialect] if dialect else []),
+    ) as sim:
+        result = archiver("check", "-c", str(cli_config(tmp_path, sim, s3(bucket))))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(seen) == 5
+    assert "the first bytes are WAV audio" in result.stdout
+
+
+def test_check_fails_on_rows_whose_link_it_cannot_find_or_may_not_fetch(tmp_path: Path, bucket: Bucket) -> None:
+    """A renamed link field (calls that look recorded, without a link) and a link on a host the
+    allow-list refuses are both named before any day is archived."""
+    with Simulator(Dataset(seed=5, calls_per_day=200, max_duration=4), api_secret=SECRET) as sim:
+        refused = archiver(
+            "check",
+            "-c",
+            str(
+                cli_config(
+                    tmp_path,
+                    sim,
+                    s3(bucket),
+                    source={
+                        "base_url": sim.url,
+                        "api_key": sim.api_key,
+                        "api_secret": "${TEST_CCALL_SECRET}",
+                        "allowed_recording_hosts": ["recordings.example.net"],
+                    },
+                )
+            ),
+        )
+    assert refused.returncode == 2, refused.stdout
+    assert "which would be refused: host '127.0.0.1' is not in source.allowed_recording_hosts" in refused.stdout
+    answered = {
+        "start": "2026-11-28 10:00:00",
+        "source": "0986",
+        "destination": "1001",
+        "direction": "inbound",
+        "status": "NORMAL_CLEARING",
+        "duration": "00:01:05",
+        "recording_link": "http://x/cdr/a",
+    }
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        body = json.dumps(
+            {"response": {"registrations": []}} if "ext_reg" in handler.path else {"response": [{"Cdr": answered}]}
+        ).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    with TinyServer(respond) as api:
+        config = cli_config(
+            tmp_path,
+            sim,
+            s3(bucket),
+            source={"base_url": api.url, "api_key": "a1b2c3d4", "api_secret": "${TEST_CCALL_SECRET}"},
+        )
+        renamed = archiver("check", "-c", str(config))
+    assert renamed.returncode == 1, renamed.stdout
+    assert "FAIL  row 2026-11-28 10:00 inbound NORMAL_CLEARING 65 s" in renamed.stdout
+    assert "listed without a recording link under recording_file or recording" in renamed.stdout
+    assert "recording_link" in renamed.stdout  # its fields are shown, never their values
 
 
 def test_the_daemon_archives_arriving_calls_promptly_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from archiver.core.cdr import parse_row
-from archiver.core.identity import call_id_for_url, canonical_json
+from archiver.core.identity import call_id_for_url, canonical_json, legacy_call_id_for_row
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 DOC_ROW = {
@@ -50,12 +50,14 @@ def test_the_documented_row_parses_to_the_sidecar_fields() -> None:
     assert cdr.end_utc() == datetime(2016, 1, 14, 6, 14, 19, tzinfo=UTC)
 
 
-def test_a_call_without_recording_gets_an_nr_id_from_its_canonical_json() -> None:
-    """nr- + the first 32 hex digits of SHA-256 of the Cdr object, keys sorted, no spaces, UTF-8."""
+def test_a_call_without_recording_gets_an_nr_id_from_its_identity_fields() -> None:
+    """nr- + the first 32 hex digits of SHA-256 of the canonical JSON of start, source, destination,
+    direction, status and duration (keys sorted, no spaces, UTF-8)."""
     row = {"Cdr": {**DOC_ROW["Cdr"], "recording_file": None, "cid_name": "Thanh Phạm"}}
     cdr = parse_row(row, TZ)
-    expected = hashlib.sha256(canonical_json(row["Cdr"])).hexdigest()[:32]
-    assert cdr.call_id == "nr-" + expected
+    identity = {k: row["Cdr"][k] for k in ("start", "source", "destination", "direction", "status", "duration")}
+    assert cdr.call_id == "nr-" + hashlib.sha256(canonical_json(identity)).hexdigest()[:32]
+    assert legacy_call_id_for_row(row["Cdr"]) == "nr-" + hashlib.sha256(canonical_json(row["Cdr"])).hexdigest()[:32]
     assert canonical_json({"b": 1, "a": "Phạm"}) == '{"a":"Phạm","b":1}'.encode()
     assert not cdr.has_recording
 
@@ -109,13 +111,67 @@ def test_a_non_string_link_is_kept_as_an_invalid_link() -> None:
 
 @pytest.mark.parametrize("row", [["not", "a", "dict"], {"cdr": {}}, "text", None, {"Cdr": "x"}])
 def test_rows_of_the_wrong_shape_are_still_archivable(row: object) -> None:
-    """A row that is not {'Cdr': {...}} gets an nr- id from the whole row and a problem."""
+    """A row that is neither {'Cdr': {...}} nor bare CDR fields gets an nr- id and a problem."""
     cdr = parse_row(row, TZ)
     assert cdr.call_id.startswith("nr-")
     assert cdr.raw == row
     assert cdr.row == row
-    assert "row is not an object of the form {'Cdr': {...}}" in cdr.problems
+    assert "row is not a CDR object (neither {'Cdr': {...}} nor its fields)" in cdr.problems
     assert cdr.day(date(2026, 11, 1)) == date(2026, 11, 1)
+
+
+@pytest.mark.parametrize(
+    "change", [{"mos": "3.1"}, {"pdd": "0.9s"}, {"tta": None}, {"cid_name": "Khác"}, {"vendor_added": 1}]
+)
+def test_an_unrecorded_call_keeps_its_id_when_volatile_fields_change(change: dict[str, object]) -> None:
+    """Two reads of the same unrecorded call give one id, whatever changed outside the identity."""
+    base = {**DOC_ROW["Cdr"], "recording_file": None}
+    assert parse_row({"Cdr": {**base, **change}}, TZ).call_id == parse_row({"Cdr": base}, TZ).call_id
+
+
+@pytest.mark.parametrize("change", [{"start": "2016-01-14 13:14:16"}, {"destination": "101"}, {"duration": "00:00:02"}])
+def test_different_calls_have_different_ids(change: dict[str, object]) -> None:
+    """Any identity field that differs makes another call."""
+    base = {**DOC_ROW["Cdr"], "recording_file": None}
+    assert parse_row({"Cdr": {**base, **change}}, TZ).call_id != parse_row({"Cdr": base}, TZ).call_id
+
+
+def test_a_bare_row_reads_as_its_wrapped_form() -> None:
+    """Rows sent without the {'Cdr': ...} wrapper are the same call, kept as they came."""
+    bare = dict(DOC_ROW["Cdr"])
+    wrapped, unwrapped = parse_row(DOC_ROW, TZ), parse_row(bare, TZ)
+    assert unwrapped.call_id == wrapped.call_id
+    assert unwrapped.recording_url == wrapped.recording_url
+    assert unwrapped.raw == bare
+    assert unwrapped.row == bare  # parked and parsed again as it came
+    assert unwrapped.problems == ()
+
+
+def test_the_link_may_be_called_recording() -> None:
+    """The vendor's prose calls the link 'recording'; it is read under that name too."""
+    fields = {k: v for k, v in DOC_ROW["Cdr"].items() if k != "recording_file"}
+    cdr = parse_row({"Cdr": {**fields, "recording": DOC_ROW["Cdr"]["recording_file"]}}, TZ)
+    assert cdr.recording_url == DOC_ROW["Cdr"]["recording_file"]
+    assert cdr.call_id == parse_row(DOC_ROW, TZ).call_id
+    assert cdr.suspicious is None
+
+
+@pytest.mark.parametrize(
+    ("change", "suspicious"),
+    [
+        ({}, True),  # answered, 1 s of talk, and no link field at all
+        ({"recording_file": None}, False),  # the field is there: the PBX says there is no recording
+        ({"status": "ORIGINATOR_CANCEL"}, False),  # not answered
+        ({"duration": "00:00:00"}, False),  # no talk time
+        ({"recording_link": "http://x/y"}, True),  # a name the client does not know
+    ],
+)
+def test_an_answered_call_without_a_known_link_field_is_suspicious(change: dict[str, object], suspicious: bool) -> None:
+    """No silent 'none': a row that looks recorded but has no link field it knows is named as such."""
+    fields = {k: v for k, v in DOC_ROW["Cdr"].items() if k != "recording_file"}
+    cdr = parse_row({"Cdr": {**fields, **change}}, TZ)
+    assert (cdr.suspicious is not None) == suspicious
+    assert (cdr.suspicious in cdr.problems) == suspicious
 
 
 def test_numbers_sent_as_numbers_are_accepted() -> None:

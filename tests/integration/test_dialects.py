@@ -1,0 +1,149 @@
+"""The whole pipeline against every shape of the API the client reads, on S3 and locally.
+
+The vendor documents the API in prose and images; each dialect is a variant a server may
+really send. Whatever the variant: every call archived once, every served recording archived
+(never a wrong "none"), a bounded number of API requests.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from archiver.core.identity import legacy_call_id_for_row
+from archiver.core.outcome import RecordingStatus
+from archiver.errors import AuthenticationError
+from archiver.simulator import Dataset, Dialect, Simulator
+from archiver.source.ccall import CcallClient
+from tests.helpers import (
+    FAST,
+    SINCE,
+    TZ,
+    UNTIL,
+    Bucket,
+    assert_archive_is_complete,
+    backfill,
+    config_for,
+    local_objects,
+)
+
+pytestmark = pytest.mark.anyio
+
+DIALECTS = {
+    "as documented": Dialect(),
+    "link named recording": Dialect(link_field="recording"),
+    "bare rows": Dialect(bare_rows=True),
+    "empty as null": Dialect(empty="null"),
+    "empty as false": Dialect(empty="false"),
+    "empty as {}": Dialect(empty="object"),
+    "paging as strings": Dialect(paging_strings=True),
+    "page ignored": Dialect(ignore_page=True),
+    "no next_page": Dialect(no_next_page=True, paging_strings=True),
+    "all at once": Dialect(
+        link_field="recording", bare_rows=True, empty="null", paging_strings=True, no_next_page=True
+    ),
+}
+
+
+@pytest.fixture(params=["s3", "file"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None, str]:
+    """(storage url, endpoint, key prefix)."""
+    if request.param == "file":
+        return f"file://{tmp_path / 'archive'}", None, ""
+    bucket: Bucket = request.getfixturevalue("bucket")
+    return bucket.url, bucket.endpoint, "archive"
+
+
+def objects_of(store: tuple[str, str | None, str], tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, bytes]:
+    if store[1] is None:
+        return local_objects(tmp_path / "archive")
+    bucket: Bucket = request.getfixturevalue("bucket")
+    return bucket.objects()
+
+
+@pytest.mark.parametrize("name", DIALECTS)
+async def test_every_dialect_archives_every_call_once(
+    name: str, dataset: Dataset, store: tuple[str, str | None, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Link name, wrapper, empty shapes and paging variants: the archive is complete, nothing is suspicious."""
+    with Simulator(dataset, seed=7, dialect=DIALECTS[name]) as sim:
+        config = config_for(sim, store[0], tmp_path, endpoint=store[1])
+        report = await backfill(config)
+        empty_day = await backfill(config, datetime(2030, 1, 1, tzinfo=TZ), datetime(2030, 1, 2, tzinfo=TZ))
+        requests = sim.stats["api.requests"]
+        calls = sim.dataset.calls_between(SINCE, UNTIL, sim.now())
+        assert_archive_is_complete(objects_of(store, tmp_path, request), sim, calls, store[2])
+    assert report.complete
+    assert report.suspicious == 0
+    served = sum(c.serves_recording for c in calls)
+    assert report.outcomes[RecordingStatus.ARCHIVED] == served  # no recording turned into "none"
+    assert empty_day.complete
+    assert empty_day.done == 0
+    pages = len(calls) // 7 + 1  # config_for asks for 7 rows a page
+    assert requests <= 3 * pages + 12, requests  # each window's pages once, and a few more to learn the end
+
+
+async def test_an_unrecorded_call_whose_volatile_fields_change_has_one_sidecar(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    """mos, pdd and cid_name change between reads: the call keeps its id, and a re-run writes nothing."""
+    with Simulator(dataset, seed=7, dialect=Dialect(volatile=True)) as sim:
+        config = config_for(sim, f"file://{tmp_path / 'archive'}", tmp_path)
+        first = await backfill(config)
+        written = local_objects(tmp_path / "archive")
+        (tmp_path / "ledger.sqlite3").unlink()  # forget everything: only the bucket can say it is done
+        second = await backfill(config)
+    assert first.outcomes[RecordingStatus.NONE] > 0
+    assert second.done == 0
+    assert second.skipped == first.done
+    assert local_objects(tmp_path / "archive") == written
+
+
+@pytest.mark.parametrize("ledger", ["lost", "version 1"])
+async def test_an_archive_with_whole_row_ids_gets_no_duplicates_after_the_upgrade(
+    ledger: str, sim: Simulator, tmp_path: Path
+) -> None:
+    """Calls archived under the earlier whole-row nr- ids are known under their new ids: nothing is written twice."""
+    root = tmp_path / "archive"
+    config = config_for(sim, f"file://{root}", tmp_path, poll={"lookback": "1h", "settle": "1m"})
+    await backfill(config)
+    renamed = 0
+    for path in list(root.rglob("nr-*.json")):  # make it the archive an earlier version wrote
+        doc = json.loads(path.read_bytes())
+        old = legacy_call_id_for_row(doc["cdr"])
+        doc["call_id"] = old
+        path.with_name(f"{old}.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+        path.unlink()
+        renamed += 1
+    for day_file in [*root.rglob("manifest-sha256*.txt"), *root.rglob("calls*.csv"), *root.rglob("index*.html")]:
+        day_file.unlink()
+    if ledger == "lost":
+        (tmp_path / "ledger.sqlite3").unlink()
+    else:  # the ledger an earlier version left: its days were synced before ids were stable
+        with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
+            db.execute("UPDATE meta SET value='1' WHERE name='schema'")
+            db.execute("DELETE FROM calls WHERE call_id LIKE 'nr-%'")
+            db.executemany(
+                "INSERT INTO calls VALUES (?, ?, 'stored', 0)",
+                [(p.stem, p.parent.name) for p in root.rglob("nr-*.json")],
+            )
+    before = sorted(p.name for p in root.rglob("*.json"))
+    report = await backfill(config)
+    assert renamed > 0
+    assert report.done == 0  # every call was already there
+    assert sorted(p.name for p in root.rglob("*.json")) == before
+
+
+async def test_bad_credentials_are_recognised_by_the_answer_s_shape_in_any_language(dataset: Dataset) -> None:
+    """A 200 whose error object says code 401 in Vietnamese stops the program, not retried forever."""
+    with Simulator(dataset, dialect=Dialect(json_auth=True)) as sim:
+        async with httpx.AsyncClient() as http:
+            client = CcallClient(http, base_url=sim.url, api_key=sim.api_key, api_secret="wrong000", retry=FAST)
+            with pytest.raises(AuthenticationError, match="check source.api_key"):
+                await client.registrations()
+        assert sim.stats["api.requests"] == 1
