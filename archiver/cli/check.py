@@ -19,7 +19,16 @@ from archiver.audit.sample import host, peek_recording, recent_rows
 from archiver.cli.common import print_title, setup
 from archiver.compose import Parts, assemble
 from archiver.config.models import Config
-from archiver.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArchiverError, FatalError, TransientError
+from archiver.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ArchiverError,
+    FatalError,
+    StoreAccessError,
+    TransientError,
+)
+from archiver.service.preflight import ensure_create_only
 from archiver.source.fetch import LinkPolicy
 from archiver.state.ledger import Ledger
 from archiver.store import ControlStore, Store, put_bytes
@@ -58,6 +67,7 @@ async def _check_one(config: Config) -> int:
             if features != EXIT_OK:
                 return features  # every write would be refused; no point probing
         worst = max(worst, await _probe(parts.store, f"{config.control_prefix}/check/{uuid.uuid4()}.txt", "store"))
+        worst = max(worst, await _check_create_only(parts))
         if parts.control is not None and config.coordination.bucket is not None:
             key = f"{config.control_prefix}/check/{uuid.uuid4()}.json"
             worst = max(worst, await _probe_control(parts.control, key))
@@ -104,6 +114,23 @@ async def _sample(parts: Parts, config: Config) -> int:
         print(f"FAIL  recording {host(peek.url)}: {peek.problem}")
         worst = max(worst, EXIT_FAILED)
     return worst
+
+
+async def _check_create_only(parts: Parts) -> int:
+    """The store refuses a second create-only write (and a stale ETag for control objects)."""
+    try:
+        await ensure_create_only(parts)
+    except StoreAccessError as exc:
+        print(f"FAIL  create-only: {exc}")
+        return EXIT_USAGE
+    if parts.config.storage.create_only == "look_before_write":
+        print(
+            "WARN  create-only: storage.create_only is look_before_write: each write looks first; two writers "
+            "racing for one key can both write (see config.example.yaml)"
+        )
+    else:
+        print("ok    create-only: the store refuses a second write of a key (and a stale ETag for control objects)")
+    return EXIT_OK
 
 
 def _ledger_line(path: Path) -> str:

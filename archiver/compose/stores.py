@@ -41,6 +41,7 @@ def make_store(config: Config) -> Store:
         object_lock=storage.object_lock,
         legal_hold=storage.legal_hold,
         direct_put=direct_put(bucket.client, session, bucket.name, connections=connections),
+        look_before_write=storage.create_only == "look_before_write",
     )
 
 

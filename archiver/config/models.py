@@ -148,6 +148,12 @@ class StorageConfig(_Model):
     # An AWS shared-credentials file (profile default) to use before the rest of the AWS chain;
     # where it does not exist, the chain (environment, instance role, ...) applies as usual.
     credentials_file: Path | None = None
+    # How create-only writes are made sure of. "enforced": the store refuses a second write of a
+    # key (S3 If-None-Match), and run/backfill check that it does before they start.
+    # "look_before_write", for a store that ignores the condition: each write is preceded by a
+    # HEAD of its key. Two writers racing for one key within that gap can still both write, the
+    # later one winning; with one archiver per bucket and versioning on, verify reports it.
+    create_only: Literal["enforced", "look_before_write"] = "enforced"
 
     @model_validator(mode="after")
     def _check_encryption(self) -> StorageConfig:

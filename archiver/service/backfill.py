@@ -19,6 +19,7 @@ from archiver.coordination.identity import owner, source_id
 from archiver.coordination.shards import ShardRun, sharded_backfill
 from archiver.core.clock import SystemClock
 from archiver.core.report import RunReport
+from archiver.service.preflight import ensure_create_only
 from archiver.service.progress import BackfillProgress
 from archiver.service.shutdown import SHUTDOWN_GRACE, supervised
 
@@ -70,6 +71,7 @@ class Backfiller:
             if config.name:
                 structlog.contextvars.bind_contextvars(source=config.name)  # every line of this source's backfill
             async with assemble(config, observers=[progress]) as parts:
+                await ensure_create_only(parts)
                 store = parts.control
                 if store is not None:
                     return await supervised(

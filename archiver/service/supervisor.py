@@ -29,6 +29,7 @@ from archiver.service.health import Health
 from archiver.service.metrics import DEFAULT_SOURCE, Metrics, SourceMetrics
 from archiver.service.notify import Notifier
 from archiver.service.ping import DeadManPing
+from archiver.service.preflight import ensure_create_only
 from archiver.service.shutdown import SHUTDOWN_GRACE, supervised
 from archiver.store import ControlStore, Store
 
@@ -60,6 +61,8 @@ class Supervisor:
                 )
                 for c in configs
             ]
+            for parts in all_parts:
+                await ensure_create_only(parts)
             server = _serve_metrics(configs[0], metrics, health)
             try:
                 ready = all([await _preflight(parts) for parts in all_parts])

@@ -24,7 +24,7 @@ import botocore.exceptions
 import structlog
 
 from archiver.config.models import ObjectLockConfig
-from archiver.errors import CallError, StoreAccessError, StoreUnavailable
+from archiver.errors import CallError, ObjectExists, StoreAccessError, StoreUnavailable
 from archiver.store import ObjectInfo, VersionAudit
 from archiver.store.s3_bucket import NOT_FOUND_CODES, REDIRECT_CODES, S3Bucket, b64
 from archiver.store.s3_versions import S3VersionAudit
@@ -62,8 +62,10 @@ class S3Store:
         part_size: int = 16 << 20,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         direct_put: DirectPut | None = None,
+        look_before_write: bool = False,
     ) -> None:
         self._bucket = self.s3 = bucket
+        self._look_first = look_before_write  # for servers that ignore If-None-Match (see config)
         self._client = bucket.client
         self._call = bucket.call
         self.bucket = bucket.name
@@ -114,6 +116,8 @@ class S3Store:
             "Metadata": {"sha256": sha256.hex(), **(metadata or {})},
             **self._lock_args(),
         }
+        if self._look_first and await self.head(key) is not None:
+            raise ObjectExists(key)
         if size >= self._threshold:
             await self._put_multipart(key, body, size, common)
             return

@@ -1,0 +1,50 @@
+"""Before ``run`` or ``backfill`` writes anything: does the store keep the archive's one guarantee?
+
+A store that ignores ``If-None-Match`` turns every create-only write into last-writer-wins,
+silently. Unless the configuration chose ``storage.create_only: look_before_write`` (a weaker,
+documented mode), the archiver refuses to start on such a store.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+
+from archiver.compose import Parts
+from archiver.compose.stores import make_store
+from archiver.errors import StoreAccessError, TransientError
+from archiver.store.probe import refuses_second_create, refuses_stale_etag
+
+log = structlog.get_logger("archiver.service")
+
+NOT_ENFORCED = (
+    "{where} accepted a second create-only write of the same key: it ignores {header}, so the archive "
+    "would silently become last-writer-wins. Use a store that honours conditional writes, or set "
+    "storage.create_only: look_before_write (each write looks first; see config.example.yaml for the race left)"
+)
+
+
+async def ensure_create_only(parts: Parts) -> None:
+    """Raise StoreAccessError when the store does not refuse a second create-only write (or, for
+    control objects, a write on a stale ETag) and the config did not choose the weaker mode.
+
+    A store that does not answer now is let through with a warning: every write still carries
+    its condition, and ``archiver check`` says the rest.
+    """
+    config = parts.config
+    if config.storage.create_only == "look_before_write":
+        log.warning("store.create_only_by_looking", store=parts.store.description)
+        return
+    key = f"{config.control_prefix}/check/{uuid.uuid4()}"
+    store = make_store(config)  # its own client: the probe must not count on the archive's look-first
+    try:
+        if not await refuses_second_create(store, key + ".txt"):
+            raise StoreAccessError(NOT_ENFORCED.format(where=store.description, header="If-None-Match"))
+        if parts.control is not None and not await refuses_stale_etag(parts.control, key + ".json"):
+            raise StoreAccessError(NOT_ENFORCED.format(where=parts.control.description, header="If-Match"))
+    except TransientError as exc:
+        log.warning("store.probe_unanswered", store=store.description, error=str(exc))
+    finally:
+        await store.aclose()
+    log.info("store.create_only_proved", store=store.description)
