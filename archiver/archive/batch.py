@@ -60,6 +60,9 @@ class Batch:
         if call_id in self.in_flight or call_id in self.failed or ledger.is_done(call_id):
             self.report.skipped += 1
             return None
+        if self.honour_schedule and ledger.is_quarantined(call_id):
+            self.report.skipped += 1  # set aside: the daemon tries it on its own schedule
+            return None
         pending = ledger.pending(call_id)
         if pending and (
             pending.last_attempt >= self.started or (self.honour_schedule and pending.next_attempt > self.started)
@@ -76,6 +79,11 @@ class Batch:
         """The work for a parked call whose next try is due."""
         self.in_flight.add(cdr.call_id)
         return Work(cdr, pending.day, pending, None)
+
+    def retry_set_aside(self, cdr: Cdr, day: date) -> Work:
+        """The work for a quarantined call whose next try is due."""
+        self.in_flight.add(cdr.call_id)
+        return Work(cdr, day, None, None)
 
     def finish(self, work: Work, *, ok: bool) -> None:
         """*work* is over: done or parked (*ok*), or not (failed, or skipped by a stop)."""

@@ -41,6 +41,9 @@ class ArchiveEvents:
     def call_failed(self, call_id: str, error: BaseException) -> None:
         """The call could not be finished in this run."""
 
+    def call_quarantined(self, call_id: str) -> None:
+        """The call failed run after run: set aside, so that it no longer holds the cursor."""
+
     def progressed(self, report: RunReport) -> None:
         """The run's counts after a call; *report* may be a view over several runs (a sharded range)."""
 
@@ -82,6 +85,10 @@ class EventFanout(ArchiveEvents):
     def call_failed(self, call_id: str, error: BaseException) -> None:
         for each in self.observers:
             each.call_failed(call_id, error)
+
+    def call_quarantined(self, call_id: str) -> None:
+        for each in self.observers:
+            each.call_quarantined(call_id)
 
     def progressed(self, report: RunReport) -> None:
         for each in self.observers:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -27,10 +28,10 @@ from archiver.archive.dayclose import DayCloser
 from archiver.archive.daysync import DaySync
 from archiver.archive.events import ArchiveEvents
 from archiver.core import keys
-from archiver.core.cdr import parse_row
+from archiver.core.cdr import Cdr, parse_row
 from archiver.core.clock import Clock
 from archiver.core.outcome import Archived
-from archiver.core.parking import PendingCall
+from archiver.core.parking import ParkingSchedule, PendingCall
 from archiver.core.report import RunReport
 from archiver.core.windows import Window, plan_windows
 from archiver.errors import CallError, FatalError, TransientError, collapse
@@ -38,6 +39,11 @@ from archiver.source.ccall import CcallClient
 from archiver.state.ledger import Ledger
 
 log = structlog.get_logger("archiver.archive")
+
+# A call that fails this many runs in a row (each run after its own retries) is set aside: the
+# cursor passes it, and it is tried again an hour later, then less and less often, up to daily.
+QUARANTINE_AFTER = 3
+QUARANTINE_RETRY = ParkingSchedule(initial=timedelta(hours=1), cap=timedelta(days=1))
 
 
 class Archiver:
@@ -111,7 +117,8 @@ class Archiver:
         start = min(cursor, now - lookback) if cursor else now - lookback
         windows = plan_windows(start, end, self._tz)
         report = RunReport(windows=len(windows))
-        due = list(self._ledger.due(now))
+        due: list[PendingCall | tuple[str, date, Any, int]] = [*self._ledger.due(now)]
+        due += self._ledger.due_quarantined(now)
         safe = await self._process(windows, report, bounds=None, due=due, honour_schedule=True)
         if safe is not None and (cursor is None or safe > cursor):
             self._ledger.set_cursor(safe)
@@ -131,7 +138,7 @@ class Archiver:
         report: RunReport,
         *,
         bounds: tuple[datetime, datetime] | None,
-        due: list[PendingCall],
+        due: list[PendingCall | tuple[str, date, Any, int]],
         honour_schedule: bool,
         base: RunReport | None = None,
     ) -> datetime | None:
@@ -159,12 +166,19 @@ class Archiver:
             raise read_error
         return batch.tracker.safe_until()
 
-    async def _produce(self, batch: Batch, send: ObjectSendStream[Work], due: list[PendingCall]) -> None:
-        """Hand out the due retries, then every call of the batch's windows that is not done."""
-        for parked in due:
+    async def _produce(
+        self, batch: Batch, send: ObjectSendStream[Work], due: list[PendingCall | tuple[str, date, Any, int]]
+    ) -> None:
+        """Hand out the due retries (parked and quarantined calls), then every call of the batch's
+        windows that is not done."""
+        for retry in due:
             if self.stopping:
                 break
-            await self._send(send, batch.retry(parse_row(parked.row, self._tz), parked))
+            if isinstance(retry, PendingCall):
+                await self._send(send, batch.retry(parse_row(retry.row, self._tz), retry))
+            else:
+                _, day, row, _ = retry
+                await self._send(send, batch.retry_set_aside(parse_row(row, self._tz), day))
         for index, window in enumerate(batch.windows):
             if self.stopping:
                 batch.report.interrupted = True
@@ -221,12 +235,10 @@ class Archiver:
         except FatalError:
             raise
         except (TransientError, CallError, OSError) as exc:
-            self._fail(cdr.call_id, day, str(exc), exc, report)
-            return False
+            return self._fail(cdr, day, str(exc), exc, report)
         except Exception as exc:  # a bug must cost one call, not the archive
             log.exception("call.crashed", call_id=cdr.call_id)
-            self._fail(cdr.call_id, day, f"internal error: {type(exc).__name__}: {exc}", exc, report)
-            return False
+            return self._fail(cdr, day, f"internal error: {type(exc).__name__}: {exc}", exc, report)
         if isinstance(outcome, Parked):
             report.parked.append(cdr.call_id)
             self.events.call_parked(cdr.call_id)
@@ -246,11 +258,30 @@ class Archiver:
         )
         return True
 
-    def _fail(self, call_id: str, day: date, error: str, exc: BaseException, report: RunReport) -> None:
+    def _fail(self, cdr: Cdr, day: date, error: str, exc: BaseException, report: RunReport) -> bool:
+        """Record the failure. A call that failed QUARANTINE_AFTER runs in a row is set aside, to be
+        tried again on a slow schedule, so that it no longer holds the cursor: True then."""
+        call_id = cdr.call_id
         report.failed.append((call_id, error))
         self.events.call_failed(call_id, exc)
-        self._ledger.record_failure(call_id, day, error, self._clock.now())
-        log.error("call.failed", call_id=call_id, error=error)
+        now = self._clock.now()
+        strikes = self._ledger.record_failure(call_id, day, error, now)
+        log.error("call.failed", call_id=call_id, error=error, runs_in_a_row=strikes)
+        if strikes < QUARANTINE_AFTER:
+            return False
+        wait = QUARANTINE_RETRY.backoff(strikes - QUARANTINE_AFTER + 1)
+        failures = self._ledger.quarantine(call_id, day, cdr.row, error, now=now, retry_in=wait)
+        report.quarantined.append(call_id)
+        self.events.call_quarantined(call_id)
+        log.warning(
+            "call.quarantined",
+            call_id=call_id,
+            runs_in_a_row=strikes,
+            times_set_aside=failures,
+            next_attempt=(now + wait).isoformat(),
+            error=error,
+        )
+        return True
 
 
 def _keys(raw: object) -> list[str]:

@@ -33,6 +33,8 @@ def print_report(report: RunReport, out: TextIO) -> None:
         print(f"waiting: call {call_id}: its recording is not served yet; a retry is scheduled", file=out)
     for call_id, error in report.failed:
         print(f"failed: call {call_id}: {error}", file=out)
+    for call_id in report.quarantined:
+        print(f"quarantined: call {call_id}: failed run after run; set aside and retried hourly to daily", file=out)
     if report.interrupted:
         print("interrupted before the end of the range; run it again to finish", file=out)
 
@@ -61,10 +63,18 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
         rows.append(("last poll", f"{last['at']} " + ("ok" if last["ok"] else f"FAILED: {last['error']}")))
     rows.append(("last success", status["last_success"] or "never"))
     rows.append(("failing", f"{len(status['failures'])} call(s)" if status["failures"] else "none"))
+    aside = status.get("quarantined", [])
+    rows.append(("quarantined", f"{len(aside)} call(s), retried hourly to daily" if aside else "none"))
     for name, value in rows:
         print(f"{name:<13}{value}", file=out)
     for failure in status["failures"]:
         print(f"  call {failure['call_id']} ({failure['day']}): {failure['error']}", file=out)
+    for call in aside:
+        print(
+            f"  quarantined call {call['call_id']} ({call['day']}), {call['failures']} time(s) since {call['since']}; "
+            f"next try {call['next_attempt']}: {call['error']}",
+            file=out,
+        )
 
 
 def print_verify(report: VerifyReport, out: TextIO) -> None:

@@ -14,6 +14,7 @@ class RunReport:
     outcomes: dict[RecordingStatus, int] = field(default_factory=lambda: dict.fromkeys(DONE_STATUSES, 0))
     parked: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # failed run after run: set aside, retried slowly
     skipped: int = 0
     suspicious: int = 0  # rows that look recorded but came without a link field the client knows
     rows: int = 0
@@ -33,6 +34,7 @@ class RunReport:
             "failed": len(self.failed),
             "skipped": self.skipped,
             "suspicious": self.suspicious,
+            "quarantined": len(self.quarantined),
         }
         return {
             **{str(k): v for k, v in self.outcomes.items()},
@@ -53,6 +55,7 @@ class RunReport:
             self.outcomes[status] += count
         self.parked += part.parked
         self.failed += part.failed
+        self.quarantined += part.quarantined
         self.skipped += part.skipped
         self.suspicious += part.suspicious
         self.rows += part.rows

@@ -16,7 +16,7 @@ import structlog
 from archiver.compose import assemble
 from archiver.config.models import Config
 from archiver.coordination.identity import owner, source_id
-from archiver.coordination.shards import ShardRun, sharded_backfill
+from archiver.coordination.shards import ShardRun, join_run, range_folder, sharded_backfill
 from archiver.core.clock import SystemClock
 from archiver.core.report import RunReport
 from archiver.service.preflight import ensure_create_only
@@ -33,14 +33,19 @@ class Backfiller:
         self._terminal = terminal
         self._owner = owner(configs)
         self._started: dict[int, ShardRun] = {}
+        self._runs: dict[int, str] = {}
 
     def spread(self) -> bool:
-        """The first pass over several shared sources (nothing to do with one). False when a signal stopped it."""
+        """Join each shared source's run, then the first pass over several shared sources (nothing
+        more to do with one). False when a signal stopped it."""
         if len(self._configs) < 2:
             return True
         for index, (config, (since, until)) in enumerate(zip(self._configs, self._ranges, strict=True)):
             if _shared(config):
-                first = self._backfill_one(config, since, until, wait=False)
+                self._runs[index] = anyio.run(self._join, config, since, until)
+        for index, (config, (since, until)) in enumerate(zip(self._configs, self._ranges, strict=True)):
+            if _shared(config):
+                first = self._backfill_one(config, since, until, wait=False, run_id=self._runs[index])
                 if first is None:
                     return False
                 assert isinstance(first, ShardRun)
@@ -50,10 +55,19 @@ class Backfiller:
     def run(self, index: int) -> RunReport | None:
         """The *index*-th source's whole backfill; None when a signal stopped it."""
         since, until = self._ranges[index]
-        outcome = self._backfill_one(self._configs[index], since, until, resume=self._started.get(index))
+        outcome = self._backfill_one(
+            self._configs[index], since, until, resume=self._started.get(index), run_id=self._runs.get(index)
+        )
         if outcome is None:
             return None
         return outcome.total if isinstance(outcome, ShardRun) else outcome
+
+    async def _join(self, config: Config, since: datetime, until: datetime) -> str:
+        """Join (or start) the run of *config*'s backfill of the range, as the command starts."""
+        async with assemble(config) as parts:
+            assert parts.control is not None
+            folder = range_folder(config.control_prefix, source_id(config), since, until)
+            return await join_run(parts.control, folder, SystemClock().now(), self._owner)
 
     def _backfill_one(
         self,
@@ -63,6 +77,7 @@ class Backfiller:
         *,
         wait: bool = True,
         resume: ShardRun | None = None,
+        run_id: str | None = None,
     ) -> ShardRun | RunReport | None:
         """One source's backfill: sharded by day with peers when shared; None when a signal stopped it."""
         progress = BackfillProgress(terminal=self._terminal)
@@ -89,6 +104,7 @@ class Backfiller:
                             owner=self._owner,
                             wait=wait,
                             resume=resume,
+                            run_id=run_id,
                         ),
                         grace=SHUTDOWN_GRACE,
                     )

@@ -148,6 +148,7 @@ class Daemon:
         self._health.poll_succeeded()
         self._metrics.poll_succeeded(self._source, lag)
         self._metrics.pending.labels(source=self._source).set(self._ledger.count_pending())
+        self._metrics.quarantined.labels(source=self._source).set(self._ledger.count_quarantined())
         self._ledger.record_poll(now, ok=True, summary=report.summary())
         status = self._label + self._status_line(lag)
         if self._ready:
@@ -182,6 +183,6 @@ class Daemon:
     def _status_line(self, lag: float | None) -> str:
         done = self._ledger.count_done()
         pending = self._ledger.count_pending()
-        failing = len(self._ledger.failures())
+        failing = len(self._ledger.failures()) + self._ledger.count_quarantined()
         lag_text = format_duration(timedelta(seconds=lag)) if lag is not None else "n/a"
         return f"{done} calls archived, {pending} waiting for recordings, {failing} failing; cursor lag {lag_text}"

@@ -73,6 +73,12 @@ class Metrics:
         self.parked = Counter(
             "archiver_calls_parked", "Times a call was parked to wait for its recording.", per_source, registry=r
         )
+        self.quarantined = Gauge(
+            "archiver_quarantined_calls",
+            "Calls set aside after failing run after run; retried hourly to daily (archiver status lists them).",
+            per_source,
+            registry=r,
+        )
         self.in_flight = Gauge("archiver_downloads_in_flight", "Recordings being downloaded or stored now.", registry=r)
         self.queue_depth = Gauge("archiver_queue_depth", "Calls read from the API waiting for a worker.", registry=r)
         self.pending = Gauge(
@@ -120,6 +126,7 @@ class Metrics:
         self.recordings.labels(source=source)
         self.bytes.labels(source=source)
         self.parked.labels(source=source)
+        self.quarantined.labels(source=source)
         self.suspicious.labels(source=source)
 
         def age() -> float:
@@ -180,6 +187,9 @@ class SourceMetrics(ArchiveEvents):
 
     def call_parked(self, call_id: str) -> None:
         self._metrics.parked.labels(source=self._source).inc()
+
+    def call_quarantined(self, call_id: str) -> None:
+        self._metrics.quarantined.labels(source=self._source).inc()  # the daemon sets the true count after the poll
 
     def call_failed(self, call_id: str, error: BaseException) -> None:
         self._metrics.failed(self._source, error)

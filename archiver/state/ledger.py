@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,19 @@ CREATE TABLE IF NOT EXISTS failures (
     day TEXT NOT NULL,
     error TEXT NOT NULL,
     at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS strikes (   -- runs in a row in which a call failed
+    call_id TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (   -- calls that kept failing: set aside, retried slowly
+    call_id TEXT PRIMARY KEY,
+    day TEXT NOT NULL,
+    row TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    since REAL NOT NULL,
+    next_attempt REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS synced_days (day TEXT PRIMARY KEY, synced_at REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entries (   -- day-file rows of calls whose day is not closed yet
@@ -145,8 +158,8 @@ class Ledger:
                 "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?)", (call_id, day.isoformat(), status, now.timestamp())
             )
             self._count_done(day, cursor.rowcount)
-            self._db.execute("DELETE FROM pending WHERE call_id=?", (call_id,))
-            self._db.execute("DELETE FROM failures WHERE call_id=?", (call_id,))
+            for table in ("pending", "failures", "strikes", "quarantine"):
+                self._db.execute(f"DELETE FROM {table} WHERE call_id=?", (call_id,))  # noqa: S608 - fixed names
 
     def count_done(self, status: str | None = None) -> int:
         if status is None:
@@ -167,7 +180,8 @@ class Ledger:
         """Days before *before* with calls not yet in a manifest and none waiting or failing."""
         rows = self._db.execute(
             "SELECT day FROM days WHERE done > covered AND day < ? "
-            "AND day NOT IN (SELECT day FROM pending) AND day NOT IN (SELECT day FROM failures) ORDER BY day",
+            "AND day NOT IN (SELECT day FROM pending) AND day NOT IN (SELECT day FROM failures) "
+            "AND day NOT IN (SELECT day FROM quarantine) ORDER BY day",
             (before.isoformat(),),
         ).fetchall()
         return [date.fromisoformat(r[0]) for r in rows]
@@ -235,10 +249,53 @@ class Ledger:
 
     # -- failures (not done, not parked: the cursor waits for them) ----------------------
 
-    def record_failure(self, call_id: str, day: date, error: str, now: datetime) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)", (call_id, day.isoformat(), error, now.timestamp())
-        )
+    def record_failure(self, call_id: str, day: date, error: str, now: datetime) -> int:
+        """Record that *call_id* failed in this run; how many runs in a row it has failed."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)",
+                (call_id, day.isoformat(), error, now.timestamp()),
+            )
+            self._db.execute(
+                "INSERT INTO strikes VALUES (?, 1) ON CONFLICT (call_id) DO UPDATE SET count = count + 1", (call_id,)
+            )
+            return int(self._db.execute("SELECT count FROM strikes WHERE call_id=?", (call_id,)).fetchone()[0])
+
+    # -- calls set aside after failing run after run (the cursor passes them) ----------------
+
+    def quarantine(self, call_id: str, day: date, row: Any, error: str, *, now: datetime, retry_in: timedelta) -> int:
+        """Set *call_id* aside until ``now + retry_in``; it no longer counts as failing. Its failures so far."""
+        with self._transaction():
+            found = self._db.execute("SELECT failures, since FROM quarantine WHERE call_id=?", (call_id,)).fetchone()
+            failures, since = (found[0] + 1, found[1]) if found else (1, now.timestamp())
+            self._db.execute(
+                "INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    call_id,
+                    day.isoformat(),
+                    json.dumps(row, ensure_ascii=False),
+                    failures,
+                    error,
+                    since,
+                    (now + retry_in).timestamp(),
+                ),
+            )
+            self._db.execute("DELETE FROM failures WHERE call_id=?", (call_id,))
+            return int(failures)
+
+    def due_quarantined(self, now: datetime, limit: int = 1000) -> list[tuple[str, date, Any, int]]:
+        """Quarantined calls whose next try is due: (call id, day, row, failures so far), soonest first."""
+        rows = self._db.execute(
+            "SELECT call_id, day, row, failures FROM quarantine WHERE next_attempt <= ? ORDER BY next_attempt LIMIT ?",
+            (now.timestamp(), limit),
+        ).fetchall()
+        return [(r[0], date.fromisoformat(r[1]), json.loads(r[2]), int(r[3])) for r in rows]
+
+    def is_quarantined(self, call_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM quarantine WHERE call_id=?", (call_id,)).fetchone() is not None
+
+    def count_quarantined(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM quarantine").fetchone()[0])
 
     def failures(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self._db.execute("SELECT call_id, error FROM failures ORDER BY at")]
@@ -284,8 +341,22 @@ class Ledger:
             {"call_id": r[0], "day": r[1], "error": r[2], "at": datetime.fromtimestamp(r[3], UTC).isoformat()}
             for r in self._db.execute("SELECT call_id, day, error, at FROM failures ORDER BY at")
         ]
+        quarantined = [
+            {
+                "call_id": r[0],
+                "day": r[1],
+                "failures": r[2],
+                "error": r[3],
+                "since": datetime.fromtimestamp(r[4], UTC).isoformat(),
+                "next_attempt": datetime.fromtimestamp(r[5], UTC).isoformat(),
+            }
+            for r in self._db.execute(
+                "SELECT call_id, day, failures, error, since, next_attempt FROM quarantine ORDER BY since"
+            )
+        ]
         return {
             "store": meta.get("store"),
+            "quarantined": quarantined,
             "cursor": cursor.isoformat() if cursor else None,
             "cursor_lag_seconds": round((now - cursor).total_seconds(), 1) if cursor else None,
             "calls": {k: counts.get(k, 0) for k in (*DONE_STATUSES, "stored")},

@@ -18,6 +18,7 @@ from archiver.core.outcome import RecordingStatus
 from archiver.core.report import RunReport
 from archiver.errors import ApiUnavailable
 from archiver.simulator import Dataset, Faults, SimCall, Simulator
+from archiver.state.ledger import Ledger
 from tests.helpers import (
     FAST,
     PATIENT_STORE,
@@ -312,3 +313,47 @@ async def test_long_calls_that_appear_hours_after_their_start_are_archived(tmp_p
         for call in late:
             assert sidecar_key("", call.start.date(), call.uuid) in stored
             assert stored[audio_key("", call.start.date(), call.uuid, "wav")] == dataset.recording_bytes(call)
+
+
+async def test_a_call_that_fails_run_after_run_is_set_aside_and_no_longer_holds_the_cursor(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    """After three failed polls a poison call is quarantined: the cursor moves on, status names it,
+    the daemon leaves it alone until its slow retry, and a retry that succeeds clears it."""
+    clock = FakeClock(datetime(2026, 11, 1, 10, 0, tzinfo=TZ))
+    root = tmp_path / "archive"
+    with Simulator(dataset, now=clock.now) as sim:
+        config = config_for(sim, f"file://{root}", tmp_path)
+        window = dataset.calls_between(
+            clock.now() - timedelta(hours=1), clock.now() - timedelta(minutes=5), clock.now()
+        )
+        poison = next(c for c in window if c.serves_recording)
+        blocker = root / audio_key("", poison.start.date(), poison.uuid, "wav")
+        blocker.parent.mkdir(parents=True)
+        blocker.write_bytes(b"RIFF other bytes")  # the bucket holds other bytes under its key: a conflict
+        reports = []
+        for _ in range(4):
+            reports.append(await poll(config, clock))
+            clock.advance(minutes=2)
+        ledger = Ledger.open(config.state.path, store_identity=config.storage.url)
+        try:
+            status = ledger.status(clock.now())
+            cursor = ledger.cursor()
+        finally:
+            ledger.close()
+        assert [poison.uuid in dict(r.failed) for r in reports] == [True, True, True, False]  # left alone after
+        assert reports[2].quarantined == [poison.uuid]
+        assert [q["call_id"] for q in status["quarantined"]] == [poison.uuid]
+        assert status["failures"] == []
+        assert cursor is not None
+        assert cursor > poison.end
+        blocker.unlink()  # someone dealt with the conflict
+        clock.advance(hours=1)  # its slow retry is due
+        retried = await poll(config, clock)
+    assert retried.outcomes[RecordingStatus.ARCHIVED] >= 1
+    assert (root / sidecar_key("", poison.start.date(), poison.uuid)).exists()
+    ledger = Ledger.open(config.state.path, store_identity=config.storage.url)
+    try:
+        assert ledger.status(clock.now())["quarantined"] == []
+    finally:
+        ledger.close()
