@@ -37,7 +37,10 @@ async def ensure_create_only(parts: Parts) -> None:
         log.warning("store.create_only_by_looking", store=parts.store.description)
         return
     key = f"{config.control_prefix}/check/{uuid.uuid4()}"
-    store = make_store(config)  # its own client: the probe must not count on the archive's look-first
+    # A store of its own for the probe: it must not count on the archive's look-first, and its
+    # throwaway objects get no retention or legal hold (each start would leave one locked).
+    plain = config.storage.model_copy(update={"object_lock": None, "legal_hold": False})
+    store = make_store(config.model_copy(update={"storage": plain}))
     try:
         if not await refuses_second_create(store, key + ".txt"):
             raise StoreAccessError(NOT_ENFORCED.format(where=store.description, header="If-None-Match"))
