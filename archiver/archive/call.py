@@ -76,8 +76,12 @@ class CallArchiver:
         self._downloads = downloads
         self._source_info = source_info
 
-    async def archive(self, cdr: Cdr, day: date, pending: PendingCall | None) -> CallOutcome:
+    async def archive(
+        self, cdr: Cdr, day: date, pending: PendingCall | None, *, supersedes_call: str | None = None
+    ) -> CallOutcome:
         """Store the call's audio (if any) then its sidecar, and record it done; or park it.
+
+        *supersedes_call* names the sidecar of an unrecorded call this one turned out to be.
 
         Raises TransientError (the store did not answer past its retries), CallError (a
         conflict in the bucket), FatalError, or OSError (the local buffer).
@@ -104,7 +108,7 @@ class CallArchiver:
             else:
                 with download:
                     key = keys.audio_key(self._prefix, day, cdr.call_id, download.format)
-                    await self._store_audio(key, download, cdr.call_id)
+                    await self.store_audio(key, download, cdr.call_id)
                     recording = Archived(
                         key=key,
                         size=download.size,
@@ -115,7 +119,7 @@ class CallArchiver:
                         fetched_from=download.url,
                         trailing_bytes=download.trailing_bytes,
                     )
-        entry = await self._store_sidecar(cdr, day, recording)
+        entry = await self._store_sidecar(cdr, day, recording, supersedes_call)
         self._ledger.mark_done(cdr.call_id, day, recording.status, self._clock.now(), entry)
         return recording
 
@@ -145,7 +149,9 @@ class CallArchiver:
         )
         return record
 
-    async def _store_audio(self, key: str, download: Download, call_id: str) -> None:
+    async def store_audio(self, key: str, download: Download, call_id: str) -> None:
+        """Store a verified download create-only under *key*; a key that already holds the same
+        bytes (an interrupted earlier run) is kept. Raises ArchiveConflict on other bytes."""
         async for attempt in self._store_retry.context():
             with attempt:
                 try:
@@ -175,11 +181,15 @@ class CallArchiver:
             )
         log.info("recording.already_stored", key=key)
 
-    async def _store_sidecar(self, cdr: Cdr, day: date, recording: Recording) -> dayfiles.CallEntry:
+    async def _store_sidecar(
+        self, cdr: Cdr, day: date, recording: Recording, supersedes_call: str | None = None
+    ) -> dayfiles.CallEntry:
         """Store the sidecar create-only; returns what the day's files will say of the call,
         from the bytes now in the store (an earlier run's, if it got there first)."""
         key = keys.sidecar_key(self._prefix, day, cdr.call_id)
-        document = sidecar.build(cdr, recording, archived_at=self._clock.now(), source=self._source_info)
+        document = sidecar.build(
+            cdr, recording, archived_at=self._clock.now(), source=self._source_info, supersedes_call=supersedes_call
+        )
         async for attempt in self._store_retry.context():
             with attempt:
                 try:

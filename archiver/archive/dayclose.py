@@ -59,11 +59,12 @@ class DayCloser:
         for key in listing.manifests.values():
             covered |= set(dayfiles.parse_manifest((await self._store.read(key, 64 << 20)).decode()))
         entries = []
-        for call_id, key in sorted(listing.sidecars.items()):
-            if f"{call_id}.json" in covered:
+        for call_id, _, key in listing.sidecar_keys():  # every record: a revision gets an addendum too
+            name = key[len(listing.folder) :]
+            if name in covered:
                 continue
             entry = (known or {}).get(call_id)
-            if entry is None:
+            if entry is None or entry.sidecar_name != name:
                 entry = dayfiles.CallEntry.from_sidecar(call_id, await self._store.read(key, SIDECAR_LIMIT))
             entries.append(entry)
         if not entries:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from archiver.audit.listed import listed_calls
 from archiver.source.ccall import CcallClient
+from archiver.source.listed import listed_calls
 from archiver.store import Store
 from archiver.store.listing import stored_call_ids
 

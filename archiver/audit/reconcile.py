@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 import anyio
 
-from archiver.audit.listed import listed_calls
 from archiver.core import dayfiles
 from archiver.core.identity import call_id_for_row
 from archiver.source.ccall import CcallClient
+from archiver.source.listed import listed_calls
 from archiver.store import Store
 from archiver.store.listing import read_sidecars
 
@@ -56,9 +56,11 @@ async def reconcile(
     day = since.astimezone(tz).date()
     while day <= (until - timedelta(microseconds=1)).astimezone(tz).date():
         for call_id, doc in (await read_sidecars(store, prefix, day, limiter)).items():
+            if dayfiles.mapping(doc.get("recording")).get("status") == "superseded":
+                continue  # the same call is archived under its own id, with its recording
             start = _parse_utc(dayfiles.mapping(doc.get("call")).get("start_utc"))
             if start is None or since <= start < until:
-                archived[call_id] = doc
+                archived[_current_id(call_id, doc)] = doc
         day += timedelta(days=1)
     report.archived = len(archived)
     report.not_archived = sorted((listed[c].isoformat(), c) for c in set(listed) - set(archived))

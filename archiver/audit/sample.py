@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from archiver.audit.listed import listed_calls
 from archiver.core.audio import NotAudio, sniff
 from archiver.core.cdr import Cdr
 from archiver.errors import RecordingError
 from archiver.source.ccall import CcallClient
 from archiver.source.fetch import Fetcher, LinkPolicy
+from archiver.source.listed import listed_calls
 
 
 @dataclass(frozen=True)

@@ -81,17 +81,21 @@ class Verifier:
         return report
 
     async def _verify_day(self, listing: DayListing, report: VerifyReport, *, deep: bool, sample: float) -> None:
-        docs: dict[str, tuple[str, dict[str, Any]]] = {}  # call id -> (sidecar sha256, doc)
+        docs: dict[str, tuple[str, dict[str, Any]]] = {}  # sidecar file name -> (its sha256, doc)
+        named: dict[str, set[str]] = {}  # call id -> the audio keys its records name
 
-        async def check(call_id: str, key: str) -> None:
+        async def check(call_id: str, revision: int, key: str) -> None:
             async with self._limiter:
-                result = await self._check_call(call_id, key, listing, report, deep=deep, sample=sample)
+                result = await self._check_record(call_id, revision, key, listing, report, deep=deep, sample=sample)
             if result is not None:
-                docs[call_id] = result
+                docs[key[len(listing.folder) :]] = result
+                rec = dayfiles.mapping(result[1].get("recording"))
+                if rec.get("status") == "archived":
+                    named.setdefault(call_id, set()).add(str(rec.get("key")))
 
         async with anyio.create_task_group() as tg:
-            for call_id, key in sorted(listing.sidecars.items()):
-                tg.start_soon(check, call_id, key)
+            for call_id, revision, key in listing.sidecar_keys():
+                tg.start_soon(check, call_id, revision, key)
         report.calls += len(listing.sidecars)
         for call_id, audio_keys in sorted(listing.audio.items()):
             if call_id not in listing.sidecars:
@@ -101,17 +105,29 @@ class Verifier:
                     )
                     for k in audio_keys
                 ]
+                continue
+            for extra in sorted(set(audio_keys) - named.get(call_id, set())):
+                report.problems.append(Problem(extra, "a recording that no record of its call names", call_id))
         for key in listing.strays:
             report.problems.append(Problem(key, "an object that is neither a call's nor a day file"))
         if self._store.versions is not None:
             async for key, what in self._store.versions.replaced_keys(listing.folder):
                 parsed = keys.parse_call_key(key)
-                report.problems.append(Problem(key, what, parsed[1] if parsed else None))
+                report.problems.append(Problem(key, what, parsed.call_id if parsed else None))
         await self._verify_manifests(listing, docs, report)
 
-    async def _check_call(
-        self, call_id: str, key: str, listing: DayListing, report: VerifyReport, *, deep: bool, sample: float
+    async def _check_record(
+        self,
+        call_id: str,
+        revision: int,
+        key: str,
+        listing: DayListing,
+        report: VerifyReport,
+        *,
+        deep: bool,
+        sample: float,
     ) -> tuple[str, dict[str, Any]] | None:
+        """Check one record of a call (its first, or a revision) and the recording it names."""
         try:
             raw = await self._store.read(key, SIDECAR_LIMIT)
         except CallError as exc:
@@ -125,22 +141,26 @@ class Verifier:
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or doc.get("call_id") != call_id:
             report.problems.append(Problem(key, f"the sidecar is not a {SCHEMA} document for this call", call_id))
             return None
-        rec = dayfiles.mapping(doc.get("recording"))
-        present = listing.audio.get(call_id, [])
-        if rec.get("status") != "archived":
-            for extra in present:
+        if revision > 1:
+            previous = listing.revisions.get(call_id, {}).get(revision - 1)
+            if doc.get("revision") != revision or previous is None or doc.get("supersedes") != previous:
                 report.problems.append(
-                    Problem(extra, f"a recording for a call whose sidecar says {rec.get('status')!r}", call_id)
+                    Problem(
+                        key, f"revision {revision} does not supersede revision {revision - 1} of this call", call_id
+                    )
                 )
-            return hashlib.sha256(raw).hexdigest(), doc
+        digest = hashlib.sha256(raw).hexdigest()
+        rec = dayfiles.mapping(doc.get("recording"))
+        if rec.get("status") != "archived":
+            return digest, doc
         report.recordings += 1
-        if rec.get("key") not in present:
+        if rec.get("key") not in listing.audio.get(call_id, []):
             report.problems.append(
                 Problem(str(rec.get("key")), "the recording the sidecar names is not in the archive", call_id)
             )
-            return hashlib.sha256(raw).hexdigest(), doc
+            return digest, doc
         await self._check_recording(call_id, rec, report, rehash=deep or self._rng.random() < sample)
-        return hashlib.sha256(raw).hexdigest(), doc
+        return digest, doc
 
     async def _check_recording(self, call_id: str, rec: dict[str, Any], report: VerifyReport, *, rehash: bool) -> None:
         key = str(rec["key"])
@@ -170,10 +190,10 @@ class Verifier:
         self, listing: DayListing, docs: dict[str, tuple[str, dict[str, Any]]], report: VerifyReport
     ) -> None:
         expected: dict[str, str] = {}
-        for call_id, (sidecar_sha, doc) in docs.items():
-            expected[f"{call_id}.json"] = sidecar_sha
+        for name, (sidecar_sha, doc) in docs.items():
+            expected[name] = sidecar_sha
             rec = doc.get("recording", {})
-            if rec.get("status") == "archived":
+            if isinstance(rec, dict) and rec.get("status") == "archived":
                 expected[str(rec["key"]).rsplit("/", 1)[-1]] = str(rec.get("sha256"))
         covered: set[str] = set()
         for number, key in listing.manifests.items():  # a set without one: the next run writes it

@@ -8,13 +8,15 @@ from datetime import date, datetime
 
 import anyio
 
+from archiver.archive.rearchive import REARCHIVABLE, RearchiveReport
 from archiver.audit.plan import plan
-from archiver.cli.common import dates, heading, setup
-from archiver.cli.output import print_report
+from archiver.cli.common import dates, days, heading, setup
+from archiver.cli.output import print_rearchive, print_report
 from archiver.compose import assemble
 from archiver.config.models import Config
-from archiver.errors import EXIT_FAILED, EXIT_OK
+from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from archiver.service.backfill import Backfiller
+from archiver.service.preflight import ensure_create_only
 from archiver.service.progress import TerminalLogStream
 from archiver.service.supervisor import Supervisor
 from archiver.state.ledger import Ledger
@@ -49,6 +51,38 @@ def backfill(args: argparse.Namespace) -> int:
         if report is None:
             return _interrupted()
         print_report(report, sys.stdout)
+        if not report.complete:
+            worst = EXIT_FAILED
+    return worst
+
+
+# -- rearchive --------------------------------------------------------------------------------
+
+
+def rearchive(args: argparse.Namespace) -> int:
+    configs = setup(args, quiet=sys.stderr.isatty())
+    statuses = frozenset(s.strip() for s in args.status.split(",") if s.strip())
+    if not statuses or not statuses <= REARCHIVABLE:
+        raise ConfigError(
+            [f"At '--status': a list of {', '.join(sorted(REARCHIVABLE))} (got {args.status!r})"],
+            source="the command line",
+        )
+    calls = frozenset(args.call)
+    worst = EXIT_OK
+    for config in configs:
+        chosen = days(args, config)
+
+        async def go(config: Config = config, chosen: list[date] = chosen) -> RearchiveReport:
+            async with assemble(config) as parts:
+                if not args.dry_run:
+                    await ensure_create_only(parts)
+                return await parts.rearchiver.run(chosen, statuses=statuses, call_ids=calls, dry_run=args.dry_run)
+
+        report = anyio.run(go)
+        title = heading(configs, config)
+        if title:
+            print(title)
+        print_rearchive(report, sys.stdout, dry_run=args.dry_run)
         if not report.complete:
             worst = EXIT_FAILED
     return worst

@@ -110,6 +110,21 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--since", required=True, metavar="DATE")
     reconcile.add_argument("--until", metavar="DATE", help="exclusive; default now")
     reconcile.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    rearchive = command(
+        "rearchive",
+        _lazy("archive", "rearchive"),
+        "fetch the recordings of calls recorded missing, rejected (or none) again; write a revision where it changed",
+    )
+    rearchive.add_argument("--since", required=True, metavar="DATE")
+    rearchive.add_argument("--until", metavar="DATE", help="exclusive; default now")
+    rearchive.add_argument(
+        "--status",
+        default="missing,rejected",
+        metavar="LIST",
+        help="the current outcomes to read again: missing, rejected, none (default missing,rejected)",
+    )
+    rearchive.add_argument("--call", action="append", default=[], metavar="ID", help="only this call (repeatable)")
+    rearchive.add_argument("--dry-run", action="store_true", help="list the calls it would read again; write nothing")
     command("check", _lazy("check", "check"), "check the configuration, the API credentials and the bucket")
     status = command("status", _lazy("audit", "status"), "show the daemon's progress from its ledger (no network)")
     status.add_argument("--json", action="store_true", help="print one JSON document")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TextIO
 
+from archiver.archive.rearchive import RearchiveReport
 from archiver.audit.reconcile import ReconcileReport
 from archiver.audit.verify import VerifyReport
-from archiver.core.outcome import RecordingStatus
+from archiver.core.outcome import DONE_STATUSES
 from archiver.core.quantities import format_size
 from archiver.core.report import RunReport
 
@@ -15,7 +16,7 @@ from archiver.core.report import RunReport
 def print_report(report: RunReport, out: TextIO) -> None:
     """The human summary of a backfill: counts, then every call that is not done."""
     o = report.outcomes
-    archived, none, missing, rejected = (o[s] for s in RecordingStatus)
+    archived, none, missing, rejected = (o[s] for s in DONE_STATUSES)
     print(
         f"archived {archived} recordings ({format_size(report.bytes)}), {none} calls without a recording, "
         f"{missing} missing, {rejected} rejected; {report.skipped} already archived; "
@@ -37,6 +38,28 @@ def print_report(report: RunReport, out: TextIO) -> None:
         print(f"quarantined: call {call_id}: failed run after run; set aside and retried hourly to daily", file=out)
     if report.interrupted:
         print("interrupted before the end of the range; run it again to finish", file=out)
+
+
+def print_rearchive(report: RearchiveReport, out: TextIO, *, dry_run: bool) -> None:
+    """The human summary of ``archiver rearchive``: a line per call, then the counts."""
+    for revised in report.revised:
+        call = f"call {revised.call_id} ({revised.day}): {revised.before}"
+        if dry_run:
+            print(f"would read again: {call}; next record {revised.key}", file=out)
+        else:
+            print(f"revised: {call} -> {revised.after}; {revised.key}", file=out)
+    for retried in report.retried:
+        call = f"call {retried.call_id} ({retried.day}): quarantined"
+        print(f"would retry: {call}" if dry_run else f"retried: {call} -> {retried.after}; {retried.key}", file=out)
+    for call_id, error in report.failed:
+        print(f"failed: call {call_id}: {error}", file=out)
+    verb = "would read again" if dry_run else "revised"
+    print(
+        f"{report.considered} call(s) read again: {len(report.revised)} {verb}, {len(report.retried)} quarantined "
+        f"retried, {len(report.unchanged)} unchanged, "
+        f"{len(report.failed)} failed" + ("; nothing was written" if dry_run else "; nothing was overwritten"),
+        file=out,
+    )
 
 
 def print_status(status: dict[str, Any], out: TextIO) -> None:

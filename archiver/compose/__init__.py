@@ -19,6 +19,7 @@ from archiver.archive.call import CallArchiver
 from archiver.archive.dayclose import DayCloser
 from archiver.archive.daysync import DaySync
 from archiver.archive.events import ArchiveEvents, EventFanout
+from archiver.archive.rearchive import Rearchiver
 from archiver.archive.runner import Archiver
 from archiver.compose.stores import make_control_store, make_store, store_identity
 from archiver.config.models import Config
@@ -43,6 +44,7 @@ class Parts:
     archiver: Archiver
     http: httpx.AsyncClient  # for small requests of our own (the dead-man ping)
     fetcher: Fetcher
+    rearchiver: Rearchiver
     control: ControlStore | None = None  # where leases and claims live; None: no coordination
 
 
@@ -95,6 +97,7 @@ async def assemble(
         )
         prefix = config.storage.prefix
         patience = store_retry or STORE_PATIENCE
+        source_info = {"host": urlsplit(source.base_url).hostname, "domain_name": source.domain_name}
         calls = CallArchiver(
             fetcher=fetcher,
             store=store,
@@ -105,16 +108,17 @@ async def assemble(
             schedule=ParkingSchedule(missing_after=download.missing_after),
             store_retry=patience,
             downloads=anyio.CapacityLimiter(download.concurrency),
-            source_info={"host": urlsplit(source.base_url).hostname, "domain_name": source.domain_name},
+            source_info=source_info,
+        )
+        closer = DayCloser(
+            store, ledger, prefix=prefix, tz=source.tz, close_after=config.poll.lookback + config.poll.settle
         )
         archiver = Archiver(
             client=client,
             calls=calls,
             ledger=ledger,
             day_sync=DaySync(store, ledger, prefix=prefix, clock=clock, retry=patience),
-            closer=DayCloser(
-                store, ledger, prefix=prefix, tz=source.tz, close_after=config.poll.lookback + config.poll.settle
-            ),
+            closer=closer,
             clock=clock,
             tz=source.tz,
             prefix=prefix,
@@ -129,6 +133,19 @@ async def assemble(
             archiver=archiver,
             http=api_http,
             fetcher=fetcher,
+            rearchiver=Rearchiver(
+                client=client,
+                fetcher=fetcher,
+                calls=calls,
+                store=store,
+                ledger=ledger,
+                closer=closer,
+                clock=clock,
+                tz=source.tz,
+                prefix=prefix,
+                source_info=source_info,
+                store_retry=patience,
+            ),
             control=control,
         )
     finally:

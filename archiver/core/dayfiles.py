@@ -36,6 +36,7 @@ CSV_COLUMNS = (  # CallEntry's fields of the same names
     "recording_key",
     "size",
     "sha256",
+    "revision",
 )
 
 
@@ -60,6 +61,7 @@ class CallEntry:
     recording_key: str | None = None
     size: int | None = None
     sha256: str | None = None
+    revision: int = 1  # 2, 3, …: a revision's record, which supersedes the one before
 
     @classmethod
     def from_sidecar(cls, call_id: str, raw: bytes) -> CallEntry:
@@ -79,6 +81,7 @@ class CallEntry:
             recording_key=rec.get("key"),
             size=rec.get("size"),
             sha256=rec.get("sha256"),
+            revision=revision if isinstance(revision := doc.get("revision"), int) else 1,
         )
 
     @classmethod
@@ -86,7 +89,7 @@ class CallEntry:
         """An entry as :meth:`to_json` wrote it (or as earlier versions did: a ``row`` list)."""
         data = json.loads(text)
         if "row" in data:  # the CSV_COLUMNS values as a list
-            values = dict(zip(CSV_COLUMNS, data["row"], strict=True))
+            values = dict(zip(CSV_COLUMNS, data["row"], strict=False))  # rows of before the revision column
             return cls(sidecar_sha256=data["sidecar_sha256"], **values)
         return cls(**data)
 
@@ -99,7 +102,7 @@ class CallEntry:
 
     @property
     def sidecar_name(self) -> str:
-        return f"{self.call_id}.json"
+        return f"{self.call_id}.json" if self.revision == 1 else f"{self.call_id}.rev{self.revision}.json"
 
     @property
     def start(self) -> str:

@@ -25,9 +25,16 @@ class RecordingStatus(StrEnum):
     NONE = "none"
     MISSING = "missing"
     REJECTED = "rejected"
+    SUPERSEDED = "superseded"  # only in a revision: the call turned out to be another, recorded one
 
 
-DONE_STATUSES: tuple[RecordingStatus, ...] = tuple(RecordingStatus)
+# What archiving a call can end in (a revision may also say SUPERSEDED).
+DONE_STATUSES: tuple[RecordingStatus, ...] = (
+    RecordingStatus.ARCHIVED,
+    RecordingStatus.NONE,
+    RecordingStatus.MISSING,
+    RecordingStatus.REJECTED,
+)
 
 
 def utc_text(moment: datetime) -> str:
@@ -112,4 +119,15 @@ class Missing:
         }
 
 
-Recording = Archived | NoRecording | Rejected | Missing
+@dataclass(frozen=True)
+class Superseded:
+    """A call without a recording whose recording was found later, under its own call id."""
+
+    status: ClassVar[RecordingStatus] = RecordingStatus.SUPERSEDED
+    superseded_by: str  # the key of that call's sidecar
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": str(self.status), "superseded_by": self.superseded_by}
+
+
+Recording = Archived | NoRecording | Rejected | Missing | Superseded

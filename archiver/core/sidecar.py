@@ -8,6 +8,7 @@ received; ``call`` holds what was parsed from it; ``recording`` says what became
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +20,30 @@ from archiver.core.parking import PendingCall
 SCHEMA = "ccall-archiver/sidecar/v1"
 
 
-def build(cdr: Cdr, recording: Recording, *, archived_at: datetime, source: dict[str, Any]) -> bytes:
-    """The sidecar of *cdr* as UTF-8 JSON bytes."""
+@dataclass(frozen=True)
+class Revision:
+    """What makes a sidecar a revision: its number (2, 3, …), the key of the record it corrects,
+    and why it was written."""
+
+    number: int
+    supersedes: str
+    reason: str
+
+
+def build(
+    cdr: Cdr,
+    recording: Recording,
+    *,
+    archived_at: datetime,
+    source: dict[str, Any],
+    revision: Revision | None = None,
+    supersedes_call: str | None = None,
+) -> bytes:
+    """The sidecar of *cdr* as UTF-8 JSON bytes: its first record, or a *revision* of it.
+
+    *supersedes_call* names the sidecar of a call without a recording that this call's
+    recording shows to be the same call.
+    """
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "call_id": cdr.call_id,
@@ -33,6 +56,10 @@ def build(cdr: Cdr, recording: Recording, *, archived_at: datetime, source: dict
     }
     if cdr.problems:
         doc["problems"] = list(cdr.problems)
+    if revision is not None:
+        doc |= {"revision": revision.number, "supersedes": revision.supersedes, "reason": revision.reason}
+    if supersedes_call is not None:
+        doc["supersedes_call"] = supersedes_call
     return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 

@@ -161,6 +161,10 @@ class Ledger:
             for table in ("pending", "failures", "strikes", "quarantine"):
                 self._db.execute(f"DELETE FROM {table} WHERE call_id=?", (call_id,))  # noqa: S608 - fixed names
 
+    def set_status(self, call_id: str, status: str) -> None:
+        """A revision changed what became of the call: its status is the current record's."""
+        self._db.execute("UPDATE calls SET status=? WHERE call_id=?", (status, call_id))
+
     def count_done(self, status: str | None = None) -> int:
         if status is None:
             return int(self._db.execute("SELECT count(*) FROM calls").fetchone()[0])
@@ -290,6 +294,12 @@ class Ledger:
             (now.timestamp(), limit),
         ).fetchall()
         return [(r[0], date.fromisoformat(r[1]), json.loads(r[2]), int(r[3])) for r in rows]
+
+    def quarantined_on(self, days: list[date]) -> list[tuple[str, date, Any]]:
+        """The quarantined calls filed under *days*: (call id, day, row)."""
+        wanted = {d.isoformat() for d in days}
+        rows = self._db.execute("SELECT call_id, day, row FROM quarantine ORDER BY day, call_id").fetchall()
+        return [(r[0], date.fromisoformat(r[1]), json.loads(r[2])) for r in rows if r[1] in wanted]
 
     def is_quarantined(self, call_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM quarantine WHERE call_id=?", (call_id,)).fetchone() is not None

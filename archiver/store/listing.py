@@ -46,7 +46,8 @@ class DayListing:
 
     day: date
     folder: str
-    sidecars: dict[str, str] = field(default_factory=dict)  # call id -> key
+    sidecars: dict[str, str] = field(default_factory=dict)  # call id -> key of its current record
+    revisions: dict[str, dict[int, str]] = field(default_factory=dict)  # call id -> {revision: key}
     audio: dict[str, list[str]] = field(default_factory=dict)  # call id -> keys
     sets: dict[int, DayFileSet] = field(default_factory=dict)
     strays: list[str] = field(default_factory=list)  # neither a call's object nor a day file
@@ -56,11 +57,12 @@ class DayListing:
         parsed = keys.parse_call_key(key)
         number = dayfiles.set_number(name)
         if parsed and "/" not in name:
-            _, call_id, ext = parsed
-            if ext == "json":
-                self.sidecars[call_id] = key
+            if parsed.ext == "json":
+                records = self.revisions.setdefault(parsed.call_id, {})
+                records[parsed.revision] = key
+                self.sidecars[parsed.call_id] = records[max(records)]  # the highest is current
             else:
-                self.audio.setdefault(call_id, []).append(key)
+                self.audio.setdefault(parsed.call_id, []).append(key)
         elif number is not None:
             self.sets.setdefault(number, DayFileSet(number)).add(name.split(".")[0], key)
         else:
@@ -70,6 +72,10 @@ class DayListing:
     def manifests(self) -> dict[int, str]:
         """The key of each set's manifest, by set number (a set without one was interrupted)."""
         return {n: s.manifest for n, s in sorted(self.sets.items()) if s.manifest is not None}
+
+    def sidecar_keys(self) -> list[tuple[str, int, str]]:
+        """Every record of every call: (call id, revision, key), in order."""
+        return sorted((cid, n, key) for cid, records in self.revisions.items() for n, key in records.items())
 
     @property
     def empty(self) -> bool:

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from archiver.audit.reconcile import reconcile
+from archiver.compose import assemble
 from archiver.core.identity import legacy_call_id_for_row
 from archiver.core.outcome import RecordingStatus
 from archiver.errors import AuthenticationError
@@ -134,9 +136,14 @@ async def test_an_archive_with_whole_row_ids_gets_no_duplicates_after_the_upgrad
             )
     before = sorted(p.name for p in root.rglob("*.json"))
     report = await backfill(config)
+    async with assemble(config, api_retry=FAST) as parts:
+        both_ways = await reconcile(
+            parts.client, parts.store, tz=config.source.tz, prefix=config.storage.prefix, since=SINCE, until=UNTIL
+        )
     assert renamed > 0
     assert report.done == 0  # every call was already there
     assert sorted(p.name for p in root.rglob("*.json")) == before
+    assert both_ways.consistent, (both_ways.not_archived[:3], both_ways.not_listed[:3])
 
 
 async def test_bad_credentials_are_recognised_by_the_answer_s_shape_in_any_language(dataset: Dataset) -> None:

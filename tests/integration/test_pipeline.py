@@ -357,3 +357,30 @@ async def test_a_call_that_fails_run_after_run_is_set_aside_and_no_longer_holds_
         assert ledger.status(clock.now())["quarantined"] == []
     finally:
         ledger.close()
+
+
+async def test_rearchive_retries_a_quarantined_call_at_once(dataset: Dataset, tmp_path: Path) -> None:
+    """An operator who fixed a poison call's cause need not wait for its slow retry: rearchive tries it now."""
+    clock = FakeClock(datetime(2026, 11, 1, 10, 0, tzinfo=TZ))
+    root = tmp_path / "archive"
+    with Simulator(dataset, now=clock.now) as sim:
+        config = config_for(sim, f"file://{root}", tmp_path)
+        window = dataset.calls_between(
+            clock.now() - timedelta(hours=1), clock.now() - timedelta(minutes=5), clock.now()
+        )
+        poison = next(c for c in window if c.serves_recording)
+        blocker = root / audio_key("", poison.start.date(), poison.uuid, "wav")
+        blocker.parent.mkdir(parents=True)
+        blocker.write_bytes(b"RIFF other bytes")
+        for _ in range(3):
+            await poll(config, clock)
+            clock.advance(minutes=2)
+        blocker.unlink()
+        async with assemble(config, clock=clock, api_retry=FAST, download_retry=FAST) as parts:
+            report = await parts.rearchiver.run(
+                [poison.start.date()], statuses=frozenset({"missing"}), call_ids=frozenset(), dry_run=False
+            )
+            aside = parts.ledger.status(clock.now())["quarantined"]
+    assert [(r.call_id, r.after) for r in report.retried] == [(poison.uuid, "archived")]
+    assert aside == []
+    assert (root / sidecar_key("", poison.start.date(), poison.uuid)).exists()

@@ -35,13 +35,25 @@ def test_only_known_audio_extensions_make_keys() -> None:
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
-        (f"p/2026/03/07/{UUID}.json", (date(2026, 3, 7), UUID, "json")),
-        ("2026/12/31/nr-" + "a" * 32 + ".json", (date(2026, 12, 31), "nr-" + "a" * 32, "json")),
+        (f"p/2026/03/07/{UUID}.json", (date(2026, 3, 7), UUID, "json", 1)),
+        ("2026/12/31/nr-" + "a" * 32 + ".json", (date(2026, 12, 31), "nr-" + "a" * 32, "json", 1)),
+        (f"p/2026/03/07/{UUID}.rev2.json", (date(2026, 3, 7), UUID, "json", 2)),
+        (f"p/2026/03/07/{UUID}.rev12.wav", (date(2026, 3, 7), UUID, "wav", 12)),
+        (f"p/2026/03/07/{UUID}.rev1.json", None),  # never written: the first record has no .rev
+        (f"p/2026/03/07/{UUID}.rev02.json", None),
         ("p/2026/03/07/manifest-sha256.txt", None),
         ("p/2026/13/07/" + UUID + ".wav", None),
         ("p/_archiver/check/x.txt", None),
     ],
 )
 def test_call_keys_parse_back(key: str, expected: object) -> None:
-    """Listing the bucket recovers day and call id, and ignores other objects."""
+    """Listing the bucket recovers day, call id and revision, and ignores other objects."""
     assert parse_call_key(key) == expected
+
+
+def test_revisions_have_their_own_keys() -> None:
+    """Revision N of a call: {call_id}.revN.json, and its audio, when the call already had some, {call_id}.revN.ext."""
+    day = date(2026, 3, 7)
+    assert sidecar_key("p", day, UUID, 2) == f"p/2026/03/07/{UUID}.rev2.json"
+    assert audio_key("p", day, UUID, "wav", 3) == f"p/2026/03/07/{UUID}.rev3.wav"
+    assert sidecar_key("p", day, UUID, 1) == sidecar_key("p", day, UUID)
