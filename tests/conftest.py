@@ -54,3 +54,12 @@ def dataset() -> Dataset:
 def sim(dataset: Dataset) -> Iterator[Simulator]:
     with Simulator(dataset, seed=7) as server:
         yield server
+
+
+@pytest.fixture(params=["s3", "file"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None, str]:
+    """(storage url, endpoint, key prefix) for each kind of store."""
+    if request.param == "file":
+        return f"file://{tmp_path / 'archive'}", None, ""
+    bucket: Bucket = request.getfixturevalue("bucket")
+    return bucket.url, bucket.endpoint, "archive"

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import boto3
 import botocore.session
 import jsonschema
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -614,3 +615,12 @@ def assert_archive_is_complete(
             assert rec["sha256"] == hashlib.sha256(body).hexdigest()
     assert {k for k in objects if set_number(k.rsplit("/", 1)[-1]) is None} == expected_keys
     return sidecars
+
+
+def read_target(
+    target: tuple[str, str | None, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> dict[str, bytes]:
+    if target[1] is None:
+        return local_objects(tmp_path / "archive")
+    bucket: Bucket = request.getfixturevalue("bucket")
+    return bucket.objects()

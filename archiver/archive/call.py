@@ -43,6 +43,20 @@ class Parked:
 CallOutcome = Recording | Parked
 
 
+def archived(key: str, download: Download, source_url: str) -> Archived:
+    """The record of a verified download stored under *key*."""
+    return Archived(
+        key=key,
+        size=download.size,
+        sha256=download.sha256.hex(),
+        format=download.format,
+        source_url=source_url,
+        audio=download.audio.as_dict() if download.audio else None,
+        fetched_from=download.url,
+        trailing_bytes=download.trailing_bytes,
+    )
+
+
 class CallArchiver:
     """Archives single calls of one source into one store.
 
@@ -109,16 +123,7 @@ class CallArchiver:
                 with download:
                     key = keys.audio_key(self._prefix, day, cdr.call_id, download.format)
                     await self.store_audio(key, download, cdr.call_id)
-                    recording = Archived(
-                        key=key,
-                        size=download.size,
-                        sha256=download.sha256.hex(),
-                        format=download.format,
-                        source_url=url,
-                        audio=download.audio.as_dict() if download.audio else None,
-                        fetched_from=download.url,
-                        trailing_bytes=download.trailing_bytes,
-                    )
+                    recording = archived(key, download, url)
         entry = await self._store_sidecar(cdr, day, recording, supersedes_call)
         self._ledger.mark_done(cdr.call_id, day, recording.status, self._clock.now(), entry)
         return recording

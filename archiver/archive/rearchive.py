@@ -21,13 +21,13 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from archiver.archive.call import CallArchiver, Parked
+from archiver.archive.call import CallArchiver, Parked, archived
 from archiver.archive.dayclose import DayCloser
 from archiver.core import keys, sidecar
 from archiver.core.cdr import Cdr, parse_row
 from archiver.core.clock import Clock
 from archiver.core.identity import call_id_for_row, legacy_call_id_for_row
-from archiver.core.outcome import Archived, Missing, Recording, RecordingStatus, Rejected, Superseded
+from archiver.core.outcome import Missing, Recording, RecordingStatus, Rejected, Superseded
 from archiver.errors import CallError, ObjectExists, RecordingRejected, RecordingUnavailable, TransientError
 from archiver.retry import RetryPolicy
 from archiver.source.ccall import CcallClient
@@ -200,16 +200,7 @@ class Rearchiver:
             number = revision if listing.audio.get(cdr.call_id) else 1
             key = keys.audio_key(self._prefix, day, cdr.call_id, download.format, number)
             await self._calls.store_audio(key, download, cdr.call_id)
-            return Archived(
-                key=key,
-                size=download.size,
-                sha256=download.sha256.hex(),
-                format=download.format,
-                source_url=url,
-                audio=download.audio.as_dict() if download.audio else None,
-                fetched_from=download.url,
-                trailing_bytes=download.trailing_bytes,
-            )
+            return archived(key, download, url)
 
     async def _find_recording(self, call_id: str, day: date, current: str, revision: int, old: Cdr) -> str | None:
         """A call archived without a recording: does the API list it with a link now?"""

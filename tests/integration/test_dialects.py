@@ -27,11 +27,11 @@ from tests.helpers import (
     SINCE,
     TZ,
     UNTIL,
-    Bucket,
     assert_archive_is_complete,
     backfill,
     config_for,
     local_objects,
+    read_target,
 )
 
 pytestmark = pytest.mark.anyio
@@ -52,34 +52,18 @@ DIALECTS = {
 }
 
 
-@pytest.fixture(params=["s3", "file"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None, str]:
-    """(storage url, endpoint, key prefix)."""
-    if request.param == "file":
-        return f"file://{tmp_path / 'archive'}", None, ""
-    bucket: Bucket = request.getfixturevalue("bucket")
-    return bucket.url, bucket.endpoint, "archive"
-
-
-def objects_of(store: tuple[str, str | None, str], tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, bytes]:
-    if store[1] is None:
-        return local_objects(tmp_path / "archive")
-    bucket: Bucket = request.getfixturevalue("bucket")
-    return bucket.objects()
-
-
 @pytest.mark.parametrize("name", DIALECTS)
 async def test_every_dialect_archives_every_call_once(
-    name: str, dataset: Dataset, store: tuple[str, str | None, str], tmp_path: Path, request: pytest.FixtureRequest
+    name: str, dataset: Dataset, target: tuple[str, str | None, str], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """Link name, wrapper, empty shapes and paging variants: the archive is complete, nothing is suspicious."""
     with Simulator(dataset, seed=7, dialect=DIALECTS[name]) as sim:
-        config = config_for(sim, store[0], tmp_path, endpoint=store[1])
+        config = config_for(sim, target[0], tmp_path, endpoint=target[1])
         report = await backfill(config)
         empty_day = await backfill(config, datetime(2030, 1, 1, tzinfo=TZ), datetime(2030, 1, 2, tzinfo=TZ))
         requests = sim.stats["api.requests"]
         calls = sim.dataset.calls_between(SINCE, UNTIL, sim.now())
-        assert_archive_is_complete(objects_of(store, tmp_path, request), sim, calls, store[2])
+        assert_archive_is_complete(read_target(target, tmp_path, request), sim, calls, target[2])
     assert report.complete
     assert report.suspicious == 0
     served = sum(c.serves_recording for c in calls)

@@ -34,27 +34,10 @@ from tests.helpers import (
     config_for,
     local_objects,
     poll,
+    read_target,
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["s3", "file"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None, str]:
-    """(storage url, endpoint, key prefix) for each kind of store."""
-    if request.param == "file":
-        return f"file://{tmp_path / 'archive'}", None, ""
-    bucket: Bucket = request.getfixturevalue("bucket")
-    return bucket.url, bucket.endpoint, "archive"
-
-
-def read_target(
-    target: tuple[str, str | None, str], tmp_path: Path, request: pytest.FixtureRequest
-) -> dict[str, bytes]:
-    if target[1] is None:
-        return local_objects(tmp_path / "archive")
-    bucket: Bucket = request.getfixturevalue("bucket")
-    return bucket.objects()
 
 
 async def test_a_backfill_archives_every_call_and_a_second_writes_nothing(
@@ -315,6 +298,17 @@ async def test_long_calls_that_appear_hours_after_their_start_are_archived(tmp_p
             assert stored[audio_key("", call.start.date(), call.uuid, "wav")] == dataset.recording_bytes(call)
 
 
+def block_a_recent_call(dataset: Dataset, root: Path, clock: FakeClock) -> tuple[SimCall, Path]:
+    """A recorded call of the last hour whose audio key already holds other bytes: it fails every
+    run (a conflict) until the blocker is removed. The call, and the blocking file."""
+    window = dataset.calls_between(clock.now() - timedelta(hours=1), clock.now() - timedelta(minutes=5), clock.now())
+    poison = next(c for c in window if c.serves_recording)
+    blocker = root / audio_key("", poison.start.date(), poison.uuid, "wav")
+    blocker.parent.mkdir(parents=True)
+    blocker.write_bytes(b"RIFF other bytes")
+    return poison, blocker
+
+
 async def test_a_call_that_fails_run_after_run_is_set_aside_and_no_longer_holds_the_cursor(
     dataset: Dataset, tmp_path: Path
 ) -> None:
@@ -324,13 +318,7 @@ async def test_a_call_that_fails_run_after_run_is_set_aside_and_no_longer_holds_
     root = tmp_path / "archive"
     with Simulator(dataset, now=clock.now) as sim:
         config = config_for(sim, f"file://{root}", tmp_path)
-        window = dataset.calls_between(
-            clock.now() - timedelta(hours=1), clock.now() - timedelta(minutes=5), clock.now()
-        )
-        poison = next(c for c in window if c.serves_recording)
-        blocker = root / audio_key("", poison.start.date(), poison.uuid, "wav")
-        blocker.parent.mkdir(parents=True)
-        blocker.write_bytes(b"RIFF other bytes")  # the bucket holds other bytes under its key: a conflict
+        poison, blocker = block_a_recent_call(dataset, root, clock)
         reports = []
         for _ in range(4):
             reports.append(await poll(config, clock))
@@ -365,13 +353,7 @@ async def test_rearchive_retries_a_quarantined_call_at_once(dataset: Dataset, tm
     root = tmp_path / "archive"
     with Simulator(dataset, now=clock.now) as sim:
         config = config_for(sim, f"file://{root}", tmp_path)
-        window = dataset.calls_between(
-            clock.now() - timedelta(hours=1), clock.now() - timedelta(minutes=5), clock.now()
-        )
-        poison = next(c for c in window if c.serves_recording)
-        blocker = root / audio_key("", poison.start.date(), poison.uuid, "wav")
-        blocker.parent.mkdir(parents=True)
-        blocker.write_bytes(b"RIFF other bytes")
+        poison, blocker = block_a_recent_call(dataset, root, clock)
         for _ in range(3):
             await poll(config, clock)
             clock.advance(minutes=2)
