@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from archiver.simulator import Dataset, Simulator
-from tests.helpers import Bucket, MotoServer, make_bucket
+from tests.helpers import Bucket, MotoServer, make_bucket, store_target
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -59,7 +59,4 @@ def sim(dataset: Dataset) -> Iterator[Simulator]:
 @pytest.fixture(params=["s3", "file"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None, str]:
     """(storage url, endpoint, key prefix) for each kind of store."""
-    if request.param == "file":
-        return f"file://{tmp_path / 'archive'}", None, ""
-    bucket: Bucket = request.getfixturevalue("bucket")
-    return bucket.url, bucket.endpoint, "archive"
+    return store_target(request.param, tmp_path, request)

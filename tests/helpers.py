@@ -617,6 +617,14 @@ def assert_archive_is_complete(
     return sidecars
 
 
+def store_target(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[str, str | None, str]:
+    """(storage url, endpoint, key prefix) of a local folder ("file") or a fresh S3 bucket ("s3")."""
+    if kind == "file":
+        return f"file://{tmp_path / 'archive'}", None, ""
+    bucket: Bucket = request.getfixturevalue("bucket")
+    return bucket.url, bucket.endpoint, "archive"
+
+
 def read_target(
     target: tuple[str, str | None, str], tmp_path: Path, request: pytest.FixtureRequest
 ) -> dict[str, bytes]:

@@ -32,6 +32,7 @@ from tests.helpers import (
     config_for,
     local_objects,
     read_target,
+    store_target,
 )
 
 pytestmark = pytest.mark.anyio
@@ -52,11 +53,27 @@ DIALECTS = {
 }
 
 
-@pytest.mark.parametrize("name", DIALECTS)
+# Every dialect against a local folder, and against S3 the documented wire and all variants at
+# once, in the inner loop; the rest of the S3 matrix in the full run (the dialects do not touch
+# the store, so it repeats what the folder shows).
+MATRIX = [
+    pytest.param(
+        name,
+        kind,
+        id=f"{kind}-{name}",
+        marks=[pytest.mark.slow] if kind == "s3" and name not in ("as documented", "all at once") else [],
+    )
+    for kind in ("s3", "file")
+    for name in DIALECTS
+]
+
+
+@pytest.mark.parametrize(("name", "kind"), MATRIX)
 async def test_every_dialect_archives_every_call_once(
-    name: str, dataset: Dataset, target: tuple[str, str | None, str], tmp_path: Path, request: pytest.FixtureRequest
+    name: str, kind: str, dataset: Dataset, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """Link name, wrapper, empty shapes and paging variants: the archive is complete, nothing is suspicious."""
+    target = store_target(kind, tmp_path, request)
     with Simulator(dataset, seed=7, dialect=DIALECTS[name]) as sim:
         config = config_for(sim, target[0], tmp_path, endpoint=target[1])
         report = await backfill(config)
