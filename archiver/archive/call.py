@@ -101,32 +101,39 @@ class CallArchiver:
         conflict in the bucket), FatalError, or OSError (the local buffer).
         """
         recording: Recording
-        if cdr.recording_url_invalid is not None:
-            recording = Rejected(
-                cdr.raw.get("recording_file"), {"kind": "invalid_link", "message": cdr.recording_url_invalid}
-            )
-        elif cdr.recording_url is None:
+        if not cdr.has_recording:
             recording = NoRecording()
         else:
-            url = cdr.recording_url
             try:
-                async with self._downloads:
-                    download = await self._fetcher.fetch(url)
-            except RecordingRejected as exc:
-                recording = Rejected(url, exc.detail)
+                recording = await self.fetch_recording(cdr, day)
             except RecordingUnavailable as exc:
                 record = self._park(cdr, day, pending, exc)
                 if not record.expired():
                     return Parked(record.next_attempt)
-                recording = sidecar.missing(url, record)
-            else:
-                with download:
-                    key = keys.audio_key(self._prefix, day, cdr.call_id, download.format)
-                    await self.store_audio(key, download, cdr.call_id)
-                    recording = archived(key, download, url)
+                recording = sidecar.missing(str(cdr.recording_url), record)
         entry = await self._store_sidecar(cdr, day, recording, supersedes_call)
         self._ledger.mark_done(cdr.call_id, day, recording.status, self._clock.now(), entry)
         return recording
+
+    async def fetch_recording(self, cdr: Cdr, day: date, *, audio_revision: int = 1) -> Recording:
+        """A recorded call's recording: fetched, verified and stored create-only (Archived, its audio
+        under revision *audio_revision*'s key), or refused by policy (Rejected).
+
+        Raises RecordingUnavailable when the link does not serve one now: the caller parks the
+        call or records it missing. Raises ArchiveConflict when the key holds other bytes.
+        """
+        url = cdr.recording_url
+        if url is None:
+            return Rejected(cdr.recording_value, {"kind": "invalid_link", "message": cdr.recording_url_invalid})
+        try:
+            async with self._downloads:
+                download = await self._fetcher.fetch(url)
+        except RecordingRejected as exc:
+            return Rejected(url, exc.detail)
+        with download:
+            key = keys.audio_key(self._prefix, day, cdr.call_id, download.format, audio_revision)
+            await self._store_audio(key, download, cdr.call_id)
+            return archived(key, download, url)
 
     def _park(self, cdr: Cdr, day: date, pending: PendingCall | None, exc: RecordingUnavailable) -> PendingCall:
         """The call's record after this failed try; parked in the ledger unless past its deadline."""
@@ -154,9 +161,7 @@ class CallArchiver:
         )
         return record
 
-    async def store_audio(self, key: str, download: Download, call_id: str) -> None:
-        """Store a verified download create-only under *key*; a key that already holds the same
-        bytes (an interrupted earlier run) is kept. Raises ArchiveConflict on other bytes."""
+    async def _store_audio(self, key: str, download: Download, call_id: str) -> None:
         async for attempt in self._store_retry.context():
             with attempt:
                 try:

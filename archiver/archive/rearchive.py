@@ -21,14 +21,14 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from archiver.archive.call import CallArchiver, Parked, archived
+from archiver.archive.call import CallArchiver, Parked
 from archiver.archive.dayclose import DayCloser
 from archiver.core import keys, sidecar
 from archiver.core.cdr import Cdr, parse_row
 from archiver.core.clock import Clock
 from archiver.core.identity import call_id_for_row, legacy_call_id_for_row
-from archiver.core.outcome import Missing, Recording, RecordingStatus, Rejected, Superseded
-from archiver.errors import CallError, ObjectExists, RecordingRejected, RecordingUnavailable, TransientError
+from archiver.core.outcome import Missing, Recording, RecordingStatus, Superseded
+from archiver.errors import CallError, ObjectExists, RecordingUnavailable, TransientError
 from archiver.retry import RetryPolicy
 from archiver.source.ccall import CcallClient
 from archiver.source.fetch import Fetcher
@@ -119,7 +119,7 @@ class Rearchiver:
                     report.revised.append(Revised(call_id, day, status, None, next_key))
                     continue
                 try:
-                    after = await self._revise(call_id, day, doc, key, revision, listing)
+                    after = await self._revise(call_id, day, doc, status, key, revision, listing)
                 except (TransientError, CallError, OSError) as exc:
                     report.failed.append((call_id, str(exc)))
                     log.error("call.rearchive_failed", call_id=call_id, error=str(exc))
@@ -167,12 +167,12 @@ class Rearchiver:
             return None
 
     async def _revise(
-        self, call_id: str, day: date, doc: Any, current: str, revision: int, listing: DayListing
+        self, call_id: str, day: date, doc: Any, before: str, current: str, revision: int, listing: DayListing
     ) -> str | None:
-        """Fetch the call's recording again; write a revision when the outcome changed. Its new status."""
+        """Fetch the call's recording again; write a revision when the outcome changed (from *before*,
+        the status of its *current* record). Its new status, or None when it stays."""
         if not isinstance(doc, dict) or "cdr" not in doc:
             raise CallError(f"{current} is not a sidecar this archiver can read again")
-        before = str(doc.get("recording", {}).get("status"))
         raw = doc["cdr"]
         cdr = parse_row({"Cdr": raw} if isinstance(raw, dict) and "Cdr" not in raw else raw, self._tz)
         if cdr.recording_url is None and cdr.recording_url_invalid is None:
@@ -185,22 +185,14 @@ class Rearchiver:
         return str(recording.status)
 
     async def _fetch_again(self, cdr: Cdr, day: date, revision: int, listing: DayListing) -> Recording:
-        url = cdr.recording_url
-        if url is None:
-            return Rejected(cdr.recording_value, {"kind": "invalid_link", "message": cdr.recording_url_invalid})
-        now = self._clock.now()
+        # Audio goes to {call_id}.{ext} when the call has none yet, else beside its revision.
+        number = revision if listing.audio.get(cdr.call_id) else 1
         try:
-            download = await self._fetcher.fetch(url)
-        except RecordingRejected as exc:
-            return Rejected(url, exc.detail)
+            return await self._calls.fetch_recording(cdr, day, audio_revision=number)
         except RecordingUnavailable as exc:
+            now = self._clock.now()
+            url = str(cdr.recording_url)
             return Missing(url, attempts=1, first_attempt=now, last_attempt=now, gave_up=now, last_error=exc.detail)
-        with download:
-            # Audio goes to {call_id}.{ext} when the call has none yet, else beside its revision.
-            number = revision if listing.audio.get(cdr.call_id) else 1
-            key = keys.audio_key(self._prefix, day, cdr.call_id, download.format, number)
-            await self._calls.store_audio(key, download, cdr.call_id)
-            return archived(key, download, url)
 
     async def _find_recording(self, call_id: str, day: date, current: str, revision: int, old: Cdr) -> str | None:
         """A call archived without a recording: does the API list it with a link now?"""
@@ -239,11 +231,8 @@ class Rearchiver:
             archived_at=self._clock.now(),
             source=self._source_info,
             revision=sidecar.Revision(revision, supersedes, reason),
+            call_id=call_id,  # an nr- call keeps the id it is filed under, whatever its CDR hashes to now
         )
-        if call_id != cdr.call_id:  # the nr- call's own record: keep its id, whatever the CDR says now
-            doc = json.loads(body)
-            doc["call_id"] = call_id
-            body = (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode()
         async for attempt in self._store_retry.context():
             with attempt:
                 try:

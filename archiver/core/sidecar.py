@@ -38,15 +38,17 @@ def build(
     source: dict[str, Any],
     revision: Revision | None = None,
     supersedes_call: str | None = None,
+    call_id: str | None = None,
 ) -> bytes:
     """The sidecar of *cdr* as UTF-8 JSON bytes: its first record, or a *revision* of it.
 
     *supersedes_call* names the sidecar of a call without a recording that this call's
-    recording shows to be the same call.
+    recording shows to be the same call. *call_id* overrides the CDR's (a revision keeps the id
+    its call is filed under).
     """
     doc: dict[str, Any] = {
         "schema": SCHEMA,
-        "call_id": cdr.call_id,
+        "call_id": call_id or cdr.call_id,
         "cdr": cdr.raw,
         "call": cdr.call_summary(),
         "recording": recording.to_json(),

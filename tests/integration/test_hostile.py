@@ -295,3 +295,27 @@ def test_an_api_that_echoes_the_secret_back_does_not_leak_it(tmp_path: Path) -> 
     assert "refused the request" in result.stderr
     assert "***" in result.stderr
     assert secret not in result.stdout + result.stderr
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["recording_file", "recording"])
+async def test_a_link_that_is_not_a_url_is_rejected_with_the_value_received(name: str, tmp_path: Path) -> None:
+    """Under either name, a link of the wrong type is recorded as rejected, its value kept as it came."""
+    value = {"url": "http://elsewhere/cdr/x"}
+    row = {
+        "start": "2026-11-01 09:00:00",
+        "source": "0986",
+        "destination": "1001",
+        "direction": "inbound",
+        "status": "NORMAL_CLEARING",
+        "duration": "00:00:09",
+        name: value,
+    }
+    api = HostileApi([row])
+    with api.server:
+        report = await backfill(hostile_config(api.server.url, tmp_path, f"file://{tmp_path / 'archive'}"))
+    [doc] = [json.loads(v) for k, v in local_objects(tmp_path / "archive").items() if k.endswith(".json")]
+    assert report.outcomes[RecordingStatus.REJECTED] == 1
+    assert doc["recording"]["source_url"] == value
+    assert doc["recording"]["reason"]["kind"] == "invalid_link"
+    assert api.fetched == []
