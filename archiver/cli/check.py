@@ -119,7 +119,7 @@ async def _sample(parts: Parts, config: Config) -> int:
 async def _check_create_only(parts: Parts) -> int:
     """The store refuses a second create-only write (and a stale ETag for control objects)."""
     try:
-        await ensure_create_only(parts)
+        proved = await ensure_create_only(parts)
     except StoreAccessError as exc:
         print(f"FAIL  create-only: {exc}")
         return EXIT_USAGE
@@ -128,6 +128,9 @@ async def _check_create_only(parts: Parts) -> int:
             "WARN  create-only: storage.create_only is look_before_write: each write looks first; two writers "
             "racing for one key can both write (see config.example.yaml)"
         )
+    elif not proved:
+        print("FAIL  create-only: the store did not answer the probe; run check again when it does")
+        return EXIT_FAILED
     else:
         print("ok    create-only: the store refuses a second write of a key (and a stale ETag for control objects)")
     return EXIT_OK

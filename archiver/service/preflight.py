@@ -12,9 +12,9 @@ import uuid
 import structlog
 
 from archiver.compose import Parts
-from archiver.compose.stores import make_store
 from archiver.errors import StoreAccessError, TransientError
 from archiver.store.probe import refuses_second_create, refuses_stale_etag
+from archiver.store.s3 import S3Store
 
 log = structlog.get_logger("archiver.service")
 
@@ -25,22 +25,21 @@ NOT_ENFORCED = (
 )
 
 
-async def ensure_create_only(parts: Parts) -> None:
+async def ensure_create_only(parts: Parts) -> bool:
     """Raise StoreAccessError when the store does not refuse a second create-only write (or, for
     control objects, a write on a stale ETag) and the config did not choose the weaker mode.
 
-    A store that does not answer now is let through with a warning: every write still carries
-    its condition, and ``archiver check`` says the rest.
+    True when the store proved it; False when the weaker mode is chosen, or when the store did
+    not answer now (let through with a warning: every write still carries its condition).
     """
     config = parts.config
     if config.storage.create_only == "look_before_write":
         log.warning("store.create_only_by_looking", store=parts.store.description)
-        return
+        return False
     key = f"{config.control_prefix}/check/{uuid.uuid4()}"
-    # A store of its own for the probe: it must not count on the archive's look-first, and its
-    # throwaway objects get no retention or legal hold (each start would leave one locked).
-    plain = config.storage.model_copy(update={"object_lock": None, "legal_hold": False})
-    store = make_store(config.model_copy(update={"storage": plain}))
+    # The probe's throwaway objects get no retention or legal hold (each start would leave one
+    # locked): on S3, a plain store over the archive's own bucket and client.
+    store = S3Store(parts.store.s3) if isinstance(parts.store, S3Store) else parts.store
     try:
         if not await refuses_second_create(store, key + ".txt"):
             raise StoreAccessError(NOT_ENFORCED.format(where=store.description, header="If-None-Match"))
@@ -48,6 +47,6 @@ async def ensure_create_only(parts: Parts) -> None:
             raise StoreAccessError(NOT_ENFORCED.format(where=parts.control.description, header="If-Match"))
     except TransientError as exc:
         log.warning("store.probe_unanswered", store=store.description, error=str(exc))
-    finally:
-        await store.aclose()
+        return False
     log.info("store.create_only_proved", store=store.description)
+    return True
