@@ -75,15 +75,10 @@ class Batch:
         self.tracker.add(index)
         return Work(cdr, window.day, pending, index)
 
-    def retry(self, cdr: Cdr, pending: PendingCall) -> Work:
-        """The work for a parked call whose next try is due."""
+    def retry(self, cdr: Cdr, day: date, pending: PendingCall | None = None) -> Work:
+        """The work for a call whose next try is due: a parked call (*pending*) or a quarantined one."""
         self.in_flight.add(cdr.call_id)
-        return Work(cdr, pending.day, pending, None)
-
-    def retry_set_aside(self, cdr: Cdr, day: date) -> Work:
-        """The work for a quarantined call whose next try is due."""
-        self.in_flight.add(cdr.call_id)
-        return Work(cdr, day, None, None)
+        return Work(cdr, day, pending, None)
 
     def finish(self, work: Work, *, ok: bool) -> None:
         """*work* is over: done or parked (*ok*), or not (failed, or skipped by a stop)."""

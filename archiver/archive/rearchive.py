@@ -140,7 +140,8 @@ class Rearchiver:
     ) -> bool:
         """Try the day's quarantined calls again now (they have no record yet). True when one was archived."""
         archived = False
-        for call_id, filed, row in self._ledger.quarantined_on([day]):
+        for aside in self._ledger.quarantined_on([day]):
+            call_id, filed = aside.call_id, aside.day
             if call_ids and call_id not in call_ids:
                 continue
             report.considered += 1
@@ -149,7 +150,7 @@ class Rearchiver:
                 report.retried.append(Revised(call_id, filed, "quarantined", None, key))
                 continue
             try:
-                outcome = await self._calls.archive(parse_row(row, self._tz), filed, None)
+                outcome = await self._calls.archive(parse_row(aside.row, self._tz), filed, None)
             except (TransientError, CallError, OSError) as exc:
                 report.failed.append((call_id, str(exc)))
                 continue

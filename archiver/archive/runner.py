@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from datetime import date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -31,7 +30,7 @@ from archiver.core import keys
 from archiver.core.cdr import Cdr, parse_row
 from archiver.core.clock import Clock
 from archiver.core.outcome import Archived
-from archiver.core.parking import ParkingSchedule, PendingCall
+from archiver.core.parking import ParkingSchedule, PendingCall, SetAside
 from archiver.core.report import RunReport
 from archiver.core.windows import Window, plan_windows
 from archiver.errors import CallError, FatalError, TransientError, collapse
@@ -117,8 +116,7 @@ class Archiver:
         start = min(cursor, now - lookback) if cursor else now - lookback
         windows = plan_windows(start, end, self._tz)
         report = RunReport(windows=len(windows))
-        due: list[PendingCall | tuple[str, date, Any, int]] = [*self._ledger.due(now)]
-        due += self._ledger.due_quarantined(now)
+        due: list[PendingCall | SetAside] = [*self._ledger.due(now), *self._ledger.due_quarantined(now)]
         safe = await self._process(windows, report, bounds=None, due=due, honour_schedule=True)
         if safe is not None and (cursor is None or safe > cursor):
             self._ledger.set_cursor(safe)
@@ -138,7 +136,7 @@ class Archiver:
         report: RunReport,
         *,
         bounds: tuple[datetime, datetime] | None,
-        due: list[PendingCall | tuple[str, date, Any, int]],
+        due: list[PendingCall | SetAside],
         honour_schedule: bool,
         base: RunReport | None = None,
     ) -> datetime | None:
@@ -166,19 +164,14 @@ class Archiver:
             raise read_error
         return batch.tracker.safe_until()
 
-    async def _produce(
-        self, batch: Batch, send: ObjectSendStream[Work], due: list[PendingCall | tuple[str, date, Any, int]]
-    ) -> None:
+    async def _produce(self, batch: Batch, send: ObjectSendStream[Work], due: list[PendingCall | SetAside]) -> None:
         """Hand out the due retries (parked and quarantined calls), then every call of the batch's
         windows that is not done."""
         for retry in due:
             if self.stopping:
                 break
-            if isinstance(retry, PendingCall):
-                await self._send(send, batch.retry(parse_row(retry.row, self._tz), retry))
-            else:
-                _, day, row, _ = retry
-                await self._send(send, batch.retry_set_aside(parse_row(row, self._tz), day))
+            pending = retry if isinstance(retry, PendingCall) else None
+            await self._send(send, batch.retry(parse_row(retry.row, self._tz), retry.day, pending))
         for index, window in enumerate(batch.windows):
             if self.stopping:
                 batch.report.interrupted = True

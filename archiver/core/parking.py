@@ -33,6 +33,15 @@ class PendingCall:
 
 
 @dataclass(frozen=True)
+class SetAside:
+    """A quarantined call: it failed run after run and is tried again on a slow schedule."""
+
+    call_id: str
+    day: date
+    row: Any  # the row as the API listed it, parsed again when the call is retried
+
+
+@dataclass(frozen=True)
 class ParkingSchedule:
     """How long a call waits between tries of its recording link, and for how long in all."""
 

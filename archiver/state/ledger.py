@@ -20,7 +20,7 @@ from typing import Any
 
 from archiver.core.dayfiles import CallEntry
 from archiver.core.outcome import DONE_STATUSES
-from archiver.core.parking import PendingCall
+from archiver.core.parking import PendingCall, SetAside
 from archiver.errors import ConfigError
 from archiver.state.schema import SCHEMA, SCHEMA_VERSION
 
@@ -232,19 +232,19 @@ class Ledger:
             self._db.execute("DELETE FROM failures WHERE call_id=?", (call_id,))
             return int(failures)
 
-    def due_quarantined(self, now: datetime, limit: int = 1000) -> list[tuple[str, date, Any, int]]:
-        """Quarantined calls whose next try is due: (call id, day, row, failures so far), soonest first."""
+    def due_quarantined(self, now: datetime, limit: int = 1000) -> list[SetAside]:
+        """Quarantined calls whose next try is due, soonest first."""
         rows = self._db.execute(
-            "SELECT call_id, day, row, failures FROM quarantine WHERE next_attempt <= ? ORDER BY next_attempt LIMIT ?",
+            "SELECT call_id, day, row FROM quarantine WHERE next_attempt <= ? ORDER BY next_attempt LIMIT ?",
             (now.timestamp(), limit),
         ).fetchall()
-        return [(r[0], date.fromisoformat(r[1]), json.loads(r[2]), int(r[3])) for r in rows]
+        return [_set_aside(r) for r in rows]
 
-    def quarantined_on(self, days: list[date]) -> list[tuple[str, date, Any]]:
-        """The quarantined calls filed under *days*: (call id, day, row)."""
+    def quarantined_on(self, days: list[date]) -> list[SetAside]:
+        """The quarantined calls filed under *days*."""
         wanted = {d.isoformat() for d in days}
         rows = self._db.execute("SELECT call_id, day, row FROM quarantine ORDER BY day, call_id").fetchall()
-        return [(r[0], date.fromisoformat(r[1]), json.loads(r[2])) for r in rows if r[1] in wanted]
+        return [_set_aside(r) for r in rows if r[1] in wanted]
 
     def is_quarantined(self, call_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM quarantine WHERE call_id=?", (call_id,)).fetchone() is not None
@@ -338,6 +338,10 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _set_aside(row: tuple[Any, ...]) -> SetAside:
+    return SetAside(call_id=row[0], day=date.fromisoformat(row[1]), row=json.loads(row[2]))
 
 
 def _pending(row: tuple[Any, ...]) -> PendingCall:
