@@ -21,7 +21,7 @@ from archiver.archive.daysync import DaySync
 from archiver.archive.events import ArchiveEvents, EventFanout
 from archiver.archive.rearchive import Rearchiver
 from archiver.archive.runner import Archiver
-from archiver.compose.stores import make_control_store, make_store, store_identity
+from archiver.compose.stores import close_stores, make_control_store, make_store, store_identity
 from archiver.config.models import Config
 from archiver.core.clock import Clock, SystemClock
 from archiver.core.parking import ParkingSchedule
@@ -151,8 +151,6 @@ async def assemble(
     finally:
         await api_http.aclose()
         await download_http.aclose()
-        await store.aclose()
-        if control is not None and config.coordination.bucket is not None:
-            await control.aclose()  # a bucket of its own; else it is the store's, closed above
+        await close_stores(config, store, control)
         if own_ledger:
             ledger.close()

@@ -60,6 +60,14 @@ def make_control_store(config: Config, store: Store) -> ControlStore | None:
     return S3ControlStore(bucket)
 
 
+async def close_stores(config: Config, store: Store, control: ControlStore | None) -> None:
+    """Close the archive store, and the control store when it has a bucket of its own (else it
+    is the archive's, closed with it)."""
+    await store.aclose()
+    if control is not None and config.coordination.bucket is not None:
+        await control.aclose()
+
+
 def _s3_bucket(config: Config, name: str, limiter: anyio.CapacityLimiter) -> tuple[S3Bucket, botocore.session.Session]:
     storage = config.storage
     boto_config = BotoConfig(

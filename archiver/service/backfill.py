@@ -14,6 +14,7 @@ import anyio
 import structlog
 
 from archiver.compose import assemble
+from archiver.compose.stores import close_stores, make_control_store, make_store
 from archiver.config.models import Config
 from archiver.coordination.identity import owner, source_id
 from archiver.coordination.shards import ShardRun, join_run, range_folder, sharded_backfill
@@ -64,10 +65,14 @@ class Backfiller:
 
     async def _join(self, config: Config, since: datetime, until: datetime) -> str:
         """Join (or start) the run of *config*'s backfill of the range, as the command starts."""
-        async with assemble(config) as parts:
-            assert parts.control is not None
+        store = make_store(config)  # the stores alone: no API, no ledger
+        control = make_control_store(config, store)
+        assert control is not None  # a shared source: S3 with coordination on
+        try:
             folder = range_folder(config.control_prefix, source_id(config), since, until)
-            return await join_run(parts.control, folder, SystemClock().now(), self._owner)
+            return await join_run(control, folder, SystemClock().now(), self._owner)
+        finally:
+            await close_stores(config, store, control)
 
     def _backfill_one(
         self,
