@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -35,10 +36,11 @@ from archiver.compose import assemble
 from archiver.compose.stores import direct_put
 from archiver.config.load import parse_config
 from archiver.config.models import Config
+from archiver.core import seal
 from archiver.core.clock import Clock
 from archiver.core.dayfiles import set_number
 from archiver.core.identity import call_id_for_row
-from archiver.core.keys import audio_key, sidecar_key
+from archiver.core.keys import audio_key, parse_call_key, sidecar_key
 from archiver.core.report import RunReport
 from archiver.retry import RetryPolicy
 from archiver.simulator import SimCall, Simulator
@@ -613,8 +615,27 @@ def assert_archive_is_complete(
             assert rec["key"] == akey
             assert rec["size"] == len(body)
             assert rec["sha256"] == hashlib.sha256(body).hexdigest()
-    assert {k for k in objects if set_number(k.rsplit("/", 1)[-1]) is None} == expected_keys
+    seals = {k for k in objects if seal.sequence_of(prefix, k) is not None}
+    assert {k for k in objects if set_number(k.rsplit("/", 1)[-1]) is None} - seals == expected_keys
+    assert_sealed(objects, prefix)
     return sidecars
+
+
+def is_sidecar(key: str) -> bool:
+    """Whether *key* is a call's record (its sidecar or a revision), not a seal or a day file."""
+    parsed = parse_call_key(key)
+    return parsed is not None and parsed.ext == "json"
+
+
+def assert_sealed(objects: dict[str, bytes], prefix: str) -> seal.Chain:
+    """The seal chain links up, and names every manifest in *objects* with the digest of its bytes."""
+    chain = seal.check_chain(prefix, {k: v for k, v in objects.items() if k.startswith(seal.folder(prefix))})
+    assert chain.problems == []
+    sealed = chain.sealed()
+    for key, data in objects.items():
+        if key.rsplit("/", 1)[-1].startswith("manifest-sha256"):
+            assert hashlib.sha256(data).hexdigest() in [digest for _, digest in sealed.get(key, [])], key
+    return chain
 
 
 def store_target(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[str, str | None, str]:
@@ -632,3 +653,40 @@ def read_target(
         return local_objects(tmp_path / "archive")
     bucket: Bucket = request.getfixturevalue("bucket")
     return bucket.objects()
+
+
+class Browse:
+    """``archiver browse -c CONFIG`` in a subprocess, on a port it picks; JSON log lines to *log*."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "archiver",
+                "--log-format",
+                "json",
+                "browse",
+                "-c",
+                str(config),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        match = re.search(r"http://\S+", line)
+        assert match, line
+        self.url = match.group(0)
+
+    def close(self) -> int:
+        self.process.terminate()
+        code = self.process.wait(timeout=20)
+        self._log.close()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return code

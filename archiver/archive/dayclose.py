@@ -2,21 +2,24 @@
 
 A day closes ``close_after`` past its end (the poll's lookback), once none of its calls waits
 or fails. A call that arrives after its day was closed gets a numbered addendum: written
-files are never rewritten. The manifest is written last, as the set's commit marker.
+files are never rewritten. The manifest is written last, as the set's commit marker, and then
+sealed (:class:`~archiver.archive.seal.Sealer`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
 
+from archiver.archive.seal import Sealer
 from archiver.core import dayfiles
 from archiver.errors import CallError, ObjectExists, TransientError
 from archiver.state.ledger import Ledger
 from archiver.store import Store, put_bytes
-from archiver.store.listing import SIDECAR_LIMIT, list_day
+from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, list_day
 
 log = structlog.get_logger("archiver.archive")
 
@@ -24,12 +27,22 @@ log = structlog.get_logger("archiver.archive")
 class DayCloser:
     """Writes the day files of the days the ledger says are complete."""
 
-    def __init__(self, store: Store, ledger: Ledger, *, prefix: str, tz: ZoneInfo, close_after: timedelta) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ledger: Ledger,
+        *,
+        prefix: str,
+        tz: ZoneInfo,
+        close_after: timedelta,
+        sealer: Sealer | None = None,
+    ) -> None:
         self._store = store
         self._ledger = ledger
         self._prefix = prefix
         self._tz = tz
         self._close_after = close_after
+        self._sealer = sealer
 
     async def close_days(self, now: datetime) -> None:
         """Write the day files of every day that closed with calls not yet in one.
@@ -56,8 +69,11 @@ class DayCloser:
         """
         listing = await list_day(self._store, self._prefix, day)
         covered: set[str] = set()
+        digests: dict[str, str] = {}  # manifest key -> SHA-256 of its bytes, for the seal
         for key in listing.manifests.values():
-            covered |= set(dayfiles.parse_manifest((await self._store.read(key, 64 << 20)).decode()))
+            raw = await self._store.read(key, MANIFEST_LIMIT)
+            digests[key] = hashlib.sha256(raw).hexdigest()
+            covered |= set(dayfiles.parse_manifest(raw.decode()))
         entries = []
         for call_id, _, key in listing.sidecar_keys():  # every record: a revision gets an addendum too
             name = key[len(listing.folder) :]
@@ -68,6 +84,7 @@ class DayCloser:
                 entry = dayfiles.CallEntry.from_sidecar(call_id, await self._store.read(key, SIDECAR_LIMIT))
             entries.append(entry)
         if not entries:
+            await self._seal(digests)  # a seal an interrupted run did not write
             return len(listing.sidecars)
         number = max(listing.manifests, default=0) + 1
         manifest_name, csv_name, page_name = dayfiles.file_names(number)
@@ -80,5 +97,12 @@ class DayCloser:
                 await put_bytes(self._store, listing.folder + name, data, kind)
             except ObjectExists:
                 log.warning("day_file.already_stored", key=listing.folder + name)
+        manifest_key = listing.folder + manifest_name
+        digests[manifest_key] = hashlib.sha256(await self._store.read(manifest_key, MANIFEST_LIMIT)).hexdigest()
         log.info("day.closed", day=day.isoformat(), set=number, calls=len(entries))
+        await self._seal(digests)
         return len(listing.sidecars)
+
+    async def _seal(self, digests: dict[str, str]) -> None:
+        if self._sealer is not None and digests:
+            await self._sealer.seal(digests)

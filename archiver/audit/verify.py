@@ -18,11 +18,12 @@ from typing import Any
 import anyio
 import structlog
 
-from archiver.core import dayfiles, keys
+from archiver.core import dayfiles, keys, seal
 from archiver.core.sidecar import SCHEMA
 from archiver.errors import CallError
 from archiver.store import Store
-from archiver.store.listing import SIDECAR_LIMIT, DayListing, day_listings
+from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, DayListing, day_listings
+from archiver.store.seals import read_chain
 
 log = structlog.get_logger("archiver.audit.verify")
 
@@ -47,11 +48,16 @@ class VerifyReport:
     rehashed: int = 0
     bytes_rehashed: int = 0
     unmanifested: int = 0
+    seals: int = 0
+    seal_head: seal.Link | None = None  # the chain's last seal: what an operator records elsewhere
     problems: list[Problem] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        head = self.seal_head
         return {
             "ok": not self.problems,
+            "seals": self.seals,
+            "seal_head": None if head is None else {"sequence": self.seals, "key": head.key, "sha256": head.sha256},
             "days": self.days,
             "calls": self.calls,
             "recordings": self.recordings,
@@ -71,16 +77,51 @@ class Verifier:
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._rng = rng or random.Random()
 
-    async def verify(self, days: list[date] | None, *, deep: bool = False, sample_percent: float = 0.0) -> VerifyReport:
+    async def verify(
+        self,
+        days: list[date] | None,
+        *,
+        deep: bool = False,
+        sample_percent: float = 0.0,
+        recorded_seals: tuple[str, ...] = (),
+    ) -> VerifyReport:
+        """Check *days* (None: the whole archive) and the seal chain.
+
+        *recorded_seals*: SHA-256 digests of seals recorded outside the bucket (a head printed by
+        an earlier verify); each must still be a seal of the chain.
+        """
         report = VerifyReport()
+        chain = await read_chain(self._store, self._prefix)
+        report.seals, report.seal_head = chain.length, chain.head
+        report.problems += [Problem(key, what) for key, what in chain.problems]
+        for recorded in recorded_seals:
+            if chain.find(recorded) is None:
+                report.problems.append(
+                    Problem(
+                        seal.folder(self._prefix),
+                        f"no seal has the recorded SHA-256 {recorded}: the chain was rewritten since it was recorded",
+                    )
+                )
+        sealed = chain.sealed()
         async for listing in day_listings(self._store, self._prefix, days):
+            for key in sealed:  # a sealed manifest must stay
+                if key.startswith(listing.folder) and key not in listing.manifests.values():
+                    report.problems.append(Problem(key, "a sealed manifest is not in the archive any more"))
             if listing.empty:
                 continue
             report.days += 1
-            await self._verify_day(listing, report, deep=deep, sample=sample_percent / 100)
+            await self._verify_day(listing, report, sealed, deep=deep, sample=sample_percent / 100)
         return report
 
-    async def _verify_day(self, listing: DayListing, report: VerifyReport, *, deep: bool, sample: float) -> None:
+    async def _verify_day(
+        self,
+        listing: DayListing,
+        report: VerifyReport,
+        sealed: dict[str, list[tuple[int, str]]],
+        *,
+        deep: bool,
+        sample: float,
+    ) -> None:
         docs: dict[str, tuple[str, dict[str, Any]]] = {}  # sidecar file name -> (its sha256, doc)
         named: dict[str, set[str]] = {}  # call id -> the audio keys its records name
 
@@ -114,7 +155,7 @@ class Verifier:
             async for key, what in self._store.versions.replaced_keys(listing.folder):
                 parsed = keys.parse_call_key(key)
                 report.problems.append(Problem(key, what, parsed.call_id if parsed else None))
-        await self._verify_manifests(listing, docs, report)
+        await self._verify_manifests(listing, docs, report, sealed)
 
     async def _check_record(
         self,
@@ -187,7 +228,11 @@ class Verifier:
             )
 
     async def _verify_manifests(
-        self, listing: DayListing, docs: dict[str, tuple[str, dict[str, Any]]], report: VerifyReport
+        self,
+        listing: DayListing,
+        docs: dict[str, tuple[str, dict[str, Any]]],
+        report: VerifyReport,
+        sealed: dict[str, list[tuple[int, str]]],
     ) -> None:
         expected: dict[str, str] = {}
         for name, (sidecar_sha, doc) in docs.items():
@@ -197,8 +242,10 @@ class Verifier:
                 expected[str(rec["key"]).rsplit("/", 1)[-1]] = str(rec.get("sha256"))
         covered: set[str] = set()
         for number, key in listing.manifests.items():  # a set without one: the next run writes it
+            raw = await self._store.read(key, MANIFEST_LIMIT)
+            _check_sealed(key, number, hashlib.sha256(raw).hexdigest(), sealed.get(key, []), report)
             try:
-                entries = dayfiles.parse_manifest((await self._store.read(key, 64 << 20)).decode())
+                entries = dayfiles.parse_manifest(raw.decode())
             except (ValueError, UnicodeDecodeError) as exc:
                 report.problems.append(Problem(key, f"the manifest does not parse: {exc}"))
                 continue
@@ -214,3 +261,19 @@ class Verifier:
                     )
         if listing.sets:
             report.unmanifested += len(set(expected) - covered)
+
+
+def _check_sealed(key: str, number: int, digest: str, seals: list[tuple[int, str]], report: VerifyReport) -> None:
+    """The manifest *key* must be named by a seal, with the SHA-256 its bytes have now."""
+    if not seals:
+        report.problems.append(
+            Problem(
+                key,
+                f"manifest {number} is in no seal: written after the last seal (the archiver seals it when it "
+                "next closes a day) or by someone else",
+            )
+        )
+    elif all(stated != digest for _, stated in seals):
+        report.problems.append(
+            Problem(key, f"manifest {number} changed after seal {seals[0][0]} sealed it: its bytes were rewritten")
+        )

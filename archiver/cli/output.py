@@ -111,6 +111,15 @@ def print_verify(report: VerifyReport, out: TextIO) -> None:
         + (f"; {report.unmanifested} file(s) not yet in a manifest" if report.unmanifested else ""),
         file=out,
     )
+    head = report.seal_head
+    if head is None:
+        print("seal chain: no seal yet (the first is written when the archiver next closes a day)", file=out)
+    else:
+        print(
+            f"seal chain: {report.seals} seals; head {head.key} sha256 {head.sha256} "
+            "(record it elsewhere; `verify --recorded-seal SHA256` checks it later)",
+            file=out,
+        )
 
 
 def print_reconcile(report: ReconcileReport, since: datetime, until: datetime, out: TextIO) -> None:

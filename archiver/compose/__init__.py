@@ -21,6 +21,7 @@ from archiver.archive.daysync import DaySync
 from archiver.archive.events import ArchiveEvents, EventFanout
 from archiver.archive.rearchive import Rearchiver
 from archiver.archive.runner import Archiver
+from archiver.archive.seal import Sealer
 from archiver.compose.stores import close_stores, make_control_store, make_store, store_identity
 from archiver.config.models import Config
 from archiver.core.clock import Clock, SystemClock
@@ -111,7 +112,12 @@ async def assemble(
             source_info=source_info,
         )
         closer = DayCloser(
-            store, ledger, prefix=prefix, tz=source.tz, close_after=config.poll.lookback + config.poll.settle
+            store,
+            ledger,
+            prefix=prefix,
+            tz=source.tz,
+            close_after=config.poll.lookback + config.poll.settle,
+            sealer=Sealer(store, prefix, clock, concurrency=download.concurrency),
         )
         archiver = Archiver(
             client=client,

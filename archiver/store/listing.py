@@ -20,6 +20,7 @@ from archiver.errors import CallError
 from archiver.store import Store
 
 SIDECAR_LIMIT = 1 << 20  # bytes; a sidecar is a few KiB
+MANIFEST_LIMIT = 64 << 20  # bytes; a day of a busy PBX lists tens of thousands of files
 
 
 @dataclass

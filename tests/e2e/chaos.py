@@ -40,7 +40,7 @@ import anyio
 import jsonschema
 
 from archiver.audit.verify import Verifier
-from archiver.core import dayfiles
+from archiver.core import dayfiles, seal
 from archiver.core.identity import call_id_for_row
 from archiver.core.keys import audio_key, sidecar_key
 from archiver.simulator import Dataset, Faults, SimCall, Simulator, as_received
@@ -238,7 +238,9 @@ def check_archive(bucket: Bucket, sim: Simulator, calls: list[SimCall], result: 
             elif doc["recording"]["sha256"] != digest:
                 result.problems.append(f"call {cid}: the sidecar's sha256 is wrong")
     day_files = {k for k in objects if dayfiles.set_number(k.rsplit("/", 1)[-1]) is not None}
-    result.problems += [f"{k}: an object no call explains" for k in sorted(set(objects) - expected_keys - day_files)]
+    seals = {k for k in objects if seal.sequence_of("archive", k) is not None}  # verify checks their chain
+    unexplained = set(objects) - expected_keys - day_files - seals
+    result.problems += [f"{k}: an object no call explains" for k in sorted(unexplained)]
     if not day_files:
         result.problems.append("no day was closed with a manifest")
     store = S3Store(s3_bucket(bucket.endpoint, bucket.name))

@@ -15,6 +15,7 @@ from archiver.simulator import Dataset, Faults, Simulator
 from tests.helpers import (
     Bucket,
     archive_objects,
+    is_sidecar,
     log_events,
     reaping,
     start_archiver,
@@ -103,7 +104,7 @@ def test_hosts_share_a_backfill_by_day_and_a_killed_host_s_day_is_taken_over(tmp
     assert sum(done_by.values()) >= 4  # every day finished by a survivor (a killed host finishes none)
     assert all(count >= 1 for count in done_by.values()), done_by  # both shared the work
     objects = archive_objects(bucket)
-    sidecars = [k for k in objects if k.endswith(".json")]
+    sidecars = [k for k in objects if is_sidecar(k)]
     assert len(sidecars) == len(calls)
     for call in calls:
         if call.has_recording:

@@ -7,13 +7,23 @@ from pathlib import Path
 from typing import Any
 
 from archiver.simulator import Dataset, Dialect, Simulator
-from tests.helpers import SINCE, UNTIL, Bucket, archive_objects, check_sidecar, config_dict, run_cli, write_config
+from tests.helpers import (
+    SINCE,
+    UNTIL,
+    Bucket,
+    archive_objects,
+    check_sidecar,
+    config_dict,
+    is_sidecar,
+    run_cli,
+    write_config,
+)
 
 SPAN = ("--since", "2026-11-01", "--until", "2026-11-03")
 
 
 def sidecars(objects: dict[str, bytes]) -> dict[str, dict[str, Any]]:
-    return {k: json.loads(v) for k, v in objects.items() if k.endswith(".json")}
+    return {k: json.loads(v) for k, v in objects.items() if is_sidecar(k)}
 
 
 def test_a_wrong_allow_list_is_corrected_by_revisions_after_the_config_is_fixed(

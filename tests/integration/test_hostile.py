@@ -39,6 +39,7 @@ from tests.helpers import (
     check_sidecar,
     config_dict,
     config_for,
+    is_sidecar,
     local_objects,
     make_bucket,
     run_cli,
@@ -126,7 +127,7 @@ async def test_malformed_rows_are_archived_raw_and_reported(tmp_path: Path) -> N
     assert report.complete
     assert {c.malformed for c in calls} == {0, 1, 2, 3, 4}
     stored = local_objects(root)
-    sidecars = [json.loads(v) for k, v in stored.items() if k.endswith(".json")]
+    sidecars = [json.loads(v) for k, v in stored.items() if is_sidecar(k)]
     for doc in sidecars:
         check_sidecar(doc)
     assert len(sidecars) == len(calls)
@@ -237,13 +238,13 @@ async def test_no_link_can_put_a_key_outside_the_prefix_or_reach_a_forbidden_hos
     assert report.outcomes[RecordingStatus.REJECTED] == 4  # file://, metadata, redirect to metadata, javascript:
     assert report.outcomes[RecordingStatus.ARCHIVED] == 4
     call_file = r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?:rf|nr)-[0-9a-f]{32})\.(?:json|wav)"
-    key_form = re.compile(rf"^archive/2026/11/01/(?:{call_file}|manifest-sha256\.txt|calls\.csv|index\.html)$")
+    key_form = re.compile(
+        rf"^archive/(?:2026/11/01/(?:{call_file}|manifest-sha256\.txt|calls\.csv|index\.html)|seals/\d{{8}}\.json)$"
+    )
     assert all(key_form.match(k) for k in objects), sorted(objects)
     assert f"archive/2026/11/01/{uuid}.wav" in objects
     assert not any(p.startswith("/latest") for p in api.fetched)
-    reasons = {
-        json.loads(v)["recording"].get("reason", {}).get("kind") for k, v in objects.items() if k.endswith(".json")
-    }
+    reasons = {json.loads(v)["recording"].get("reason", {}).get("kind") for k, v in objects.items() if is_sidecar(k)}
     assert reasons == {None, "host_not_allowed", "redirect_not_allowed"}
 
 
@@ -314,7 +315,7 @@ async def test_a_link_that_is_not_a_url_is_rejected_with_the_value_received(name
     api = HostileApi([row])
     with api.server:
         report = await backfill(hostile_config(api.server.url, tmp_path, f"file://{tmp_path / 'archive'}"))
-    [doc] = [json.loads(v) for k, v in local_objects(tmp_path / "archive").items() if k.endswith(".json")]
+    [doc] = [json.loads(v) for k, v in local_objects(tmp_path / "archive").items() if is_sidecar(k)]
     assert report.outcomes[RecordingStatus.REJECTED] == 1
     assert doc["recording"]["source_url"] == value
     assert doc["recording"]["reason"]["kind"] == "invalid_link"

@@ -32,6 +32,7 @@ from tests.helpers import (
     backfill,
     call_id,
     config_for,
+    is_sidecar,
     local_objects,
     poll,
     read_target,
@@ -270,7 +271,7 @@ async def test_an_api_outage_mid_run_lets_calls_in_flight_finish_then_fails(data
             assert parts.ledger.count_done() >= 3
     stored = local_objects(root)
     audio = {k.rsplit(".", 1)[0] for k in stored if k.endswith(".wav")}
-    sidecars = {k.rsplit(".", 1)[0] for k in stored if k.endswith(".json")}
+    sidecars = {k.rsplit(".", 1)[0] for k in stored if is_sidecar(k)}
     assert audio <= sidecars
     assert len(sidecars) >= 3
 

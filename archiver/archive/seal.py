@@ -1,0 +1,88 @@
+"""Writing the seal chain: a seal for each day-file set written (see :mod:`archiver.core.seal`)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import anyio
+import structlog
+
+from archiver.core import keys, seal
+from archiver.core.clock import Clock
+from archiver.errors import ObjectExists
+from archiver.store import Store, put_bytes
+from archiver.store.listing import MANIFEST_LIMIT, archive_days
+from archiver.store.seals import read_seals
+
+log = structlog.get_logger("archiver.archive")
+
+
+class Sealer:
+    """Appends seals to the archive's chain; shared by every day closed in one process.
+
+    The chain is read once, when the first seal is due. Numbers are taken create-only: when
+    another archiver took the next one first, its seals are read and the next free number taken.
+    The first seal of an archive also seals every manifest written before seals were kept.
+    """
+
+    def __init__(self, store: Store, prefix: str, clock: Clock, *, concurrency: int = 8) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._clock = clock
+        self._concurrency = concurrency
+        self._stored: dict[str, bytes | None] | None = None  # the chain's seals, by key
+        self._chain = seal.Chain(prefix=prefix)
+        self._lock = anyio.Lock()
+
+    async def seal(self, manifests: dict[str, str]) -> None:
+        """Seal each manifest of *manifests* (key -> SHA-256 of its bytes) that no seal names yet."""
+        async with self._lock:
+            if self._stored is None:
+                self._stored = await read_seals(self._store, self._prefix, concurrency=self._concurrency)
+                self._chain = seal.check_chain(self._prefix, self._stored)
+                if not self._chain.seals:
+                    earlier = await self._manifests_before_seals()
+                    if set(earlier) - set(manifests):
+                        log.info("seal.earlier_manifests", manifests=len(set(earlier) - set(manifests)))
+                    manifests = {**earlier, **manifests}
+            while todo := self._unsealed(manifests):
+                number = self._chain.length + 1
+                raw = seal.Seal.new(number, todo, self._chain.head, self._clock.now()).to_bytes()
+                key = seal.seal_key(self._prefix, number)
+                try:
+                    await put_bytes(self._store, key, raw, "application/json")
+                except ObjectExists:  # another archiver sealed first: read its seals, take the next number
+                    self._stored |= await read_seals(
+                        self._store, self._prefix, concurrency=self._concurrency, after=self._chain.length
+                    )
+                    self._chain = seal.check_chain(self._prefix, self._stored)
+                    log.info("seal.number_taken", sequence=number)
+                    continue
+                self._stored[key] = raw
+                self._chain = seal.check_chain(self._prefix, self._stored)
+                log.info(
+                    "seal.written",
+                    key=key,
+                    sequence=number,
+                    manifests=len(todo),
+                    sha256=hashlib.sha256(raw).hexdigest(),
+                )
+
+    def _unsealed(self, manifests: dict[str, str]) -> dict[str, str]:
+        sealed = self._chain.sealed()
+        return {k: v for k, v in manifests.items() if all(digest != v for _, digest in sealed.get(k, []))}
+
+    async def _manifests_before_seals(self) -> dict[str, str]:
+        """Every manifest in the archive (the first seal covers the days closed before seals existed)."""
+        found: dict[str, str] = {}
+        limiter = anyio.CapacityLimiter(self._concurrency)
+
+        async def day_manifests(folder: str) -> None:
+            async with limiter:
+                async for key in self._store.list_keys(folder + "manifest-sha256"):
+                    found[key] = hashlib.sha256(await self._store.read(key, MANIFEST_LIMIT)).hexdigest()
+
+        async with anyio.create_task_group() as tg:
+            for day in await archive_days(self._store, self._prefix):
+                tg.start_soon(day_manifests, keys.day_prefix(self._prefix, day))
+        return found

@@ -1,0 +1,184 @@
+"""The seal chain: what anchors the archive outside any one object. Pure.
+
+When a day's manifest is written (a day closing, or an addendum), a *seal* records the
+manifest's SHA-256 and the SHA-256 of the seal before it, under ``{prefix}/seals/{N}.json``
+with N = 1, 2, 3, … in the order seals were written. Each seal is written create-only under the
+next free number, so two archivers closing days at once cannot fork the chain: the loser of a
+number takes the next one.
+
+The chain's *head* (its last seal's number and SHA-256) is what an operator records elsewhere
+(a ticket, an email, a second account). Rewriting any sealed manifest, consistently with the
+recordings and sidecars it lists, changes that manifest's digest; hiding it means rewriting its
+seal, which changes that seal's digest, and so every later seal up to the head. A head recorded
+elsewhere no longer matches, even on a bucket without Object Lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SCHEMA = "ccall-archiver/seal/v1"
+FOLDER = "seals"
+_NAME = re.compile(r"^(\d{8,})\.json$")
+
+
+def folder(prefix: str) -> str:
+    """Where the seals live: ``{prefix}/seals/``."""
+    return f"{prefix}/{FOLDER}/" if prefix else f"{FOLDER}/"
+
+
+def seal_key(prefix: str, sequence: int) -> str:
+    return f"{folder(prefix)}{sequence:08d}.json"
+
+
+def sequence_of(prefix: str, key: str) -> int | None:
+    """The number of the seal stored under *key*, or None when *key* is not a seal's."""
+    base = folder(prefix)
+    if not key.startswith(base):
+        return None
+    match = _NAME.match(key[len(base) :])
+    return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class Link:
+    """A seal's reference to another object: its key and the SHA-256 of its bytes."""
+
+    key: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Seal:
+    sequence: int
+    sealed_at: str
+    manifests: tuple[Link, ...]
+    previous: Link | None  # None for the first seal
+
+    def to_bytes(self) -> bytes:
+        doc: dict[str, Any] = {
+            "schema": SCHEMA,
+            "sequence": self.sequence,
+            "sealed_at": self.sealed_at,
+            "manifests": [{"key": m.key, "sha256": m.sha256} for m in self.manifests],
+            "previous": None if self.previous is None else {"key": self.previous.key, "sha256": self.previous.sha256},
+        }
+        return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+    @classmethod
+    def new(cls, sequence: int, manifests: dict[str, str], previous: Link | None, now: datetime) -> Seal:
+        return cls(
+            sequence=sequence,
+            sealed_at=now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            manifests=tuple(Link(k, v) for k, v in sorted(manifests.items())),
+            previous=previous,
+        )
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Seal:
+        """A seal from its bytes; ValueError saying what is wrong with them."""
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise ValueError("not valid JSON") from None
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise ValueError(f"not a {SCHEMA} document")
+        sequence, manifests, previous = doc.get("sequence"), doc.get("manifests"), doc.get("previous")
+        if not isinstance(sequence, int) or not isinstance(manifests, list):
+            raise ValueError("no sequence number or manifest list")
+        return cls(
+            sequence=sequence,
+            sealed_at=str(doc.get("sealed_at")),
+            manifests=tuple(_link(m) for m in manifests),
+            previous=None if previous is None else _link(previous),
+        )
+
+
+def _link(value: Any) -> Link:
+    if not isinstance(value, dict) or not isinstance(value.get("key"), str) or not isinstance(value.get("sha256"), str):
+        raise ValueError("a reference without key and sha256")
+    return Link(value["key"], value["sha256"])
+
+
+@dataclass
+class Chain:
+    """The seals of an archive as read, checked link by link (:func:`check_chain`)."""
+
+    seals: dict[int, tuple[Seal, str]] = field(default_factory=dict)  # sequence -> (seal, sha256 of its bytes)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (key, what is wrong)
+    prefix: str = ""
+
+    @property
+    def head(self) -> Link | None:
+        """The last seal: its key and digest (None for an archive with no seal yet)."""
+        if not self.seals:
+            return None
+        last = max(self.seals)
+        return Link(seal_key(self.prefix, last), self.seals[last][1])
+
+    @property
+    def length(self) -> int:
+        return max(self.seals, default=0)
+
+    def sealed(self) -> dict[str, list[tuple[int, str]]]:
+        """Every manifest a seal names: key -> [(seal number, the manifest's SHA-256 it states)]."""
+        out: dict[str, list[tuple[int, str]]] = {}
+        for sequence, (seal, _) in sorted(self.seals.items()):
+            for link in seal.manifests:
+                out.setdefault(link.key, []).append((sequence, link.sha256))
+        return out
+
+    def find(self, sha256: str) -> int | None:
+        """The number of the seal whose bytes have this SHA-256 (a head recorded elsewhere)."""
+        wanted = sha256.strip().lower()
+        return next((n for n, (_, digest) in self.seals.items() if digest == wanted), None)
+
+
+def check_chain(prefix: str, stored: Mapping[str, bytes | None]) -> Chain:
+    """Read and check the seals in *stored* (key -> bytes; None: listed but unreadable).
+
+    Each seal must parse, carry the number its key says, and name the seal before it with that
+    seal's key and the SHA-256 of its bytes; the numbers run from 1 without a gap.
+    """
+    chain = Chain(prefix=prefix)
+    for key, raw in sorted(stored.items()):
+        number = sequence_of(prefix, key)
+        if number is None:
+            chain.problems.append((key, "an object in the seals folder that is not a seal"))
+            continue
+        if raw is None:
+            chain.problems.append((key, "the seal cannot be read"))
+            continue
+        try:
+            seal = Seal.parse(raw)
+        except ValueError as exc:
+            chain.problems.append((key, f"the seal does not parse: {exc}"))
+            continue
+        if seal.sequence != number:
+            chain.problems.append((key, f"the seal says it is number {seal.sequence}"))
+            continue
+        chain.seals[number] = (seal, hashlib.sha256(raw).hexdigest())
+    for number in range(1, chain.length + 1):
+        key = seal_key(prefix, number)
+        if number not in chain.seals:
+            if not any(k == key for k, _ in chain.problems):
+                chain.problems.append((key, f"seal {number} is missing: the chain is broken there"))
+            continue
+        seal = chain.seals[number][0]
+        if number == 1:
+            if seal.previous is not None:
+                chain.problems.append((key, "the first seal names a previous one"))
+            continue
+        before = chain.seals.get(number - 1)
+        expected = Link(seal_key(prefix, number - 1), before[1]) if before else None
+        if seal.previous is None or (expected is not None and seal.previous != expected):
+            chain.problems.append(
+                (key, f"seal {number} does not name seal {number - 1} as it is now: a seal was rewritten")
+            )
+    return chain
