@@ -37,7 +37,7 @@ log = structlog.get_logger("archiver.cli")
 
 
 def verify(args: argparse.Namespace) -> int:
-    configs = setup(args, quiet=not args.json and sys.stderr.isatty())
+    configs = setup(args, quiet=not args.json and sys.stderr.isatty(), read_only=True)
     if not 0 <= args.sample <= 100:
         raise ConfigError([f"At '--sample': a percentage from 0 to 100 (got {args.sample})"], source="the command line")
     seed = random.SystemRandom().randrange(1 << 32)
@@ -59,7 +59,9 @@ def verify(args: argparse.Namespace) -> int:
                 )
                 if nightly:
                     return await _nightly(config, store, verifier, recent=args.recent, older=args.older)
-                return await verifier.verify(chosen, deep=args.deep, sample_percent=args.sample)
+                return await verifier.verify(
+                    chosen, deep=args.deep, sample_percent=args.sample, recorded_seals=tuple(args.recorded_seal)
+                )
             finally:
                 await store.aclose()
 

@@ -14,10 +14,17 @@ from archiver.errors import ConfigError
 from archiver.service import logs
 
 
-def setup(args: argparse.Namespace, *, stream: logs.LogStream | None = None, quiet: bool = False) -> tuple[Config, ...]:
+def setup(
+    args: argparse.Namespace,
+    *,
+    stream: logs.LogStream | None = None,
+    quiet: bool = False,
+    read_only: bool = False,
+) -> tuple[Config, ...]:
     """Load the configuration (the sources ``--source`` picks, else all) and set up logging
-    (*quiet*: warnings only, unless --log-level says)."""
-    configs = pick(load_configs(args.config), getattr(args, "source", None))
+    (*quiet*: warnings only, unless --log-level says). *read_only*: the command reads the bucket
+    alone, so the PBX's credentials are neither needed nor read."""
+    configs = pick(load_configs(args.config, read_only=read_only), getattr(args, "source", None))
     json_lines = {"auto": None, "json": True, "console": False}[args.log_format]
     level = args.log_level or ("warning" if quiet else "info")
     secrets = tuple(secret for config in configs for secret in config.secrets())

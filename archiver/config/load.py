@@ -8,6 +8,7 @@ puts them under ``$CREDENTIALS_DIRECTORY``).
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import re
@@ -26,8 +27,15 @@ _SECRET_KEYS = frozenset({*_FILE_SECRETS, "ping_url"})  # values never echoed in
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")  # $$, ${VAR}, ${VAR:-default}
 
 
-def load_configs(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Config, ...]:
-    """Read *path*: one Config per source. Raises ConfigError listing every problem, each naming its key."""
+def load_configs(
+    path: Path, environ: Mapping[str, str] | None = None, *, read_only: bool = False
+) -> tuple[Config, ...]:
+    """Read *path*: one Config per source. Raises ConfigError listing every problem, each naming its key.
+
+    *read_only*: for the commands that read the bucket alone (``find``, ``show``, ``export``,
+    ``browse``, ``verify``): the PBX's credentials are not read and may be absent, and so may
+    the whole ``source:`` section (its ``timezone`` still says how dates are read).
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -41,7 +49,11 @@ def load_configs(path: Path, environ: Mapping[str, str] | None = None) -> tuple[
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"], source=str(path)) from None
     return parse_configs(
-        data, environ=os.environ if environ is None else environ, source=str(path), base_dir=path.parent
+        data,
+        environ=os.environ if environ is None else environ,
+        source=str(path),
+        base_dir=path.parent,
+        read_only=read_only,
     )
 
 
@@ -73,11 +85,14 @@ def parse_configs(
     environ: Mapping[str, str],
     source: str = "configuration",
     base_dir: Path | None = None,
+    read_only: bool = False,
 ) -> tuple[Config, ...]:
     """Validate an already-parsed YAML document; see :func:`load_configs`."""
     if not isinstance(data, dict):
         raise ConfigError(["the file must be a mapping with source: and storage: sections"], source=source)
     problems: list[str] = []
+    if read_only:
+        data = _without_credentials(data)
     expanded = _expand(data, environ, (), problems)
     assert isinstance(expanded, dict)
     _read_secret_files(expanded, problems)
@@ -121,13 +136,31 @@ def _expand(node: Any, environ: Mapping[str, str], path: tuple[str | int, ...], 
     return _VAR.sub(substitute, node)
 
 
-def _read_secret_files(data: dict[str, Any], problems: list[str]) -> None:
+def _source_sections(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``source:`` and each item of ``sources:`` that is a mapping, with where it is."""
     sections = [("source", data.get("source"))]
     if isinstance(data.get("sources"), list):
         sections += [(f"sources[{i}]", item) for i, item in enumerate(data["sources"])]
-    for where, section in sections:
-        if isinstance(section, dict):
-            _read_secret_file(where, section, problems)
+    return [(where, section) for where, section in sections if isinstance(section, dict)]
+
+
+def _without_credentials(data: dict[str, Any]) -> dict[str, Any]:
+    """*data* for a command that never calls the PBX: its credentials (values, files, ``${VAR}``s
+    that may be unset where the auditor works) are replaced by empty ones, never read, and a file
+    without ``source:`` gets the defaults (only the time zone matters then)."""
+    data = copy.deepcopy(data)
+    if "source" not in data and "sources" not in data:
+        data["source"] = {}
+    for _, section in _source_sections(data):
+        for name in _FILE_SECRETS:
+            section.pop(f"{name}_file", None)
+            section[name] = ""
+    return data
+
+
+def _read_secret_files(data: dict[str, Any], problems: list[str]) -> None:
+    for where, section in _source_sections(data):
+        _read_secret_file(where, section, problems)
 
 
 def _read_secret_file(where: str, section: dict[str, Any], problems: list[str]) -> None:

@@ -46,6 +46,9 @@ class SourceConfig(_Model):
     page_size: int = Field(default=100, ge=1, le=1000)
     allowed_recording_hosts: tuple[str, ...] = ()
     request_timeout: Duration = timedelta(seconds=30)
+    # The country calling code of the PBX's own numbers: `find --number +84 986…` matches the
+    # 0986… the PBX stores.
+    country_code: str = Field(default="84", pattern=r"^[1-9][0-9]{0,2}$")
 
     @field_validator("base_url")
     @classmethod
@@ -324,7 +327,7 @@ class Config(_Sections):
         found = [self.source.api_key.get_secret_value(), self.source.api_secret.get_secret_value()]
         if self.poll.ping_url:
             found.append(self.poll.ping_url)
-        return tuple(found)
+        return tuple(secret for secret in found if secret)  # a read-only command's are empty
 
 
 class ConfigFile(_Sections):

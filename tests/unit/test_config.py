@@ -261,3 +261,23 @@ def problems_all(data: object) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         parse_configs(data, environ={})
     return caught.value.problems
+
+
+def test_a_read_only_command_needs_no_pbx_credentials_and_no_source_section(tmp_path: Path) -> None:
+    """find, show, export, browse and verify: storage settings alone, unset ${VAR}s and unreadable secret files ignored."""
+    alone = parse_configs({"storage": {"url": "file:///srv/archive"}}, environ={}, read_only=True)
+    assert alone[0].source.timezone == "Asia/Ho_Chi_Minh"
+    assert alone[0].secrets() == ()
+    raw = {
+        "source": {"api_key": "${UNSET_KEY}", "api_secret_file": str(tmp_path / "absent"), "timezone": "UTC"},
+        "storage": {"url": "file:///srv/archive"},
+    }
+    [config] = parse_configs(raw, environ={}, read_only=True)
+    assert config.source.timezone == "UTC"
+    with pytest.raises(ConfigError) as raised:  # the archiving commands still need them, and say which
+        parse_configs(raw, environ={})
+    assert any("UNSET_KEY" in p for p in raised.value.problems)
+    assert any("api_secret_file" in p for p in raised.value.problems)
+    with pytest.raises(ConfigError) as raised:
+        parse_configs({"storage": {"url": "file:///srv/archive"}}, environ={})
+    assert any("source" in p for p in raised.value.problems)
