@@ -145,6 +145,14 @@ class ObjectExists(CallError):
         self.key = key
 
 
+class ObjectMissing(CallError):
+    """A read found no object under its key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no object {key!r} in the archive")
+        self.key = key
+
+
 class ArchiveConflict(CallError):
     """The bucket holds other bytes under this call's key; nothing was overwritten."""
 

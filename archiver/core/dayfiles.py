@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from archiver.core import numbers
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _NAME = re.compile(r"^(manifest-sha256|calls|index)(?:\.(\d+))?\.(txt|csv|html)$")
 CSV_COLUMNS = (  # CallEntry's fields of the same names
     "call_id",
@@ -82,6 +85,35 @@ class CallEntry:
             size=rec.get("size"),
             sha256=rec.get("sha256"),
             revision=revision if isinstance(revision := doc.get("revision"), int) else 1,
+        )
+
+    @classmethod
+    def from_csv_row(cls, row: dict[str, str]) -> CallEntry:
+        """An entry as a ``calls.csv`` row states it (see :func:`parse_calls_csv`); the CSV holds
+        no sidecar digest, so ``sidecar_sha256`` is empty."""
+
+        def number(name: str, kind: type[int] | type[float]) -> Any:
+            try:
+                return kind(row[name]) if row.get(name) else None
+            except ValueError:
+                return None
+
+        text = {name: (row.get(name) or None) for name in CSV_COLUMNS}
+        return cls(
+            call_id=row.get("call_id") or "",
+            sidecar_sha256="",
+            start_local=text["start_local"],
+            direction=text["direction"],
+            source=text["source"],
+            destination=text["destination"],
+            cid_name=text["cid_name"],
+            duration_seconds=number("duration_seconds", float),
+            hangup_cause=text["hangup_cause"],
+            recording_status=text["recording_status"],
+            recording_key=text["recording_key"],
+            size=number("size", int),
+            sha256=text["sha256"],
+            revision=number("revision", int) or 1,
         )
 
     @classmethod
@@ -153,32 +185,85 @@ def manifest(entries: list[CallEntry]) -> bytes:
     return "".join(f"{digest}  {name}\n" for name, digest in sorted(lines)).encode()
 
 
+_NUMBER_COLUMNS = frozenset({"source", "destination"})
+
+
 def calls_csv(entries: list[CallEntry]) -> bytes:
+    """The CSV of *entries*, for spreadsheets: UTF-8 with a BOM, phone numbers kept as text."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for entry in sorted(entries, key=lambda e: e.start):
-        writer.writerow([_csv_safe(v) for v in entry.csv_row()])
+        writer.writerow([csv_cell(column, v) for column, v in zip(CSV_COLUMNS, entry.csv_row(), strict=True)])
     return out.getvalue().encode("utf-8-sig")  # the BOM makes spreadsheet programs read UTF-8
 
 
+def csv_cell(column: str, value: Any) -> Any:
+    """A value as a spreadsheet must see it.
+
+    A phone number a spreadsheet would take for a number (``0986123456``: the zero dropped;
+    ``+84986…``: a formula) is written ``="0986123456"``, which Excel, LibreOffice and Google
+    Sheets show as that text; other text that starts like a formula gets a ``'`` (CSV injection
+    from CDR text). :func:`parse_calls_csv` undoes both.
+    """
+    if isinstance(value, str) and column in _NUMBER_COLUMNS and numbers.looks_numeric(value):
+        return f'="{value}"'
+    if isinstance(value, str) and value[:1] in _FORMULA_STARTS:
+        return "'" + value
+    return value
+
+
+def parse_calls_csv(data: bytes) -> list[dict[str, str]]:
+    """The rows of a ``calls.csv`` (any version of it), their cells as they were before
+    :func:`csv_cell` protected them. Raises ValueError when it is not such a CSV."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames or "call_id" not in reader.fieldnames:
+        raise ValueError("no call_id column")
+    rows = []
+    for row in reader:
+        rows.append({k: _plain_cell(v or "") for k, v in row.items() if isinstance(k, str)})
+    return rows
+
+
+def _plain_cell(cell: str) -> str:
+    if cell.startswith('="') and cell.endswith('"') and len(cell) >= 3:
+        return cell[2:-1].replace('""', '"')
+    if cell[:1] == "'" and cell[1:2] in _FORMULA_STARTS:
+        return cell[1:]
+    return cell
+
+
 def index_html(day: date, entries: list[CallEntry], *, number: int = 1) -> bytes:
+    """The day's page: every call with its metadata, its recording's SHA-256 and a player.
+
+    An addendum's page links the pages before it; every page names the addendum that would
+    follow it (files are never rewritten, so a page cannot list what came after it).
+    """
     title = f"Calls of {day.isoformat()}" + (f" (addendum {number})" if number > 1 else "")
     rows = []
     for entry in sorted(entries, key=lambda e: e.start):
         shown = entry.csv_row()[1:9]  # start to hangup cause, and the outcome
-        cells = "".join(f"<td>{html.escape(str(v if v is not None else ''))}</td>" for v in shown)
+        cells = "".join(f"<td>{_h(v)}</td>" for v in shown)
         audio = entry.audio_name
-        player = (
-            f'<audio controls preload="none" src="{html.escape(audio)}"></audio>'
-            if audio
-            else html.escape(str(entry.recording_status or ""))
-        )
+        player = f'<audio controls preload="none" src="{_h(audio)}"></audio>' if audio else ""
+        digest = f'<code class="sha">{_h(entry.audio_sha256)}</code>' if audio else ""
+        revision = f" (revision {entry.revision})" if entry.revision > 1 else ""
         rows.append(
-            f'<tr id="{html.escape(entry.call_id)}"><td><a href="{html.escape(entry.sidecar_name)}">'
-            f"{html.escape(entry.call_id)}</a></td>{cells}<td>{player}</td></tr>"
+            f'<tr id="{_h(entry.call_id)}"><td><a href="{_h(entry.sidecar_name)}">'
+            f"{_h(entry.call_id)}</a>{revision}</td>{cells}<td>{digest}</td><td>{player}</td></tr>"
         )
     body = "\n".join(rows)
+    manifest_name, csv_name, _ = file_names(number)
+    earlier = ", ".join(
+        f'<a href="{_h(file_names(n)[2])}">{"the first page" if n == 1 else f"addendum {n}"}</a>'
+        for n in range(1, number)
+    )
+    earlier_line = f"<p>Earlier calls of this day: {earlier}.</p>\n" if earlier else ""
+    later = file_names(number + 1)[2]
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -189,16 +274,21 @@ def index_html(day: date, entries: list[CallEntry], *, number: int = 1) -> bytes
 body {{ font-family: system-ui, sans-serif; margin: 1.5em; }}
 table {{ border-collapse: collapse; }}
 td, th {{ border-bottom: 1px solid #ddd; padding: 0.3em 0.6em; text-align: left; font-size: 0.9em; }}
+code.sha {{ font-size: 0.75em; word-break: break-all; }}
 audio {{ height: 2em; }}
 </style>
 </head>
 <body>
 <h1>{title}</h1>
-<p>{len(entries)} calls. Each recording's SHA-256 is in <code>manifest-sha256.txt</code>
-(<code>sha256sum -c manifest-sha256.txt</code> checks them) and in the call's <code>.json</code>.</p>
+<p>{len(entries)} calls. The SHA-256 shown for each recording is also in
+<a href="{manifest_name}"><code>{manifest_name}</code></a> (<code>sha256sum -c {manifest_name}</code>
+checks every file of this page) and in the call's <code>.json</code>; the same rows are in
+<a href="{csv_name}"><code>{csv_name}</code></a>.</p>
+{earlier_line}<p>Calls that reached the archive after this page was written are on
+<a href="{later}"><code>{later}</code></a>, if that page exists.</p>
 <table>
 <thead><tr><th>call</th><th>start</th><th>direction</th><th>from</th><th>to</th><th>name</th>
-<th>seconds</th><th>hangup cause</th><th>recording</th><th>listen</th></tr></thead>
+<th>seconds</th><th>hangup cause</th><th>recording</th><th>SHA-256</th><th>listen</th></tr></thead>
 <tbody>
 {body}
 </tbody>
@@ -209,13 +299,10 @@ audio {{ height: 2em; }}
     return page.encode("utf-8")
 
 
+def _h(value: Any) -> str:
+    return html.escape(str(value if value is not None else ""))
+
+
 def mapping(value: Any) -> dict[str, Any]:
     """*value* if it is a JSON object, else an empty one (sidecars are read defensively)."""
     return value if isinstance(value, dict) else {}
-
-
-def _csv_safe(value: Any) -> Any:
-    """Neutralise cells a spreadsheet would run as a formula (CSV injection from CDR text)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value

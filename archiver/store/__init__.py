@@ -74,6 +74,13 @@ class Store(Protocol):
         """``(size, sha256)`` of the object, computed by reading every byte."""
         ...
 
+    def stream(self, key: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """The object's bytes from *start* up to *end* (exclusive; None: its end), in chunks.
+
+        Raises ObjectMissing when there is no such object.
+        """
+        ...
+
     def list_keys(self, prefix: str) -> AsyncIterator[str]:
         """Every key that starts with *prefix*, in lexical order."""
         ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import os
 import tempfile
 import time
@@ -21,7 +22,14 @@ from typing import IO
 import anyio.to_thread
 import structlog
 
-from archiver.errors import ArchiveConflict, CallError, ObjectExists, StoreAccessError, StoreUnavailable
+from archiver.errors import (
+    ArchiveConflict,
+    CallError,
+    ObjectExists,
+    ObjectMissing,
+    StoreAccessError,
+    StoreUnavailable,
+)
 from archiver.store import ObjectInfo, VersionAudit
 
 log = structlog.get_logger("archiver.store")
@@ -118,7 +126,10 @@ class LocalStore:
                 raise CallError(f"{key} is larger than {max_bytes} bytes")
             return data
 
-        data = await self._run(read)
+        try:
+            data = await self._run(read)
+        except FileNotFoundError:
+            raise ObjectMissing(key) from None
         assert isinstance(data, bytes)
         return data
 
@@ -133,9 +144,33 @@ class LocalStore:
                     size += len(chunk)
             return size, hasher.digest()
 
-        result = await self._run(digest)
+        try:
+            result = await self._run(digest)
+        except FileNotFoundError:
+            raise ObjectMissing(key) from None
         assert isinstance(result, tuple)
         return result
+
+    async def stream(self, key: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        try:
+            f = await self._run(path.open, "rb")
+        except FileNotFoundError:
+            raise ObjectMissing(key) from None
+        assert isinstance(f, io.BufferedReader)
+        try:
+            f.seek(start)
+            left = None if end is None else max(0, end - start)
+            while left is None or left > 0:
+                chunk = await self._run(f.read, _CHUNK if left is None else min(_CHUNK, left))
+                assert isinstance(chunk, bytes)
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
+        finally:
+            f.close()
 
     async def list_keys(self, prefix: str) -> AsyncIterator[str]:
         def walk() -> list[str]:

@@ -242,6 +242,20 @@ class S3Store:
 
         return await self._call(digest, key)
 
+    async def stream(self, key: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if start or end is not None:
+            request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        if end is not None and end <= start:
+            return
+        body = (await self._call(lambda: self._client.get_object(**request), key))["Body"]
+        chunks = body.iter_chunks(_READ_CHUNK)
+        try:
+            while chunk := await self._call(lambda: next(chunks, b""), key):
+                yield chunk
+        finally:
+            body.close()
+
     async def delete(self, key: str) -> None:
         await self._bucket.delete(key)
 

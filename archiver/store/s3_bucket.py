@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio.to_thread
 import botocore.exceptions
 
-from archiver.errors import ObjectExists, StoreAccessError, StoreUnavailable
+from archiver.errors import ObjectExists, ObjectMissing, StoreAccessError, StoreUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -105,6 +105,8 @@ class S3Bucket:
         what = f"{self.description}{f' key {key!r}' if key else ''}"
         if code == "PreconditionFailed" or status == 412:
             return ObjectExists(key or "")
+        if code in NOT_FOUND_CODES and key:
+            return ObjectMissing(key)
         if code == "NoSuchBucket":
             return StoreAccessError(f"bucket {self.name!r} does not exist ({self.description})")
         if code in _ACCESS_CODES or status == 403:
