@@ -89,7 +89,7 @@ def _tour(archive: Path, out: TextIO) -> None:
     sample: Path | None = None
     for path in sorted(archive.rglob("*")):
         if path.is_file():
-            day = "/".join(path.relative_to(archive).parts[:3])
+            day = "/".join(path.relative_to(archive).parts[:-1])
             days[f"{day} {path.suffix}"] += 1
             sizes += path.stat().st_size
             if path.suffix == ".wav" and sample is None:
@@ -112,3 +112,15 @@ def _tour(archive: Path, out: TextIO) -> None:
         if (folder / "manifest-sha256.txt").exists():
             print(f"\nthe day, for auditors: open {folder / 'index.html'} in a browser (a player per call),", file=out)
             print(f"  or check it all: cd {folder} && sha256sum -c manifest-sha256.txt", file=out)
+        config = archive.parent / "config.yaml"
+        print("\nas an auditor (these read the archive only):", file=out)
+        print(f"  archiver find -c {config} --number '{_international(doc['cdr'].get('source'))}'", file=out)
+        print(f"  archiver show -c {config} {doc['call_id']}", file=out)
+        print(f"  archiver export -c {config} {doc['call_id']} --out evidence.zip", file=out)
+        print(f"  archiver browse -c {config}      # then open http://127.0.0.1:8080/", file=out)
+
+
+def _international(number: object) -> str:
+    """A national number (0986…) as an auditor may be given it: +84 986…"""
+    text = str(number or "")
+    return f"+84 {text[1:]}" if text.startswith("0") and text[1:].isdigit() else text

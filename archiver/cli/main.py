@@ -103,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DAYS",
         help="with --recent: also re-hash DAYS earlier days, a different run of them each night",
     )
+    verify.add_argument(
+        "--recorded-seal",
+        action="append",
+        default=[],
+        metavar="SHA256",
+        help="a seal digest recorded elsewhere (a head an earlier verify printed): it must still be in the chain",
+    )
     verify.add_argument("--json", action="store_true", help="print the report as one JSON document")
     reconcile = command(
         "reconcile", _lazy("audit", "reconcile"), "compare the calls the API lists with the archive, both ways"
@@ -125,6 +132,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     rearchive.add_argument("--call", action="append", default=[], metavar="ID", help="only this call (repeatable)")
     rearchive.add_argument("--dry-run", action="store_true", help="list the calls it would read again; write nothing")
+    find = command("find", _lazy("lookup", "find"), "find calls in the archive by number, extension, time or outcome")
+    find.add_argument("--number", metavar="N", help="source or destination, in any form: +84 986…, 84986…, 0986…")
+    find.add_argument("--extension", metavar="E", help="an extension, as source or destination")
+    find.add_argument("--direction", choices=("inbound", "outbound", "local"))
+    find.add_argument(
+        "--status", metavar="LIST", help="recording outcomes: archived, none, missing, rejected, superseded"
+    )
+    find.add_argument("--since", metavar="DATE", help="calls started from then (default: the whole archive)")
+    find.add_argument("--until", metavar="DATE", help="calls started before then; default now")
+    find.add_argument(
+        "--sip-call-id", metavar="ID", help="ask the PBX for this SIP Call-ID, and say where the archive holds it"
+    )
+    found_as = find.add_mutually_exclusive_group()
+    found_as.add_argument("--json", action="store_true", help="print a JSON list")
+    found_as.add_argument("--csv", action="store_true", help="print CSV, numbers kept as text for spreadsheets")
+    show = command("show", _lazy("lookup", "show"), "one call: its records, recordings, manifests and seals, checked")
+    show.add_argument("call_id", metavar="CALL_ID")
+    show.add_argument("--json", action="store_true", help="print one JSON document")
+    export = command(
+        "export", _lazy("lookup", "export"), "write an evidence bundle (zip) of calls, with how to check each file"
+    )
+    export.add_argument("call_ids", nargs="+", metavar="CALL_ID")
+    export.add_argument("--out", type=Path, required=True, metavar="FILE.zip")
+    browse = command("browse", _lazy("browse", "browse"), "a read-only web UI over the archive, for auditors")
+    browse.add_argument(
+        "--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="default 127.0.0.1:8080 (this machine only)"
+    )
     command("check", _lazy("check", "check"), "check the configuration, the API credentials and the bucket")
     status = command("status", _lazy("audit", "status"), "show the daemon's progress from its ledger (no network)")
     status.add_argument("--json", action="store_true", help="print one JSON document")

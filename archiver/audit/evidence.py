@@ -1,0 +1,204 @@
+"""One call's evidence: every record and recording, checked against each other, the day's
+manifests and the seal chain (``show``), and the bundle that hands it over (``export``).
+
+The check reads every stored byte of the call: a recording's SHA-256 is computed from the
+bytes, never taken from the store's metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from archiver import __version__
+from archiver.audit.catalog import CallFiles
+from archiver.core import dayfiles, seal
+from archiver.errors import CallError
+from archiver.store import Store
+from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record of the call (its first, or a revision), as stored."""
+
+    revision: int
+    key: str
+    sha256: str  # of the sidecar's bytes
+    status: str | None
+    recording_key: str | None
+    size: int | None
+    recording_sha256: str | None
+    archived_at: str | None
+    reason: str | None = None
+    supersedes: str | None = None
+    supersedes_call: str | None = None
+    superseded_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One audio object of the call: what its record states, and what its bytes are."""
+
+    key: str
+    size: int
+    sha256: str
+    stated_size: int | None
+    stated_sha256: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.size == self.stated_size and self.sha256 == self.stated_sha256
+
+
+@dataclass(frozen=True)
+class ManifestLine:
+    """A line of a day manifest that names one of the call's files."""
+
+    manifest: str  # its key
+    manifest_sha256: str
+    name: str
+    sha256: str
+    sealed_by: tuple[int, ...]  # the seals that name this manifest with the digest its bytes have
+
+
+@dataclass
+class Evidence:
+    call_id: str
+    day: str
+    records: list[Record] = field(default_factory=list)
+    recordings: list[Recording] = field(default_factory=list)
+    manifest_lines: list[ManifestLine] = field(default_factory=list)
+    seal_head: seal.Link | None = None
+    problems: list[str] = field(default_factory=list)
+    not_in_a_manifest: list[str] = field(default_factory=list)  # the day's next set will list them
+    entry: dayfiles.CallEntry | None = None  # what the current record says of the call
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def current(self) -> Record | None:
+        return self.records[-1] if self.records else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "day": self.day,
+            "verified": self.ok,
+            "problems": self.problems,
+            "current_revision": self.current.revision if self.current else None,
+            "call": None if self.entry is None else {c: getattr(self.entry, c) for c in dayfiles.CSV_COLUMNS},
+            "records": [asdict(r) for r in self.records],
+            "recordings": [asdict(r) | {"ok": r.ok} for r in self.recordings],
+            "manifest_lines": [asdict(m) for m in self.manifest_lines],
+            "not_in_a_manifest": self.not_in_a_manifest,
+            "seal_head": None if self.seal_head is None else asdict(self.seal_head),
+            "archiver": {"version": __version__},
+        }
+
+
+async def examine(
+    store: Store,
+    files: CallFiles,
+    chain: seal.Chain,
+    *,
+    digests: dict[str, tuple[int, str]] | None = None,
+) -> Evidence:
+    """Check everything the archive holds of one call.
+
+    *digests*: (size, SHA-256) of audio objects already read (``export`` hashes them as it
+    copies them); the others are read here.
+    """
+    evidence = Evidence(files.call_id, files.day.isoformat(), seal_head=chain.head)
+    own: dict[str, str] = {}  # file name -> SHA-256 of its bytes now
+    stated: dict[str, tuple[int | None, str | None]] = {}  # audio key -> what a record says of it
+    for revision, key in files.records.items():
+        try:
+            raw = await store.read(key, SIDECAR_LIMIT)
+            doc = json.loads(raw)
+        except (CallError, ValueError) as exc:
+            evidence.problems.append(f"record {revision} ({key}) cannot be read: {exc}")
+            continue
+        record = _record(revision, key, raw, dayfiles.mapping(doc))
+        evidence.records.append(record)
+        evidence.entry = dayfiles.CallEntry.from_sidecar(files.call_id, raw)
+        own[key.rsplit("/", 1)[-1]] = record.sha256
+        if record.status == "archived" and record.recording_key:
+            stated[record.recording_key] = (record.size, record.recording_sha256)
+        if doc.get("call_id") != files.call_id:
+            evidence.problems.append(f"record {revision} ({key}) is not this call's")
+    for key in sorted(set(files.audio) | set(stated)):
+        if key not in files.audio:
+            evidence.problems.append(f"the recording {key} that a record names is not in the archive")
+            continue
+        size, digest = (digests or {}).get(key) or await _digest(store, key)
+        size_stated, sha_stated = stated.get(key, (None, None))
+        recording = Recording(key, size, digest, size_stated, sha_stated)
+        evidence.recordings.append(recording)
+        own[key.rsplit("/", 1)[-1]] = digest
+        if key not in stated:
+            evidence.problems.append(f"the recording {key} is named by no record of the call")
+        elif not recording.ok:
+            evidence.problems.append(f"the recording {key} is not what its record states: its bytes changed")
+    await _check_manifests(store, files, chain, own, evidence)
+    if chain.problems:
+        evidence.problems.append(f"the seal chain has {len(chain.problems)} problem(s); `archiver verify` names them")
+    return evidence
+
+
+async def _check_manifests(
+    store: Store, files: CallFiles, chain: seal.Chain, own: dict[str, str], evidence: Evidence
+) -> None:
+    listed: set[str] = set()
+    sealed = chain.sealed()
+    for number, key in files.listing.manifests.items():
+        raw = await store.read(key, MANIFEST_LIMIT)
+        digest = hashlib.sha256(raw).hexdigest()
+        try:
+            lines = dayfiles.parse_manifest(raw.decode())
+        except (ValueError, UnicodeDecodeError) as exc:
+            evidence.problems.append(f"manifest {number} ({key}) does not parse: {exc}")
+            continue
+        mine = {name: sha for name, sha in lines.items() if name in own}
+        if not mine:
+            continue
+        by = tuple(n for n, stated in sealed.get(key, []) if stated == digest)
+        if not by:
+            evidence.problems.append(f"manifest {number} ({key}) is in no seal, or changed after it was sealed")
+        for name, sha in sorted(mine.items()):
+            listed.add(name)
+            evidence.manifest_lines.append(ManifestLine(key, digest, name, sha, by))
+            if sha != own[name]:
+                evidence.problems.append(f"manifest {number} gives {name} another SHA-256 than its bytes have")
+    evidence.not_in_a_manifest = sorted(set(own) - listed)
+
+
+def _record(revision: int, key: str, raw: bytes, doc: dict[str, Any]) -> Record:
+    rec = dayfiles.mapping(doc.get("recording"))
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) else None
+
+    return Record(
+        revision=revision,
+        key=key,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        status=text(rec.get("status")),
+        recording_key=text(rec.get("key")),
+        size=rec.get("size") if isinstance(rec.get("size"), int) else None,
+        recording_sha256=text(rec.get("sha256")),
+        archived_at=text(doc.get("archived_at")),
+        reason=text(doc.get("reason")),
+        supersedes=text(doc.get("supersedes")),
+        supersedes_call=text(doc.get("supersedes_call")),
+        superseded_by=text(rec.get("superseded_by")),
+    )
+
+
+async def _digest(store: Store, key: str) -> tuple[int, str]:
+    size, digest = await store.digest(key)
+    return size, digest.hex()

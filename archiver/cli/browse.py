@@ -1,0 +1,60 @@
+"""``archiver browse``: serve the read-only web UI over one source's archive until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+import anyio
+
+from archiver.cli.common import setup
+from archiver.cli.lookup import only_config
+from archiver.compose.stores import make_store
+from archiver.errors import EXIT_OK, ConfigError
+from archiver.service.browse import Browser, serve
+
+
+def browse(args: argparse.Namespace) -> int:
+    config = only_config(setup(args, read_only=True))
+    host, sep, port_text = args.listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise ConfigError(
+            [f"At '--listen': must be host:port, like 127.0.0.1:8080 (got {args.listen!r})"], source="the command line"
+        )
+
+    def ready(url: str) -> None:
+        print(f"archive browser on {url}  (read-only; Ctrl-C stops)", flush=True)
+
+    async def go() -> None:
+        store = make_store(config)
+        try:
+            browser = Browser(
+                store,
+                config.storage.prefix,
+                config.source.tz,
+                country_code=config.source.country_code,
+                concurrency=config.download.concurrency,
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_stop_on_signal, tg.cancel_scope)
+                try:
+                    await serve(browser, host, int(port_text), ready)
+                except OSError as exc:
+                    raise ConfigError(
+                        [f"At '--listen': cannot listen on {args.listen}: {exc.strerror}"], source="the command line"
+                    ) from None
+        finally:
+            await store.aclose()
+
+    anyio.run(go)
+    print("archive browser stopped", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return

@@ -1,0 +1,182 @@
+"""The pages ``archiver browse`` serves: plain HTML, no script, nothing from elsewhere. Pure."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from archiver.audit.catalog import STATUSES, Found
+from archiver.audit.evidence import Evidence
+from archiver.core import seal
+
+CSP = "default-src 'none'; media-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+td, th { border-bottom: 1px solid #ddd; padding: 0.3em 0.6em; text-align: left; font-size: 0.9em; vertical-align: top; }
+code { font-size: 0.85em; word-break: break-all; }
+form label { margin-right: 0.8em; }
+.ok { color: #176b2c; font-weight: bold; } .bad { color: #a11; font-weight: bold; }
+nav a { margin-right: 1em; }
+"""
+
+
+def h(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def page(title: str, body: str) -> bytes:
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="referrer" content="no-referrer">
+<title>{h(title)}</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<nav><a href="/">Search</a><a href="/days">Days</a></nav>
+<h1>{h(title)}</h1>
+{body}
+</body>
+</html>
+""".encode()
+
+
+def search_form(params: dict[str, str]) -> str:
+    def field(name: str, label: str, placeholder: str = "") -> str:
+        return (
+            f'<label>{h(label)} <input name="{name}" value="{h(params.get(name, ""))}" '
+            f'placeholder="{h(placeholder)}"></label>'
+        )
+
+    def choice(name: str, label: str, options: Iterable[str]) -> str:
+        chosen = params.get(name, "")
+        items = "".join(
+            f'<option value="{h(o)}"{" selected" if o == chosen else ""}>{h(o or "any")}</option>'
+            for o in ("", *options)
+        )
+        return f'<label>{h(label)} <select name="{name}">{items}</select></label>'
+
+    return (
+        '<form method="get" action="/">'
+        + field("number", "Number", "+84 986 123 456")
+        + field("extension", "Extension", "101")
+        + choice("direction", "Direction", ("inbound", "outbound", "local"))
+        + choice("status", "Recording", STATUSES)
+        + field("since", "From", "2026-03-12 09:00")
+        + field("until", "Until", "2026-03-12 11:00")
+        + ' <button type="submit">Find</button></form>'
+    )
+
+
+def call_rows(found: list[Found]) -> str:
+    rows = []
+    for f in found:
+        e = f.entry
+        link = f"/calls/{quote(e.call_id)}?{urlencode({'day': f.day.isoformat()})}"
+        seconds = "" if e.duration_seconds is None else f"{e.duration_seconds:g}"
+        rows.append(
+            f'<tr><td><a href="{h(link)}">{h(e.start.replace("T", " ")[:19] or e.call_id)}</a></td>'
+            f"<td>{h(e.direction)}</td><td>{h(e.source)}</td><td>{h(e.destination)}</td><td>{h(e.cid_name)}</td>"
+            f"<td>{h(seconds)}</td><td>{h(e.recording_status)}</td><td><code>{h(e.call_id)}</code></td></tr>"
+        )
+    head = (
+        "<tr><th>start</th><th>direction</th><th>from</th><th>to</th><th>name</th><th>seconds</th>"
+        "<th>recording</th><th>call id</th></tr>"
+    )
+    table = f'<table class="calls"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+    return f'<p class="count">{len(found)} call(s)</p>{table}'
+
+
+def days_page(days: list[date]) -> bytes:
+    items = "".join(f'<li><a href="/days/{d.isoformat()}">{d.isoformat()}</a></li>' for d in reversed(days))
+    return page("Days in the archive", f"<p>{len(days)} day(s), newest first.</p><ul>{items}</ul>")
+
+
+def day_page(day: date, found: list[Found], manifests: list[tuple[str, str, tuple[int, ...]]]) -> bytes:
+    lines = "".join(
+        f"<li><code>{h(key)}</code> sha256 <code>{h(digest)}</code> "
+        + (f"sealed by seal {h(', '.join(map(str, by)))}" if by else '<span class="bad">not sealed</span>')
+        + "</li>"
+        for key, digest, by in manifests
+    )
+    closed = f"<ul>{lines}</ul>" if manifests else "<p>The day is not closed yet: no manifest.</p>"
+    return page(f"Calls of {day.isoformat()}", f"<h2>Manifests</h2>{closed}<h2>Calls</h2>{call_rows(found)}")
+
+
+def call_page(evidence: Evidence, audio_url: str | None, head: seal.Link | None) -> bytes:
+    e = evidence.entry
+    verdict = (
+        '<p class="verdict ok">Verified now: every stored byte of this call matches its record, '
+        "its manifest and the seals.</p>"
+        if evidence.ok
+        else '<p class="verdict bad">NOT verified:</p><ul>'
+        + "".join(f"<li>{h(p)}</li>" for p in evidence.problems)
+        + "</ul>"
+    )
+    facts = ""
+    if e is not None:
+        facts = (
+            "<table>"
+            + "".join(
+                f"<tr><th>{h(label)}</th><td>{h(value)}</td></tr>"
+                for label, value in (
+                    ("start", e.start_local),
+                    ("direction", e.direction),
+                    ("from", e.source),
+                    ("to", e.destination),
+                    ("caller name", e.cid_name),
+                    ("talk seconds", e.duration_seconds),
+                    ("hangup cause", e.hangup_cause),
+                    ("recording", e.recording_status),
+                )
+            )
+            + "</table>"
+        )
+    player = f'<audio controls preload="metadata" src="{h(audio_url)}"></audio>' if audio_url else ""
+    records = "".join(
+        f'<tr><td>{r.revision}</td><td><a href="{h(_file_url(evidence, r.key))}"><code>{h(r.key)}</code></a></td>'
+        f"<td><code>{h(r.sha256)}</code></td><td>{h(r.status)}</td><td>{h(r.archived_at)}</td>"
+        f"<td>{h(r.reason or '')}{h(' supersedes ' + r.supersedes if r.supersedes else '')}"
+        f"{h(' superseded by ' + r.superseded_by if r.superseded_by else '')}</td></tr>"
+        for r in evidence.records
+    )
+    recordings = "".join(
+        f'<tr><td><a href="{h(_file_url(evidence, r.key))}"><code>{h(r.key)}</code></a></td><td>{r.size}</td>'
+        f'<td><code class="sha256">{h(r.sha256)}</code></td>'
+        f"<td>{_MATCHES if r.ok else _DIFFERS}</td></tr>"
+        for r in evidence.recordings
+    )
+    lines = "".join(
+        f"<tr><td><code>{h(m.manifest)}</code></td><td>{h(m.name)}</td><td><code>{h(m.sha256)}</code></td>"
+        f"<td>{h(', '.join(map(str, m.sealed_by)) or 'none')}</td></tr>"
+        for m in evidence.manifest_lines
+    )
+    chain = f"<p>Seal chain head: <code>{h(head.key)}</code> sha256 <code>{h(head.sha256)}</code></p>" if head else ""
+    body = (
+        f"{verdict}{facts}{player}"
+        f"<h2>Records (the highest revision is current)</h2><table><tr><th>revision</th><th>key</th>"
+        f"<th>SHA-256 of the record</th><th>status</th><th>archived</th><th>correction</th></tr>{records}</table>"
+        f"<h2>Recordings</h2><table><tr><th>key</th><th>bytes</th><th>SHA-256 of the bytes</th><th>check</th></tr>"
+        f"{recordings}</table>"
+        f"<h2>Manifest lines</h2><table><tr><th>manifest</th><th>file</th><th>SHA-256</th><th>sealed by</th></tr>"
+        f"{lines}</table>{chain}"
+        f'<p><a href="/days/{h(evidence.day)}">All calls of {h(evidence.day)}</a></p>'
+    )
+    return page(f"Call {evidence.call_id}", body)
+
+
+_MATCHES = '<span class="ok">matches its record</span>'
+_DIFFERS = '<span class="bad">differs from its record</span>'
+
+
+def _file_url(evidence: Evidence, key: str) -> str:
+    return f"/calls/{quote(evidence.call_id)}/files/{quote(key.rsplit('/', 1)[-1])}?{urlencode({'day': evidence.day})}"
+
+
+def message_page(title: str, text: str) -> bytes:
+    return page(title, f"<p>{h(text)}</p>")
