@@ -9,6 +9,7 @@ sealed (:class:`~archiver.archive.seal.Sealer`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -88,6 +89,7 @@ class DayCloser:
             return len(listing.sidecars)
         number = max(listing.manifests, default=0) + 1
         manifest_name, csv_name, page_name = dayfiles.file_names(number)
+        written = set()
         for name, data, kind in (
             (csv_name, dayfiles.calls_csv(entries), "text/csv; charset=utf-8"),
             (page_name, dayfiles.index_html(day, entries, number=number), "text/html; charset=utf-8"),
@@ -95,14 +97,21 @@ class DayCloser:
         ):
             try:
                 await put_bytes(self._store, listing.folder + name, data, kind)
+                written.add(listing.folder + name)
             except ObjectExists:
                 log.warning("day_file.already_stored", key=listing.folder + name)
-        manifest_key = listing.folder + manifest_name
-        digests[manifest_key] = hashlib.sha256(await self._store.read(manifest_key, MANIFEST_LIMIT)).hexdigest()
+            if name == manifest_name:  # what is stored: ours, or what an interrupted run left
+                stored = (
+                    data
+                    if listing.folder + name in written
+                    else await self._store.read(listing.folder + name, MANIFEST_LIMIT)
+                )
+                digests[listing.folder + name] = hashlib.sha256(stored).hexdigest()
         log.info("day.closed", day=day.isoformat(), set=number, calls=len(entries))
-        await self._seal(digests)
+        await self._seal(digests, fresh=written)
         return len(listing.sidecars)
 
-    async def _seal(self, digests: dict[str, str]) -> None:
+    async def _seal(self, digests: dict[str, str], *, fresh: Collection[str] = ()) -> None:
+        """Seal the day's manifests; one this run has just written needs only the chain's head."""
         if self._sealer is not None and digests:
-            await self._sealer.seal(digests)
+            await self._sealer.seal(digests, fresh=fresh)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 
 import anyio
 import structlog
 
 from archiver.core import keys, seal
 from archiver.core.clock import Clock
-from archiver.errors import ObjectExists
+from archiver.errors import CallError, ObjectExists
 from archiver.store import Store, put_bytes
 from archiver.store.listing import MANIFEST_LIMIT, archive_days
 from archiver.store.seals import read_seals
@@ -20,9 +21,12 @@ log = structlog.get_logger("archiver.archive")
 class Sealer:
     """Appends seals to the archive's chain; shared by every day closed in one process.
 
-    The chain is read once, when the first seal is due. Numbers are taken create-only: when
-    another archiver took the next one first, its seals are read and the next free number taken.
-    The first seal of an archive also seals every manifest written before seals were kept.
+    Sealing a manifest this process has just written needs only the chain's head (one listing,
+    one read); sealing one that may be sealed already (a run interrupted between manifest and
+    seal, an addendum's earlier sets) reads the whole chain, once per process. Numbers are taken
+    create-only: when another archiver took the next one first, its seals are read and the next
+    free number taken. The first seal of an archive also seals every manifest written before
+    seals were kept.
     """
 
     def __init__(self, store: Store, prefix: str, clock: Clock, *, concurrency: int = 8) -> None:
@@ -30,22 +34,27 @@ class Sealer:
         self._prefix = prefix
         self._clock = clock
         self._concurrency = concurrency
-        self._stored: dict[str, bytes | None] | None = None  # the chain's seals, by key
+        self._stored: dict[str, bytes | None] | None = None  # seals read so far, by key
+        self._whole = False  # whether every seal of the chain has been read
         self._chain = seal.Chain(prefix=prefix)
         self._lock = anyio.Lock()
 
-    async def seal(self, manifests: dict[str, str]) -> None:
-        """Seal each manifest of *manifests* (key -> SHA-256 of its bytes) that no seal names yet."""
+    async def seal(self, manifests: dict[str, str], *, fresh: Collection[str] = ()) -> None:
+        """Seal each manifest of *manifests* (key -> SHA-256 of its bytes) that no seal names yet.
+
+        *fresh*: the keys this process has just created, which no seal can name yet.
+        """
         async with self._lock:
-            if self._stored is None:
-                self._stored = await read_seals(self._store, self._prefix, concurrency=self._concurrency)
-                self._chain = seal.check_chain(self._prefix, self._stored)
-                if not self._chain.seals:
+            only_fresh = set(manifests) <= set(fresh)
+            if self._stored is None or not (self._whole or only_fresh):
+                await self._load(whole=not only_fresh)
+                if not self._stored:  # no seal at all yet: the first one covers the days before seals
                     earlier = await self._manifests_before_seals()
                     if set(earlier) - set(manifests):
                         log.info("seal.earlier_manifests", manifests=len(set(earlier) - set(manifests)))
                     manifests = {**earlier, **manifests}
-            while todo := self._unsealed(manifests):
+            assert self._stored is not None
+            while todo := self._unsealed(manifests, fresh):
                 number = self._chain.length + 1
                 raw = seal.Seal.new(number, todo, self._chain.head, self._clock.now()).to_bytes()
                 key = seal.seal_key(self._prefix, number)
@@ -56,10 +65,13 @@ class Sealer:
                         self._store, self._prefix, concurrency=self._concurrency, after=self._chain.length
                     )
                     self._chain = seal.check_chain(self._prefix, self._stored)
+                    if self._chain.length < number:  # listed, but unreadable: never guess a chain's head
+                        raise CallError(f"seal {key} exists but cannot be read; the day is sealed later") from None
                     log.info("seal.number_taken", sequence=number)
                     continue
                 self._stored[key] = raw
                 self._chain = seal.check_chain(self._prefix, self._stored)
+                fresh = set(fresh) - set(todo)
                 log.info(
                     "seal.written",
                     key=key,
@@ -68,9 +80,16 @@ class Sealer:
                     sha256=hashlib.sha256(raw).hexdigest(),
                 )
 
-    def _unsealed(self, manifests: dict[str, str]) -> dict[str, str]:
+    async def _load(self, *, whole: bool) -> None:
+        """Read the chain: every seal, or only its head."""
+        found = await read_seals(self._store, self._prefix, concurrency=self._concurrency, last_only=not whole)
+        self._stored = {**(self._stored or {}), **found}
+        self._whole = whole or not self._stored  # an empty chain is read whole
+        self._chain = seal.check_chain(self._prefix, self._stored)
+
+    def _unsealed(self, manifests: dict[str, str], fresh: Collection[str]) -> dict[str, str]:
         sealed = self._chain.sealed()
-        return {k: v for k, v in manifests.items() if all(digest != v for _, digest in sealed.get(k, []))}
+        return {k: v for k, v in manifests.items() if k in fresh or all(d != v for _, d in sealed.get(k, []))}
 
     async def _manifests_before_seals(self) -> dict[str, str]:
         """Every manifest in the archive (the first seal covers the days closed before seals existed)."""

@@ -16,13 +16,21 @@ async def read_chain(store: Store, prefix: str, *, concurrency: int = 8) -> seal
     return seal.check_chain(prefix, await read_seals(store, prefix, concurrency=concurrency))
 
 
-async def read_seals(store: Store, prefix: str, *, concurrency: int = 8, after: int = 0) -> dict[str, bytes | None]:
-    """The bytes of each seal numbered above *after* (None: listed but unreadable), by key."""
+async def read_seals(
+    store: Store, prefix: str, *, concurrency: int = 8, after: int = 0, last_only: bool = False
+) -> dict[str, bytes | None]:
+    """The bytes of each seal numbered above *after* (None: listed but unreadable), by key.
+
+    *last_only*: only the highest-numbered seal (the chain's head): one listing, one read.
+    """
     keys = [
         key
         async for key in store.list_keys(seal.folder(prefix))
         if (seal.sequence_of(prefix, key) or after + 1) > after
     ]
+    if last_only:
+        numbered = [k for k in keys if seal.sequence_of(prefix, k) is not None]
+        keys = [max(numbered, key=lambda k: seal.sequence_of(prefix, k) or 0)] if numbered else []
     found: dict[str, bytes | None] = {}
     limiter = anyio.CapacityLimiter(concurrency)
 

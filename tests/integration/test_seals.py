@@ -62,3 +62,40 @@ async def test_closing_a_day_seals_manifests_no_seal_names_yet(sim: Simulator, t
     assert {m.key for m in first.manifests} == {"2026/11/01/manifest-sha256.txt", "2026/11/02/manifest-sha256.txt"}
     digest = hashlib.sha256(objects["2026/11/02/manifest-sha256.txt"]).hexdigest()
     assert seal.Link("2026/11/02/manifest-sha256.txt", digest) in first.manifests
+
+
+async def test_a_day_closed_on_a_long_chain_reads_only_its_head(tmp_path: Path) -> None:
+    """Sealing a manifest just written costs a listing and one read, however long the chain."""
+    store = LocalStore(tmp_path)
+    await Sealer(store, "p", FakeClock(NOW)).seal(
+        {f"p/2026/10/{d:02d}/manifest-sha256.txt": f"{d:064x}" for d in range(1, 2)}
+    )
+    for day in range(2, 30):  # a chain of 29 seals, written by earlier runs
+        await Sealer(store, "p", FakeClock(NOW)).seal(
+            {f"p/2026/10/{day:02d}/manifest-sha256.txt": f"{day:064x}"},
+            fresh={f"p/2026/10/{day:02d}/manifest-sha256.txt"},
+        )
+    counting = CountingStore(tmp_path)
+    key = "p/2026/11/01/manifest-sha256.txt"
+    await Sealer(counting, "p", FakeClock(NOW)).seal({key: "f" * 64}, fresh={key})
+    assert counting.reads == ["p/seals/00000029.json"]
+    chain = await read_chain(store, "p")
+    assert chain.problems == []
+    assert chain.length == 30
+    # A manifest that may be sealed already (an interrupted run) reads the whole chain instead.
+    counting.reads.clear()
+    await Sealer(counting, "p", FakeClock(NOW)).seal({key: "f" * 64})
+    assert len(counting.reads) == 30
+    assert (await read_chain(store, "p")).length == 30  # sealed already: nothing new
+
+
+class CountingStore(LocalStore):
+    """A folder store that records which keys were read."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: list[str] = []
+
+    async def read(self, key: str, max_bytes: int = 1 << 20) -> bytes:
+        self.reads.append(key)
+        return await super().read(key, max_bytes)
