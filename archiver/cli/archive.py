@@ -9,7 +9,6 @@ from datetime import date, datetime
 import anyio
 
 from archiver.archive.rearchive import REARCHIVABLE, RearchiveReport
-from archiver.audit.plan import plan
 from archiver.cli.common import dates, days, heading, setup
 from archiver.cli.output import print_rearchive, print_report
 from archiver.compose import assemble
@@ -18,13 +17,14 @@ from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from archiver.service.backfill import Backfiller
 from archiver.service.preflight import ensure_create_only
 from archiver.service.progress import TerminalLogStream
-from archiver.service.supervisor import Supervisor
 from archiver.state.ledger import Ledger
 
 # -- run --------------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> int:
+    from archiver.service.supervisor import Supervisor  # noqa: PLC0415 - the daemon's parts (metrics, health) only here
+
     configs = setup(args)
     anyio.run(Supervisor(configs).run)
     return EXIT_OK
@@ -94,6 +94,8 @@ def _interrupted() -> int:
 
 
 def _dry_run(configs: tuple[Config, ...], config: Config, since: datetime, until: datetime) -> int:
+    from archiver.audit.plan import plan  # noqa: PLC0415 - only the dry run reads the API this way
+
     async def go() -> dict[date, dict[str, int]]:
         async with assemble(config, ledger=Ledger.in_memory(store_identity="dry-run")) as parts:
             return await plan(

@@ -69,9 +69,7 @@ async def assemble(
     source, download = config.source, config.download
     clock = clock or SystemClock()
     headers = {"User-Agent": USER_AGENT}
-    api_http = httpx.AsyncClient(
-        timeout=source.request_timeout.total_seconds(), headers=headers, follow_redirects=False
-    )
+    api_http = download_client(source.request_timeout.total_seconds(), 4, headers)
     download_http = download_client(download.timeout.total_seconds(), download.concurrency, headers)
     store = make_store(config)
     control = make_control_store(config, store)

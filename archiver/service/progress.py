@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Never, TextIO
+from typing import TYPE_CHECKING, Never, TextIO
 
 import structlog
-from tqdm import tqdm
 
 from archiver.archive.events import ArchiveEvents
 from archiver.core.quantities import format_size
 from archiver.core.report import RunReport
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = structlog.get_logger("archiver.service.progress")
 
@@ -28,6 +30,8 @@ class TerminalLogStream:
         self._partial += text
         while "\n" in self._partial:
             line, self._partial = self._partial.split("\n", 1)
+            from tqdm import tqdm  # noqa: PLC0415 - only a terminal needs it
+
             tqdm.write(line, file=self._stream)
         return len(text)
 
@@ -59,6 +63,8 @@ class BackfillProgress(ArchiveEvents):
         if self._terminal:
             if self._bar is None:
                 columns, rows = _screen(self._stream)
+                from tqdm import tqdm  # noqa: PLC0415 - only a terminal needs it
+
                 self._bar = tqdm(total=report.windows, unit="day", file=self._stream, ncols=columns, nrows=rows)
             bar = self._bar
             bar.n = report.windows_done

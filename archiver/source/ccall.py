@@ -23,6 +23,7 @@ import structlog
 
 from archiver.errors import ApiRejected, ApiUnavailable, AuthenticationError, redact
 from archiver.retry import RetryPolicy, retry_after_seconds
+from archiver.source.http import failure_name, timed_out
 
 log = structlog.get_logger("archiver.source.ccall")
 
@@ -168,10 +169,10 @@ class CcallClient:
         body = {"submission": {**self._credentials, **params}}
         try:
             response = await self._http.post(url, json=body)
-        except httpx.TimeoutException as exc:
-            raise ApiUnavailable(f"POST {url} timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
-            raise ApiUnavailable(f"POST {url} failed: {self._excerpt(str(exc)) or type(exc).__name__}") from None
+            if timed_out(exc):
+                raise ApiUnavailable(f"POST {url} timed out ({failure_name(exc)})") from None
+            raise ApiUnavailable(f"POST {url} failed: {self._excerpt(str(exc)) or failure_name(exc)}") from None
         status = response.status_code
         if status in (401, 403):
             raise AuthenticationError(

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
 import httpx
 import structlog
 
 from archiver.core.audio import SNIFF_BYTES, AudioFormat, AudioInfo, NotAudio, check_wav, sniff
 from archiver.errors import RecordingRejected, RecordingUnavailable, SpoolError
 from archiver.retry import RetryPolicy, retry_after_seconds
+from archiver.source.http import failure_name, timed_out
 
 log = structlog.get_logger("archiver.source.fetch")
 
@@ -33,24 +33,6 @@ log = structlog.get_logger("archiver.source.fetch")
 # a burst of faults does not turn a recording that exists into a "missing" one.
 NOT_FOUND_TRIES = RetryPolicy(attempts=3, timeout=90.0, wait_initial=1.0, wait_max=5.0)
 FLAKY_TRIES = RetryPolicy(attempts=10, timeout=180.0, wait_initial=0.5, wait_max=10.0)
-
-
-def timed_out(exc: httpx.TransportError) -> bool:
-    """Whether the transfer failed by running out of time.
-
-    httpx-aiohttp reports every aiohttp connection error, a server hanging up included, as
-    ``ConnectTimeout``; aiohttp's own exception (the cause) says which it was.
-    """
-    cause = exc.__cause__
-    if isinstance(cause, aiohttp.ClientError):
-        return isinstance(cause, TimeoutError)
-    return isinstance(exc, httpx.TimeoutException)
-
-
-def failure_name(exc: httpx.TransportError) -> str:
-    """The name of what failed: aiohttp's exception under httpx-aiohttp's, else httpx's."""
-    cause = exc.__cause__
-    return type(cause if isinstance(cause, aiohttp.ClientError) else exc).__name__
 
 
 class LinkPolicy:

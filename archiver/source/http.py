@@ -6,6 +6,7 @@ httpx and boto3 read them), looked up once per host rather than per request.
 
 from __future__ import annotations
 
+import ssl
 import urllib.request
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -36,17 +37,23 @@ def download_client(
     *,
     proxy_for: Callable[[str], str | None] = env_proxy,
 ) -> httpx.AsyncClient:
-    """The client for recordings: httpx's API over aiohttp's HTTP/1.1, which costs about half the
-    CPU per download (the benchmark's figures). Redirects are never followed by the client:
-    the Fetcher checks every hop against the allowed hosts. Each link goes through the proxy
-    *proxy_for* names for it (the environment's, by default)."""
+    """The client for recordings and for the API: httpx's API over aiohttp's HTTP/1.1, which
+    costs about half the CPU per download (the benchmark's figures). Redirects are never
+    followed by the client: the Fetcher checks every hop against the allowed hosts. Each link
+    goes through the proxy *proxy_for* names for it (the environment's, by default)."""
 
     def transport(proxy: str | None) -> httpx.AsyncBaseTransport:
         def session() -> aiohttp.ClientSession:  # made on first use, inside the event loop
-            connector = aiohttp.TCPConnector(limit=concurrency * 2, ssl=httpx.create_ssl_context())
+            # ssl=True: aiohttp's verifying context, made once when aiohttp is imported (the
+            # system's trust store, or SSL_CERT_FILE): no context of our own, so a plain-HTTP
+            # endpoint costs no certificate loading at all.
+            connector = aiohttp.TCPConnector(limit=concurrency * 2, ssl=True)
             return aiohttp.ClientSession(connector=connector)
 
-        return AiohttpTransport(client=session, proxy=httpx.Proxy(proxy) if proxy else None)
+        # The transport's own TLS context is unused (the session above is ours); this one loads no
+        # certificates and verifies, so that if it ever were used it would refuse every peer.
+        unused = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        return AiohttpTransport(verify=unused, client=session, proxy=httpx.Proxy(proxy) if proxy else None)
 
     return httpx.AsyncClient(
         transport=_ByProxy(transport, proxy_for),
@@ -82,3 +89,21 @@ class _ByProxy(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         for transport in self._transports.values():
             await transport.aclose()
+
+
+def timed_out(exc: httpx.TransportError) -> bool:
+    """Whether the transfer failed by running out of time.
+
+    httpx-aiohttp reports every aiohttp connection error, a server hanging up included, as
+    ``ConnectTimeout``; aiohttp's own exception (the cause) says which it was.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError):
+        return isinstance(cause, TimeoutError)
+    return isinstance(exc, httpx.TimeoutException)
+
+
+def failure_name(exc: httpx.TransportError) -> str:
+    """The name of what failed: aiohttp's exception under httpx-aiohttp's, else httpx's."""
+    cause = exc.__cause__
+    return type(cause if isinstance(cause, aiohttp.ClientError) else exc).__name__

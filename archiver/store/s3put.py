@@ -93,8 +93,9 @@ class DirectPut:
         out["Content-Length"] = str(size)
         body.seek(0)
         if self._session is None:  # made here, inside the event loop, as aiohttp wants
-            # As boto3 does: the CA bundle it was told of.
-            tls = ssl.create_default_context(cafile=self._ca_bundle) if self._ca_bundle else True
+            # As boto3 does: the CA bundle it was told of; a plain-HTTP endpoint needs no TLS context.
+            secure = self._object_url("").startswith("https:")
+            tls = ssl.create_default_context(cafile=self._ca_bundle) if self._ca_bundle and secure else True
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connections, ssl=tls), auto_decompress=False
             )
