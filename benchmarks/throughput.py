@@ -131,7 +131,8 @@ class Bench:
     def __init__(self, workdir: Path, moto: MotoServer) -> None:
         self.workdir = workdir
         self.moto = moto
-        self.env = {**os.environ, **AWS_ENV}
+        # As installed: bytecode compiled once (pip compiles at install), not on every start.
+        self.env = {k: v for k, v in {**os.environ, **AWS_ENV}.items() if k != "PYTHONDONTWRITEBYTECODE"}
         self.runs = 0
 
     def _config(self, folder: Path, sim: Simulator, bucket: str, concurrency: int, ledger: Path) -> Path:

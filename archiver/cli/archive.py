@@ -7,16 +7,20 @@ import sys
 from datetime import date, datetime
 
 import anyio
+import structlog
 
 from archiver.archive.rearchive import REARCHIVABLE, RearchiveReport
 from archiver.cli.common import dates, days, heading, setup
 from archiver.cli.output import print_rearchive, print_report
 from archiver.compose import assemble
-from archiver.config.models import Config
-from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError
-from archiver.service.backfill import Backfiller
+from archiver.config.models import Config, StateConfig
+from archiver.core.report import RunReport
+from archiver.core.windows import plan_windows
+from archiver.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
+from archiver.service.backfill import Backfiller, shared
 from archiver.service.preflight import ensure_create_only
 from archiver.service.progress import TerminalLogStream
+from archiver.service.workers import Workers, report_line, worker_ledger
 from archiver.state.ledger import Ledger
 
 # -- run --------------------------------------------------------------------------------------
@@ -34,8 +38,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def backfill(args: argparse.Namespace) -> int:
-    terminal = sys.stderr.isatty() and not args.dry_run
+    if args.processes < 1:
+        raise ConfigError([f"At '--processes': at least 1 (got {args.processes})"], source="the command line")
+    if args.processes > 1 and args.worker is None:
+        return _backfill_in_processes(args)
+    worker: int | None = args.worker
+    terminal = sys.stderr.isatty() and not args.dry_run and worker is None
     configs = setup(args, stream=TerminalLogStream(sys.stderr) if terminal else None, quiet=terminal)
+    if worker is not None:  # a ledger of its own, so also a claim owner of its own
+        configs = tuple(
+            c.model_copy(update={"state": StateConfig(path=worker_ledger(c.state.path, worker))}) for c in configs
+        )
+        structlog.contextvars.bind_contextvars(worker=worker)
     ranges = [dates(args, config) for config in configs]  # every --since/--until problem before any work
     if args.dry_run:
         return max(_dry_run(configs, config, *span) for config, span in zip(configs, ranges, strict=True))
@@ -43,17 +57,65 @@ def backfill(args: argparse.Namespace) -> int:
     if not backfiller.spread():
         return _interrupted()
     worst = EXIT_OK
+    reports = []
     for index, config in enumerate(configs):
         title = heading(configs, config)
-        if title:
+        if title and worker is None:
             print(title, flush=True)
         report = backfiller.run(index)
         if report is None:
-            return _interrupted()
-        print_report(report, sys.stdout)
+            report = RunReport(interrupted=True)
+            if worker is None:
+                return _interrupted()
+        reports.append(report)
+        if worker is None:
+            print_report(report, sys.stdout)
         if not report.complete:
             worst = EXIT_FAILED
+    if worker is not None:
+        print(report_line(reports), flush=True)
     return worst
+
+
+def _backfill_in_processes(args: argparse.Namespace) -> int:
+    """The backfill by ``--processes`` workers: one bar, one summary, the worst exit code."""
+    terminal = sys.stderr.isatty()
+    configs = setup(args, quiet=terminal)
+    if args.dry_run:
+        raise ConfigError(
+            ["At '--processes': a dry run reads the API once; leave --processes out"], source="the command line"
+        )
+    unshared = [c.name or c.storage.url for c in configs if not shared(c)]
+    if unshared:
+        raise ConfigError(
+            [
+                "At '--processes': the workers share the range through claims in the bucket, which needs an s3:// "
+                f"archive with coordination.enabled (not {', '.join(unshared)})"
+            ],
+            source="the command line",
+        )
+    ranges = [dates(args, config) for config in configs]
+    # Every worker must read the same range (the claims are kept per range): fix "now" and "today" here.
+    since, until = ranges[0]
+    argv = [*(["--log-level", args.log_level] if args.log_level else []), "backfill", "-c", str(args.config)]
+    argv += ["--since", f"{since:%Y-%m-%d %H:%M}", "--until", f"{until:%Y-%m-%d %H:%M}"]
+    argv += ["--source", args.source] if args.source else []
+    total_days = sum(len(plan_windows(s, u, c.source.tz)) for c, (s, u) in zip(configs, ranges, strict=True))
+    workers = Workers(argv, args.processes, total_days=total_days, terminal=terminal)
+    merged, codes = workers.run()
+    for error in workers.errors:
+        print(f"archiver: {error}", file=sys.stderr)
+    if merged is None:
+        return EXIT_USAGE if EXIT_USAGE in codes else EXIT_FAILED
+    for config, report in zip(configs, merged, strict=True):
+        title = heading(configs, config)
+        if title:
+            print(title, flush=True)
+        print_report(report, sys.stdout)
+    print(f"{args.processes} processes; calls stored by {len(workers.progress.workers_seen)} of them", flush=True)
+    if any(r.interrupted for r in merged):
+        return _interrupted()
+    return EXIT_OK if all(code == EXIT_OK for code in codes) and all(r.complete for r in merged) else EXIT_FAILED
 
 
 # -- rearchive --------------------------------------------------------------------------------

@@ -86,6 +86,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     backfill.add_argument("--until", metavar="DATE", help="exclusive; default now")
     backfill.add_argument("--dry-run", action="store_true", help="list what would be archived; write nothing")
+    backfill.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N worker processes that share the range by day (an s3:// archive; default 1)",
+    )
+    backfill.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # one of --processes' workers
     verify = command("verify", _lazy("audit", "verify"), "check the archive: every sidecar, recording and manifest")
     verify.add_argument("--since", metavar="DATE", help="first day to check (default: the whole archive)")
     verify.add_argument("--until", metavar="DATE", help="day after the last to check (exclusive)")

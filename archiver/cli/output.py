@@ -20,7 +20,8 @@ def print_report(report: RunReport, out: TextIO) -> None:
     print(
         f"archived {archived} recordings ({format_size(report.bytes)}), {none} calls without a recording, "
         f"{missing} missing, {rejected} rejected; {report.skipped} already archived; "
-        f"{len(report.parked)} waiting; {len(report.failed)} failed",
+        f"{len(report.parked)} waiting; {len(report.failed)} failed"
+        + (f"; {report.by_peers} archived by other hosts sharing the run" if report.by_peers else ""),
         file=out,
     )
     if report.suspicious:

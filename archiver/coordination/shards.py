@@ -107,7 +107,7 @@ async def sharded_backfill(
             if done_calls is not None:
                 waiting.remove((start, end))
                 total.windows_done += 1
-                total.skipped += done_calls  # archived by a peer of this run
+                total.by_peers += done_calls  # archived by a peer of this run
                 progressed = True
                 continue
             if name in attempted:

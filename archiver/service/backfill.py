@@ -42,10 +42,10 @@ class Backfiller:
         if len(self._configs) < 2:
             return True
         for index, (config, (since, until)) in enumerate(zip(self._configs, self._ranges, strict=True)):
-            if _shared(config):
+            if shared(config):
                 self._runs[index] = anyio.run(self._join, config, since, until)
         for index, (config, (since, until)) in enumerate(zip(self._configs, self._ranges, strict=True)):
-            if _shared(config):
+            if shared(config):
                 first = self._backfill_one(config, since, until, wait=False, run_id=self._runs[index])
                 if first is None:
                     return False
@@ -123,6 +123,6 @@ class Backfiller:
             progress.close()
 
 
-def _shared(config: Config) -> bool:
+def shared(config: Config) -> bool:
     """Whether this source's backfill is shared by day with peers (coordination on, S3)."""
     return config.coordination.enabled and config.storage.kind == "s3"

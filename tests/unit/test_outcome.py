@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from archiver.core.outcome import DONE_STATUSES, Archived, Missing, NoRecording, RecordingStatus, Rejected
 from archiver.core.report import RunReport
+from archiver.service.workers import merged_reports, report_line
 
 AT = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 
@@ -64,3 +65,19 @@ def test_reports_add_up() -> None:
     assert total.summary()["archived"] == 4
     assert total.summary()["failed"] == 2
     assert not total.complete
+
+
+def test_a_report_travels_as_json_and_workers_reports_add_up_once() -> None:
+    """A worker hands its report to the parent as JSON; the parent adds the workers' up, without
+    counting the days each saw done by the others as done by other hosts."""
+    one = RunReport(parked=["a"], failed=[("b", "boom")], skipped=2, bytes=10, by_peers=3, interrupted=False)
+    one.outcomes[RecordingStatus.ARCHIVED] = 3
+    two = RunReport(skipped=1, bytes=5, by_peers=3)
+    two.outcomes[RecordingStatus.NONE] = 3
+    assert RunReport.from_dict(json.loads(json.dumps(one.to_dict()))) == one
+    lines = [[report_line([one]) + "\n"], ["a log line\n", report_line([two]) + "\n"]]
+    [total] = merged_reports(lines) or []
+    assert total.done == 6
+    assert (total.skipped, total.bytes, total.by_peers) == (3, 15, 0)  # each saw the other's 3 calls: no other host
+    assert total.failed == [("b", "boom")]
+    assert merged_reports([[report_line([one])], []]) is None  # a worker that handed back nothing
