@@ -1,22 +1,25 @@
-"""Throughput, CPU and memory of the archiver against ``rclone copy``, on the same servers.
+"""What the archiver controls, measured against ``rclone copy`` on the same servers.
 
 Both read the same recordings from the bundled simulator over HTTP (the archiver through the
 CDR API, rclone through the simulator's plain ``/files/`` listing) and write them to the same
-moto S3 server. The archiver does more: CDR paging, verification, SHA-256, sidecars, manifests.
-rclone runs three ways: with its defaults (a HEAD per file for its size, then one PUT), with
-``--http-no-head`` (no HEAD; each file streams up as a multipart upload of unknown length), and
-storing what the archiver's contract stores (each recording, and beside it one sidecar-sized
-object per call): the floor for any client that keeps the contract on this server.
-Runs are interleaved; each figure is a median; the S3 server's CPU is charged to the tool that
-made it work.
+moto S3 server. The archiver does more: CDR paging, verification, SHA-256, a sidecar per call,
+day files and a seal. The headline is its own CPU per object it stores (and per call) against
+rclone's CPU per file it copies; wall times are shown too, but on one shared machine they are
+decided by moto (one Python process taking every request in turn), not by either client.
 
-    .venv/bin/python -m benchmarks.throughput                  # throughput, 5 runs each
+rclone runs three ways: with its defaults (a HEAD per file for its size, then one PUT), with
+``--http-no-head``, and storing what the archiver's contract stores (each recording and, from
+local disk at once, one sidecar-sized object per call). Runs are interleaved so that drift in a
+shared machine's load falls on all alike; each figure is a median.
+
+    .venv/bin/python -m benchmarks.throughput                  # CPU per object, start-up, 5 runs each
     .venv/bin/python -m benchmarks.throughput --latency        # + 100 ms per response, concurrency 8/16/32
+    .venv/bin/python -m benchmarks.throughput --processes      # + one backfill by 1, 2 and 4 processes
     .venv/bin/python -m benchmarks.throughput --memory         # + 500 MiB recordings, + a 1M-call ledger
     .venv/bin/python -m benchmarks.throughput --hosts          # + one backfill shared by 1, 2 and 3 hosts
 
-Needs ``rclone`` (Debian package ``rclone``). Figures are medians; compare ratios, not seconds:
-the machine is shared.
+Needs ``rclone`` (Debian package ``rclone``). The archiver runs as installed: its bytecode
+compiled once, not on every start. Compare ratios, not seconds: the machine is shared.
 """
 
 from __future__ import annotations
@@ -55,11 +58,21 @@ class Measure:
     cpu_seconds: float
     peak_rss_mib: float
     bytes: int
+    objects: int = 0  # what the tool stored: rclone's files; the archiver's audio, sidecars, day files, seals
+    calls: int = 0  # the archiver's calls (rclone: its files)
     server_cpu_seconds: float = 0.0  # what the S3 server spent answering this tool
     # The archiver's recordings per second between its first and last stored: the rate once
     # running, without start-up and wind-down. Not measured for rclone, which HEADs every file
     # in a phase of its own before it copies any.
     steady_per_second: float = float("nan")
+
+    @property
+    def cpu_ms_per_object(self) -> float:
+        return self.cpu_seconds / self.objects * 1000 if self.objects else float("nan")
+
+    @property
+    def cpu_ms_per_call(self) -> float:
+        return self.cpu_seconds / self.calls * 1000 if self.calls else float("nan")
 
     @property
     def mib_per_second(self) -> float:
@@ -176,14 +189,15 @@ class Bench:
             self.env,
         )
         server = self.moto.cpu_seconds() - server_before
-        objects = bucket.objects("archive/")
+        objects = {k: v for k, v in bucket.objects("archive/").items() if "/_archiver/" not in k}
         stored = sum(len(v) for k, v in objects.items() if k.endswith(".wav"))
+        calls = sum(1 for k in objects if k.endswith(".json") and "/seals/" not in k)
         if sidecars_to is not None:
             sidecars_to.mkdir(exist_ok=True)
             for key, data in objects.items():
                 if key.endswith(".json") and "/_archiver/" not in key:
                     (sidecars_to / key.rsplit("/", 1)[1]).write_bytes(data)
-        return Measure(wall, cpu, rss, stored, server, steady_rate(archiver_stamps(log)))
+        return Measure(wall, cpu, rss, stored, len(objects), calls, server, steady_rate(archiver_stamps(log)))
 
     def backfill_on_hosts(self, sim: Simulator, count: int, since: date, until: date) -> float:
         """Wall seconds until *count* hosts running one backfill together have all exited 0."""
@@ -208,6 +222,21 @@ class Bench:
             raise RuntimeError("an object was written twice")
         return seconds
 
+    def backfill_in_processes(self, sim: Simulator, count: int, since: date, until: date) -> tuple[float, float]:
+        """(wall seconds, CPU seconds of the command and its workers) of one ``--processes`` backfill."""
+        self.runs += 1
+        bucket = make_bucket(self.moto.endpoint)
+        folder = self.workdir / f"run{self.runs}"
+        folder.mkdir()
+        config = self._config(folder, sim, bucket.name, 8, folder / "ledger.sqlite3")
+        argv = [sys.executable, "-m", "archiver", "--log-level", "warning", "backfill", "-c", str(config)]
+        argv += ["--since", since.isoformat(), "--until", until.isoformat(), "--processes", str(count)]
+        wall, cpu, _, _ = timed(argv, self.env)
+        archived = [v for v in bucket.versions() if "/_archiver/" not in v["Key"]]
+        if len(archived) != len({v["Key"] for v in archived}):
+            raise RuntimeError("an object was written twice")
+        return wall, cpu
+
     def rclone(self, sim: Simulator, transfers: int, *, head: bool = True) -> Measure:
         self.runs += 1
         bucket = make_bucket(self.moto.endpoint)
@@ -218,8 +247,9 @@ class Bench:
         server_before = self.moto.cpu_seconds()
         wall, cpu, rss, _ = timed(argv, self._rclone_env())
         server = self.moto.cpu_seconds() - server_before
-        stored = sum(len(v) for v in bucket.objects("rclone/").values())
-        return Measure(wall, cpu, rss, stored, server)
+        copied = bucket.objects("rclone/")
+        stored = sum(len(v) for v in copied.values())
+        return Measure(wall, cpu, rss, stored, len(copied), len(copied), server)
 
     def rclone_contract(self, sim: Simulator, transfers: int, sidecars: Path) -> Measure:
         """rclone writing what the archiver's contract writes: each recording (from the
@@ -239,10 +269,12 @@ class Bench:
         server_before = self.moto.cpu_seconds()
         wall, cpu, _, _ = timed(["sh", "-c", script], self._rclone_env())
         server = self.moto.cpu_seconds() - server_before
-        stored = sum(len(v) for v in bucket.objects("rclone/").values())
-        if len(bucket.objects("rclone-sidecars/")) != len(list(sidecars.iterdir())):
+        copied = bucket.objects("rclone/")
+        stored = sum(len(v) for v in copied.values())
+        files = len(copied) + len(bucket.objects("rclone-sidecars/"))
+        if files - len(copied) != len(list(sidecars.iterdir())):
             raise RuntimeError("rclone did not copy every sidecar")
-        return Measure(wall, cpu, float("nan"), stored, server)
+        return Measure(wall, cpu, float("nan"), stored, files, files, server)
 
     def _rclone_env(self) -> dict[str, str]:
         # rclone's S3 client rejects a custom CA bundle on a plain-HTTP endpoint; it needs none here.
@@ -281,16 +313,22 @@ def median(measures: list[Measure]) -> Measure:
         statistics.median(m.cpu_seconds for m in measures),
         statistics.median(m.peak_rss_mib for m in measures),
         measures[0].bytes,
+        measures[0].objects,
+        measures[0].calls,
         statistics.median(m.server_cpu_seconds for m in measures),
         statistics.median(m.steady_per_second for m in measures),
     )
 
 
+def _num(value: float, digits: int = 0) -> str:
+    return "—" if math.isnan(value) else f"{value:.{digits}f}"
+
+
 def row(name: str, m: Measure, recordings: int) -> str:
     return (
-        f"| {name} | {m.seconds:.2f} | {recordings / m.seconds:.{0 if recordings >= m.seconds * 10 else 2}f} | "
-        f"{m.mib_per_second:.1f} | "
-        f"{'—' if math.isnan(m.steady_per_second) else f'{m.steady_per_second:.0f}'} | {m.cpu_per_gib:.1f} | {m.server_cpu_seconds:.2f} | {'—' if math.isnan(m.peak_rss_mib) else f'{m.peak_rss_mib:.0f}'} |"
+        f"| {name} | {m.cpu_seconds:.2f} | {m.objects} | {_num(m.cpu_ms_per_object, 2)} | {_num(m.cpu_ms_per_call, 2)} | "
+        f"{m.seconds:.2f} | {recordings / m.seconds:.0f} | {_num(m.steady_per_second)} | "
+        f"{m.server_cpu_seconds:.2f} | {_num(m.peak_rss_mib)} |"
     )
 
 
@@ -298,8 +336,9 @@ def row(name: str, m: Measure, recordings: int) -> str:
 FLOOR = "rclone, recordings + sidecars"
 
 HEADER = (
-    "| tool | seconds | recordings/s | MiB/s | steady recordings/s | CPU s per GiB | S3 server CPU s | peak RSS MiB |\n"
-    "|---|---|---|---|---|---|---|---|"
+    "| tool | CPU s | objects stored | CPU ms per object | CPU ms per call (rclone: per file) | seconds "
+    "| recordings/s | steady recordings/s | S3 server CPU s | peak RSS MiB |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -317,8 +356,8 @@ def dataset_for(recordings: int, seed: int = 5) -> Dataset:
 
 
 def compare(bench: Bench, sim: Simulator, concurrency: int, runs: int, out: Callable[[str], None]) -> None:
-    """The archiver against rclone (its defaults, and with --http-no-head), runs interleaved so
-    that drift in a shared machine's load falls on all three alike; medians."""
+    """The archiver against rclone (its defaults, --http-no-head, and storing the contract's
+    objects), runs interleaved so that drift in a shared machine's load falls on all alike; medians."""
     recordings = len(day_recordings(sim))
     sidecars = bench.workdir / f"sidecars-{bench.runs}"
     runs_of: dict[str, list[Measure]] = {"archiver": [], "rclone": [], "rclone --http-no-head": [], FLOOR: []}
@@ -330,26 +369,93 @@ def compare(bench: Bench, sim: Simulator, concurrency: int, runs: int, out: Call
     got = {name: median(measures) for name, measures in runs_of.items()}
     if len({m.bytes for m in got.values()}) != 1:
         raise RuntimeError(f"the copies differ: {', '.join(f'{n} {m.bytes} bytes' for n, m in got.items())}")
-    ours = got["archiver"]
+    ours, theirs = got["archiver"], got["rclone"]
     out(HEADER)
     out(row(f"archiver (concurrency {concurrency})", ours, recordings))
     for name in ("rclone", "rclone --http-no-head"):
         out(row(f"{name} copy (--transfers {concurrency})", got[name], recordings))
     out(row(f"{FLOOR} (2 x --transfers {concurrency})", got[FLOOR], recordings))
-    for name in ("rclone", "rclone --http-no-head", FLOOR):
-        theirs = got[name]
-        out(
-            f"| archiver / {name} | throughput **{theirs.seconds / ours.seconds:.2f}x** | | | "
-            "| "
-            f"CPU per GiB {ours.cpu_per_gib / theirs.cpu_per_gib:.2f}x | "
-            f"server CPU {ours.server_cpu_seconds / theirs.server_cpu_seconds:.2f}x | "
-            + ("|" if math.isnan(theirs.peak_rss_mib) else f"RSS {ours.peak_rss_mib / theirs.peak_rss_mib:.2f}x |")
-        )
+    ratios = [
+        (a.cpu_seconds / a.objects) / (r.cpu_seconds / r.objects)
+        for a, r in zip(runs_of["archiver"], runs_of["rclone"], strict=True)
+    ]
     out(
-        f"\nThe S3 server spent {ours.server_cpu_seconds:.2f} CPU s answering the archiver's writes "
-        f"(moto is Python: its requests take turns on one core); rclone's whole copy took "
-        f"{got['rclone'].seconds:.2f} s."
+        f"\n**CPU per stored object: archiver / rclone per file = "
+        f"{ours.cpu_ms_per_object / theirs.cpu_ms_per_object:.2f}x** (medians; paired runs "
+        f"{min(ratios):.2f}x to {max(ratios):.2f}x). Per call: "
+        f"{ours.cpu_ms_per_call / theirs.cpu_ms_per_call:.2f}x rclone's per file. "
+        f"The archiver stored {ours.objects} objects for {ours.calls} calls ({recordings} recordings), "
+        f"rclone {theirs.objects} files."
     )
+    out(
+        f"Wall time: archiver / rclone {ours.seconds / theirs.seconds:.2f}x, / rclone storing the same objects "
+        f"{ours.seconds / got[FLOOR].seconds:.2f}x. The S3 server spent {ours.server_cpu_seconds:.2f} CPU s "
+        f"answering the archiver, {theirs.server_cpu_seconds:.2f} s answering rclone's copy."
+    )
+
+
+def startup(bench: Bench, runs: int, out: Callable[[str], None]) -> None:
+    """The CPU of a one-day backfill of a day without calls (the cost of starting, checking the
+    store and ending), against a Python that only imports the libraries the archiver uses."""
+    floor_script = (
+        "import aiohttp, anyio, boto3, botocore.auth, botocore.session, httpx, httpx_aiohttp, pydantic, "
+        "structlog, yaml, stamina; "
+        "boto3.session.Session().client('s3', endpoint_url='http://127.0.0.1:9', region_name='us-east-1')"
+    )
+    with Simulator(Dataset(seed=1, calls_per_day=0)) as empty:
+        ours, floor, bare = [], [], []
+        for _ in range(runs):
+            ours.append(bench.archiver(empty, 8).cpu_seconds)
+            floor.append(timed([sys.executable, "-c", floor_script], bench.env)[1])
+            bare.append(timed([sys.executable, "-c", "pass"], bench.env)[1])
+    out("| | CPU s (median) |\n|---|---|")
+    out(f"| archiver backfill of a day without calls | {statistics.median(ours):.3f} |")
+    out(
+        f"| Python importing the libraries the archiver uses, and one boto3 S3 client | {statistics.median(floor):.3f} |"
+    )
+    bare_cpu = statistics.median(bare)
+    for label, script in LIBRARY_COSTS:
+        cpu = statistics.median(timed([sys.executable, "-c", script], bench.env)[1] for _ in range(runs))
+        out(f"| of which {label} | {cpu - bare_cpu:.3f} |")
+    out(f"| Python alone | {bare_cpu:.3f} |")
+
+
+# Each alone in a fresh Python, less Python's own start (modules they share count in each).
+LIBRARY_COSTS = (
+    ("botocore (SigV4, credentials)", "import botocore.auth, botocore.credentials, botocore.session"),
+    (
+        "boto3 and one S3 client",
+        "import boto3; boto3.session.Session().client('s3', endpoint_url='http://127.0.0.1:9', region_name='us-east-1')",
+    ),
+    ("aiohttp", "import aiohttp"),
+    ("httpx and httpx-aiohttp", "import httpx, httpx_aiohttp"),
+    ("pydantic", "import pydantic"),
+    ("structlog", "import structlog"),
+    ("anyio, PyYAML, stamina", "import anyio, yaml, stamina"),
+)
+
+
+def processes(bench: Bench, out: Callable[[str], None], counts: tuple[int, ...] = (1, 2, 4), days: int = 4) -> None:
+    """One backfill of *days* days by 1, 2 and 4 worker processes (``--processes``), against the
+    ideal (the 1-process time divided by the count). 100 ms of latency on every simulator
+    response, as a backfill over a real network has, concurrency 8 per process."""
+    data = dataset_for(300, seed=13)
+    first = DAY - timedelta(days=days)
+    with Simulator(data, faults=Faults(recording_latency=0.1, api_latency=0.1)) as sim:
+        recordings = sum(
+            len([c for c in data.calls_on(first + timedelta(days=i)) if c.serves_recording]) for i in range(days)
+        )
+        out(
+            "| processes | seconds | CPU s (all processes) | recordings/s | speedup | ideal |\n|---|---|---|---|---|---|"
+        )
+        base = None
+        for count in counts:
+            seconds, cpu = bench.backfill_in_processes(sim, count, first, DAY)
+            base = base or seconds
+            out(
+                f"| {count} | {seconds:.2f} | {cpu:.2f} | {recordings / seconds:.0f} | {base / seconds:.2f}x | {count}.00x |"
+            )
+        out(f"\n{days} days, {recordings} recordings.")
 
 
 def main() -> int:
@@ -359,11 +465,13 @@ def main() -> int:
     parser.add_argument("--latency", action="store_true", help="also measure with 100 ms per simulator response")
     parser.add_argument("--memory", action="store_true", help="also measure 500 MiB recordings and a 1M-call ledger")
     parser.add_argument("--hosts", action="store_true", help="also run one backfill on 1, 2 and 3 hosts at once")
+    parser.add_argument("--processes", action="store_true", help="also run one backfill by 1, 2 and 4 processes")
     args = parser.parse_args()
     if shutil.which("rclone") is None:
         print("rclone is not installed (apt-get install rclone)", file=sys.stderr)
         return 2
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {datetime.now(TZ):%Y-%m-%d}")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(__file__).parents[1] / "archiver")], check=True)
     moto = MotoServer()
     moto.start()
     try:
@@ -377,12 +485,17 @@ def main() -> int:
                     f"\n## Throughput: {len(served)} recordings, {size / (1 << 20):.0f} MiB, median of {args.runs} runs\n"
                 )
                 compare(bench, sim, 8, args.runs, print)
+            print(f"\n## Start-up: median of {args.runs} runs\n")
+            startup(bench, args.runs, print)
             if args.latency:
                 for concurrency in (8, 16, 32):
                     with Simulator(data, faults=Faults(recording_latency=0.1, api_latency=0.1)) as sim:
                         ideal = concurrency / 0.1
                         print(f"\n## 100 ms latency, concurrency {concurrency} (ideal {ideal:.0f} recordings/s)\n")
                         compare(bench, sim, concurrency, 1, print)
+            if args.processes:
+                print("\n## One backfill, several processes (--processes)\n")
+                processes(bench, print)
             if args.memory:
                 memory(bench, Path(tmp))
             if args.hosts:
