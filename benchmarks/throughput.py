@@ -18,8 +18,9 @@ shared machine's load falls on all alike; each figure is a median.
     .venv/bin/python -m benchmarks.throughput --memory         # + 500 MiB recordings, + a 1M-call ledger
     .venv/bin/python -m benchmarks.throughput --hosts          # + one backfill shared by 1, 2 and 3 hosts
 
-Needs ``rclone`` (Debian package ``rclone``). The archiver runs as installed: its bytecode
-compiled once, not on every start. Compare ratios, not seconds: the machine is shared.
+Needs ``rclone`` (Debian package ``rclone``). The archiver runs as an operator installs it (``pip
+install`` into a fresh virtual environment: no development tools, bytecode compiled). Compare
+ratios, not seconds: the machine is shared.
 """
 
 from __future__ import annotations
@@ -141,9 +142,12 @@ def _high_water_kib(pid: int) -> int:
 
 
 class Bench:
-    def __init__(self, workdir: Path, moto: MotoServer) -> None:
+    """Runs the tools; the archiver with *python*, the interpreter of an installation of it."""
+
+    def __init__(self, workdir: Path, moto: MotoServer, python: str) -> None:
         self.workdir = workdir
         self.moto = moto
+        self.python = python
         # As installed: bytecode compiled once (pip compiles at install), not on every start.
         self.env = {k: v for k, v in {**os.environ, **AWS_ENV}.items() if k != "PYTHONDONTWRITEBYTECODE"}
         self.runs = 0
@@ -171,7 +175,7 @@ class Bench:
         server_before = self.moto.cpu_seconds()
         wall, cpu, rss, log = timed(
             [
-                sys.executable,
+                self.python,
                 "-m",
                 "archiver",
                 "--log-level",
@@ -209,7 +213,7 @@ class Bench:
             folder = self.workdir / f"run{self.runs}-host{host}"
             folder.mkdir()
             config = self._config(folder, sim, bucket.name, 4, folder / "ledger.sqlite3")
-            argv = [sys.executable, "-m", "archiver", "--log-level", "warning", "backfill", "-c", str(config)]
+            argv = [self.python, "-m", "archiver", "--log-level", "warning", "backfill", "-c", str(config)]
             argv += ["--since", since.isoformat(), "--until", until.isoformat()]
             processes.append(subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         for process in processes:
@@ -229,7 +233,7 @@ class Bench:
         folder = self.workdir / f"run{self.runs}"
         folder.mkdir()
         config = self._config(folder, sim, bucket.name, 8, folder / "ledger.sqlite3")
-        argv = [sys.executable, "-m", "archiver", "--log-level", "warning", "backfill", "-c", str(config)]
+        argv = [self.python, "-m", "archiver", "--log-level", "warning", "backfill", "-c", str(config)]
         argv += ["--since", since.isoformat(), "--until", until.isoformat(), "--processes", str(count)]
         wall, cpu, _, _ = timed(argv, self.env)
         archived = [v for v in bucket.versions() if "/_archiver/" not in v["Key"]]
@@ -406,8 +410,8 @@ def startup(bench: Bench, runs: int, out: Callable[[str], None]) -> None:
         ours, floor, bare = [], [], []
         for _ in range(runs):
             ours.append(bench.archiver(empty, 8).cpu_seconds)
-            floor.append(timed([sys.executable, "-c", floor_script], bench.env)[1])
-            bare.append(timed([sys.executable, "-c", "pass"], bench.env)[1])
+            floor.append(timed([bench.python, "-c", floor_script], bench.env)[1])
+            bare.append(timed([bench.python, "-c", "pass"], bench.env)[1])
     out("| | CPU s (median) |\n|---|---|")
     out(f"| archiver backfill of a day without calls | {statistics.median(ours):.3f} |")
     out(
@@ -415,7 +419,7 @@ def startup(bench: Bench, runs: int, out: Callable[[str], None]) -> None:
     )
     bare_cpu = statistics.median(bare)
     for label, script in LIBRARY_COSTS:
-        cpu = statistics.median(timed([sys.executable, "-c", script], bench.env)[1] for _ in range(runs))
+        cpu = statistics.median(timed([bench.python, "-c", script], bench.env)[1] for _ in range(runs))
         out(f"| of which {label} | {cpu - bare_cpu:.3f} |")
     out(f"| Python alone | {bare_cpu:.3f} |")
 
@@ -471,12 +475,11 @@ def main() -> int:
         print("rclone is not installed (apt-get install rclone)", file=sys.stderr)
         return 2
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {datetime.now(TZ):%Y-%m-%d}")
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(__file__).parents[1] / "archiver")], check=True)
     moto = MotoServer()
     moto.start()
     try:
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-            bench = Bench(Path(tmp), moto)
+            bench = Bench(Path(tmp), moto, install(Path(tmp)))
             data = dataset_for(args.recordings)
             with Simulator(data) as sim:
                 served = day_recordings(sim)
@@ -503,6 +506,16 @@ def main() -> int:
     finally:
         moto.stop()
     return 0
+
+
+def install(tmp: Path) -> str:
+    """The archiver installed as an operator installs it (``pip install``, no development tools,
+    bytecode compiled) in a virtual environment of its own; its Python."""
+    venv = tmp / "installed"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "pip"), "install", "-q", str(Path(__file__).resolve().parents[1])]
+    subprocess.run(pip, check=True, env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
+    return str(venv / "bin" / "python")
 
 
 def memory(bench: Bench, tmp: Path) -> None:
