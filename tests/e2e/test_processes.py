@@ -10,12 +10,12 @@ from pathlib import Path
 from archiver.simulator import Dataset, Faults, Simulator
 from tests.helpers import Bucket, config_dict, is_sidecar, run_cli, write_config
 
-SINCE, UNTIL = "2026-11-01", "2026-11-05"
+SINCE, UNTIL = "2026-11-01", "2026-11-07"
 
 
 def test_three_processes_share_a_backfill_and_report_it_once(tmp_path: Path, bucket: Bucket) -> None:
     dataset = Dataset(seed=5, calls_per_day=24, max_duration=4)
-    faults = Faults(api_latency=0.2, recording_latency=0.05)  # days long enough for every worker to start
+    faults = Faults(api_latency=0.2, recording_latency=0.1)  # days long enough for every worker to start
     with Simulator(dataset, faults=faults) as sim:
         config = write_config(
             tmp_path,
@@ -30,7 +30,7 @@ def test_three_processes_share_a_backfill_and_report_it_once(tmp_path: Path, buc
         result = run_cli(
             "backfill", "-c", str(config), "--since", SINCE, "--until", UNTIL, "--processes", "3", timeout=240
         )
-        calls = [c for day in range(1, 5) for c in dataset.calls_on(date(2026, 11, day))]
+        calls = [c for day in range(1, 7) for c in dataset.calls_on(date(2026, 11, day))]
     assert result.returncode == 0, result.stderr[-3000:]
     served = [c for c in calls if c.serves_recording]
     assert f"archived {len(served)} recordings" in result.stdout
