@@ -23,7 +23,7 @@ from archiver.core.sidecar import SCHEMA
 from archiver.errors import CallError
 from archiver.store import Store
 from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, DayListing, day_listings
-from archiver.store.seals import read_chain
+from archiver.store.seals import read_chain, read_seals
 
 log = structlog.get_logger("archiver.audit.verify")
 
@@ -76,6 +76,7 @@ class Verifier:
         self._prefix = prefix
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._rng = rng or random.Random()
+        self._unsealed: list[tuple[str, int, str]] = []  # (manifest, set number, SHA-256) to look at again
 
     async def verify(
         self,
@@ -91,6 +92,7 @@ class Verifier:
         an earlier verify); each must still be a seal of the chain.
         """
         report = VerifyReport()
+        self._unsealed = []  # manifests no seal named when the chain was read
         chain = await read_chain(self._store, self._prefix)
         report.seals, report.seal_head = chain.length, chain.head
         report.problems += [Problem(key, what) for key, what in chain.problems]
@@ -111,6 +113,10 @@ class Verifier:
                 continue
             report.days += 1
             await self._verify_day(listing, report, sealed, deep=deep, sample=sample_percent / 100)
+        if self._unsealed:  # a day closed while this ran? Its seal comes just after its manifest
+            later = seal.check_chain(self._prefix, await read_seals(self._store, self._prefix)).sealed()
+            for key, number, digest in self._unsealed:
+                _check_sealed(key, number, digest, later.get(key, []), report)
         return report
 
     async def _verify_day(
@@ -140,6 +146,8 @@ class Verifier:
         report.calls += len(listing.sidecars)
         for call_id, audio_keys in sorted(listing.audio.items()):
             if call_id not in listing.sidecars:
+                if await self._store.head(listing.folder + f"{call_id}.json") is not None:
+                    continue  # archived while this day was read: its sidecar came after the listing
                 report.problems += [
                     Problem(
                         k, "a recording without its sidecar (an interrupted write? `backfill` completes it)", call_id
@@ -243,7 +251,11 @@ class Verifier:
         covered: set[str] = set()
         for number, key in listing.manifests.items():  # a set without one: the next run writes it
             raw = await self._store.read(key, MANIFEST_LIMIT)
-            _check_sealed(key, number, hashlib.sha256(raw).hexdigest(), sealed.get(key, []), report)
+            digest = hashlib.sha256(raw).hexdigest()
+            if sealed.get(key):
+                _check_sealed(key, number, digest, sealed[key], report)
+            else:
+                self._unsealed.append((key, number, digest))
             try:
                 entries = dayfiles.parse_manifest(raw.decode())
             except (ValueError, UnicodeDecodeError) as exc:

@@ -299,7 +299,8 @@ def test_the_readme_install_gives_working_units_on_a_booted_debian(
         machine.ok(f"systemctl start archiver-backfill@{yesterday}.service", timeout=300)
         assert machine.show(f"archiver-backfill@{yesterday}.service", "Result") == "success"
         assert f"since {yesterday}" in machine.show(f"archiver-backfill@{yesterday}.service", "Description")
-        machine.ok("systemctl start archiver-verify.service", timeout=300)
+        verify = machine.run("systemctl start archiver-verify.service", timeout=300)
+        assert verify.returncode == 0, machine.ok("journalctl -u archiver-verify.service -o cat --no-pager")
         assert machine.show("archiver-verify.service", "Result") == "success"
         wait_until(
             lambda: machine.show("archiver-reconcile.service", "ActiveState") in ("inactive", "failed"), timeout=120
