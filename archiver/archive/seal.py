@@ -13,7 +13,7 @@ from archiver.core.clock import Clock
 from archiver.errors import CallError, ObjectExists
 from archiver.store import Store, put_bytes
 from archiver.store.listing import MANIFEST_LIMIT, archive_days
-from archiver.store.seals import read_seals
+from archiver.store.seals import ChainReader
 
 log = structlog.get_logger("archiver.archive")
 
@@ -34,9 +34,8 @@ class Sealer:
         self._prefix = prefix
         self._clock = clock
         self._concurrency = concurrency
-        self._stored: dict[str, bytes | None] | None = None  # seals read so far, by key
-        self._whole = False  # whether every seal of the chain has been read
-        self._chain = seal.Chain(prefix=prefix)
+        self._reader = ChainReader(store, prefix, concurrency=concurrency)
+        self._read = False  # whether the chain has been read at all
         self._lock = anyio.Lock()
 
     async def seal(self, manifests: dict[str, str], *, fresh: Collection[str] = ()) -> None:
@@ -44,33 +43,30 @@ class Sealer:
 
         *fresh*: the keys this process has just created, which no seal can name yet.
         """
+        reader = self._reader
         async with self._lock:
             only_fresh = set(manifests) <= set(fresh)
-            if self._stored is None or not (self._whole or only_fresh):
-                await self._load(whole=not only_fresh)
-                if not self._stored:  # no seal at all yet: the first one covers the days before seals
+            if not self._read or not (reader.whole or only_fresh):
+                await (reader.read_head() if only_fresh else reader.read_all())
+                self._read = True
+                if not reader.listed:  # no seal at all yet: the first one covers the days before seals
                     earlier = await self._manifests_before_seals()
                     if set(earlier) - set(manifests):
                         log.info("seal.earlier_manifests", manifests=len(set(earlier) - set(manifests)))
                     manifests = {**earlier, **manifests}
-            assert self._stored is not None
             while todo := self._unsealed(manifests, fresh):
-                number = self._chain.length + 1
-                raw = seal.Seal.new(number, todo, self._chain.head, self._clock.now()).to_bytes()
+                number = reader.chain.length + 1
+                raw = seal.Seal.new(number, todo, reader.chain.head, self._clock.now()).to_bytes()
                 key = seal.seal_key(self._prefix, number)
                 try:
                     await put_bytes(self._store, key, raw, "application/json")
                 except ObjectExists:  # another archiver sealed first: read its seals, take the next number
-                    self._stored |= await read_seals(
-                        self._store, self._prefix, concurrency=self._concurrency, after=self._chain.length
-                    )
-                    self._chain = seal.check_chain(self._prefix, self._stored)
-                    if self._chain.length < number:  # listed, but unreadable: never guess a chain's head
+                    await reader.read_newer()
+                    if reader.chain.length < number:  # listed, but unreadable: never guess a chain's head
                         raise CallError(f"seal {key} exists but cannot be read; the day is sealed later") from None
                     log.info("seal.number_taken", sequence=number)
                     continue
-                self._stored[key] = raw
-                self._chain = seal.check_chain(self._prefix, self._stored)
+                reader.add(key, raw)
                 fresh = set(fresh) - set(todo)
                 log.info(
                     "seal.written",
@@ -80,16 +76,9 @@ class Sealer:
                     sha256=hashlib.sha256(raw).hexdigest(),
                 )
 
-    async def _load(self, *, whole: bool) -> None:
-        """Read the chain: every seal, or only its head."""
-        found = await read_seals(self._store, self._prefix, concurrency=self._concurrency, last_only=not whole)
-        self._stored = {**(self._stored or {}), **found}
-        self._whole = whole or not self._stored  # an empty chain is read whole
-        self._chain = seal.check_chain(self._prefix, self._stored)
-
     def _unsealed(self, manifests: dict[str, str], fresh: Collection[str]) -> dict[str, str]:
-        sealed = self._chain.sealed()
-        return {k: v for k, v in manifests.items() if k in fresh or all(d != v for _, d in sealed.get(k, []))}
+        chain = self._reader.chain
+        return {k: v for k, v in manifests.items() if k in fresh or not chain.sealed_by(k, v)}
 
     async def _manifests_before_seals(self) -> dict[str, str]:
         """Every manifest in the archive (the first seal covers the days closed before seals existed)."""

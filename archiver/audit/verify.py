@@ -23,7 +23,7 @@ from archiver.core.sidecar import SCHEMA
 from archiver.errors import CallError
 from archiver.store import Store
 from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, DayListing, day_listings
-from archiver.store.seals import read_chain, read_seals
+from archiver.store.seals import ChainReader
 
 log = structlog.get_logger("archiver.audit.verify")
 
@@ -93,7 +93,9 @@ class Verifier:
         """
         report = VerifyReport()
         self._unsealed = []  # manifests no seal named when the chain was read
-        chain = await read_chain(self._store, self._prefix)
+        reader = ChainReader(self._store, self._prefix)
+        await reader.read_all()
+        chain = reader.chain
         report.seals, report.seal_head = chain.length, chain.head
         report.problems += [Problem(key, what) for key, what in chain.problems]
         for recorded in recorded_seals:
@@ -105,18 +107,21 @@ class Verifier:
                     )
                 )
         sealed = chain.sealed()
+        sealed_in: dict[str, list[str]] = {}  # day folder -> the sealed manifests in it
+        for key in sealed:
+            sealed_in.setdefault(key.rsplit("/", 1)[0] + "/", []).append(key)
         async for listing in day_listings(self._store, self._prefix, days):
-            for key in sealed:  # a sealed manifest must stay
-                if key.startswith(listing.folder) and key not in listing.manifests.values():
+            for key in sealed_in.get(listing.folder, []):  # a sealed manifest must stay
+                if key not in listing.manifests.values():
                     report.problems.append(Problem(key, "a sealed manifest is not in the archive any more"))
             if listing.empty:
                 continue
             report.days += 1
             await self._verify_day(listing, report, sealed, deep=deep, sample=sample_percent / 100)
         if self._unsealed:  # a day closed while this ran? Its seal comes just after its manifest
-            later = seal.check_chain(self._prefix, await read_seals(self._store, self._prefix)).sealed()
+            await reader.read_newer()
             for key, number, digest in self._unsealed:
-                _check_sealed(key, number, digest, later.get(key, []), report)
+                _check_sealed(key, number, digest, reader.chain.sealed().get(key, []), report)
         return report
 
     async def _verify_day(

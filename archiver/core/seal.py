@@ -15,6 +15,7 @@ elsewhere no longer matches, even on a bucket without Object Lock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -127,12 +128,23 @@ class Chain:
         return max(self.seals, default=0)
 
     def sealed(self) -> dict[str, list[tuple[int, str]]]:
-        """Every manifest a seal names: key -> [(seal number, the manifest's SHA-256 it states)]."""
+        """Every manifest a seal names: key -> [(seal number, the manifest's SHA-256 it states)].
+
+        Worked out once: a chain is not changed after :func:`check_chain` built it.
+        """
+        return self._sealed
+
+    @functools.cached_property
+    def _sealed(self) -> dict[str, list[tuple[int, str]]]:
         out: dict[str, list[tuple[int, str]]] = {}
         for sequence, (seal, _) in sorted(self.seals.items()):
             for link in seal.manifests:
                 out.setdefault(link.key, []).append((sequence, link.sha256))
         return out
+
+    def sealed_by(self, key: str, digest: str) -> tuple[int, ...]:
+        """The numbers of the seals that name the manifest *key* with the SHA-256 *digest*."""
+        return tuple(n for n, stated in self.sealed().get(key, []) if stated == digest)
 
     def find(self, sha256: str) -> int | None:
         """The number of the seal whose bytes have this SHA-256 (a head recorded elsewhere)."""
