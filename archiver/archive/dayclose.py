@@ -95,18 +95,16 @@ class DayCloser:
             (page_name, dayfiles.index_html(day, entries, number=number), "text/html; charset=utf-8"),
             (manifest_name, dayfiles.manifest(entries), "text/plain; charset=utf-8"),
         ):
+            key = listing.folder + name
             try:
-                await put_bytes(self._store, listing.folder + name, data, kind)
-                written.add(listing.folder + name)
+                await put_bytes(self._store, key, data, kind)
+                written.add(key)
             except ObjectExists:
-                log.warning("day_file.already_stored", key=listing.folder + name)
-            if name == manifest_name:  # what is stored: ours, or what an interrupted run left
-                stored = (
-                    data
-                    if listing.folder + name in written
-                    else await self._store.read(listing.folder + name, MANIFEST_LIMIT)
-                )
-                digests[listing.folder + name] = hashlib.sha256(stored).hexdigest()
+                log.warning("day_file.already_stored", key=key)
+                if name == manifest_name:  # seal what an interrupted run left, not what we meant to write
+                    data = await self._store.read(key, MANIFEST_LIMIT)
+            if name == manifest_name:
+                digests[key] = hashlib.sha256(data).hexdigest()
         log.info("day.closed", day=day.isoformat(), set=number, calls=len(entries))
         await self._seal(digests, fresh=written)
         return len(listing.sidecars)

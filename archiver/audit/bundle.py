@@ -70,15 +70,22 @@ async def export(
     evidence: list[Evidence] = []
     day_lines: dict[str, list[str]] = {}  # day folder in the bundle -> manifest lines naming exported files
     seals_needed: set[int] = set()
+    read: dict[str, bytes] = {}  # the records and manifests the check read, copied as they were read
+
+    async def read_once(key: str, max_bytes: int) -> bytes:
+        if key not in read:
+            read[key] = await store.read(key, max_bytes)
+        return read[key]
+
     for files in sorted(calls, key=lambda c: c.call_id):
-        for key in files.records.values():
-            bundle.add(key[strip:], await store.read(key, SIDECAR_LIMIT))
         digests = {key: await bundle.add_stream(key[strip:], store, key) for key in files.audio}
-        checked = await examine(store, files, chain, digests=digests)
+        checked = await examine(store, files, chain, digests=digests, read=read_once)
         evidence.append(checked)
         folder = files.listing.folder[strip:]
+        for key in files.records.values():
+            bundle.add(key[strip:], await read_once(key, SIDECAR_LIMIT))
         for key in files.listing.manifests.values():
-            bundle.add(key[strip:], await store.read(key, MANIFEST_LIMIT))
+            bundle.add(key[strip:], await read_once(key, MANIFEST_LIMIT))
         for line in checked.manifest_lines:
             day_lines.setdefault(folder, []).append(f"{line.sha256}  {line.name}\n")
             seals_needed.update(line.sealed_by)

@@ -26,6 +26,16 @@ from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, DayListing, ar
 log = structlog.get_logger("archiver.audit.catalog")
 
 STATUSES = ("archived", "none", "missing", "rejected", "superseded")
+DIRECTIONS = ("inbound", "outbound", "local")
+
+
+def parse_statuses(text: str) -> frozenset[str]:
+    """The outcomes a comma-separated *text* names; ValueError naming any unknown one."""
+    statuses = frozenset(s.strip() for s in text.split(",") if s.strip())
+    unknown = statuses - set(STATUSES)
+    if unknown:
+        raise ValueError(f"unknown outcome {', '.join(sorted(unknown))} (known: {', '.join(STATUSES)})")
+    return statuses
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,11 @@ class CallFiles:
     def audio(self) -> list[str]:
         return sorted(self.listing.audio.get(self.call_id, []))
 
+    @property
+    def current_key(self) -> str:
+        """The sidecar of the call's current record (its highest revision)."""
+        return self.listing.sidecars[self.call_id]
+
 
 class Catalog:
     """Reads the archive under *prefix* of *store*; dates are read in *tz*."""
@@ -138,9 +153,9 @@ class Catalog:
                 tg.start_soon(one, day)
         return sorted(found, key=lambda f: (f.entry.start, f.entry.call_id))
 
-    async def day_calls(self, day: date) -> list[Found]:
-        """Every call of *day* through its current record."""
-        listing = await list_day(self._store, self._prefix, day)
+    async def day_calls(self, day: date, listing: DayListing | None = None) -> list[Found]:
+        """Every call of *day* through its current record (*listing*: the day's, if already made)."""
+        listing = listing or await list_day(self._store, self._prefix, day)
         listed: dict[tuple[str, int], CallEntry] = {}
         for number, files in sorted(listing.sets.items()):
             if files.csv is None:

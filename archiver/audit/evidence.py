@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -101,36 +102,45 @@ class Evidence:
         }
 
 
+Read = Callable[[str, int], Awaitable[bytes]]  # (key, max bytes) -> the object's bytes
+
+
 async def examine(
     store: Store,
     files: CallFiles,
     chain: seal.Chain,
     *,
     digests: dict[str, tuple[int, str]] | None = None,
+    read: Read | None = None,
 ) -> Evidence:
     """Check everything the archive holds of one call.
 
     *digests*: (size, SHA-256) of audio objects already read (``export`` hashes them as it
-    copies them); the others are read here.
+    copies them); the others are read here. *read* reads the records and manifests (default:
+    the store's own read; ``export`` passes one that keeps what it read, to copy it).
     """
+    read = read or store.read
     evidence = Evidence(files.call_id, files.day.isoformat(), seal_head=chain.head)
     own: dict[str, str] = {}  # file name -> SHA-256 of its bytes now
     stated: dict[str, tuple[int | None, str | None]] = {}  # audio key -> what a record says of it
+    current: bytes | None = None  # the last record read: the call's current state
     for revision, key in files.records.items():
         try:
-            raw = await store.read(key, SIDECAR_LIMIT)
+            raw = await read(key, SIDECAR_LIMIT)
             doc = json.loads(raw)
         except (CallError, ValueError) as exc:
             evidence.problems.append(f"record {revision} ({key}) cannot be read: {exc}")
             continue
         record = _record(revision, key, raw, dayfiles.mapping(doc))
         evidence.records.append(record)
-        evidence.entry = dayfiles.CallEntry.from_sidecar(files.call_id, raw)
+        current = raw
         own[key.rsplit("/", 1)[-1]] = record.sha256
         if record.status == "archived" and record.recording_key:
             stated[record.recording_key] = (record.size, record.recording_sha256)
         if doc.get("call_id") != files.call_id:
             evidence.problems.append(f"record {revision} ({key}) is not this call's")
+    if current is not None:
+        evidence.entry = dayfiles.CallEntry.from_sidecar(files.call_id, current)
     for key in sorted(set(files.audio) | set(stated)):
         if key not in files.audio:
             evidence.problems.append(f"the recording {key} that a record names is not in the archive")
@@ -144,19 +154,18 @@ async def examine(
             evidence.problems.append(f"the recording {key} is named by no record of the call")
         elif not recording.ok:
             evidence.problems.append(f"the recording {key} is not what its record states: its bytes changed")
-    await _check_manifests(store, files, chain, own, evidence)
+    await _check_manifests(read, files, chain, own, evidence)
     if chain.problems:
         evidence.problems.append(f"the seal chain has {len(chain.problems)} problem(s); `archiver verify` names them")
     return evidence
 
 
 async def _check_manifests(
-    store: Store, files: CallFiles, chain: seal.Chain, own: dict[str, str], evidence: Evidence
+    read: Read, files: CallFiles, chain: seal.Chain, own: dict[str, str], evidence: Evidence
 ) -> None:
     listed: set[str] = set()
-    sealed = chain.sealed()
     for number, key in files.listing.manifests.items():
-        raw = await store.read(key, MANIFEST_LIMIT)
+        raw = await read(key, MANIFEST_LIMIT)
         digest = hashlib.sha256(raw).hexdigest()
         try:
             lines = dayfiles.parse_manifest(raw.decode())
@@ -166,7 +175,7 @@ async def _check_manifests(
         mine = {name: sha for name, sha in lines.items() if name in own}
         if not mine:
             continue
-        by = tuple(n for n, stated in sealed.get(key, []) if stated == digest)
+        by = chain.sealed_by(key, digest)
         if not by:
             evidence.problems.append(f"manifest {number} ({key}) is in no seal, or changed after it was sealed")
         for name, sha in sorted(mine.items()):

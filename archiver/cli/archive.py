@@ -63,10 +63,9 @@ def backfill(args: argparse.Namespace) -> int:
         if title and worker is None:
             print(title, flush=True)
         report = backfiller.run(index)
-        if report is None:
-            report = RunReport(interrupted=True)
-            if worker is None:
-                return _interrupted()
+        if report is None and worker is None:
+            return _interrupted()
+        report = report or RunReport(interrupted=True)  # a worker still hands its parent a report
         reports.append(report)
         if worker is None:
             print_report(report, sys.stdout)

@@ -18,7 +18,7 @@ import anyio
 from tqdm import tqdm
 
 from archiver.audit import bundle
-from archiver.audit.catalog import STATUSES, CallFiles, Catalog, Found, Query
+from archiver.audit.catalog import CallFiles, Catalog, Found, Query, parse_statuses
 from archiver.audit.evidence import Evidence, examine
 from archiver.cli.common import dates, setup
 from archiver.compose import assemble
@@ -41,13 +41,10 @@ def _query(args: argparse.Namespace, config: Config) -> Query:
             raise ConfigError(["At '--until': give --since too"], source="the command line")
     statuses = None
     if args.status:
-        statuses = frozenset(s.strip() for s in args.status.split(",") if s.strip())
-        unknown = statuses - set(STATUSES)
-        if unknown:
-            raise ConfigError(
-                [f"At '--status': unknown outcome {', '.join(sorted(unknown))} (known: {', '.join(STATUSES)})"],
-                source="the command line",
-            )
+        try:
+            statuses = parse_statuses(args.status)
+        except ValueError as exc:
+            raise ConfigError([f"At '--status': {exc}"], source="the command line") from None
     return Query(
         number=args.number,
         extension=args.extension,
@@ -138,9 +135,7 @@ def _find_sip(configs: tuple[Config, ...], args: argparse.Namespace) -> int:
                     near = [day, day - timedelta(days=1)] if day else []
                     files = await catalog.locate(cdr.call_id, near=near)
                     current = (
-                        dayfiles.CallEntry.from_sidecar(
-                            cdr.call_id, await parts.store.read(files.records[max(files.records)])
-                        )
+                        dayfiles.CallEntry.from_sidecar(cdr.call_id, await parts.store.read(files.current_key))
                         if files
                         else None
                     )
@@ -153,7 +148,7 @@ def _find_sip(configs: tuple[Config, ...], args: argparse.Namespace) -> int:
                             "destination": cdr.raw.get("destination") if isinstance(cdr.raw, dict) else None,
                             "archived": files is not None,
                             "day": files.day.isoformat() if files else None,
-                            "sidecar_key": files.records[max(files.records)] if files else None,
+                            "sidecar_key": files.current_key if files else None,
                             "recording_status": current.recording_status if current else None,
                             "recording_key": current.recording_key if current else None,
                             **({"source_name": config.name} if config.name else {}),

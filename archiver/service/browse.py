@@ -24,7 +24,7 @@ import anyio
 import structlog
 from aiohttp import web
 
-from archiver.audit.catalog import STATUSES, CallFiles, Catalog, Query
+from archiver.audit.catalog import DIRECTIONS, CallFiles, Catalog, Query, parse_statuses
 from archiver.audit.evidence import examine
 from archiver.core import seal
 from archiver.core.identity import CALL_ID_RE
@@ -33,7 +33,7 @@ from archiver.errors import CallError, TransientError
 from archiver.service import pages
 from archiver.store import Store
 from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, list_day
-from archiver.store.seals import read_seals
+from archiver.store.seals import ChainReader
 
 log = structlog.get_logger("archiver.service.browse")
 
@@ -59,9 +59,8 @@ class Browser:
         self._tz = tz
         self._country_code = country_code
         self._catalog = Catalog(store, prefix, tz, concurrency=concurrency)
-        self._seals: dict[str, bytes | None] = {}
-        self._chain = seal.Chain(prefix=prefix)
-        self._chain_lock = anyio.Lock()
+        self._seals = ChainReader(store, prefix, concurrency=concurrency)
+        self._seals_lock = anyio.Lock()
         self._days_of: dict[str, date] = {}  # call id -> its day, as pages have shown it
         self.allowed_hosts: set[str] = set()
 
@@ -118,28 +117,28 @@ class Browser:
             day = date.fromisoformat(request.match_info["day"])
         except ValueError:
             raise web.HTTPNotFound(text="Days are written YYYY-MM-DD.") from None
-        found = await self._catalog.day_calls(day)
+        listing = await list_day(self._store, self._prefix, day)
+        found = await self._catalog.day_calls(day, listing)
         for f in found:
             self._days_of[f.entry.call_id] = f.day
         chain = await self._current_chain()
-        sealed = chain.sealed()
-        listing = await list_day(self._store, self._prefix, day)
         manifests = []
         for key in listing.manifests.values():
             digest = hashlib.sha256(await self._store.read(key, MANIFEST_LIMIT)).hexdigest()
-            manifests.append((key, digest, tuple(n for n, d in sealed.get(key, []) if d == digest)))
+            manifests.append((key, digest, chain.sealed_by(key, digest)))
         return _html(200, pages.day_page(day, sorted(found, key=lambda f: f.entry.start), manifests))
 
     async def call(self, request: web.Request) -> web.StreamResponse:
         files = await self._files(request)
-        evidence = await examine(self._store, files, await self._current_chain())
+        chain = await self._current_chain()
+        evidence = await examine(self._store, files, chain)
         current = evidence.current
         audio = f"/calls/{files.call_id}/audio" if current and current.status == "archived" else None
-        return _html(200, pages.call_page(evidence, audio, self._chain.head))
+        return _html(200, pages.call_page(evidence, audio, chain.head))
 
     async def audio(self, request: web.Request) -> web.StreamResponse:
         files = await self._files(request)
-        doc = json.loads(await self._store.read(files.records[max(files.records)], SIDECAR_LIMIT))
+        doc = json.loads(await self._store.read(files.current_key, SIDECAR_LIMIT))
         rec = doc.get("recording") if isinstance(doc, dict) else None
         key = rec.get("key") if isinstance(rec, dict) and rec.get("status") == "archived" else None
         if not isinstance(key, str) or key not in files.audio:
@@ -161,17 +160,14 @@ class Browser:
         until = parse_date_argument(params["until"], self._tz) if "until" in params else None
         if since and until and until <= since:
             raise ValueError("'Until' must be after 'From'")
-        status = params.get("status")
-        if status and status not in STATUSES:
-            raise ValueError(f"unknown recording outcome {status!r}")
         direction = params.get("direction")
-        if direction and direction not in ("inbound", "outbound", "local"):
+        if direction and direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}")
         return Query(
             number=params.get("number"),
             extension=params.get("extension"),
             direction=direction,
-            statuses=frozenset([status]) if status else None,
+            statuses=parse_statuses(params["status"]) if "status" in params else None,
             since=since,
             until=until,
             country_code=self._country_code,
@@ -192,10 +188,9 @@ class Browser:
 
     async def _current_chain(self) -> seal.Chain:
         """The seal chain, with the seals written since it was last read."""
-        async with self._chain_lock:
-            self._seals |= await read_seals(self._store, self._prefix, after=self._chain.length)
-            self._chain = seal.check_chain(self._prefix, self._seals)
-            return self._chain
+        async with self._seals_lock:
+            await self._seals.read_newer()
+            return self._seals.chain
 
     async def _send(self, request: web.Request, key: str) -> web.StreamResponse:
         """The object's bytes, or the range of them the request asks for."""

@@ -38,9 +38,8 @@ def report_line(reports: Sequence[RunReport]) -> str:
 
 @dataclass
 class Progress:
-    """What the workers' log lines say so far: days done, calls stored, bytes."""
+    """What the workers' log lines say so far: calls stored, bytes, and by which workers."""
 
-    days: int = 0
     calls: int = 0
     bytes: int = 0
     workers_seen: set[int] = field(default_factory=set)
@@ -133,7 +132,6 @@ class Workers:
     def _count_event(self, worker: int, event: dict[str, Any], bar: Any) -> None:
         name = event.get("event")
         if name == "shard.done":
-            self.progress.days += 1
             if bar is not None:
                 bar.update(1)
         elif name == "call.archived":
