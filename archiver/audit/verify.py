@@ -111,13 +111,16 @@ class Verifier:
         for key in sealed:
             sealed_in.setdefault(key.rsplit("/", 1)[0] + "/", []).append(key)
         async for listing in day_listings(self._store, self._prefix, days):
-            for key in sealed_in.get(listing.folder, []):  # a sealed manifest must stay
+            for key in sealed_in.pop(listing.folder, []):  # a sealed manifest must stay
                 if key not in listing.manifests.values():
                     report.problems.append(Problem(key, "a sealed manifest is not in the archive any more"))
             if listing.empty:
                 continue
             report.days += 1
             await self._verify_day(listing, report, sealed, deep=deep, sample=sample_percent / 100)
+        if days is None:  # the whole archive: a sealed day whose folder is gone lists nothing at all
+            for keys in sealed_in.values():
+                report.problems += [Problem(k, "a sealed manifest is not in the archive any more") for k in keys]
         if self._unsealed:  # a day closed while this ran? Its seal comes just after its manifest
             await reader.read_newer()
             for key, number, digest in self._unsealed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -141,3 +141,16 @@ async def test_verify_running_beside_the_archiver_does_not_report_what_it_is_wri
     (root / sidecar).unlink()  # gone for good: that is reported
     report = await Verifier(LocalStore(root), "").verify(None)
     assert any("without its sidecar" in p.what for p in report.problems)
+
+
+async def test_verify_names_a_sealed_day_whose_whole_folder_is_gone(sim: Simulator, tmp_path: Path) -> None:
+    """A whole day deleted leaves no listing to compare with its seal; the seal still names it."""
+    root = tmp_path / "archive"
+    await backfill(config_for(sim, f"file://{root}", tmp_path))
+    assert (await Verifier(LocalStore(root), "").verify(None)).problems == []
+    shutil.rmtree(root / "2026" / "11" / "02")
+    for days in (None, [date(2026, 11, 2)]):
+        report = await Verifier(LocalStore(root), "").verify(days)
+        assert [(p.key, p.what) for p in report.problems] == [
+            ("2026/11/02/manifest-sha256.txt", "a sealed manifest is not in the archive any more")
+        ]
