@@ -23,8 +23,8 @@ Third-party exceptions (httpx, aiohttp, botocore, sqlite3) are translated once, 
 that talks to them (``source.ccall``, ``source.fetch``, ``store.s3_bucket``, ``store.s3``,
 ``state.ledger``); nothing above that layer sees them. Two exceptions stay private to their
 module and are translated there before they leave it: ``core.audio.NotAudio`` and
-``store.s3put``'s ``PutRefused``/``PutUnanswered``. Only the command line (``archiver.cli``)
-turns errors into exit codes.
+``store.s3wire``'s ``WireRefused``/``WireUnanswered`` (translated by ``store.s3_bucket``).
+Only the command line (``archiver.cli``) turns errors into exit codes.
 
 No message carries a secret: the API key and secret are never formatted into one, and bodies
 quoted from the network pass through :func:`redact` first.

@@ -25,7 +25,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import boto3
-import botocore.session
 import jsonschema
 import pytest
 import yaml
@@ -33,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from archiver.archive.events import ArchiveEvents
 from archiver.compose import assemble
-from archiver.compose.stores import direct_put
+from archiver.compose.stores import direct_wire
 from archiver.config.load import parse_config
 from archiver.config.models import Config
 from archiver.core import seal
@@ -47,6 +46,7 @@ from archiver.simulator import SimCall, Simulator
 from archiver.store.s3 import S3Store
 from archiver.store.s3_bucket import S3Bucket
 from archiver.store.s3_control import S3ControlStore
+from archiver.store.sigv4 import Credentials
 
 # The tests' own throwaway credentials for moto; the AWS chain reads them from here.
 AWS_ENV = {
@@ -112,24 +112,24 @@ def s3_client(endpoint: str) -> Any:
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
 
-def s3_bucket(endpoint: str, bucket: str, client: Any = None) -> S3Bucket:
-    """The bucket *bucket* on the S3 server at *endpoint*, through *client* or a new boto3 client."""
-    return S3Bucket(client or s3_client(endpoint), bucket, endpoint=endpoint)
+def s3_bucket(endpoint: str, bucket: str, client: Any = None, *, direct: bool = False) -> S3Bucket:
+    """The bucket *bucket* on the S3 server at *endpoint*, through *client* or a new boto3 client;
+    with *direct*, the working requests take the direct path (aiohttp) as in production."""
+    wire = None
+    if direct:
+        credentials = Credentials(AWS_ENV["AWS_ACCESS_KEY_ID"], AWS_ENV["AWS_SECRET_ACCESS_KEY"])
+        wire = direct_wire(f"{endpoint}/{bucket}", credentials, "us-east-1", 4)
+    return S3Bucket(client or s3_client(endpoint), bucket, endpoint=endpoint, wire=wire)
 
 
 def s3_store(endpoint: str, bucket: str, *, direct: bool = True, client: Any = None, **kwargs: Any) -> S3Store:
-    """An S3Store on *bucket*; with *direct*, archive PUTs take the aiohttp path as in production."""
-    core = botocore.session.get_session()
-    client = client or boto3.session.Session(botocore_session=core).client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1"
-    )
-    fast = direct_put(client, core, bucket, connections=4) if direct else None
-    return S3Store(s3_bucket(endpoint, bucket, client), direct_put=fast, **kwargs)
+    """An S3Store on *bucket*; with *direct*, as in production (see s3_bucket)."""
+    return S3Store(s3_bucket(endpoint, bucket, client, direct=direct), **kwargs)
 
 
-def control_store(endpoint: str, bucket: str) -> S3ControlStore:
+def control_store(endpoint: str, bucket: str, *, direct: bool = True) -> S3ControlStore:
     """The control store (leases, claims) on *bucket*."""
-    return S3ControlStore(s3_bucket(endpoint, bucket))
+    return S3ControlStore(s3_bucket(endpoint, bucket, direct=direct))
 
 
 @dataclass

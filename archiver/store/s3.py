@@ -1,10 +1,11 @@
 """The archive store on S3: create-only, checksummed writes of recordings and documents.
 
 Writes are create-only (``If-None-Match: *``, on ``CompleteMultipartUpload`` too) and carry
-``ChecksumSHA256`` so that the server rejects a body damaged on the way. Small objects go up
-through :class:`~archiver.store.s3put.DirectPut` (aiohttp, SigV4-signed), the rest through
-boto3. Bodies of ``multipart_threshold`` bytes or more go up in parts read straight from the
-download buffer with ``pread``, so memory stays flat whatever the recording's size.
+``ChecksumSHA256`` so that the server rejects a body damaged on the way. Objects go up, and
+are read back, over the bucket's direct path (:mod:`.s3wire`: aiohttp, SigV4-signed) when it
+has one, else through boto3. Bodies of ``multipart_threshold`` bytes or more go up through
+boto3 in parts read straight from the download buffer with ``pread``, so memory stays flat
+whatever the recording's size.
 """
 
 from __future__ import annotations
@@ -20,20 +21,16 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 import anyio
-import botocore.exceptions
-import structlog
 
 from archiver.config.models import ObjectLockConfig
-from archiver.errors import CallError, ObjectExists, StoreAccessError, StoreUnavailable
+from archiver.errors import CallError, ObjectExists, ObjectMissing, StoreAccessError, StoreUnavailable
 from archiver.store import ObjectInfo, VersionAudit
-from archiver.store.s3_bucket import NOT_FOUND_CODES, REDIRECT_CODES, S3Bucket, b64
+from archiver.store.s3_bucket import NOT_FOUND_CODES, Off, S3Bucket, b64
 from archiver.store.s3_versions import S3VersionAudit
-from archiver.store.s3put import DirectPut, PutRefused, PutUnanswered
+from archiver.store.s3wire import WireRefused, WireUnanswered
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
-
-log = structlog.get_logger("archiver.store")
 
 _HEADERS = {
     "ObjectLockMode": "x-amz-object-lock-mode",
@@ -61,18 +58,14 @@ class S3Store:
         multipart_threshold: int = 64 << 20,
         part_size: int = 16 << 20,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        direct_put: DirectPut | None = None,
         look_before_write: bool = False,
     ) -> None:
         self._bucket = self.s3 = bucket
         self._look_first = look_before_write  # for servers that ignore If-None-Match (see config)
-        self._client = bucket.client
         self._call = bucket.call
         self.bucket = bucket.name
         self.description = bucket.description
         self.versions: VersionAudit | None = S3VersionAudit(bucket)
-        self._direct = direct_put
-        self._direct_on = direct_put is not None
         self._lock = object_lock
         self._extra: dict[str, Any] = {
             **({"ObjectLockLegalHoldStatus": "ON"} if legal_hold else {}),
@@ -121,7 +114,11 @@ class S3Store:
         if size >= self._threshold:
             await self._put_multipart(key, body, size, common)
             return
-        if self._direct_on and await self._put_direct(key, body, size, sha256, common):
+        headers = _put_headers(common)
+        sent = await self._bucket.direct(
+            lambda w: w.put(key, body, size=size, sha256=sha256, headers=headers), key, retry=False
+        )
+        if sent is not Off.OFF:
             return
 
         def put() -> None:
@@ -136,22 +133,6 @@ class S3Store:
             )
 
         await self._call(put, key)
-
-    async def _put_direct(self, key: str, body: IO[bytes], size: int, sha256: bytes, common: dict[str, Any]) -> bool:
-        """PUT through the direct path; False when it cannot serve this bucket (boto3 then will)."""
-        assert self._direct is not None
-        try:
-            await self._direct.put(key, body, size=size, sha256=sha256, headers=_put_headers(common))
-        except PutUnanswered as exc:
-            raise self._bucket.unanswered(str(exc)) from None
-        except PutRefused as exc:
-            if 300 <= exc.status < 400 or exc.code in REDIRECT_CODES:
-                # The bucket lives in another region than storage.region says: boto3 follows that.
-                log.warning("store.direct_put_off", reason=exc.code or exc.status)
-                self._direct_on = False
-                return False
-            raise self._bucket.refusal(exc.code, exc.status, exc.message, key) from None
-        return True
 
     async def _put_multipart(self, key: str, body: IO[bytes], size: int, common: dict[str, Any]) -> None:
         created = await self._call(
@@ -204,6 +185,11 @@ class S3Store:
         return {"PartNumber": number, "ETag": result["ETag"], "ChecksumSHA256": checksum}
 
     async def head(self, key: str) -> ObjectInfo | None:
+        found = await self._bucket.direct(lambda w: w.head(key), key, retry=True)
+        if found is not Off.OFF:
+            return None if found is None else _info(key, found)
+        import botocore.exceptions  # noqa: PLC0415 (loaded with boto3, when boto3 is asked)
+
         def head() -> ObjectInfo | None:
             try:
                 result = self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
@@ -216,38 +202,45 @@ class S3Store:
         return await self._call(head, key)
 
     async def read(self, key: str, max_bytes: int = 1 << 20) -> bytes:
-        def read() -> bytes:
-            stream = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
-            try:
-                data: bytes = stream.read(max_bytes + 1)
-            finally:
-                stream.close()
-            if len(data) > max_bytes:
-                raise CallError(f"{key} is larger than {max_bytes} bytes")
-            return data
+        found = await self._bucket.direct(lambda w: w.read(key, max_bytes), key, retry=True)
+        if found is None:
+            raise ObjectMissing(key)
+        if found is not Off.OFF:
+            data = found[0]
+        else:
 
-        return await self._call(read, key)
+            def read() -> bytes:
+                stream = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                try:
+                    return bytes(stream.read(max_bytes + 1))
+                finally:
+                    stream.close()
+
+            data = await self._call(read, key)
+        if len(data) > max_bytes:
+            raise CallError(f"{key} is larger than {max_bytes} bytes")
+        return data
 
     async def digest(self, key: str) -> tuple[int, bytes]:
-        def digest() -> tuple[int, bytes]:
-            stream = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
-            hasher, size = hashlib.sha256(), 0
-            try:
-                for chunk in stream.iter_chunks(_READ_CHUNK):
-                    hasher.update(chunk)
-                    size += len(chunk)
-            finally:
-                stream.close()
-            return size, hasher.digest()
-
-        return await self._call(digest, key)
+        hasher, size = hashlib.sha256(), 0
+        async for chunk in self.stream(key):
+            hasher.update(chunk)
+            size += len(chunk)
+        return size, hasher.digest()
 
     async def stream(self, key: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        if end is not None and end <= start:
+            return
+        if self._bucket.wire is not None:
+            try:
+                async for chunk in self._bucket.wire.stream(key, start=start, end=end):
+                    yield chunk
+            except (WireRefused, WireUnanswered) as exc:
+                raise self._bucket.translate(exc, key) from None
+            return
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if start or end is not None:
             request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
-        if end is not None and end <= start:
-            return
         body = (await self._call(lambda: self._client.get_object(**request), key))["Body"]
         chunks = body.iter_chunks(_READ_CHUNK)
         try:
@@ -259,10 +252,17 @@ class S3Store:
     async def delete(self, key: str) -> None:
         await self._bucket.delete(key)
 
+    @property
+    def _client(self) -> Any:
+        return self._bucket.client
+
     async def aclose(self) -> None:
-        if self._direct is not None:
-            await self._direct.aclose()
         await self._bucket.aclose()
+
+
+def encryption_headers(encryption: Mapping[str, Any]) -> dict[str, str]:
+    """The bucket's encryption settings (PutObject's arguments) as HTTP headers."""
+    return {_HEADERS[arg]: str(value) for arg, value in encryption.items()}
 
 
 def _put_headers(common: Mapping[str, Any]) -> dict[str, str]:
@@ -277,6 +277,17 @@ def _put_headers(common: Mapping[str, Any]) -> dict[str, str]:
         if value is not None:
             headers[header] = str(value)
     return headers
+
+
+def _info(key: str, headers: Mapping[str, str]) -> ObjectInfo:
+    """What a HEAD's headers say of the object (the names are HTTP's; see _known_sha256)."""
+    meta = {"sha256": headers["x-amz-meta-sha256"]} if "x-amz-meta-sha256" in headers else {}
+    head = {
+        "ChecksumSHA256": headers.get("x-amz-checksum-sha256"),
+        "ChecksumType": headers.get("x-amz-checksum-type", "FULL_OBJECT"),
+        "Metadata": meta,
+    }
+    return ObjectInfo(key=key, size=int(headers.get("Content-Length", "0")), sha256=_known_sha256(head))
 
 
 def _known_sha256(head: Any) -> bytes | None:

@@ -1,28 +1,49 @@
-"""One bucket on an S3-compatible server: the boto3 client, called off the event loop, and
-its errors translated (AWS S3, MinIO, Ceph RGW, Wasabi, R2, moto).
+"""One bucket on an S3-compatible server (AWS S3, MinIO, Ceph RGW, Wasabi, R2, moto): its
+requests, over the direct path (:mod:`.s3wire`) or boto3, and their errors translated.
 
-boto3 is synchronous; each call runs in a worker thread under a capacity limiter. botocore's
-exceptions are translated here and nowhere else: :class:`ObjectExists` for a failed
-condition, :class:`StoreAccessError` for a refusal a person must fix, :class:`StoreUnavailable`
-for what may pass. The archive store, the control store and the version audit all talk to
-their bucket through this class.
+The direct path carries the working requests (PUT, GET, HEAD, listings, DELETE); boto3 is
+made on first use, for what the direct path does not do (multipart uploads, bucket settings,
+version audits) and for everything once the direct path is off (the bucket answered with a
+redirect to another region, which boto3 follows). boto3 is synchronous; each call runs in a
+worker thread under a capacity limiter.
+
+Errors are translated here and nowhere else: :class:`ObjectExists` for a failed condition,
+:class:`StoreAccessError` for a refusal a person must fix, :class:`StoreUnavailable` for what
+may pass. The archive store, the control store and the version audit all talk to their bucket
+through this class.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable
+import enum
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
-import botocore.exceptions
+import structlog
 
 from archiver.errors import ObjectExists, ObjectMissing, StoreAccessError, StoreUnavailable
+from archiver.retry import RetryPolicy
+from archiver.store.s3wire import S3Wire, WireRefused, WireUnanswered
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 T = TypeVar("T")
+log = structlog.get_logger("archiver.store")
+
+# Reads, listings and deletes over the direct path are tried again as boto3's standard mode
+# tries them: four attempts in all, for what may pass.
+_RETRY = RetryPolicy(attempts=4, timeout=60.0, wait_initial=0.2, wait_max=5.0)
+
+
+class Off(enum.Enum):
+    """What a direct request returns when the direct path turned itself off: ask boto3."""
+
+    OFF = "off"
+
 
 _ACCESS_CODES = frozenset(
     {
@@ -58,19 +79,28 @@ REDIRECT_CODES = frozenset(
 
 
 class S3Bucket:
-    """Calls on *bucket* through *client*, translated; ``encryption`` goes on every write."""
+    """Requests on *bucket*, translated; ``encryption`` goes on every write.
+
+    *client* is the boto3 client, or a function that makes it (called once, on first use).
+    *wire*, when given, carries the working requests until the bucket redirects it.
+    """
 
     def __init__(
         self,
-        client: S3Client,
+        client: S3Client | Callable[[], S3Client],
         bucket: str,
         *,
         endpoint: str | None = None,
         limiter: anyio.CapacityLimiter | None = None,
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
+        wire: S3Wire | None = None,
     ) -> None:
-        self.client = client
+        self._client: S3Client | None = None if callable(client) else client
+        self._make_client = client if callable(client) else None
+        self._client_lock = threading.Lock()
+        self.wire = wire
+        self._wire = wire  # kept to close it when it was turned off
         self.name = bucket
         self.description = f"s3://{bucket}" + (f" at {endpoint}" if endpoint else "")
         self._limiter = limiter or anyio.CapacityLimiter(16)
@@ -80,7 +110,54 @@ class S3Bucket:
         if sse_kms_key_id:
             self.encryption["SSEKMSKeyId"] = sse_kms_key_id
 
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client, made on first use (importing boto3 costs ~0.25 s of CPU)."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    assert self._make_client is not None
+                    self._client = self._make_client()
+        return self._client
+
+    async def direct(self, send: Callable[[S3Wire], Awaitable[T]], key: str | None = None, *, retry: bool) -> T | Off:
+        """*send* over the direct path, translated; ``Off.OFF`` when there is none (any more).
+
+        With *retry* (idempotent requests), what may pass is tried again, as boto3 would.
+        """
+        if self.wire is None:
+            return Off.OFF
+        if not retry:
+            return await self._direct_once(send, key)
+        async for attempt in _RETRY.context():
+            with attempt:
+                return await self._direct_once(send, key)
+        raise AssertionError("unreachable: the retry context raises when it gives up")
+
+    async def _direct_once(self, send: Callable[[S3Wire], Awaitable[T]], key: str | None) -> T | Off:
+        if self.wire is None:
+            return Off.OFF
+        try:
+            return await send(self.wire)
+        except WireUnanswered as exc:
+            raise self.unanswered(str(exc)) from None
+        except WireRefused as exc:
+            if 300 <= exc.status < 400 or exc.code in REDIRECT_CODES:
+                # The bucket lives in another region than storage.region says: boto3 follows that.
+                log.warning("store.direct_off", bucket=self.name, reason=exc.code or exc.status)
+                self.wire = None
+                return Off.OFF
+            raise self.refusal(exc.code, exc.status, exc.message, key) from None
+
+    def translate(self, exc: WireRefused | WireUnanswered, key: str | None) -> Exception:
+        """A direct-path error as the store's own (for streams, which ``direct`` cannot wrap)."""
+        if isinstance(exc, WireUnanswered):
+            return self.unanswered(str(exc))
+        return self.refusal(exc.code, exc.status, exc.message, key)
+
     async def call(self, fn: Callable[[], T], key: str | None = None) -> T:
+        import botocore.exceptions  # noqa: PLC0415 (boto3 is loaded only when a call needs it)
+
         try:
             return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
         except botocore.exceptions.ClientError as exc:
@@ -96,7 +173,8 @@ class S3Bucket:
     def unanswered(self, why: str) -> StoreUnavailable:
         return StoreUnavailable(f"{self.description} did not answer: {why}")
 
-    def _translate(self, exc: botocore.exceptions.ClientError, key: str | None) -> Exception:
+    def _translate(self, exc: Any, key: str | None) -> Exception:
+        """A botocore ClientError as the store's own."""
         error = exc.response.get("Error", {})
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
         return self.refusal(str(error.get("Code", "")), status, str(error.get("Message", "")), key)
@@ -120,6 +198,8 @@ class S3Bucket:
     async def bucket_features(self) -> dict[str, str | None]:
         """The bucket's versioning, Object Lock and default retention, as ``check`` reports them."""
 
+        import botocore.exceptions  # noqa: PLC0415
+
         def read() -> dict[str, str | None]:
             versioning = self.client.get_bucket_versioning(Bucket=self.name).get("Status")
             default: str | None = None
@@ -141,6 +221,15 @@ class S3Bucket:
     async def list_keys(self, prefix: str) -> AsyncIterator[str]:
         token: str | None = None
         while True:
+            listed = await self.direct(lambda w, t=token: w.list(prefix, token=t), retry=True)  # type: ignore[misc]
+            if listed is Off.OFF:
+                break
+            for key in listed.keys:
+                yield key
+            if listed.next_token is None:
+                return
+            token = listed.next_token
+        while True:
             args: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix, "MaxKeys": 1000}
             if token:
                 args["ContinuationToken"] = token
@@ -154,6 +243,15 @@ class S3Bucket:
     async def list_folders(self, prefix: str) -> AsyncIterator[str]:
         token: str | None = None
         while True:
+            listed = await self.direct(lambda w, t=token: w.list(prefix, delimiter="/", token=t), retry=True)  # type: ignore[misc]
+            if listed is Off.OFF:
+                break
+            for folder in listed.folders:
+                yield folder[len(prefix) :].rstrip("/")
+            if listed.next_token is None:
+                return
+            token = listed.next_token
+        while True:
             args: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix, "Delimiter": "/", "MaxKeys": 1000}
             if token:
                 args["ContinuationToken"] = token
@@ -165,10 +263,14 @@ class S3Bucket:
             token = page.get("NextContinuationToken")
 
     async def delete(self, key: str) -> None:
-        await self.call(lambda: self.client.delete_object(Bucket=self.name, Key=key), key)
+        if await self.direct(lambda w: w.delete(key), key, retry=True) is Off.OFF:
+            await self.call(lambda: self.client.delete_object(Bucket=self.name, Key=key), key)
 
     async def aclose(self) -> None:
-        await anyio.to_thread.run_sync(self.client.close)
+        if self._wire is not None:
+            await self._wire.aclose()
+        if self._client is not None:
+            await anyio.to_thread.run_sync(self._client.close)
 
 
 def b64(digest: bytes) -> str:

@@ -20,11 +20,12 @@ KEY = "archive/_archiver/check/probe"
 
 async def test_a_store_that_honours_the_conditions_is_proved_so(bucket: Bucket, tmp_path: Path) -> None:
     """moto refuses the second create-only write and the stale ETag; a local folder refuses the second link."""
-    store = s3_store(bucket.endpoint, bucket.name)
+    store, control = s3_store(bucket.endpoint, bucket.name), control_store(bucket.endpoint, bucket.name)
     assert await refuses_second_create(store, KEY + ".txt")
-    assert await refuses_stale_etag(control_store(bucket.endpoint, bucket.name), KEY + ".json")
+    assert await refuses_stale_etag(control, KEY + ".json")
     assert await refuses_second_create(LocalStore(tmp_path), "probe/p.txt")
     await store.aclose()
+    await control.aclose()
     assert [v for v in bucket.versions() if not v["Key"].startswith(KEY)] == []
 
 
@@ -33,9 +34,11 @@ async def test_a_store_that_ignores_the_conditions_is_caught(bucket: Bucket, dir
     """Behind a proxy that drops If-None-Match and If-Match both probes say so (both PUT paths)."""
     with StrippingProxy(bucket.endpoint) as proxy:
         store = s3_store(proxy.endpoint, bucket.name, direct=direct)
+        control = control_store(proxy.endpoint, bucket.name, direct=direct)
         assert not await refuses_second_create(store, KEY + ".txt")
-        assert not await refuses_stale_etag(control_store(proxy.endpoint, bucket.name), KEY + ".json")
+        assert not await refuses_stale_etag(control, KEY + ".json")
         await store.aclose()
+        await control.aclose()
 
 
 async def test_looking_before_writing_keeps_create_only_on_such_a_store(bucket: Bucket) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from archiver.coordination.lease import Lease
 from archiver.core.clock import Clock
+from archiver.store.s3_control import S3ControlStore
 from tests.helpers import (
     Bucket,
     FakeClock,
@@ -23,7 +24,8 @@ TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 async def test_exactly_one_instance_holds_a_lease_until_it_expires(bucket: Bucket) -> None:
     """Conditional writes let one holder win; a standby takes over only after expiry; a release frees it."""
     clock = FakeClock(datetime(2026, 11, 1, 10, 0, tzinfo=TZ))
-    a, b = lease(bucket, clock, "a"), lease(bucket, clock, "b")
+    stores = [control_store(bucket.endpoint, bucket.name) for _ in range(2)]
+    a, b = lease(stores[0], clock, "a"), lease(stores[1], clock, "b")
     results: list[bool] = []
 
     async def race(contender: Lease) -> None:
@@ -43,11 +45,13 @@ async def test_exactly_one_instance_holds_a_lease_until_it_expires(bucket: Bucke
     assert not await holder.hold()  # and the old holder learns it lost it
     await standby.release()
     assert await holder.hold()  # released: free at once
+    for store in stores:
+        await store.aclose()
 
 
-def lease(bucket: Bucket, clock: Clock, owner: str) -> Lease:
+def lease(store: S3ControlStore, clock: Clock, owner: str) -> Lease:
     return Lease(
-        control_store(bucket.endpoint, bucket.name),
+        store,
         "p/_archiver/leases/x.json",
         ttl=timedelta(seconds=30),
         clock=clock,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -18,13 +20,15 @@ import pytest
 from botocore.config import Config
 from structlog.testing import capture_logs
 
+from archiver.compose.stores import direct_wire
 from archiver.config.models import ObjectLockConfig
 from archiver.errors import ArchiveConflict, ObjectExists, StoreAccessError, StoreUnavailable
 from archiver.store import Store, put_bytes
 from archiver.store.local import LocalStore
 from archiver.store.s3 import S3Store
-from archiver.store.s3put import DirectPut
-from tests.helpers import Bucket, MotoServer, TinyServer, make_bucket, s3_bucket, s3_store
+from archiver.store.s3_bucket import S3Bucket
+from archiver.store.sigv4 import Credentials
+from tests.helpers import AWS_ENV, Bucket, MotoServer, TinyServer, make_bucket, s3_bucket, s3_client, s3_store
 
 pytestmark = pytest.mark.anyio
 KEY = "p/2026/11/01/09dc3fa8-ba86-11e5-a8af-dbc80e22bddb.wav"
@@ -205,16 +209,77 @@ async def test_a_redirect_to_another_region_hands_the_put_to_boto3(bucket: Bucke
         handler.wfile.write(body)
 
     with TinyServer(redirect) as elsewhere:
-        session = boto3.session.Session()
-        client = session.client("s3", endpoint_url=bucket.endpoint, region_name="us-east-1")
-        credentials = session.get_credentials()
-        assert credentials is not None
-        direct = DirectPut(object_url=lambda key: f"{elsewhere.url}/{key}", credentials=credentials, region="us-east-1")
-        store = S3Store(s3_bucket(bucket.endpoint, bucket.name, client), direct_put=direct)
+        credentials = Credentials(AWS_ENV["AWS_ACCESS_KEY_ID"], AWS_ENV["AWS_SECRET_ACCESS_KEY"])
+        wire = direct_wire(f"{elsewhere.url}/{bucket.name}", credentials, "us-east-1", 4)
+        store = S3Store(S3Bucket(s3_client(bucket.endpoint), bucket.name, wire=wire))
         with capture_logs() as logs:
             await put(store, KEY, b"RIFF one")
             await put(store, KEY.replace(".wav", ".json"), b"{}")
+            assert await store.read(KEY) == b"RIFF one"
         await store.aclose()
     assert seen == ["PUT"]  # asked once, then never again
-    assert [e["event"] for e in logs] == ["store.direct_put_off"]
+    assert [e["event"] for e in logs] == ["store.direct_off"]
     assert bucket.objects() == {KEY: b"RIFF one", KEY.replace(".wav", ".json"): b"{}"}
+
+
+ODD_KEYS = [
+    "p/a b/1.json",
+    "p/a+b/2.json",
+    "p/ca%20ll/3.json",
+    "p/tiếng việt/4.json",
+    "p/x~y/5.json",
+    "p/x~y/6 (1).json",
+]
+
+
+async def test_odd_keys_list_and_read_back_as_written(store: Store) -> None:
+    """Spaces, '+', '%', '~' and non-ASCII survive the listing's URL encoding both ways."""
+    for number, key in enumerate(ODD_KEYS):
+        await put(store, key, str(number).encode())
+    assert [k async for k in store.list_keys("p/")] == sorted(ODD_KEYS)
+    assert [f async for f in store.list_folders("p/")] == sorted({k.split("/")[1] for k in ODD_KEYS})
+    for number, key in enumerate(ODD_KEYS):
+        assert await store.read(key) == str(number).encode()
+
+
+async def test_listings_of_more_than_a_page_are_whole(bucket: Bucket) -> None:
+    """1,000 keys a page: the direct path follows the continuation token, for keys and for folders."""
+    keys = [f"p/{i // 10:03d}/{i:04d}.json" for i in range(1005)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: bucket.client.put_object(Bucket=bucket.name, Key=k, Body=b"{}"), keys))
+    folders = [f"p/{i:03d}/x" for i in range(101, 1105)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: bucket.client.put_object(Bucket=bucket.name, Key=k, Body=b"{}"), folders))
+    store = s3_store(bucket.endpoint, bucket.name)
+    assert [k async for k in store.list_keys("p/")] == sorted(keys + folders)
+    assert [f async for f in store.list_folders("p/")] == sorted(f"{i:03d}" for i in range(1105))
+    await store.aclose()
+
+
+async def test_the_direct_put_signs_the_bytes_it_sends() -> None:
+    """The payload hash signed and the checksum sent are the body's (a server that checks them,
+    as AWS S3 and MinIO do, refuses anything else with XAmzContentSHA256Mismatch)."""
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    def accept(handler: BaseHTTPRequestHandler) -> None:
+        body = handler.rfile.read(int(handler.headers["Content-Length"]))
+        seen.append(({k.lower(): v for k, v in handler.headers.items()}, body))
+        handler.send_response(200)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    data = b"RIFF" + os.urandom(300_000)  # sent in pieces, not at once
+    with TinyServer(accept) as server:
+        credentials = Credentials(AWS_ENV["AWS_ACCESS_KEY_ID"], AWS_ENV["AWS_SECRET_ACCESS_KEY"])
+        wire = direct_wire(f"{server.url}/bucket", credentials, "us-east-1", 4)
+        store = S3Store(S3Bucket(s3_client(server.url), "bucket", wire=wire))
+        await put(store, KEY, data)
+        await put(store, KEY.replace(".wav", ".json"), b"{}")
+        await store.aclose()
+    for headers, body in seen:
+        digest = hashlib.sha256(body).digest()
+        assert headers["x-amz-content-sha256"] == digest.hex()
+        assert base64.b64decode(headers["x-amz-checksum-sha256"]) == digest
+        assert headers["if-none-match"] == "*"
+        assert "x-amz-content-sha256" in headers["authorization"].split("SignedHeaders=")[1]
+    assert [body for _, body in seen] == [data, b"{}"]
