@@ -19,7 +19,7 @@
         ├── ArchiveConflict        the bucket holds different bytes under this call's key
         └── SpoolError             the local download buffer could not be written (disk full?)
 
-Third-party exceptions (httpx, aiohttp, botocore, sqlite3) are translated once, at the module
+Third-party exceptions (aiohttp, botocore, sqlite3) are translated once, at the module
 that talks to them (``source.ccall``, ``source.fetch``, ``store.s3_bucket``, ``store.s3``,
 ``state.ledger``); nothing above that layer sees them. Two exceptions stay private to their
 module and are translated there before they leave it: ``core.audio.NotAudio`` and

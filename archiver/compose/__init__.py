@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import anyio
-import httpx
 
 from archiver.archive.call import CallArchiver
 from archiver.archive.dayclose import DayCloser
@@ -29,7 +28,7 @@ from archiver.core.parking import ParkingSchedule
 from archiver.retry import STORE_PATIENCE, RetryPolicy
 from archiver.source.ccall import CcallClient
 from archiver.source.fetch import Fetcher, LinkPolicy
-from archiver.source.http import USER_AGENT, download_client
+from archiver.source.http import HttpClient
 from archiver.state.ledger import Ledger
 from archiver.store import ControlStore, Store
 
@@ -43,7 +42,7 @@ class Parts:
     store: Store
     ledger: Ledger
     archiver: Archiver
-    http: httpx.AsyncClient  # for small requests of our own (the dead-man ping)
+    http: HttpClient  # for small requests of our own (the dead-man ping)
     fetcher: Fetcher
     rearchiver: Rearchiver
     control: ControlStore | None = None  # where leases and claims live; None: no coordination
@@ -68,9 +67,8 @@ async def assemble(
     """
     source, download = config.source, config.download
     clock = clock or SystemClock()
-    headers = {"User-Agent": USER_AGENT}
-    api_http = download_client(source.request_timeout.total_seconds(), 4, headers)
-    download_http = download_client(download.timeout.total_seconds(), download.concurrency, headers)
+    api_http = HttpClient(timeout=source.request_timeout.total_seconds(), connections=4, headers={})
+    download_http = HttpClient(timeout=download.timeout.total_seconds(), connections=download.concurrency, headers={})
     store = make_store(config)
     control = make_control_store(config, store)
     own_ledger = ledger is None

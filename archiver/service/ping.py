@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
 import structlog
 
 from archiver.service.metrics import DEFAULT_SOURCE
+from archiver.source.http import HttpClient, HttpUnanswered
 
 log = structlog.get_logger("archiver.service")
 
@@ -18,7 +18,7 @@ class DeadManPing:
     The URL is a secret (its path is the check's token), so it is never logged.
     """
 
-    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+    def __init__(self, http: HttpClient, url: str) -> None:
         self._http = http
         self._url = url.rstrip("/")
         self._failing: set[str] = set()
@@ -34,9 +34,9 @@ class DeadManPing:
 
     async def _hit(self, url: str, body: str) -> None:
         try:
-            response = await self._http.post(url, content=body.encode()[:10_000], timeout=10)
-        except httpx.HTTPError as exc:
-            log.warning("ping.failed", error=type(exc).__name__)
+            response = await self._http.request("POST", url, data=body.encode()[:10_000], within=10)
+        except HttpUnanswered as exc:
+            log.warning("ping.failed", error=exc.name)
             return
-        if response.status_code >= 400:
-            log.warning("ping.failed", http_status=response.status_code)
+        if response.status >= 400:
+            log.warning("ping.failed", http_status=response.status)

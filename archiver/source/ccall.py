@@ -18,12 +18,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import structlog
 
 from archiver.errors import ApiRejected, ApiUnavailable, AuthenticationError, redact
 from archiver.retry import RetryPolicy, retry_after_seconds
-from archiver.source.http import failure_name, timed_out
+from archiver.source.http import Answer, HttpClient, HttpUnanswered
 
 log = structlog.get_logger("archiver.source.ccall")
 
@@ -50,13 +49,13 @@ class Registration:
 class CcallClient:
     """Reads CDRs and registrations from one ccall account.
 
-    *http* is an :class:`httpx.AsyncClient` the caller owns (a seam for tests and for
+    *http* is an :class:`~archiver.source.http.HttpClient` the caller owns (a seam for tests and for
     connection limits). The credentials never appear in a log line or an exception.
     """
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: HttpClient,
         *,
         base_url: str,
         api_key: str,
@@ -168,12 +167,12 @@ class CcallClient:
         url = self._base_url + path
         body = {"submission": {**self._credentials, **params}}
         try:
-            response = await self._http.post(url, json=body)
-        except httpx.TransportError as exc:
-            if timed_out(exc):
-                raise ApiUnavailable(f"POST {url} timed out ({failure_name(exc)})") from None
-            raise ApiUnavailable(f"POST {url} failed: {self._excerpt(str(exc)) or failure_name(exc)}") from None
-        status = response.status_code
+            response = await self._http.request("POST", url, json_body=body)
+        except HttpUnanswered as exc:
+            if exc.timed_out:
+                raise ApiUnavailable(f"POST {url} timed out ({exc.name})") from None
+            raise ApiUnavailable(f"POST {url} failed: {self._excerpt(str(exc)) or exc.name}") from None
+        status = response.status
         if status in (401, 403):
             raise AuthenticationError(
                 f"the ccall API at {self._base_url} rejected the credentials (HTTP {status}); "
@@ -199,8 +198,8 @@ class CcallClient:
             raise ApiUnavailable(f"POST {url} answered JSON without a 'response' key: {shown}")
         return value["response"]
 
-    def _decode(self, url: str, response: httpx.Response) -> Any:
-        raw = response.content
+    def _decode(self, url: str, response: Answer) -> Any:
+        raw = response.body
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -212,7 +211,7 @@ class CcallClient:
         except json.JSONDecodeError:
             kind = response.headers.get("content-type", "no content type")
             raise ApiUnavailable(
-                f"POST {url} answered HTTP {response.status_code} with a body that is not JSON "
+                f"POST {url} answered HTTP {response.status} with a body that is not JSON "
                 f"({kind}): {self._excerpt(text)}"
             ) from None
 

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urljoin, urlsplit
 
-import httpx
 import structlog
 
 from archiver.core.audio import SNIFF_BYTES, AudioFormat, AudioInfo, NotAudio, check_wav, sniff
 from archiver.errors import RecordingRejected, RecordingUnavailable, SpoolError
 from archiver.retry import RetryPolicy, retry_after_seconds
-from archiver.source.http import failure_name, timed_out
+from archiver.source.http import HttpClient, HttpUnanswered, Response
 
 log = structlog.get_logger("archiver.source.fetch")
 
@@ -99,7 +98,7 @@ class Fetcher:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: HttpClient,
         policy: LinkPolicy,
         *,
         max_bytes: int,
@@ -143,25 +142,21 @@ class Fetcher:
             reason = self._policy.refusal(current)
             if reason is not None:
                 raise RecordingRejected(f"refused to fetch the recording link: {reason}", kind="host_not_allowed")
-            request = self._http.build_request("GET", current, headers={"Range": f"bytes=0-{size - 1}"})
             try:
-                response = await self._http.send(request, stream=True)
-            except httpx.TransportError as exc:
-                raise RecordingUnavailable(f"could not connect: {failure_name(exc)}", kind="connection") from None
-            try:
-                if response.is_redirect and "location" in response.headers:
-                    current = urljoin(current, response.headers["location"])
-                    continue
-                if response.status_code not in (200, 206):
-                    raise RecordingUnavailable(f"HTTP {response.status_code}", kind="http_error")
-                head = b""
-                async for chunk in response.aiter_bytes():
-                    head += chunk
-                    if len(head) >= size:
-                        break
-                return head[:size]
-            finally:
-                await response.aclose()
+                async with self._http.open("GET", current, headers={"Range": f"bytes=0-{size - 1}"}) as response:
+                    if response.location is not None:
+                        current = urljoin(current, response.location)
+                        continue
+                    if response.status not in (200, 206):
+                        raise RecordingUnavailable(f"HTTP {response.status}", kind="http_error")
+                    head = b""
+                    async for chunk in response.chunks(size):
+                        head += chunk
+                        if len(head) >= size:
+                            break
+                    return head[:size]
+            except HttpUnanswered as exc:
+                raise RecordingUnavailable(f"could not connect: {exc.name}", kind="connection") from None
         raise RecordingUnavailable(f"more than {self._max_redirects} redirects", kind="redirect_loop")
 
     async def _fetch_once(self, url: str) -> Download:
@@ -171,24 +166,20 @@ class Fetcher:
             if reason is not None:
                 kind = "host_not_allowed" if current == url else "redirect_not_allowed"
                 raise RecordingRejected(f"refused to fetch the recording link: {reason}", kind=kind)
-            request = self._http.build_request("GET", current, headers={"Accept-Encoding": "identity"})
             try:
-                response = await self._http.send(request, stream=True)
-            except httpx.TransportError as exc:
-                if timed_out(exc):
+                async with self._http.open("GET", current, headers={"Accept-Encoding": "identity"}) as response:
+                    if response.location is not None:
+                        current = urljoin(current, response.location)
+                        continue
+                    return await self._receive(current, response)
+            except HttpUnanswered as exc:  # the body's own failures are told apart in _stream
+                if exc.timed_out:
                     raise RecordingUnavailable("the recording server did not answer in time", kind="timeout") from None
-                raise RecordingUnavailable(f"could not connect: {failure_name(exc)}", kind="connection") from None
-            try:
-                if response.is_redirect and "location" in response.headers:
-                    current = urljoin(current, response.headers["location"])
-                    continue
-                return await self._receive(current, response)
-            finally:
-                await response.aclose()
+                raise RecordingUnavailable(f"could not connect: {exc.name}", kind="connection") from None
         raise RecordingUnavailable(f"more than {self._max_redirects} redirects", kind="redirect_loop")
 
-    async def _receive(self, url: str, response: httpx.Response) -> Download:
-        status = response.status_code
+    async def _receive(self, url: str, response: Response) -> Download:
+        status = response.status
         if status in (404, 410):
             raise RecordingUnavailable(f"HTTP {status}: not there (yet)", kind="not_found", http_status=status)
         if status != 200:
@@ -208,9 +199,9 @@ class Fetcher:
         )
         try:
             size, digest, head = await self._stream(response, spool)
-            if declared is not None and response.num_bytes_downloaded != declared:
+            if declared is not None and size != declared:
                 raise RecordingUnavailable(
-                    f"Content-Length says {declared} bytes but {response.num_bytes_downloaded} arrived",
+                    f"Content-Length says {declared} bytes but {size} arrived",
                     kind="short_body",
                 )
             try:
@@ -239,12 +230,12 @@ class Fetcher:
             spool.close()
             raise
 
-    async def _stream(self, response: httpx.Response, spool: IO[bytes]) -> tuple[int, bytes, bytes]:
+    async def _stream(self, response: Response, spool: IO[bytes]) -> tuple[int, bytes, bytes]:
         hasher = hashlib.sha256()
         head = b""
         size = 0
         try:
-            async for chunk in response.aiter_bytes(self._chunk_size):
+            async for chunk in response.chunks(self._chunk_size):
                 size += len(chunk)
                 if size > self._max_bytes:
                     raise RecordingRejected(
@@ -257,11 +248,11 @@ class Fetcher:
                     spool.write(chunk)
                 except OSError as exc:
                     raise SpoolError(f"cannot buffer the download: {exc.strerror}") from None
-        except httpx.TransportError as exc:
-            if timed_out(exc):
+        except HttpUnanswered as exc:
+            if exc.timed_out:
                 raise RecordingUnavailable(f"the body stalled after {size} bytes", kind="stalled") from None
             raise RecordingUnavailable(
-                f"the body was cut off after {size} bytes ({failure_name(exc)})", kind="cut_off"
+                f"the body was cut off after {size} bytes ({exc.name})", kind="cut_off"
             ) from None
         return size, hasher.digest(), head
 
@@ -276,7 +267,7 @@ def _is_flaky(exc: Exception) -> bool | float:
     return False
 
 
-def _content_length(response: httpx.Response) -> int | None:
+def _content_length(response: Response) -> int | None:
     value = response.headers.get("content-length")
     if value is None or response.headers.get("content-encoding", "identity") != "identity":
         return None

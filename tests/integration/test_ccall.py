@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 from structlog.testing import capture_logs
 
@@ -14,6 +13,7 @@ from archiver.errors import ApiRejected, ApiUnavailable, AuthenticationError
 from archiver.retry import RetryPolicy
 from archiver.simulator import Dataset, Faults, Simulator
 from archiver.source.ccall import CcallClient
+from archiver.source.http import HttpClient
 from tests.helpers import FAST, FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -22,13 +22,13 @@ DAY_FROM, DAY_TO = "2026-11-01 00:00", "2026-11-02 00:00"
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
+async def http() -> AsyncIterator[HttpClient]:
+    async with HttpClient(timeout=5, connections=4, headers={}) as client:
         yield client
 
 
 def client_for(
-    sim: Simulator, http: httpx.AsyncClient, *, secret: str | None = None, page_size: int = 7, retry: RetryPolicy = FAST
+    sim: Simulator, http: HttpClient, *, secret: str | None = None, page_size: int = 7, retry: RetryPolicy = FAST
 ) -> CcallClient:
     return CcallClient(
         http,
@@ -60,7 +60,7 @@ async def collect(
     return [row async for row in client.cdr_rows(day_from, day_to)]
 
 
-async def test_paged_rows_come_back_complete_and_newest_first(sim: Simulator, http: httpx.AsyncClient) -> None:
+async def test_paged_rows_come_back_complete_and_newest_first(sim: Simulator, http: HttpClient) -> None:
     """Following next_page yields every row of the window once, in the API's newest-first order."""
     rows = await collect(client_for(sim, http))
     want = sim.dataset.calls_between(
@@ -71,7 +71,7 @@ async def test_paged_rows_come_back_complete_and_newest_first(sim: Simulator, ht
     assert all(set(r) == {"Cdr"} for r in rows)
 
 
-async def test_the_list_shape_is_read_too(dataset: Dataset, http: httpx.AsyncClient) -> None:
+async def test_the_list_shape_is_read_too(dataset: Dataset, http: HttpClient) -> None:
     """An API that ignores page/limit and answers a plain list is read in one request."""
     with Simulator(dataset, ignore_paging=True) as sim:
         rows = await collect(client_for(sim, http))
@@ -79,7 +79,7 @@ async def test_the_list_shape_is_read_too(dataset: Dataset, http: httpx.AsyncCli
         assert sim.stats["api.requests"] == 1
 
 
-async def test_rows_that_shift_while_paging_are_read_again(dataset: Dataset, http: httpx.AsyncClient) -> None:
+async def test_rows_that_shift_while_paging_are_read_again(dataset: Dataset, http: HttpClient) -> None:
     """When calls arrive during a paged read, the window is re-read so no row is skipped."""
     clock = FakeClock(datetime(2026, 11, 1, 9, 0, tzinfo=TZ))
     with Simulator(dataset, now=clock.now) as sim:
@@ -101,7 +101,7 @@ async def test_rows_that_shift_while_paging_are_read_again(dataset: Dataset, htt
         assert any(e["event"] == "cdr_window.shifted" for e in logs)
 
 
-async def test_calls_by_id_and_registrations(sim: Simulator, http: httpx.AsyncClient) -> None:
+async def test_calls_by_id_and_registrations(sim: Simulator, http: HttpClient) -> None:
     """The call-id query returns the list shape with one row; ext_reg lists devices per extension."""
     call = next(c for c in sim.dataset.calls_on(datetime(2026, 11, 1).date()) if c.has_recording)
     client = client_for(sim, http)
@@ -112,9 +112,7 @@ async def test_calls_by_id_and_registrations(sim: Simulator, http: httpx.AsyncCl
     assert regs[1].agent == "Yealink SIP-T46U"
 
 
-async def test_wrong_credentials_stop_with_a_clear_message_without_the_secret(
-    sim: Simulator, http: httpx.AsyncClient
-) -> None:
+async def test_wrong_credentials_stop_with_a_clear_message_without_the_secret(sim: Simulator, http: HttpClient) -> None:
     """HTTP 401 is not retried; the error names the keys to check and hides the secret."""
     wrong = "deadbeef"
     with pytest.raises(AuthenticationError) as caught:
@@ -125,7 +123,7 @@ async def test_wrong_credentials_stop_with_a_clear_message_without_the_secret(
     assert sim.stats["api.requests"] == 1
 
 
-async def test_transient_faults_are_retried_until_the_rows_arrive(dataset: Dataset, http: httpx.AsyncClient) -> None:
+async def test_transient_faults_are_retried_until_the_rows_arrive(dataset: Dataset, http: HttpClient) -> None:
     """5xx, 429, HTML pages and JSON without 'response' are retried; the rows all arrive."""
     faults = Faults(api_error_rate=0.3, api_429_rate=0.1, api_html_rate=0.1, api_no_response_rate=0.1, retry_after=0.01)
     with Simulator(dataset, faults=faults, seed=3) as sim:
@@ -146,7 +144,7 @@ async def test_transient_faults_are_retried_until_the_rows_arrive(dataset: Datas
     ],
 )
 async def test_persistent_bad_answers_end_in_an_error_that_says_what_came_back(
-    dataset: Dataset, http: httpx.AsyncClient, faults: Faults, message: str
+    dataset: Dataset, http: HttpClient, faults: Faults, message: str
 ) -> None:
     """After the retries, the error names what the API sent instead of rows."""
     with Simulator(dataset, faults=faults) as sim:
@@ -155,7 +153,7 @@ async def test_persistent_bad_answers_end_in_an_error_that_says_what_came_back(
         assert sim.stats["api.requests"] == FAST.attempts
 
 
-async def test_retry_after_is_honoured(dataset: Dataset, http: httpx.AsyncClient) -> None:
+async def test_retry_after_is_honoured(dataset: Dataset, http: HttpClient) -> None:
     """A 429 with Retry-After waits that long before the next try, whatever the backoff says."""
     policy = RetryPolicy(attempts=3, timeout=10, wait_initial=0.001, wait_max=0.001)
     with (
@@ -168,14 +166,14 @@ async def test_retry_after_is_honoured(dataset: Dataset, http: httpx.AsyncClient
     assert waits == [0.3, 0.3]  # the server's wait, not the policy's 1 ms
 
 
-async def test_an_unreachable_api_is_unavailable_not_fatal(http: httpx.AsyncClient) -> None:
+async def test_an_unreachable_api_is_unavailable_not_fatal(http: HttpClient) -> None:
     """Nothing listening is a transient failure that names the URL."""
     client = CcallClient(http, base_url="http://127.0.0.1:9", api_key="k", api_secret="s", retry=FAST)
     with pytest.raises(ApiUnavailable, match=r"POST http://127.0.0.1:9/cdrs/json failed"):
         await collect(client)
 
 
-async def test_a_wrong_path_is_rejected_with_a_hint(sim: Simulator, http: httpx.AsyncClient) -> None:
+async def test_a_wrong_path_is_rejected_with_a_hint(sim: Simulator, http: HttpClient) -> None:
     """A 404 from the API means base_url is wrong; it is not retried."""
     client = CcallClient(http, base_url=sim.url + "/v2", api_key=sim.api_key, api_secret=sim.api_secret, retry=FAST)
     with pytest.raises(ApiRejected, match=r"HTTP 404.*is source.base_url right\?"):

@@ -8,7 +8,6 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 import stamina.instrumentation
 import structlog
@@ -24,6 +23,7 @@ from archiver.service.health import Health
 from archiver.service.metrics import FAILURE_CLASSES, Metrics, SourceMetrics, failure_class
 from archiver.service.notify import Notifier
 from archiver.service.ping import DeadManPing
+from archiver.source.http import HttpClient
 from tests.helpers import DAEMON_SECRET, FAST, TinyServer, daemon_config, free_port, metric
 
 SECRET = DAEMON_SECRET
@@ -81,7 +81,7 @@ async def test_one_ping_for_several_sources_stays_failed_until_every_source_succ
         h.end_headers()
 
     with TinyServer(record) as pinged:
-        async with httpx.AsyncClient() as http:
+        async with HttpClient(timeout=5, connections=2, headers={}) as http:
             ping = DeadManPing(http, pinged.url + "/check")
             await ping.success("hq")
             await ping.failure("API down", "danang")

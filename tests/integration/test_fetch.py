@@ -7,31 +7,25 @@ from collections.abc import AsyncIterator
 from datetime import date
 from http.server import BaseHTTPRequestHandler
 
-import httpx
 import pytest
 
 from archiver.errors import RecordingRejected, RecordingUnavailable
 from archiver.retry import RetryPolicy
 from archiver.simulator import Dataset, Faults, SimCall, Simulator
 from archiver.source.fetch import Fetcher, LinkPolicy
-from archiver.source.http import download_client, env_proxy
+from archiver.source.http import HttpClient, env_proxy
 from tests.helpers import FAST, TinyServer
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["aiohttp", "httpcore"])
-async def http(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
-    """Every check holds on the production client (httpx over aiohttp) and on httpx's own transport."""
-    if request.param == "aiohttp":
-        client = download_client(0.5, 4, {})
-    else:
-        client = httpx.AsyncClient(timeout=0.5, follow_redirects=False)
-    async with client:
+@pytest.fixture
+async def http() -> AsyncIterator[HttpClient]:
+    async with HttpClient(timeout=0.5, connections=4, headers={}) as client:
         yield client
 
 
-def fetcher(http: httpx.AsyncClient, *hosts: str, max_bytes: int = 1 << 30, retry: RetryPolicy = FAST) -> Fetcher:
+def fetcher(http: HttpClient, *hosts: str, max_bytes: int = 1 << 30, retry: RetryPolicy = FAST) -> Fetcher:
     return Fetcher(
         http,
         LinkPolicy(hosts or ("127.0.0.1",)),
@@ -50,7 +44,7 @@ def link(sim: Simulator, call: SimCall) -> str:
     return sim.url + call.recording_path()
 
 
-async def test_a_recording_arrives_byte_identical_with_its_checksum(sim: Simulator, http: httpx.AsyncClient) -> None:
+async def test_a_recording_arrives_byte_identical_with_its_checksum(sim: Simulator, http: HttpClient) -> None:
     """The buffer holds exactly the served bytes; SHA-256 and WAV parameters come with it."""
     call = a_recorded_call(sim)
     expected = sim.dataset.recording_bytes(call)
@@ -73,9 +67,7 @@ async def test_a_recording_arrives_byte_identical_with_its_checksum(sim: Simulat
         ("ftp://127.0.0.1/x", "scheme 'ftp' is not allowed"),
     ],
 )
-async def test_links_outside_the_allowed_hosts_are_never_fetched(
-    http: httpx.AsyncClient, url: str, reason: str
-) -> None:
+async def test_links_outside_the_allowed_hosts_are_never_fetched(http: HttpClient, url: str, reason: str) -> None:
     """Policy refuses before any connection is made."""
     with pytest.raises(RecordingRejected, match=reason) as caught:
         await fetcher(http).fetch(url)
@@ -99,7 +91,7 @@ def test_host_patterns(pattern: str, host: str, allowed: bool) -> None:
     assert (LinkPolicy((pattern,)).refusal(f"https://{host}/cdr/x") is None) == allowed
 
 
-async def test_a_redirect_to_a_forbidden_host_is_not_followed(http: httpx.AsyncClient) -> None:
+async def test_a_redirect_to_a_forbidden_host_is_not_followed(http: HttpClient) -> None:
     """Each redirect hop is checked against the allowed hosts."""
 
     def respond(h: BaseHTTPRequestHandler) -> None:
@@ -113,7 +105,7 @@ async def test_a_redirect_to_a_forbidden_host_is_not_followed(http: httpx.AsyncC
     assert caught.value.kind == "redirect_not_allowed"
 
 
-async def test_an_allowed_redirect_is_followed(sim: Simulator, http: httpx.AsyncClient) -> None:
+async def test_an_allowed_redirect_is_followed(sim: Simulator, http: HttpClient) -> None:
     """A redirect within the allowed hosts reaches the recording, and the final URL is kept."""
     call = a_recorded_call(sim)
 
@@ -128,7 +120,7 @@ async def test_an_allowed_redirect_is_followed(sim: Simulator, http: httpx.Async
         assert download.size == call.recording_size
 
 
-async def test_a_declared_length_over_the_cap_is_refused_unread(sim: Simulator, http: httpx.AsyncClient) -> None:
+async def test_a_declared_length_over_the_cap_is_refused_unread(sim: Simulator, http: HttpClient) -> None:
     """Content-Length above max_bytes is rejected before the body is read."""
     call = a_recorded_call(sim)
     with pytest.raises(RecordingRejected, match="over download.max_bytes") as caught:
@@ -136,7 +128,7 @@ async def test_a_declared_length_over_the_cap_is_refused_unread(sim: Simulator, 
     assert caught.value.kind == "too_large"
 
 
-async def test_an_endless_body_is_cut_off_at_the_cap(http: httpx.AsyncClient) -> None:
+async def test_an_endless_body_is_cut_off_at_the_cap(http: HttpClient) -> None:
     """A chunked body with no length is cut off once it passes max_bytes, not buffered whole."""
 
     def respond(h: BaseHTTPRequestHandler) -> None:
@@ -171,7 +163,7 @@ async def test_an_endless_body_is_cut_off_at_the_cap(http: httpx.AsyncClient) ->
     ],
 )
 async def test_broken_bodies_are_never_accepted(
-    dataset: Dataset, http: httpx.AsyncClient, faults: Faults, kind: set[str]
+    dataset: Dataset, http: HttpClient, faults: Faults, kind: set[str]
 ) -> None:
     """Cut-off, truncated (RIFF size), stalled, HTML-as-WAV, 5xx, 429 and 404 are all refused."""
     with Simulator(dataset, faults=faults) as sim:
@@ -181,7 +173,7 @@ async def test_broken_bodies_are_never_accepted(
         assert sim.stats["recording.requests"] == FAST.attempts  # the quick tries, then give up
 
 
-async def test_a_server_that_hangs_up_is_a_connection_failure_not_a_timeout(http: httpx.AsyncClient) -> None:
+async def test_a_server_that_hangs_up_is_a_connection_failure_not_a_timeout(http: HttpClient) -> None:
     """A server that closes the connection without answering is recorded as such (a sidecar's
     attempt record says what happened), not as a server that was too slow."""
 
@@ -194,7 +186,7 @@ async def test_a_server_that_hangs_up_is_a_connection_failure_not_a_timeout(http
     assert "did not answer in time" not in str(caught.value)
 
 
-async def test_a_flaky_link_succeeds_within_the_quick_tries(dataset: Dataset, http: httpx.AsyncClient) -> None:
+async def test_a_flaky_link_succeeds_within_the_quick_tries(dataset: Dataset, http: HttpClient) -> None:
     """Intermittent failures cost retries, not the recording."""
     with Simulator(dataset, faults=Faults(recording_error_rate=0.5, recording_cut_rate=0.3), seed=11) as sim:
         call = a_recorded_call(sim)
@@ -204,7 +196,7 @@ async def test_a_flaky_link_succeeds_within_the_quick_tries(dataset: Dataset, ht
         assert sim.stats["recording.requests"] > 1
 
 
-async def test_a_404_gets_fewer_tries_than_a_server_error(dataset: Dataset, http: httpx.AsyncClient) -> None:
+async def test_a_404_gets_fewer_tries_than_a_server_error(dataset: Dataset, http: HttpClient) -> None:
     """Not-found is tried a few times; a 5xx streak is tried harder, so a flaky server does not lose recordings."""
     two = RetryPolicy(attempts=2, timeout=10, wait_initial=0.001, wait_max=0.01)
     five = RetryPolicy(attempts=5, timeout=10, wait_initial=0.001, wait_max=0.01)
@@ -238,7 +230,7 @@ async def test_recordings_come_through_the_proxy_the_environment_names(
         monkeypatch.setenv("NO_PROXY", "127.0.0.1,internal.example")
         assert env_proxy("http://pbx.invalid/cdr/x") == server.url
         assert env_proxy("http://internal.example/cdr/x") is None
-        async with download_client(5, 2, {}) as client:
+        async with HttpClient(timeout=5, connections=2, headers={}) as client:
             with await fetcher(client, "pbx.invalid").fetch("http://pbx.invalid/cdr/x.wav") as download:
                 assert download.size == len(wanted)
                 assert download.sha256 == hashlib.sha256(wanted).digest()
