@@ -67,6 +67,8 @@ async def _check_one(config: Config) -> int:
             if features != EXIT_OK:
                 return features  # every write would be refused; no point probing
         worst = max(worst, await _probe(parts.store, f"{config.control_prefix}/check/{uuid.uuid4()}.txt", "store"))
+        if isinstance(parts.store, S3Store):  # after the probe: a redirect there turns the direct path off
+            print(f"ok    store requests: {parts.store.route}")
         worst = max(worst, await _check_create_only(parts))
         if parts.control is not None and config.coordination.bucket is not None:
             key = f"{config.control_prefix}/check/{uuid.uuid4()}.json"

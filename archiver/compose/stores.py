@@ -19,7 +19,7 @@ from archiver.source.http import USER_AGENT, env_proxy
 from archiver.store import ControlStore, Store
 from archiver.store.local import LocalStore
 from archiver.store.s3 import S3Store
-from archiver.store.s3_address import Credentials, resolve
+from archiver.store.s3_address import Address, Credentials, resolve
 from archiver.store.s3_bucket import S3Bucket
 from archiver.store.s3_control import S3ControlStore
 from archiver.store.s3wire import S3Wire
@@ -83,12 +83,16 @@ def s3_bucket(config: Config, name: str, limiter: anyio.CapacityLimiter, *, conn
         return boto3_client(config, connections)[0]
 
     wire: S3Wire | None
-    if address is not None:
+    if isinstance(address, Address):
         wire = direct_wire(address.bucket_url, address.credentials, address.region, connections, address.ca_bundle)
         made: S3Client | Any = client  # boto3 when first needed
+        route = "direct (aiohttp, signed here); boto3 loads only for multipart uploads, bucket settings, version audits"
     else:  # boto3 resolves them, now
         made, session = boto3_client(config, connections)
         wire = wire_from_boto3(made, session, name, connections=connections)
+        route = f"direct, addressed by boto3 at start ({address})"
+        if wire is None:
+            route = "boto3 only: no credentials found"
     return S3Bucket(
         made,
         name,
@@ -97,6 +101,7 @@ def s3_bucket(config: Config, name: str, limiter: anyio.CapacityLimiter, *, conn
         sse=storage.sse,
         sse_kms_key_id=storage.sse_kms_key_id,
         wire=wire,
+        route=route,
     )
 
 

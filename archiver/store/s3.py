@@ -75,6 +75,11 @@ class S3Store:
         self._part_size = max(part_size, 5 << 20)
         self._now = now
 
+    @property
+    def route(self) -> str:
+        """How requests reach the bucket: directly, or through boto3 and why."""
+        return self._bucket.route
+
     async def bucket_features(self) -> dict[str, str | None]:
         """The bucket's versioning, Object Lock and default retention, as ``check`` reports them."""
         return await self._bucket.bucket_features()

@@ -14,7 +14,7 @@ environment say everything it would consult, the same answer is found here direc
 
 Anything else (an AWS config file, a profile without static keys, an instance role, FIPS or
 dual-stack endpoints, another partition, any AWS variable this does not model) means boto3
-decides, as before: :func:`resolve` returns None.
+decides, as before: :func:`resolve` then says why (``archiver check`` prints it).
 """
 
 from __future__ import annotations
@@ -71,26 +71,30 @@ def resolve(
     region: str | None,
     credentials_file: Path | None,
     environ: Mapping[str, str] | None = None,
-) -> Address | None:
-    """The bucket's address as boto3 would find it, or None when only boto3 can tell."""
+) -> Address | str:
+    """The bucket's address as boto3 would find it, or why only boto3 can tell."""
     env = os.environ if environ is None else environ
-    if any(name.startswith("AWS_") and name not in _MODELLED for name in env):
-        return None
+    unmodelled = sorted(name for name in env if name.startswith("AWS_") and name not in _MODELLED)
+    if unmodelled:
+        return f"{unmodelled[0]} is set"
     # As botocore looks for it: os.path's expanduser and isfile, which never raise (no home, a
     # home the service may not enter); a file it cannot see, it does not read either.
-    if os.path.isfile(os.path.expanduser(env.get("AWS_CONFIG_FILE") or "~/.aws/config")):
-        return None  # a region, a profile, an endpoint, a CA bundle could be set there
+    config_file = os.path.expanduser(env.get("AWS_CONFIG_FILE") or "~/.aws/config")
+    if os.path.isfile(config_file):
+        return f"the AWS config file {config_file} may set the region, profile or endpoint"
     credentials = _credentials(credentials_file, env)
     region = region or env.get("AWS_DEFAULT_REGION")
-    if credentials is None or not region:
-        return None
+    if credentials is None:
+        return "no static keys in storage.credentials_file or the environment (an instance role, a profile)"
+    if not region:
+        return "neither storage.region nor AWS_DEFAULT_REGION is set"
     if endpoint_url:
         url = f"{endpoint_url.rstrip('/')}/{bucket}"
     elif _STANDARD_REGION.match(region) and not region.startswith("us-gov-"):
         host = "s3.amazonaws.com" if region == "us-east-1" else f"s3.{region}.amazonaws.com"
         url = f"https://{bucket}.{host}" if _VIRTUAL_HOSTABLE.match(bucket) else f"https://{host}/{bucket}"
     else:
-        return None
+        return f"region {region} is outside the standard AWS partition"
     return Address(url, region, credentials, env.get("AWS_CA_BUNDLE") or None)
 
 

@@ -95,12 +95,15 @@ class S3Bucket:
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
         wire: S3Wire | None = None,
+        route: str | None = None,
     ) -> None:
         self._client: S3Client | None = None if callable(client) else client
         self._make_client = client if callable(client) else None
         self._client_lock = threading.Lock()
         self.wire = wire
         self._wire = wire  # kept to close it when it was turned off
+        # How requests go, as check reports it (compose says why when boto3 had to resolve them).
+        self.route = route or ("direct (aiohttp)" if wire is not None else "boto3")
         self.name = bucket
         self.description = f"s3://{bucket}" + (f" at {endpoint}" if endpoint else "")
         self._limiter = limiter or anyio.CapacityLimiter(16)
@@ -146,6 +149,7 @@ class S3Bucket:
                 # The bucket lives in another region than storage.region says: boto3 follows that.
                 log.warning("store.direct_off", bucket=self.name, reason=exc.code or exc.status)
                 self.wire = None
+                self.route = f"boto3: the bucket answered the direct path with {exc.code or exc.status}"
                 return Off.OFF
             raise self.refusal(exc.code, exc.status, exc.message, key) from None
 

@@ -158,7 +158,13 @@ def test_check_reports_each_part(secret_sim: Simulator, tmp_path: Path, bucket: 
     assert f"ok    store s3://{bucket.name}" in good.stdout
     assert good.stdout.count("ok    row ") == 5  # recent calls as parsed
     assert "ok    recording 127.0.0.1: the first bytes are WAV audio" in good.stdout
+    assert "ok    store requests: direct (aiohttp, signed here)" in good.stdout  # boto3 not even loaded to start
     assert bucket.objects() == {}  # the probe object is removed again
+    aws_config = tmp_path / "aws-config"
+    aws_config.write_text("[default]\nregion = us-east-1\n")
+    told = run_cli("check", "-c", str(config), env={"TEST_CCALL_SECRET": SECRET, "AWS_CONFIG_FILE": str(aws_config)})
+    assert told.returncode == 0, told.stdout + told.stderr
+    assert f"ok    store requests: direct, addressed by boto3 at start (the AWS config file {aws_config}" in told.stdout
     bad = archiver("check", "-c", str(config), secret="0badc0de")
     assert bad.returncode == 2
     assert "FAIL  ccall API" in bad.stdout

@@ -18,7 +18,7 @@ from botocore.awsrequest import AWSRequest, AWSResponse, HTTPHeaders
 from botocore.config import Config
 from botocore.credentials import Credentials as BotoCredentials
 
-from archiver.store.s3_address import resolve
+from archiver.store.s3_address import Address, resolve
 from archiver.store.sigv4 import Credentials, Signer, encode_query
 
 KEYS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
@@ -168,7 +168,7 @@ ENV = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_CONFIG_FILE"
 )
 def test_the_address_is_botocores(bucket: str, region: str, endpoint: str | None) -> None:
     address = resolve(bucket, endpoint_url=endpoint, region=region, credentials_file=None, environ=ENV)
-    assert address is not None
+    assert isinstance(address, Address)
     assert address.bucket_url + "/k" == botocore_url(bucket, region, endpoint)
     assert address.region == region
     assert address.credentials == Credentials("a", "b")
@@ -177,25 +177,26 @@ def test_the_address_is_botocores(bucket: str, region: str, endpoint: str | None
 @pytest.mark.parametrize(
     ("region", "env", "why"),
     [
-        (None, {}, "no region anywhere: boto3 has its own default"),
-        ("us-gov-west-1", {}, "another partition"),
-        ("cn-north-1", {}, "another partition"),
-        ("eu-west-1", {"AWS_USE_FIPS_ENDPOINT": "true"}, "FIPS endpoints"),
-        ("eu-west-1", {"AWS_ENDPOINT_URL_S3": "https://elsewhere"}, "an endpoint from the environment"),
-        ("eu-west-1", {"AWS_ACCESS_KEY_ID": ""}, "no static keys: the rest of the chain (instance role...)"),
+        (None, {}, "neither storage.region nor AWS_DEFAULT_REGION is set"),
+        ("us-gov-west-1", {}, "region us-gov-west-1 is outside the standard AWS partition"),
+        ("cn-north-1", {}, "region cn-north-1 is outside the standard AWS partition"),
+        ("eu-west-1", {"AWS_USE_FIPS_ENDPOINT": "true"}, "AWS_USE_FIPS_ENDPOINT is set"),
+        ("eu-west-1", {"AWS_ENDPOINT_URL_S3": "https://elsewhere"}, "AWS_ENDPOINT_URL_S3 is set"),
+        ("eu-west-1", {"AWS_ACCESS_KEY_ID": ""}, "no static keys in storage.credentials_file or the environment"),
     ],
 )
-def test_what_only_boto3_can_tell_is_left_to_it(region: str | None, env: dict[str, str], why: str) -> None:
-    assert (
-        resolve("my-archive", endpoint_url=None, region=region, credentials_file=None, environ={**ENV, **env}) is None
-    ), why
+def test_what_only_boto3_can_tell_is_left_to_it_and_why(region: str | None, env: dict[str, str], why: str) -> None:
+    found = resolve("my-archive", endpoint_url=None, region=region, credentials_file=None, environ={**ENV, **env})
+    assert isinstance(found, str)
+    assert found.startswith(why)
 
 
 def test_an_aws_config_file_is_left_to_boto3(tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.write_text("[default]\nregion = eu-west-1\n")
     env = {**ENV, "AWS_CONFIG_FILE": str(config)}
-    assert resolve("b", endpoint_url=None, region="eu-west-1", credentials_file=None, environ=env) is None
+    found = resolve("b", endpoint_url=None, region="eu-west-1", credentials_file=None, environ=env)
+    assert found == f"the AWS config file {config} may set the region, profile or endpoint"
 
 
 def test_the_configured_credentials_file_comes_before_the_environment(tmp_path: Path) -> None:
@@ -203,13 +204,13 @@ def test_the_configured_credentials_file_comes_before_the_environment(tmp_path: 
     keys = tmp_path / "credentials"
     keys.write_text("[default]\naws_access_key_id = FROMFILE\naws_secret_access_key = s3cret\naws_session_token = t\n")
     found = resolve("b", endpoint_url=None, region="eu-west-1", credentials_file=keys, environ=ENV)
-    assert found is not None
+    assert isinstance(found, Address)
     assert found.credentials == Credentials("FROMFILE", "s3cret", "t")
     keys.write_text("[other]\naws_access_key_id = X\naws_secret_access_key = Y\n")
-    assert resolve("b", endpoint_url=None, region="eu-west-1", credentials_file=keys, environ=ENV) is None
+    assert isinstance(resolve("b", endpoint_url=None, region="eu-west-1", credentials_file=keys, environ=ENV), str)
     missing = tmp_path / "absent"
     found = resolve("b", endpoint_url=None, region="eu-west-1", credentials_file=missing, environ=ENV)
-    assert found is not None
+    assert isinstance(found, Address)
     assert found.credentials == Credentials("a", "b")
 
 
