@@ -274,7 +274,7 @@ Responder = Callable[[BaseHTTPRequestHandler], None]
 
 
 class TinyServer:
-    """An HTTP server on loopback whose every GET, POST and PUT is answered by *respond* (for odd answers)."""
+    """An HTTP server on loopback whose every request is answered by *respond* (for odd answers)."""
 
     def __init__(self, respond: Responder) -> None:
         class Handler(BaseHTTPRequestHandler):
@@ -287,6 +287,12 @@ class TinyServer:
                 respond(self)
 
             def do_PUT(self) -> None:
+                respond(self)
+
+            def do_HEAD(self) -> None:
+                respond(self)
+
+            def do_DELETE(self) -> None:
                 respond(self)
 
             def log_message(self, *args: object) -> None:
