@@ -19,6 +19,7 @@ import base64
 import enum
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
@@ -26,7 +27,7 @@ import structlog
 
 from archiver.errors import ObjectExists, ObjectMissing, StoreAccessError, StoreUnavailable
 from archiver.retry import RetryPolicy
-from archiver.store.s3wire import S3Wire, WireRefused, WireUnanswered
+from archiver.store.s3wire import Listing, S3Wire, WireRefused, WireUnanswered
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -223,48 +224,45 @@ class S3Bucket:
         return await self.call(read)
 
     async def list_keys(self, prefix: str) -> AsyncIterator[str]:
-        token: str | None = None
-        while True:
-            listed = await self.direct(lambda w, t=token: w.list(prefix, token=t), retry=True)  # type: ignore[misc]
-            if listed is Off.OFF:
-                break
-            for key in listed.keys:
+        async for page in self._pages(prefix):
+            for key in page.keys:
                 yield key
-            if listed.next_token is None:
-                return
-            token = listed.next_token
-        while True:
-            args: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix, "MaxKeys": 1000}
-            if token:
-                args["ContinuationToken"] = token
-            page = await self.call(lambda a=args: self.client.list_objects_v2(**a))  # type: ignore[misc]
-            for item in page.get("Contents", []):
-                yield item["Key"]
-            if not page.get("IsTruncated"):
-                return
-            token = page.get("NextContinuationToken")
 
     async def list_folders(self, prefix: str) -> AsyncIterator[str]:
+        async for page in self._pages(prefix, delimiter="/"):
+            for folder in page.folders:
+                yield folder[len(prefix) :].rstrip("/")
+
+    async def _pages(self, prefix: str, *, delimiter: str | None = None) -> AsyncIterator[Listing]:
+        """The listing of *prefix* a page (up to 1,000 entries) at a time: over the direct path,
+        or through boto3 from the page where the direct path turned itself off."""
         token: str | None = None
         while True:
-            listed = await self.direct(lambda w, t=token: w.list(prefix, delimiter="/", token=t), retry=True)  # type: ignore[misc]
-            if listed is Off.OFF:
-                break
-            for folder in listed.folders:
-                yield folder[len(prefix) :].rstrip("/")
-            if listed.next_token is None:
+            listed = await self.direct(
+                partial(S3Wire.list, prefix=prefix, delimiter=delimiter, token=token), retry=True
+            )
+            page = (
+                listed
+                if isinstance(listed, Listing)
+                else await self.call(partial(self._boto3_page, prefix, delimiter, token))
+            )
+            yield page
+            if page.next_token is None:
                 return
-            token = listed.next_token
-        while True:
-            args: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix, "Delimiter": "/", "MaxKeys": 1000}
-            if token:
-                args["ContinuationToken"] = token
-            page = await self.call(lambda a=args: self.client.list_objects_v2(**a))  # type: ignore[misc]
-            for common in page.get("CommonPrefixes", []):
-                yield common["Prefix"][len(prefix) :].rstrip("/")
-            if not page.get("IsTruncated"):
-                return
-            token = page.get("NextContinuationToken")
+            token = page.next_token
+
+    def _boto3_page(self, prefix: str, delimiter: str | None, token: str | None) -> Listing:
+        args: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix, "MaxKeys": 1000}
+        if delimiter:
+            args["Delimiter"] = delimiter
+        if token:
+            args["ContinuationToken"] = token
+        page = self.client.list_objects_v2(**args)
+        return Listing(
+            keys=[item["Key"] for item in page.get("Contents", [])],
+            folders=[common["Prefix"] for common in page.get("CommonPrefixes", [])],
+            next_token=page.get("NextContinuationToken") if page.get("IsTruncated") else None,
+        )
 
     async def delete(self, key: str) -> None:
         if await self.direct(lambda w: w.delete(key), key, retry=True) is Off.OFF:

@@ -247,15 +247,16 @@ async def test_odd_keys_list_and_read_back_as_written(store: Store) -> None:
         assert await store.read(key) == str(number).encode()
 
 
-async def test_listings_of_more_than_a_page_are_whole(bucket: Bucket) -> None:
-    """1,000 keys a page: the direct path follows the continuation token, for keys and for folders."""
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "boto3"])
+async def test_listings_of_more_than_a_page_are_whole(bucket: Bucket, direct: bool) -> None:
+    """1,000 keys a page: both paths follow the continuation token, for keys and for folders."""
     keys = [f"p/{i // 10:03d}/{i:04d}.json" for i in range(1005)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda k: bucket.client.put_object(Bucket=bucket.name, Key=k, Body=b"{}"), keys))
     folders = [f"p/{i:03d}/x" for i in range(101, 1105)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda k: bucket.client.put_object(Bucket=bucket.name, Key=k, Body=b"{}"), folders))
-    store = s3_store(bucket.endpoint, bucket.name)
+    store = s3_store(bucket.endpoint, bucket.name, direct=direct)
     assert [k async for k in store.list_keys("p/")] == sorted(keys + folders)
     assert [f async for f in store.list_folders("p/")] == sorted(f"{i:03d}" for i in range(1105))
     await store.aclose()
