@@ -67,8 +67,8 @@ async def assemble(
     """
     source, download = config.source, config.download
     clock = clock or SystemClock()
-    api_http = HttpClient(timeout=source.request_timeout.total_seconds(), connections=4, headers={})
-    download_http = HttpClient(timeout=download.timeout.total_seconds(), connections=download.concurrency, headers={})
+    api_http = HttpClient(timeout=source.request_timeout.total_seconds(), connections=4)
+    download_http = HttpClient(timeout=download.timeout.total_seconds(), connections=download.concurrency)
     store = make_store(config)
     control = make_control_store(config, store)
     own_ledger = ledger is None

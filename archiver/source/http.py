@@ -91,19 +91,17 @@ class Response:
 
 class HttpClient:
     """Requests to the API and the recording servers: at most *connections* at once, each
-    network read given *timeout* seconds, *headers* on every request."""
+    network read given *timeout* seconds, our user agent on every request."""
 
     def __init__(
         self,
         *,
         timeout: float,
         connections: int,
-        headers: Mapping[str, str],
         proxy_for: Callable[[str], str | None] = env_proxy,
     ) -> None:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._connections = connections
-        self._headers = {"User-Agent": USER_AGENT, **headers}
         self._proxy_for = proxy_for
         self._routes: dict[tuple[str, str | None, int | None], str | None] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -171,7 +169,7 @@ class HttpClient:
             # system's trust store, or SSL_CERT_FILE): no context of our own.
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connections * 2, ssl=True),
-                headers=self._headers,
+                headers={"User-Agent": USER_AGENT},
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session

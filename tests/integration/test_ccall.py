@@ -23,7 +23,7 @@ DAY_FROM, DAY_TO = "2026-11-01 00:00", "2026-11-02 00:00"
 
 @pytest.fixture
 async def http() -> AsyncIterator[HttpClient]:
-    async with HttpClient(timeout=5, connections=4, headers={}) as client:
+    async with HttpClient(timeout=5, connections=4) as client:
         yield client
 
 

@@ -81,7 +81,7 @@ async def test_one_ping_for_several_sources_stays_failed_until_every_source_succ
         h.end_headers()
 
     with TinyServer(record) as pinged:
-        async with HttpClient(timeout=5, connections=2, headers={}) as http:
+        async with HttpClient(timeout=5, connections=2) as http:
             ping = DeadManPing(http, pinged.url + "/check")
             await ping.success("hq")
             await ping.failure("API down", "danang")

@@ -152,7 +152,7 @@ async def test_an_archive_with_whole_row_ids_gets_no_duplicates_after_the_upgrad
 async def test_bad_credentials_are_recognised_by_the_answer_s_shape_in_any_language(dataset: Dataset) -> None:
     """A 200 whose error object says code 401 in Vietnamese stops the program, not retried forever."""
     with Simulator(dataset, dialect=Dialect(json_auth=True)) as sim:
-        async with HttpClient(timeout=5, connections=2, headers={}) as http:
+        async with HttpClient(timeout=5, connections=2) as http:
             client = CcallClient(http, base_url=sim.url, api_key=sim.api_key, api_secret="wrong000", retry=FAST)
             with pytest.raises(AuthenticationError, match="check source.api_key"):
                 await client.registrations()

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def http() -> AsyncIterator[HttpClient]:
-    async with HttpClient(timeout=0.5, connections=4, headers={}) as client:
+    async with HttpClient(timeout=0.5, connections=4) as client:
         yield client
 
 
@@ -230,7 +230,7 @@ async def test_recordings_come_through_the_proxy_the_environment_names(
         monkeypatch.setenv("NO_PROXY", "127.0.0.1,internal.example")
         assert env_proxy("http://pbx.invalid/cdr/x") == server.url
         assert env_proxy("http://internal.example/cdr/x") is None
-        async with HttpClient(timeout=5, connections=2, headers={}) as client:
+        async with HttpClient(timeout=5, connections=2) as client:
             with await fetcher(client, "pbx.invalid").fetch("http://pbx.invalid/cdr/x.wav") as download:
                 assert download.size == len(wanted)
                 assert download.sha256 == hashlib.sha256(wanted).digest()
