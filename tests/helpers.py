@@ -46,6 +46,7 @@ from archiver.simulator import SimCall, Simulator
 from archiver.store.s3 import S3Store
 from archiver.store.s3_bucket import S3Bucket
 from archiver.store.s3_control import S3ControlStore
+from archiver.store.s3wire import S3Wire
 from archiver.store.sigv4 import Credentials
 
 # The tests' own throwaway credentials for moto; the AWS chain reads them from here.
@@ -115,11 +116,14 @@ def s3_client(endpoint: str) -> Any:
 def s3_bucket(endpoint: str, bucket: str, client: Any = None, *, direct: bool = False) -> S3Bucket:
     """The bucket *bucket* on the S3 server at *endpoint*, through *client* or a new boto3 client;
     with *direct*, the working requests take the direct path (aiohttp) as in production."""
-    wire = None
-    if direct:
-        credentials = Credentials(AWS_ENV["AWS_ACCESS_KEY_ID"], AWS_ENV["AWS_SECRET_ACCESS_KEY"])
-        wire = direct_wire(f"{endpoint}/{bucket}", credentials, "us-east-1", 4)
+    wire = direct_to(endpoint, bucket) if direct else None
     return S3Bucket(client or s3_client(endpoint), bucket, endpoint=endpoint, wire=wire)
+
+
+def direct_to(endpoint: str, bucket: str) -> S3Wire:
+    """The direct path to *bucket* at *endpoint* (path-style), signed with the tests' keys."""
+    credentials = Credentials(AWS_ENV["AWS_ACCESS_KEY_ID"], AWS_ENV["AWS_SECRET_ACCESS_KEY"])
+    return direct_wire(f"{endpoint}/{bucket}", credentials, "us-east-1", 4)
 
 
 def s3_store(endpoint: str, bucket: str, *, direct: bool = True, client: Any = None, **kwargs: Any) -> S3Store:

@@ -24,7 +24,6 @@ from botocore.config import Config
 from botocore.credentials import Credentials as BotoCredentials
 from structlog.testing import capture_logs
 
-from archiver.compose.stores import direct_wire
 from archiver.config.models import ObjectLockConfig
 from archiver.errors import ArchiveConflict, ObjectExists, StoreAccessError, StoreUnavailable
 from archiver.store import Store, put_bytes
@@ -32,8 +31,17 @@ from archiver.store.local import LocalStore
 from archiver.store.s3 import S3Store
 from archiver.store.s3_bucket import S3Bucket
 from archiver.store.s3_control import S3ControlStore
-from archiver.store.sigv4 import Credentials
-from tests.helpers import AWS_ENV, Bucket, MotoServer, TinyServer, make_bucket, s3_bucket, s3_client, s3_store
+from tests.helpers import (
+    AWS_ENV,
+    Bucket,
+    MotoServer,
+    TinyServer,
+    direct_to,
+    make_bucket,
+    s3_bucket,
+    s3_client,
+    s3_store,
+)
 
 pytestmark = pytest.mark.anyio
 KEY = "p/2026/11/01/09dc3fa8-ba86-11e5-a8af-dbc80e22bddb.wav"
@@ -214,8 +222,7 @@ async def test_a_redirect_to_another_region_hands_the_put_to_boto3(bucket: Bucke
         handler.wfile.write(body)
 
     with TinyServer(redirect) as elsewhere:
-        credentials = Credentials(AWS_ENV["AWS_ACCESS_KEY_ID"], AWS_ENV["AWS_SECRET_ACCESS_KEY"])
-        wire = direct_wire(f"{elsewhere.url}/{bucket.name}", credentials, "us-east-1", 4)
+        wire = direct_to(elsewhere.url, bucket.name)
         store = S3Store(S3Bucket(s3_client(bucket.endpoint), bucket.name, wire=wire))
         with capture_logs() as logs:
             await put(store, KEY, b"RIFF one")
@@ -276,8 +283,7 @@ async def test_the_direct_put_signs_the_bytes_it_sends() -> None:
 
     data = b"RIFF" + os.urandom(300_000)  # sent in pieces, not at once
     with TinyServer(accept) as server:
-        credentials = Credentials(AWS_ENV["AWS_ACCESS_KEY_ID"], AWS_ENV["AWS_SECRET_ACCESS_KEY"])
-        wire = direct_wire(f"{server.url}/bucket", credentials, "us-east-1", 4)
+        wire = direct_to(server.url, "bucket")
         store = S3Store(S3Bucket(s3_client(server.url), "bucket", wire=wire))
         await put(store, KEY, data)
         await put(store, KEY.replace(".wav", ".json"), b"{}")
@@ -340,10 +346,7 @@ async def test_every_direct_request_verifies_as_s3_verifies_it() -> None:
             handler.wfile.write(reply)
 
     with TinyServer(answer) as server:
-        credentials = Credentials(AWS_ENV["AWS_ACCESS_KEY_ID"], AWS_ENV["AWS_SECRET_ACCESS_KEY"])
-        bucket = S3Bucket(
-            s3_client(server.url), "bucket", wire=direct_wire(f"{server.url}/bucket", credentials, "us-east-1", 4)
-        )
+        bucket = S3Bucket(s3_client(server.url), "bucket", wire=direct_to(server.url, "bucket"))
         store, control = S3Store(bucket), S3ControlStore(bucket)
         await put(store, key, b"{}")
         assert await store.head(key) is not None
