@@ -241,8 +241,9 @@ class S3Store:
                 async for chunk in self._bucket.wire.stream(key, start=start, end=end):
                     yield chunk
             except (WireRefused, WireUnanswered) as exc:
-                raise self._bucket.translate(exc, key) from None
-            return
+                self._bucket.settle(exc, key)  # raises, unless a redirect turned the direct path off
+            else:
+                return
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if start or end is not None:
             request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"

@@ -143,22 +143,21 @@ class S3Bucket:
             return Off.OFF
         try:
             return await send(self.wire)
-        except WireUnanswered as exc:
-            raise self.unanswered(str(exc)) from None
-        except WireRefused as exc:
-            if 300 <= exc.status < 400 or exc.code in REDIRECT_CODES:
-                # The bucket lives in another region than storage.region says: boto3 follows that.
-                log.warning("store.direct_off", bucket=self.name, reason=exc.code or exc.status)
-                self.wire = None
-                self.route = f"boto3: the bucket answered the direct path with {exc.code or exc.status}"
-                return Off.OFF
-            raise self.refusal(exc.code, exc.status, exc.message, key) from None
+        except (WireRefused, WireUnanswered) as exc:
+            return self.settle(exc, key)
 
-    def translate(self, exc: WireRefused | WireUnanswered, key: str | None) -> Exception:
-        """A direct-path error as the store's own (for streams, which ``direct`` cannot wrap)."""
+    def settle(self, exc: WireRefused | WireUnanswered, key: str | None) -> Off:
+        """What a direct-path failure means: ``Off.OFF`` when the bucket redirected us (the
+        direct path is turned off, boto3 asks again), else the store's own error, raised."""
+        if isinstance(exc, WireRefused) and (300 <= exc.status < 400 or exc.code in REDIRECT_CODES):
+            # The bucket lives in another region than storage.region says: boto3 follows that.
+            log.warning("store.direct_off", bucket=self.name, reason=exc.code or exc.status)
+            self.wire = None
+            self.route = f"boto3: the bucket answered the direct path with {exc.code or exc.status}"
+            return Off.OFF
         if isinstance(exc, WireUnanswered):
-            return self.unanswered(str(exc))
-        return self.refusal(exc.code, exc.status, exc.message, key)
+            raise self.unanswered(str(exc)) from None
+        raise self.refusal(exc.code, exc.status, exc.message, key) from None
 
     async def call(self, fn: Callable[[], T], key: str | None = None) -> T:
         import botocore.exceptions  # noqa: PLC0415 (boto3 is loaded only when a call needs it)

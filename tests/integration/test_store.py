@@ -232,6 +232,12 @@ async def test_a_redirect_to_another_region_hands_the_put_to_boto3(bucket: Bucke
     assert seen == ["PUT"]  # asked once, then never again
     assert [e["event"] for e in logs] == ["store.direct_off"]
     assert bucket.objects() == {KEY: b"RIFF one", KEY.replace(".wav", ".json"): b"{}"}
+    with TinyServer(redirect) as elsewhere:  # a read that streams meets the redirect first
+        store = S3Store(S3Bucket(s3_client(bucket.endpoint), bucket.name, wire=direct_to(elsewhere.url, bucket.name)))
+        assert await store.digest(KEY) == (8, hashlib.sha256(b"RIFF one").digest())
+        assert store.route.startswith("boto3: the bucket answered the direct path with PermanentRedirect")
+        await store.aclose()
+    assert seen == ["PUT", "GET"]
 
 
 ODD_KEYS = [
