@@ -7,6 +7,7 @@ import sys
 from datetime import date, datetime
 
 import anyio
+import attrs
 import structlog
 
 from archiver.archive.rearchive import REARCHIVABLE, RearchiveReport
@@ -46,9 +47,7 @@ def backfill(args: argparse.Namespace) -> int:
     terminal = sys.stderr.isatty() and not args.dry_run and worker is None
     configs = setup(args, stream=TerminalLogStream(sys.stderr) if terminal else None, quiet=terminal)
     if worker is not None:  # a ledger of its own, so also a claim owner of its own
-        configs = tuple(
-            c.model_copy(update={"state": StateConfig(path=worker_ledger(c.state.path, worker))}) for c in configs
-        )
+        configs = tuple(attrs.evolve(c, state=StateConfig(path=worker_ledger(c.state.path, worker))) for c in configs)
         structlog.contextvars.bind_contextvars(worker=worker)
     ranges = [dates(args, config) for config in configs]  # every --since/--until problem before any work
     if args.dry_run:

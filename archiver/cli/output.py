@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from archiver.archive.rearchive import RearchiveReport
-from archiver.audit.reconcile import ReconcileReport
-from archiver.audit.verify import VerifyReport
 from archiver.core.outcome import DONE_STATUSES
 from archiver.core.quantities import format_size
 from archiver.core.report import RunReport
+
+if TYPE_CHECKING:  # the audit commands' reports; a backfill, which prints its own, does not load them
+    from archiver.audit.reconcile import ReconcileReport
+    from archiver.audit.verify import VerifyReport
 
 
 def print_report(report: RunReport, out: TextIO) -> None:

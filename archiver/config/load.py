@@ -9,17 +9,17 @@ puts them under ``$CREDENTIALS_DIRECTORY``).
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import yaml
-from pydantic import BaseModel, ValidationError
+from cattrs.errors import AttributeValidationNote, ForbiddenExtraKeysError, IterableValidationNote
 
-from archiver.config.models import ONE_OR_MANY, Config, ConfigFile
+from archiver.config.models import ONE_OR_MANY, Config, Invalid, structure
 from archiver.errors import ConfigError
 
 _FILE_SECRETS = ("api_key", "api_secret")  # may also come from source.<name>_file
@@ -103,9 +103,11 @@ def parse_configs(
         problems.append(ONE_OR_MANY)
         expanded = {k: v for k, v in expanded.items() if k != "sources"} if "source" in expanded else expanded
     try:
-        config = ConfigFile.model_validate(expanded)
-    except ValidationError as exc:
-        problems.extend(p for p in (_describe(err) for err in exc.errors()) if not p.endswith(ONE_OR_MANY))
+        config = structure(expanded)
+    except ExceptionGroup as exc:  # cattrs' ClassValidationError: every problem, each with its place
+        found = (p for loc, error in _leaves(exc, ()) for p in _describe(loc, error))
+        said = ONE_OR_MANY in problems  # not twice; but `source: null` is caught by the model alone
+        problems.extend(p for p in found if not (said and p.endswith(ONE_OR_MANY)))
         config = None
     if problems or config is None:
         raise ConfigError(problems, source=source)
@@ -195,42 +197,38 @@ def _dotted(loc: tuple[str | int, ...]) -> str:
     return out
 
 
-def _describe(err: Any) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+def _leaves(error: BaseException, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], BaseException]]:
+    """The problems in cattrs' group of groups, each with the key path cattrs noted on the way."""
+    if not isinstance(error, BaseExceptionGroup):
+        yield loc, error
+        return
+    for inner in error.exceptions:
+        step: tuple[str | int, ...] = ()
+        for note in reversed(getattr(inner, "__notes__", ())):
+            if isinstance(note, AttributeValidationNote | IterableValidationNote):
+                step = (note.name,) if isinstance(note, AttributeValidationNote) else (note.index,)
+                break
+        yield from _leaves(inner, (*loc, *step))
+
+
+def _describe(loc: tuple[str | int, ...], error: BaseException) -> list[str]:
     key = _dotted(loc) or "(top level)"
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        known = sorted(parent.model_fields) if parent else []
-        guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f" (did you mean {guess[0]!r}?)" if guess else (f" (known keys: {', '.join(known)})" if known else "")
-        return f"At {key!r}: unknown key{hint}"
-    if kind == "missing":
+    if isinstance(error, ForbiddenExtraKeysError):
+        import difflib  # noqa: PLC0415  (only a file with a misspelt key needs it)
+
+        known = sorted(a.name for a in attrs.fields(error.cl))
+        found = []
+        for extra in sorted(error.extra_fields):
+            guess = difflib.get_close_matches(extra, known, n=1)
+            hint = f" (did you mean {guess[0]!r}?)" if guess else f" (known keys: {', '.join(known)})"
+            found.append(f"At {_dotted((*loc, extra))!r}: unknown key{hint}")
+        return found
+    if isinstance(error, KeyError):
         extra = f" (or set {key}_file)" if loc and loc[-1] in _FILE_SECRETS else ""
-        return f"At {key!r}: required{extra}"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    value = err.get("input")
+        return [f"At {key!r}: required{extra}"]
+    message = str(error)
+    value = error.value if isinstance(error, Invalid) else None
     secret = any(p in _SECRET_KEYS for p in loc)
     if not secret and isinstance(value, str | int | float) and "got" not in message:
         message += f" (got {value!r})"
-    return f"At {key!r}: {message}"
-
-
-def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] = ConfigFile
-    for part in loc:
-        if isinstance(part, int):
-            continue  # an item of a list: its model is the list's
-        field = model.model_fields.get(str(part))
-        nested = _models_in(field.annotation if field else None)
-        if not nested:
-            return None
-        model = nested[0]
-    return model
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The models an annotation names, through unions and tuples."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]
+    return [f"At {key!r}: {message}"]

@@ -19,7 +19,6 @@ decides, as before: :func:`resolve` then says why (``archiver check`` prints it)
 
 from __future__ import annotations
 
-import configparser
 import os
 import re
 from collections.abc import Mapping
@@ -100,6 +99,8 @@ def resolve(
 
 def _credentials(credentials_file: Path | None, env: Mapping[str, str]) -> Credentials | None:
     if credentials_file is not None and os.path.isfile(credentials_file):
+        import configparser  # noqa: PLC0415  (only with storage.credentials_file)
+
         parser = configparser.RawConfigParser()
         try:
             parser.read(credentials_file)

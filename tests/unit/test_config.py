@@ -229,6 +229,7 @@ def test_several_sources_each_get_a_prefix_and_a_ledger_of_their_own(tmp_path: P
     [
         (several({"name": "a"}, source={"api_key": "k", "api_secret": "s"}), "either source: .* or sources:"),
         ({"storage": {"url": "s3://b/p"}}, "either source: .* or sources:"),
+        ({"source": None, "storage": {"url": "s3://bkt/p"}}, "either source: .* or sources:"),
         (several(), "lists no source"),
         (several({"name": "a"}, {"name": "a"}), "two sources share a name"),
         (several({"name": "a"}, {"name": "b", "prefix": "a/b"}), "prefix 'a/b' lies inside 'a'"),
@@ -281,3 +282,26 @@ def test_a_read_only_command_needs_no_pbx_credentials_and_no_source_section(tmp_
     with pytest.raises(ConfigError) as raised:
         parse_configs({"storage": {"url": "file:///srv/archive"}}, environ={})
     assert any("source" in p for p in raised.value.problems)
+
+
+def test_text_is_never_made_from_a_number_and_a_list_never_from_text() -> None:
+    """YAML reads an unquoted 0123 as the number 83: a key kept as '83' would fail at the PBX,
+    much later, so a number where text belongs is refused. A single host where a list belongs
+    is refused too, not read as a list of its letters."""
+    found = problems(minimal(api_key=83, allowed_recording_hosts="rec.ccall.vn", page_size=7.5))
+    assert found == [
+        "At 'source.api_key': must be text (quote it in YAML)",
+        "At 'source.page_size': must be a whole number (got 7.5)",
+        "At 'source.allowed_recording_hosts': must be a list (got 'rec.ccall.vn')",
+    ]
+
+
+def test_values_from_the_environment_are_read_as_their_fields_type() -> None:
+    """`${VAR}` always expands to text; a number or a yes/no field reads it as one."""
+    data = minimal(page_size="${PAGE}")
+    data["storage"] = {"url": "s3://call-recordings/ccall", "legal_hold": "${HOLD}"}
+    config = parse_config(data, environ={"PAGE": "250", "HOLD": "yes"})
+    assert (config.source.page_size, config.storage.legal_hold) == (250, True)
+    assert problems(data, {"PAGE": "250", "HOLD": "maybe"}) == [
+        "At 'storage.legal_hold': must be true or false (got 'maybe')"
+    ]
