@@ -19,6 +19,7 @@ from archiver.audit.sample import host, peek_recording, recent_rows
 from archiver.cli.common import print_title, setup
 from archiver.compose import Parts, assemble
 from archiver.config.models import Config
+from archiver.core.clock import Clock, SystemClock
 from archiver.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -32,20 +33,22 @@ from archiver.service.preflight import ensure_create_only
 from archiver.source.fetch import LinkPolicy
 from archiver.state.ledger import Ledger
 from archiver.store import ControlStore, Store, put_bytes
+from archiver.store.probe import refuses_second_multipart
 from archiver.store.s3 import S3Store
 
 
-def check(args: argparse.Namespace) -> int:
+def check(args: argparse.Namespace, clock: Clock | None = None) -> int:
+    """Check every source of the file; *clock* (default: the system's) says what "recent" is."""
     configs = setup(args)
     print(f"ok    config {args.config}" + (f" ({len(configs)} sources)" if len(configs) > 1 else ""))
     worst = EXIT_OK
     for config in configs:
         print_title(configs, config)
-        worst = max(worst, anyio.run(_check_one, config))
+        worst = max(worst, anyio.run(_check_one, config, clock or SystemClock()))
     return worst
 
 
-async def _check_one(config: Config) -> int:
+async def _check_one(config: Config, clock: Clock) -> int:
     worst = EXIT_OK
     # The ledger is only looked at: check runs in a root shell, and a ledger it created would
     # belong to root, not to the service's dynamic user.
@@ -61,27 +64,27 @@ async def _check_one(config: Config) -> int:
             print(f"FAIL  ccall API: {exc}")
             worst = max(worst, EXIT_FAILED)
         if worst == EXIT_OK:
-            worst = max(worst, await _sample(parts, config))
+            worst = max(worst, await _sample(parts, config, clock.now().astimezone(config.source.tz)))
         if isinstance(parts.store, S3Store):
             features = await _check_bucket_features(parts.store, config, parts.control)
             if features != EXIT_OK:
                 return features  # every write would be refused; no point probing
         worst = max(worst, await _probe(parts.store, f"{config.control_prefix}/check/{uuid.uuid4()}.txt", "store"))
-        if isinstance(parts.store, S3Store):  # after the probe: a redirect there turns the direct path off
-            print(f"ok    store requests: {parts.store.route}")
         worst = max(worst, await _check_create_only(parts))
+        if isinstance(parts.store, S3Store) and config.storage.create_only == "enforced":
+            await _check_multipart_create_only(parts.store, f"{config.control_prefix}/check/{uuid.uuid4()}.txt")
         if parts.control is not None and config.coordination.bucket is not None:
             key = f"{config.control_prefix}/check/{uuid.uuid4()}.json"
             worst = max(worst, await _probe_control(parts.control, key))
     return worst
 
 
-async def _sample(parts: Parts, config: Config) -> int:
+async def _sample(parts: Parts, config: Config, now: datetime) -> int:
     """Recent rows as the archiver reads them, whether their links may be fetched, and the first
     bytes of one recording: a changed format or a wrong allow-list shows here, not in the archive."""
     policy = LinkPolicy(config.source.recording_hosts)
     try:
-        rows = await recent_rows(parts.client, policy, tz=config.source.tz, now=datetime.now(config.source.tz))
+        rows = await recent_rows(parts.client, policy, tz=config.source.tz, now=now)
     except (TransientError, FatalError) as exc:
         print(f"FAIL  recent calls could not be read: {exc}")
         return EXIT_FAILED
@@ -136,6 +139,29 @@ async def _check_create_only(parts: Parts) -> int:
     else:
         print("ok    create-only: the store refuses a second write of a key (and a stale ETag for control objects)")
     return EXIT_OK
+
+
+async def _check_multipart_create_only(store: S3Store, key: str) -> None:
+    """Whether the store refuses a create-only completion of a multipart upload (recordings of
+    64 MiB and more): a WARN where it does not, as the archiver then looks before completing."""
+    try:
+        refused = await refuses_second_multipart(
+            S3Store(store.s3, multipart_threshold=1, look_before_completing=False), key
+        )
+    except ArchiverError as exc:
+        print(f"WARN  create-only for large recordings could not be probed: {exc}")
+        return
+    if refused:
+        print(
+            "ok    create-only: the store refuses a second multipart upload of a key too "
+            "(recordings of 64 MiB and more)"
+        )
+    else:
+        print(
+            "WARN  create-only: the store ignores If-None-Match on completing a multipart upload (recordings of 64 MiB "
+            "and more): the archiver looks for the key just before completing; two writers racing within that gap "
+            "could both write"
+        )
 
 
 def _ledger_line(path: Path) -> str:

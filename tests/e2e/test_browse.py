@@ -4,7 +4,6 @@ chromium-driver): search by a number, open the call, play its recording and seek
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from archiver.simulator import Simulator
-from tests.helpers import SINCE, UNTIL, Browse, backfill, config_for, write_config
+from tests.helpers import SINCE, UNTIL, Browse, backfill, config_for, need_os_tools, write_config
 
 pytestmark = pytest.mark.anyio
 
@@ -42,13 +41,10 @@ def chromium(profile: Path) -> webdriver.Chrome:
     return webdriver.Chrome(options=options, service=Service(executable_path=DRIVER or "chromedriver"))
 
 
-@pytest.mark.skipif(
-    (CHROMIUM is None or DRIVER is None) and not os.environ.get("CI"),
-    reason="chromium and chromium-driver are not installed (CI installs them)",
-)
 async def test_an_auditor_finds_a_call_by_number_opens_it_and_seeks_in_its_recording(
     sim: Simulator, tmp_path: Path
 ) -> None:
+    need_os_tools("a real browser", "chromium", "chromedriver")
     root = tmp_path / "archive"
     await backfill(config_for(sim, f"file://{root}", tmp_path))
     call = next(

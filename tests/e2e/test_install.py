@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from archiver.simulator import Dataset, Simulator
-from tests.helpers import AWS_ENV, Bucket, archive_objects, wait_until
+from tests.helpers import AWS_ENV, Bucket, archive_objects, need_os_tools, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("ARCHIVER_TEST_CACHE", "/var/cache/ccall-archiver-tests"))
@@ -38,7 +38,10 @@ PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "ca-ce
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 SECRET = "0a1b2c3d"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="booting a container takes root (CI runs as root)")
+
+@pytest.fixture(autouse=True)
+def _booting_needs_root_and_tools() -> None:
+    need_os_tools("booting Debian 12 in a container", "debootstrap", "systemd-nspawn", root=True)
 
 
 def readme_block(marker: str) -> str:

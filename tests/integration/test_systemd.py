@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -11,11 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import need_os_tools
+
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
 ANALYZE = shutil.which("systemd-analyze")
-needs_systemd = pytest.mark.skipif(
-    ANALYZE is None and not os.environ.get("CI"), reason="systemd-analyze is not installed (CI installs it)"
-)
+
+
+@pytest.fixture
+def analyze() -> str:
+    need_os_tools("checking units", "systemd-analyze")
+    return ANALYZE or "systemd-analyze"
 
 
 def installed_copy(tmp_path: Path) -> Path:
@@ -29,28 +33,24 @@ def installed_copy(tmp_path: Path) -> Path:
     return folder
 
 
-@needs_systemd
-def test_every_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+def test_every_unit_passes_systemd_analyze_verify(tmp_path: Path, analyze: str) -> None:
     """systemd-analyze verify finds nothing to complain about in any unit."""
     folder = installed_copy(tmp_path)
     units = sorted(str(p) for p in folder.iterdir())
     assert len(units) == 5
-    result = subprocess.run(
-        [ANALYZE or "systemd-analyze", "verify", *units], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([analyze, "verify", *units], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == ""
 
 
-@needs_systemd
 @pytest.mark.parametrize(
     "unit", ["archiver.service", "archiver-backfill@.service", "archiver-verify.service", "archiver-reconcile.service"]
 )
-def test_every_service_rates_2_or_better_on_systemd_analyze_security(tmp_path: Path, unit: str) -> None:
+def test_every_service_rates_2_or_better_on_systemd_analyze_security(tmp_path: Path, unit: str, analyze: str) -> None:
     """The hardening keeps the exposure level at 2.0 or lower (lower is safer)."""
     folder = installed_copy(tmp_path)
     result = subprocess.run(
-        [ANALYZE or "systemd-analyze", "security", "--offline=yes", str(folder / unit)],
+        [analyze, "security", "--offline=yes", str(folder / unit)],
         capture_output=True,
         text=True,
         check=False,
