@@ -13,7 +13,7 @@ import structlog
 
 from archiver.compose import Parts
 from archiver.errors import StoreAccessError, TransientError
-from archiver.store.probe import refuses_second_create, refuses_stale_etag
+from archiver.store.probe import compare_and_swap_fault, refuses_second_create
 from archiver.store.s3 import S3Store
 
 log = structlog.get_logger("archiver.service")
@@ -25,26 +25,38 @@ NOT_ENFORCED = (
 )
 
 
+NO_SWAP = (
+    "{where} {fault}: instances coordinate through conditional writes (leases, day claims), so "
+    "coordination cannot work there. Put control objects in a bucket where they work "
+    "(coordination.bucket: an unversioned bucket on the same server), or run a single instance "
+    "with coordination.enabled: false"
+)
+
+
 async def ensure_create_only(parts: Parts) -> bool:
-    """Raise StoreAccessError when the store does not refuse a second create-only write (or, for
-    control objects, a write on a stale ETag) and the config did not choose the weaker mode.
+    """Raise StoreAccessError when the store does not refuse a second create-only write and the
+    config did not choose the weaker mode, or when control objects cannot be swapped on their
+    ETag (whatever the mode: coordination rests on it).
 
     True when the store proved it; False when the weaker mode is chosen, or when the store did
     not answer now (let through with a warning: every write still carries its condition).
     """
     config = parts.config
-    if config.storage.create_only == "look_before_write":
-        log.warning("store.create_only_by_looking", store=parts.store.description)
-        return False
     key = f"{config.control_prefix}/check/{uuid.uuid4()}"
     # The probe's throwaway objects get no retention or legal hold (each start would leave one
     # locked): on S3, a plain store over the archive's own bucket and client.
     store = S3Store(parts.store.s3) if isinstance(parts.store, S3Store) else parts.store
+    looking = config.storage.create_only == "look_before_write"
     try:
+        if parts.control is not None:
+            fault = await compare_and_swap_fault(parts.control, key + ".json")
+            if fault is not None:
+                raise StoreAccessError(NO_SWAP.format(where=parts.control.description, fault=fault))
+        if looking:
+            log.warning("store.create_only_by_looking", store=store.description)
+            return False
         if not await refuses_second_create(store, key + ".txt"):
             raise StoreAccessError(NOT_ENFORCED.format(where=store.description, header="If-None-Match"))
-        if parts.control is not None and not await refuses_stale_etag(parts.control, key + ".json"):
-            raise StoreAccessError(NOT_ENFORCED.format(where=parts.control.description, header="If-Match"))
     except TransientError as exc:
         log.warning("store.probe_unanswered", store=store.description, error=str(exc))
         return False

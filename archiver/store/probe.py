@@ -2,8 +2,8 @@
 
 Several S3-compatible servers ignore ``If-None-Match`` or ``If-Match`` (or did until recently);
 on those a create-only write silently becomes last-writer-wins. These probes find out with a
-throwaway object: a second create-only write must be refused, and a conditional write on an
-ETag that is not current must be refused.
+throwaway object: a second create-only write must be refused; a control object must be
+replaceable on its own current ETag, and not on one that is not current.
 """
 
 from __future__ import annotations
@@ -27,17 +27,40 @@ async def refuses_second_create(store: Store, key: str) -> bool:
     return False
 
 
-async def refuses_stale_etag(store: ControlStore, key: str) -> bool:
-    """Write *key*, then try to replace it on an ETag it does not have, and to create it again;
-    True when the store refused both. The probe is removed."""
-    await store.put_conditional(key, b"{}", if_match=None)
-    refused = 0
+async def refuses_second_multipart(store: Store, key: str) -> bool:
+    """Write *key*, then complete a one-part multipart upload of it create-only (*store* must
+    upload every body in parts, and not look first); True when the store refused the completion.
+    The probe is removed."""
+    await put_bytes(store, key, b"first\n", "text/plain")
     try:
-        for condition in ('"00000000000000000000000000000000"', None):
+        await put_bytes(store, key, b"second\n", "text/plain")
+    except ObjectExists:
+        return True
+    finally:
+        await store.delete(key)
+    return False
+
+
+async def compare_and_swap_fault(store: ControlStore, key: str) -> str | None:
+    """What the daemon does with a lease, tried on *key*: create it, replace it on the ETag the
+    store returned, then try a stale ETag and a second create. None when the store kept every
+    condition; else which one it broke. The probe is removed.
+    """
+    etag = await store.put_conditional(key, b"{}", if_match=None)
+    try:
+        try:
+            await store.put_conditional(key, b'{"renewed": true}', if_match=etag)
+        except ObjectExists:
+            return "refused to replace a control object on its own current ETag (If-Match)"
+        for condition, broken in (
+            ('"00000000000000000000000000000000"', "accepted a replacement on a stale ETag (If-Match)"),
+            (None, "accepted a second create-only write (If-None-Match)"),
+        ):
             try:
                 await store.put_conditional(key, b'{"again": true}', if_match=condition)
             except ObjectExists:
-                refused += 1
+                continue
+            return broken
     finally:
         await store.delete(key)
-    return refused == 2
+    return None

@@ -1,11 +1,10 @@
 """The archive store on S3: create-only, checksummed writes of recordings and documents.
 
 Writes are create-only (``If-None-Match: *``, on ``CompleteMultipartUpload`` too) and carry
-``ChecksumSHA256`` so that the server rejects a body damaged on the way. Objects go up, and
-are read back, over the bucket's direct path (:mod:`.s3wire`: aiohttp, SigV4-signed) when it
-has one, else through boto3. Bodies of ``multipart_threshold`` bytes or more go up through
-boto3 in parts read straight from the download buffer with ``pread``, so memory stays flat
-whatever the recording's size.
+``ChecksumSHA256`` so that the server rejects a body damaged on the way. Every request goes
+through the bucket's one boto3 client (:mod:`.s3_bucket`). Bodies of ``multipart_threshold``
+bytes or more go up in parts read straight from the download buffer with ``pread``, so memory
+stays flat whatever the recording's size; smaller ones go up in one PUT, read from that buffer.
 """
 
 from __future__ import annotations
@@ -21,24 +20,17 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 import anyio
+import botocore.exceptions
 
 from archiver.config.models import ObjectLockConfig
-from archiver.errors import CallError, ObjectExists, ObjectMissing, StoreAccessError, StoreUnavailable
+from archiver.errors import CallError, ObjectExists, StoreAccessError, StoreUnavailable
 from archiver.store import ObjectInfo, VersionAudit
-from archiver.store.s3_bucket import NOT_FOUND_CODES, Off, S3Bucket, b64
+from archiver.store.s3_bucket import NOT_FOUND_CODES, S3Bucket, b64
 from archiver.store.s3_versions import S3VersionAudit
-from archiver.store.s3wire import WireRefused, WireUnanswered
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
-_HEADERS = {
-    "ObjectLockMode": "x-amz-object-lock-mode",
-    "ObjectLockRetainUntilDate": "x-amz-object-lock-retain-until-date",
-    "ObjectLockLegalHoldStatus": "x-amz-object-lock-legal-hold",
-    "ServerSideEncryption": "x-amz-server-side-encryption",
-    "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id",
-}
 _READ_CHUNK = 1 << 20
 
 
@@ -59,9 +51,11 @@ class S3Store:
         part_size: int = 16 << 20,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         look_before_write: bool = False,
+        look_before_completing: bool = True,
     ) -> None:
         self._bucket = self.s3 = bucket
         self._look_first = look_before_write  # for servers that ignore If-None-Match (see config)
+        self._look_before_completing = look_before_completing
         self._call = bucket.call
         self.bucket = bucket.name
         self.description = bucket.description
@@ -71,14 +65,10 @@ class S3Store:
             **({"ObjectLockLegalHoldStatus": "ON"} if legal_hold else {}),
             **bucket.encryption,
         }
-        self._threshold = max(multipart_threshold, 5 << 20)
+        self._threshold = max(multipart_threshold, 1)  # every part but the last must be 5 MiB or more
+
         self._part_size = max(part_size, 5 << 20)
         self._now = now
-
-    @property
-    def route(self) -> str:
-        """How requests reach the bucket: directly, or through boto3 and why."""
-        return self._bucket.route
 
     async def bucket_features(self) -> dict[str, str | None]:
         """The bucket's versioning, Object Lock and default retention, as ``check`` reports them."""
@@ -119,12 +109,6 @@ class S3Store:
         if size >= self._threshold:
             await self._put_multipart(key, body, size, common)
             return
-        headers = _put_headers(common)
-        sent = await self._bucket.direct(
-            lambda w: w.put(key, body, size=size, sha256=sha256, headers=headers), key, retry=False
-        )
-        if sent is not Off.OFF:
-            return
 
         def put() -> None:
             body.seek(0)
@@ -150,6 +134,10 @@ class S3Store:
                 length = min(self._part_size, size - offset)
                 upload = functools.partial(self._upload_part, key, upload_id, body, number, offset, length)
                 parts.append(await self._call(upload, key))
+            # Some stores ignore If-None-Match on completion (Ceph RGW 16): look first, so that
+            # only a writer racing within this gap could still replace the key there.
+            if self._look_before_completing and await self.head(key) is not None:
+                raise ObjectExists(key)
             await self._call(
                 lambda: self._client.complete_multipart_upload(
                     Bucket=self.bucket,
@@ -190,11 +178,6 @@ class S3Store:
         return {"PartNumber": number, "ETag": result["ETag"], "ChecksumSHA256": checksum}
 
     async def head(self, key: str) -> ObjectInfo | None:
-        found = await self._bucket.direct(lambda w: w.head(key), key, retry=True)
-        if found is not Off.OFF:
-            return None if found is None else _info(key, found)
-        import botocore.exceptions  # noqa: PLC0415 (loaded with boto3, when boto3 is asked)
-
         def head() -> ObjectInfo | None:
             try:
                 result = self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
@@ -207,21 +190,14 @@ class S3Store:
         return await self._call(head, key)
 
     async def read(self, key: str, max_bytes: int = 1 << 20) -> bytes:
-        found = await self._bucket.direct(lambda w: w.read(key, max_bytes), key, retry=True)
-        if found is None:
-            raise ObjectMissing(key)
-        if found is not Off.OFF:
-            data = found[0]
-        else:
+        def read() -> bytes:
+            stream = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            try:
+                return bytes(stream.read(max_bytes + 1))
+            finally:
+                stream.close()
 
-            def read() -> bytes:
-                stream = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
-                try:
-                    return bytes(stream.read(max_bytes + 1))
-                finally:
-                    stream.close()
-
-            data = await self._call(read, key)
+        data = await self._call(read, key)
         if len(data) > max_bytes:
             raise CallError(f"{key} is larger than {max_bytes} bytes")
         return data
@@ -236,14 +212,6 @@ class S3Store:
     async def stream(self, key: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         if end is not None and end <= start:
             return
-        if self._bucket.wire is not None:
-            try:
-                async for chunk in self._bucket.wire.stream(key, start=start, end=end):
-                    yield chunk
-            except (WireRefused, WireUnanswered) as exc:
-                self._bucket.settle(exc, key)  # raises, unless a redirect turned the direct path off
-            else:
-                return
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if start or end is not None:
             request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
@@ -264,36 +232,6 @@ class S3Store:
 
     async def aclose(self) -> None:
         await self._bucket.aclose()
-
-
-def encryption_headers(encryption: Mapping[str, Any]) -> dict[str, str]:
-    """The bucket's encryption settings (PutObject's arguments) as HTTP headers."""
-    return {_HEADERS[arg]: str(value) for arg, value in encryption.items()}
-
-
-def _put_headers(common: Mapping[str, Any]) -> dict[str, str]:
-    """PutObject's arguments (as S3Store.put builds them) as the HTTP headers S3 reads."""
-    headers = {"Content-Type": str(common["ContentType"])}
-    for name, value in common["Metadata"].items():
-        headers[f"x-amz-meta-{name}"] = value
-    for arg, header in _HEADERS.items():
-        value = common.get(arg)
-        if isinstance(value, datetime):
-            value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        if value is not None:
-            headers[header] = str(value)
-    return headers
-
-
-def _info(key: str, headers: Mapping[str, str]) -> ObjectInfo:
-    """What a HEAD's headers say of the object (the names are HTTP's; see _known_sha256)."""
-    meta = {"sha256": headers["x-amz-meta-sha256"]} if "x-amz-meta-sha256" in headers else {}
-    head = {
-        "ChecksumSHA256": headers.get("x-amz-checksum-sha256"),
-        "ChecksumType": headers.get("x-amz-checksum-type", "FULL_OBJECT"),
-        "Metadata": meta,
-    }
-    return ObjectInfo(key=key, size=int(headers.get("Content-Length", "0")), sha256=_known_sha256(head))
 
 
 def _known_sha256(head: Any) -> bytes | None:

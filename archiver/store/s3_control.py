@@ -3,6 +3,11 @@
 ``If-None-Match: *`` takes a free key, ``If-Match`` on the ETag replaces only the version read.
 S3's strong consistency makes this a compare-and-swap without a coordinator of our own.
 Control objects carry no retention or legal hold: they are replaced as they are used.
+
+Stores disagree on how ``If-Match`` spells the ETag: AWS S3 and MinIO take it quoted, as RFC 9110
+writes it and as they return it; Ceph RGW 16 returns it quoted but matches only the bare form.
+The store learns which form works the first time a condition on the object's own, current ETag
+is refused (it reads the object back to be sure the ETag was current), and keeps to that form.
 """
 
 from __future__ import annotations
@@ -11,8 +16,21 @@ import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from archiver.store.s3 import encryption_headers
-from archiver.store.s3_bucket import NOT_FOUND_CODES, Off, S3Bucket, b64
+import botocore.exceptions
+import structlog
+
+from archiver.errors import ObjectExists
+from archiver.store.s3_bucket import NOT_FOUND_CODES, S3Bucket, b64
+
+log = structlog.get_logger("archiver.store")
+
+
+def _bare(etag: str) -> str:
+    return etag.strip('"')
+
+
+def _quoted(etag: str) -> str:
+    return f'"{_bare(etag)}"'
 
 
 class S3ControlStore:
@@ -21,6 +39,13 @@ class S3ControlStore:
     def __init__(self, bucket: S3Bucket) -> None:
         self._bucket = bucket
         self.description = bucket.description
+        self._spell = _quoted  # how If-Match writes an ETag; see the module's docstring
+        self._spelling_known = False
+
+    @property
+    def if_match_form(self) -> str:
+        """How this store is sent ETags in ``If-Match``: ``quoted`` or ``bare``."""
+        return "quoted" if self._spell is _quoted else "bare"
 
     def list_keys(self, prefix: str) -> AsyncIterator[str]:
         return self._bucket.list_keys(prefix)
@@ -34,39 +59,43 @@ class S3ControlStore:
     async def put_conditional(self, key: str, data: bytes, *, if_match: str | None) -> str:
         """Write a small control object: create-only (*if_match* None) or only over the version
         with that ETag. Returns the new ETag; raises ObjectExists when the condition fails."""
-        condition: dict[str, Any] = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"}
-        encryption = self._bucket.encryption
-        headers = {
-            "Content-Type": "application/json",
-            **({"If-Match": if_match} if if_match else {"If-None-Match": "*"}),
-            **encryption_headers(encryption),
-        }
-        etag = await self._bucket.direct(lambda w: w.put_small(key, data, headers=headers), key, retry=False)
-        if etag is not Off.OFF:
-            return etag
+        if if_match is None:
+            return await self._put(key, data, {"IfNoneMatch": "*"})
+        try:
+            return await self._put(key, data, {"IfMatch": self._spell(if_match)})
+        except ObjectExists:
+            if self._spelling_known:
+                raise
+            found = await self.read_with_etag(key)
+            if found is None or _bare(found[1]) != _bare(if_match):
+                raise  # the object changed (or went): a true refusal
+        # The store refused the object's own current ETag: it wants the other spelling.
+        other = _bare if self._spell is _quoted else _quoted
+        etag = await self._put(key, data, {"IfMatch": other(if_match)})
+        self._spell, self._spelling_known = other, True
+        log.info("store.if_match_form_learned", store=self.description, form=self.if_match_form)
+        return etag
 
+    async def _put(self, key: str, data: bytes, condition: dict[str, Any]) -> str:
         def put() -> str:
             result = self._bucket.client.put_object(
                 Bucket=self._bucket.name,
                 Key=key,
                 Body=data,
                 ContentType="application/json",
-                ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=b64(hashlib.sha256(data).digest()),
                 **condition,
-                **encryption,
+                **self._bucket.encryption,
             )
             return str(result["ETag"])
 
-        return await self._bucket.call(put, key)
+        etag = await self._bucket.call(put, key)
+        if "IfMatch" in condition:
+            self._spelling_known = True  # this spelling is the one that worked
+        return etag
 
     async def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
         """A control object's bytes and ETag, or None when there is none."""
-
-        found = await self._bucket.direct(lambda w: w.read(key, 1 << 20), key, retry=True)
-        if found is not Off.OFF:
-            return found
-        import botocore.exceptions  # noqa: PLC0415 (loaded with boto3, when boto3 is asked)
 
         def read() -> tuple[bytes, str] | None:
             try:
