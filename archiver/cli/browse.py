@@ -12,7 +12,8 @@ from archiver.cli.common import setup
 from archiver.cli.lookup import only_config
 from archiver.compose.stores import make_store
 from archiver.errors import EXIT_OK, ConfigError
-from archiver.service.browse import Browser, serve
+from archiver.service.asgi import bind, serve, url_of
+from archiver.service.browse import Browser
 
 
 def browse(args: argparse.Namespace) -> int:
@@ -37,14 +38,17 @@ def browse(args: argparse.Namespace) -> int:
                 country_code=config.source.country_code,
                 concurrency=config.download.concurrency,
             )
+            try:
+                sock = bind(host, int(port_text))
+            except OSError as exc:
+                raise ConfigError(
+                    [f"At '--listen': cannot listen on {args.listen}: {exc.strerror}"], source="the command line"
+                ) from None
+            browser.listen_on(host, sock.getsockname()[1])
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, tg.cancel_scope)
-                try:
-                    await serve(browser, host, int(port_text), ready)
-                except OSError as exc:
-                    raise ConfigError(
-                        [f"At '--listen': cannot listen on {args.listen}: {exc.strerror}"], source="the command line"
-                    ) from None
+                ready(url_of(sock))
+                await serve(browser.app(), sock)
         finally:
             await store.aclose()
 

@@ -16,13 +16,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import AsyncIterator
 from datetime import date
 from zoneinfo import ZoneInfo
 
 import anyio
 import structlog
-from aiohttp import web
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from archiver.audit.catalog import DIRECTIONS, CallFiles, Catalog, Query, parse_statuses
 from archiver.audit.evidence import examine
@@ -45,7 +52,7 @@ _SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 class Browser:
@@ -64,38 +71,45 @@ class Browser:
         self._days_of: dict[str, date] = {}  # call id -> its day, as pages have shown it
         self.allowed_hosts: set[str] = set()
 
-    def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._guard])
-        app.router.add_get("/", self.search)
-        app.router.add_get("/days", self.days)
-        app.router.add_get("/days/{day}", self.day)
-        app.router.add_get("/calls/{call_id}", self.call)
-        app.router.add_get("/calls/{call_id}/audio", self.audio)
-        app.router.add_get("/calls/{call_id}/files/{name}", self.file)
-        return app
+    def app(self) -> Starlette:
+        routes = [
+            Route("/", self.search),
+            Route("/days", self.days),
+            Route("/days/{day}", self.day),
+            Route("/calls/{call_id}", self.call),
+            Route("/calls/{call_id}/audio", self.audio),
+            Route("/calls/{call_id}/files/{name}", self.file),
+        ]
+        return Starlette(
+            routes=routes,
+            middleware=[Middleware(BaseHTTPMiddleware, dispatch=self._guard)],
+            exception_handlers={HTTPException: _error_page},
+        )
 
-    @web.middleware
-    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    def listen_on(self, host: str, port: int) -> None:
+        """Answer only requests addressed to *host*:*port* (and its loopback names)."""
+        shown = f"[{host}]" if ":" in host else host
+        self.allowed_hosts = {f"{shown}:{port}".lower()}
+        if host in ("127.0.0.1", "::1", "localhost"):
+            self.allowed_hosts |= {f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
+
+    async def _guard(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         if request.method not in ("GET", "HEAD"):
             return _html(405, pages.message_page("Read only", "This archive browser only reads."))
-        if self.allowed_hosts and request.host.lower() not in self.allowed_hosts:
+        if self.allowed_hosts and request.headers.get("host", "").lower() not in self.allowed_hosts:
             return _html(421, pages.message_page("Wrong host", "Open this browser at the address it listens on."))
         try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status >= 400:
-                return _html(exc.status, pages.message_page(exc.reason, exc.text or exc.reason))
-            raise
+            response = await call_next(request)
         except (TransientError, CallError) as exc:
-            log.warning("browse.store_failed", path=request.path, error=str(exc))
+            log.warning("browse.store_failed", path=request.url.path, error=str(exc))
             return _html(502, pages.message_page("The archive did not answer", str(exc)))
         response.headers.update(_SECURITY_HEADERS)
         return response
 
     # -- pages ---------------------------------------------------------------------------------
 
-    async def search(self, request: web.Request) -> web.StreamResponse:
-        params = {k: v.strip() for k, v in request.query.items() if v.strip()}
+    async def search(self, request: Request) -> Response:
+        params = {k: v.strip() for k, v in request.query_params.items() if v.strip()}
         form = pages.search_form(params)
         if not params:
             intro = "<p>Find a call by a number in any form (+84 986…, 0986…), an extension, a time range.</p>"
@@ -109,14 +123,14 @@ class Browser:
             self._days_of[f.entry.call_id] = f.day
         return _html(200, pages.page("Call recordings", form + pages.call_rows(found)))
 
-    async def days(self, request: web.Request) -> web.StreamResponse:
+    async def days(self, request: Request) -> Response:
         return _html(200, pages.days_page(await self._catalog.days()))
 
-    async def day(self, request: web.Request) -> web.StreamResponse:
+    async def day(self, request: Request) -> Response:
         try:
-            day = date.fromisoformat(request.match_info["day"])
+            day = date.fromisoformat(request.path_params["day"])
         except ValueError:
-            raise web.HTTPNotFound(text="Days are written YYYY-MM-DD.") from None
+            raise HTTPException(404, "Days are written YYYY-MM-DD.") from None
         listing = await list_day(self._store, self._prefix, day)
         found = await self._catalog.day_calls(day, listing)
         for f in found:
@@ -128,7 +142,7 @@ class Browser:
             manifests.append((key, digest, chain.sealed_by(key, digest)))
         return _html(200, pages.day_page(day, sorted(found, key=lambda f: f.entry.start), manifests))
 
-    async def call(self, request: web.Request) -> web.StreamResponse:
+    async def call(self, request: Request) -> Response:
         files = await self._files(request)
         chain = await self._current_chain()
         evidence = await examine(self._store, files, chain)
@@ -136,21 +150,21 @@ class Browser:
         audio = f"/calls/{files.call_id}/audio" if current and current.status == "archived" else None
         return _html(200, pages.call_page(evidence, audio, chain.head))
 
-    async def audio(self, request: web.Request) -> web.StreamResponse:
+    async def audio(self, request: Request) -> Response:
         files = await self._files(request)
         doc = json.loads(await self._store.read(files.current_key, SIDECAR_LIMIT))
         rec = doc.get("recording") if isinstance(doc, dict) else None
         key = rec.get("key") if isinstance(rec, dict) and rec.get("status") == "archived" else None
         if not isinstance(key, str) or key not in files.audio:
-            raise web.HTTPNotFound(text="This call has no recording in the archive.")
+            raise HTTPException(404, "This call has no recording in the archive.")
         return await self._send(request, key)
 
-    async def file(self, request: web.Request) -> web.StreamResponse:
+    async def file(self, request: Request) -> Response:
         files = await self._files(request)
-        name = request.match_info["name"]
+        name = request.path_params["name"]
         keys = {k.rsplit("/", 1)[-1]: k for k in [*files.records.values(), *files.audio]}
         if name not in keys:
-            raise web.HTTPNotFound(text=f"The call has no file {name}.")
+            raise HTTPException(404, f"The call has no file {name}.")
         return await self._send(request, keys[name])
 
     # -- helpers -------------------------------------------------------------------------------
@@ -173,16 +187,16 @@ class Browser:
             country_code=self._country_code,
         )
 
-    async def _files(self, request: web.Request) -> CallFiles:
-        call_id = request.match_info["call_id"].lower()
+    async def _files(self, request: Request) -> CallFiles:
+        call_id = request.path_params["call_id"].lower()
         if not CALL_ID_RE.match(call_id):
-            raise web.HTTPNotFound(text="That is not a call id.")
+            raise HTTPException(404, "That is not a call id.")
         near = [self._days_of[call_id]] if call_id in self._days_of else []
         with contextlib.suppress(ValueError):
-            near.append(date.fromisoformat(request.query.get("day", "")))
+            near.append(date.fromisoformat(request.query_params.get("day", "")))
         files = await self._catalog.locate(call_id, near=near)
         if files is None or not files.records:
-            raise web.HTTPNotFound(text=f"No call {call_id} in the archive.")
+            raise HTTPException(404, f"No call {call_id} in the archive.")
         self._days_of[call_id] = files.day
         return files
 
@@ -192,62 +206,49 @@ class Browser:
             await self._seals.read_newer()
             return self._seals.chain
 
-    async def _send(self, request: web.Request, key: str) -> web.StreamResponse:
+    async def _send(self, request: Request, key: str) -> Response:
         """The object's bytes, or the range of them the request asks for."""
         info = await self._store.head(key)
         if info is None:
-            raise web.HTTPNotFound(text="The object is not in the archive.")
+            raise HTTPException(404, "The object is not in the archive.")
         size = info.size
         ext = key.rsplit(".", 1)[-1]
         kind = _AUDIO_TYPES.get(ext, "application/json" if ext == "json" else "application/octet-stream")
         start, end, status = 0, size, 200
-        if request.headers.get("Range"):
-            try:
-                wanted = request.http_range
-            except ValueError:
-                wanted = None
-            if wanted is None or (wanted.start is not None and wanted.start >= size):
-                return web.Response(status=416, headers={"Content-Range": f"bytes */{size}", **_SECURITY_HEADERS})
-            start = wanted.start if wanted.start is not None else 0
-            if start < 0:  # bytes=-N: the last N bytes
-                start = max(0, size + start)
-            end = min(size, wanted.stop) if wanted.stop is not None else size
-            status = 206
-        response = web.StreamResponse(status=status)
-        response.content_type = kind
-        response.content_length = end - start
-        response.headers["Accept-Ranges"] = "bytes"
-        response.headers.update(_SECURITY_HEADERS)
+        if request.headers.get("range"):
+            wanted = _byte_range(request.headers["range"], size)
+            if wanted is None:
+                return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", **_SECURITY_HEADERS})
+            (start, end), status = wanted, 206
+        headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start), **_SECURITY_HEADERS}
         if status == 206:
-            response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         log.info("browse.sent", key=key, status=status, start=start, end=end, size=size)
-        await response.prepare(request)
-        if request.method != "HEAD":
-            async for chunk in self._store.stream(key, start=start, end=end):
-                await response.write(chunk)
-        await response.write_eof()
-        return response
+        if request.method == "HEAD":
+            return Response(status_code=status, headers=headers, media_type=kind)
+        body: AsyncIterator[bytes] = self._store.stream(key, start=start, end=end)
+        return StreamingResponse(body, status_code=status, headers=headers, media_type=kind)
 
 
-def _html(status: int, body: bytes) -> web.Response:
-    return web.Response(status=status, body=body, content_type="text/html", charset="utf-8", headers=_SECURITY_HEADERS)
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """``(start, end)`` (end exclusive) of a single ``Range: bytes=…`` within *size* bytes; None
+    when it cannot be served (416)."""
+    found = _RANGE.match(header.strip())
+    if found is None or found.group(1) == found.group(2) == "":
+        return None
+    first, last = found.group(1), found.group(2)
+    if first == "":  # bytes=-N: the last N bytes
+        return (max(0, size - int(last)), size) if int(last) > 0 else None
+    start = int(first)
+    end = min(size, int(last) + 1) if last else size
+    return (start, end) if start < size and start < end else None
 
 
-async def serve(browser: Browser, host: str, port: int, ready: Callable[[str], None]) -> None:
-    """Serve *browser* on host:port until cancelled; *ready* gets its URL once it listens."""
-    runner = web.AppRunner(browser.app(), access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        server = site._server  # the one way aiohttp tells the port it bound
-        bound = server.sockets[0].getsockname()[1] if server is not None else port  # type: ignore[attr-defined]
-        shown = f"[{host}]" if ":" in host else host
-        browser.allowed_hosts = {f"{shown}:{bound}".lower()}
-        if host in ("127.0.0.1", "::1", "localhost"):
-            browser.allowed_hosts |= {f"localhost:{bound}", f"127.0.0.1:{bound}", f"[::1]:{bound}"}
-        ready(f"http://{shown}:{bound}/")
-        await anyio.sleep_forever()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await runner.cleanup()
+def _html(status: int, body: bytes) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers=_SECURITY_HEADERS)
+
+
+async def _error_page(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    title = "Not found" if exc.status_code == 404 else "Not allowed" if exc.status_code == 405 else "Error"
+    return _html(exc.status_code, pages.message_page(title, exc.detail))

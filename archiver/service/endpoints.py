@@ -1,50 +1,56 @@
-"""``/metrics``, ``/healthz`` and ``/readyz`` on ``metrics.listen``, served from a thread."""
+"""``/metrics``, ``/healthz`` and ``/readyz`` on ``metrics.listen``: a Starlette application,
+served on uvicorn inside the daemon's task group (:mod:`archiver.service.asgi`).
+
+``/metrics`` is prometheus_client's own ASGI application over the archiver's registry (it
+negotiates the exposition format and gzip with the scraper).
+"""
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import make_asgi_app
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from archiver.service.health import Health
 from archiver.service.metrics import Metrics
 
 
-def serve(listen: str, metrics: Metrics, health: Health) -> ThreadingHTTPServer:
-    """Serve /metrics, /healthz and /readyz on *listen* (host:port) from a daemon thread.
+class _Mounted:
+    """An ASGI application at exactly one path (Starlette routes to an object as ASGI, where it
+    would call a plain function with a Request)."""
 
-    Raises OSError when the address cannot be bound.
-    """
-    host, _, port = listen.rpartition(":")
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._answer(200, metrics.exposition(), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                ok = health.alive()
-                self._answer(200 if ok else 503, b"ok\n" if ok else b"stalled: the poll loop made no progress\n")
-            elif path == "/readyz":
-                ok = health.ready()
-                reason = health.last_error or "no poll has succeeded recently"
-                self._answer(200 if ok else 503, b"ready\n" if ok else f"not ready: {reason}\n".encode())
-            else:
-                self._answer(404, b"try /metrics, /healthz or /readyz\n")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
 
-        def _answer(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def log_message(self, *args: Any) -> None:
-            return
+def endpoints(metrics: Metrics, health: Health) -> Starlette:
+    """The service's endpoints over *metrics* and *health*."""
 
-    server = ThreadingHTTPServer((host.strip("[]"), int(port)), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="metrics", daemon=True).start()
-    return server
+    async def healthz(request: Request) -> Response:
+        if health.alive():
+            return PlainTextResponse("ok\n")
+        return PlainTextResponse("stalled: the poll loop made no progress\n", status_code=503)
+
+    async def readyz(request: Request) -> Response:
+        if health.ready():
+            return PlainTextResponse("ready\n")
+        reason = health.last_error or "no poll has succeeded recently"
+        return PlainTextResponse(f"not ready: {reason}\n", status_code=503)
+
+    async def elsewhere(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("try /metrics, /healthz or /readyz\n", status_code=404)
+
+    return Starlette(
+        routes=[
+            Route("/metrics", _Mounted(make_asgi_app(registry=metrics.registry))),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        exception_handlers={404: elsewhere},
+    )

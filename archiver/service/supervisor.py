@@ -9,9 +9,9 @@ S3, instances sharing a bucket split the sources between them
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Callable
 from datetime import timedelta
-from http.server import ThreadingHTTPServer
 
 import anyio
 import structlog
@@ -23,8 +23,9 @@ from archiver.coordination.lease import Lease
 from archiver.coordination.membership import Membership
 from archiver.core.clock import SystemClock
 from archiver.errors import ConfigError, TransientError
+from archiver.service.asgi import bind, serve
 from archiver.service.daemon import Daemon
-from archiver.service.endpoints import serve
+from archiver.service.endpoints import endpoints
 from archiver.service.health import Health
 from archiver.service.metrics import DEFAULT_SOURCE, Metrics, SourceMetrics
 from archiver.service.notify import Notifier
@@ -63,7 +64,10 @@ class Supervisor:
             ]
             for parts in all_parts:
                 await ensure_create_only(parts)
-            server = _serve_metrics(configs[0], metrics, health)
+            sock = _bind_metrics(configs[0])
+            service = await stack.enter_async_context(anyio.create_task_group())
+            if sock is not None:
+                service.start_soon(serve, endpoints(metrics, health), sock)
             try:
                 ready = all([await _preflight(parts) for parts in all_parts])
                 if ready:
@@ -109,8 +113,7 @@ class Supervisor:
                     with anyio.CancelScope(shield=True), contextlib.suppress(TransientError):
                         await membership.leave()
             finally:
-                if server is not None:
-                    server.shutdown()
+                service.cancel_scope.cancel()  # the endpoints stop with the daemons
             log.info("daemon.stopped")
 
 
@@ -152,15 +155,17 @@ async def _keep_membership(membership: Membership, ttl: timedelta) -> None:
         await _refresh(membership)
 
 
-def _serve_metrics(config: Config, metrics: Metrics, health: Health) -> ThreadingHTTPServer | None:
+def _bind_metrics(config: Config) -> socket.socket | None:
+    """The socket ``metrics.listen`` names, bound; None when it names none."""
     if config.metrics.listen is None:
         return None
+    host, _, port = config.metrics.listen.rpartition(":")
     try:
-        server = serve(config.metrics.listen, metrics, health)
+        sock = bind(host, int(port))
     except OSError as exc:
         raise ConfigError([f"At 'metrics.listen': cannot listen on {config.metrics.listen}: {exc.strerror}"]) from None
     log.info("metrics.listening", address=config.metrics.listen)
-    return server
+    return sock
 
 
 async def _preflight(parts: Parts) -> bool:

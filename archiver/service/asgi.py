@@ -1,0 +1,63 @@
+"""Serving an ASGI application (Starlette) on uvicorn inside a command's own task group.
+
+The command binds the socket (so a taken port is its error, with its key, and port 0 tells the
+port it got), uvicorn serves on it, and cancelling the task shuts the server down gracefully:
+open requests get a few seconds to finish. Signals stay the command's: uvicorn would otherwise
+take SIGINT and SIGTERM for itself and raise them again when it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import anyio
+import uvicorn
+from starlette.types import ASGIApp
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the command handles signals (anyio's signal receiver, the daemon's shutdown)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on *host* (IPv4 or IPv6, brackets allowed) and *port* (0: any free).
+
+    Raises OSError when the address cannot be bound.
+    """
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
+def url_of(sock: socket.socket) -> str:
+    """``http://host:port/`` of a bound socket, as a browser writes it."""
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+async def serve(app: ASGIApp, sock: socket.socket) -> None:
+    """Serve *app* on *sock* until cancelled; then stop taking connections, let open requests
+    finish (5 s at most), and close *sock*."""
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # structlog keeps the logs; uvicorn's own go to the (quiet) stdlib loggers
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+    server = _Server(config)
+    try:
+        await server.serve(sockets=[sock])
+    except anyio.get_cancelled_exc_class():
+        server.should_exit = True
+        if server.started:  # uvicorn's own shutdown, which a cancelled serve() skipped
+            with anyio.CancelScope(shield=True):
+                await server.shutdown(sockets=[sock])
+        raise
+    finally:
+        sock.close()
