@@ -19,7 +19,8 @@ import attrs
 import yaml
 from cattrs.errors import AttributeValidationNote, ForbiddenExtraKeysError, IterableValidationNote
 
-from archiver.config.models import ONE_OR_MANY, Config, Invalid, structure
+from archiver.config.models import ONE_OR_MANY, Config
+from archiver.config.structure import Invalid, structure
 from archiver.errors import ConfigError
 
 _FILE_SECRETS = ("api_key", "api_secret")  # may also come from source.<name>_file

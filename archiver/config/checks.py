@@ -1,0 +1,128 @@
+"""The checks of single configuration values: each takes the typed value and returns it (perhaps
+normalised), or raises ValueError saying what is wrong; ``config.load`` adds the key and, unless
+the key is a secret, what was written."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+_HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9._=-]+$")
+_COUNTRY_CODE = re.compile(r"^[1-9][0-9]{0,2}$")
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+
+
+def between(low: int, high: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}")
+        return value
+
+    return check
+
+
+def base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL (got {value!r})")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials; use source.api_key and source.api_secret")
+    if parts.query or parts.fragment:
+        raise ValueError(f"must not have a query or fragment (got {value!r})")
+    return value.rstrip("/")
+
+
+def timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Ho_Chi_Minh)") from None
+    return value
+
+
+def hosts(value: tuple[str, ...]) -> tuple[str, ...]:
+    out = []
+    for host in value:
+        host = host.strip().lower()
+        if not _HOST_RE.match(host):
+            raise ValueError(f"{host!r} is not a host name, host:port or *.domain")
+        out.append(host)
+    return tuple(out)
+
+
+def country_code(value: str) -> str:
+    if not _COUNTRY_CODE.match(value):
+        raise ValueError("must be a country calling code of 1 to 3 digits, such as 84")
+    return value
+
+
+def http_url(value: str | None) -> str | None:
+    # What was written is added to the message by config.load, unless the key is a secret (ping_url).
+    if value is not None and urlsplit(value).scheme not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def source_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError("must be 1 to 32 of a-z, 0-9 and '-', starting and ending with a letter or digit")
+    return value
+
+
+def source_prefix(value: str | None) -> str | None:
+    if value is not None:
+        value = value.strip("/")
+        if not value:
+            raise ValueError("must not be empty (leave it out to use the name)")
+        check_prefix(value)
+    return value
+
+
+def storage_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme == "s3":
+        if not _BUCKET_RE.match(parts.netloc):
+            raise ValueError(f"{parts.netloc!r} is not a valid S3 bucket name")
+        check_prefix(parts.path)
+    elif parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ValueError(f"needs an absolute path, like file:///var/lib/archiver/archive (got {value!r})")
+    else:
+        raise ValueError(f"must start with s3:// or file:// (got {value!r})")
+    return value
+
+
+def check_prefix(path: str) -> None:
+    for segment in path.strip("/").split("/"):
+        if segment == "":
+            if path.strip("/"):
+                raise ValueError("the key prefix has an empty segment ('//')")
+            continue
+        if segment in (".", "..") or not _PREFIX_SEGMENT.match(segment):
+            raise ValueError(f"key prefix segment {segment!r} may hold only letters, digits and . _ = -")
+
+
+def listen(value: str | None) -> str | None:
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be host:port, like 127.0.0.1:9464 (got {value!r})")
+    return value
+
+
+def bucket(value: str | None) -> str | None:
+    if value is not None and not _BUCKET_RE.match(value):
+        raise ValueError(f"{value!r} is not a valid S3 bucket name")
+    return value
+
+
+def lease_ttl(value: timedelta) -> timedelta:
+    if value < timedelta(seconds=3):
+        raise ValueError("must be at least 3s")
+    return value
