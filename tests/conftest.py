@@ -6,6 +6,8 @@ test under ``e2e/`` is marked ``slow``, so ``pytest -m "not slow"`` is the inner
 
 - ``moto_server``: a moto S3 server in its own process, over real HTTP (session-wide).
 - ``bucket``: a fresh versioned bucket on it per test.
+- ``rgw``: Ceph RGW on a one-node cluster (session-wide; skipped where Ceph is not installed,
+  a failure where .ci/run installed it); ``rgw_bucket``: a fresh unversioned bucket on it.
 - ``sim``: the ccall simulator on an ephemeral port, with a small deterministic dataset.
 """
 
@@ -17,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from archiver.simulator import Dataset, Simulator
-from tests.helpers import Bucket, MotoServer, make_bucket, store_target
+from tests.ceph import TOOLS, CephRgw
+from tests.helpers import Bucket, MotoServer, make_bucket, need_os_tools, store_target
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -43,6 +46,26 @@ def moto_server() -> Iterator[MotoServer]:
 @pytest.fixture
 def bucket(moto_server: MotoServer) -> Bucket:
     return make_bucket(moto_server.endpoint)
+
+
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRgw]:
+    need_os_tools("Ceph RGW", *TOOLS)
+    server = CephRgw(tmp_path_factory.mktemp("ceph")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def rgw_bucket(rgw: CephRgw) -> Bucket:
+    """Unversioned: RGW 16 honours If-None-Match only there."""
+    return make_bucket(rgw.endpoint, versioned=False)
+
+
+@pytest.fixture(params=["moto", "rgw"])
+def any_bucket(request: pytest.FixtureRequest) -> Bucket:
+    """A fresh bucket on each S3 server: moto (versioned) and Ceph RGW (unversioned)."""
+    return request.getfixturevalue("bucket" if request.param == "moto" else "rgw_bucket")  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -28,11 +29,11 @@ import boto3
 import jsonschema
 import pytest
 import yaml
+from botocore.config import Config as BotoConfig
 from prometheus_client.parser import text_string_to_metric_families
 
 from archiver.archive.events import ArchiveEvents
 from archiver.compose import assemble
-from archiver.compose.stores import direct_wire
 from archiver.config.load import parse_config
 from archiver.config.models import Config
 from archiver.core import seal
@@ -46,8 +47,6 @@ from archiver.simulator import SimCall, Simulator
 from archiver.store.s3 import S3Store
 from archiver.store.s3_bucket import S3Bucket
 from archiver.store.s3_control import S3ControlStore
-from archiver.store.s3wire import S3Wire
-from archiver.store.sigv4 import Credentials
 
 # The tests' own throwaway credentials for moto; the AWS chain reads them from here.
 AWS_ENV = {
@@ -58,6 +57,24 @@ AWS_ENV = {
 os.environ.update(AWS_ENV)
 for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
     os.environ.pop(_name, None)
+
+# .ci/run installs the OS tools some tests use (Chromium, systemd-nspawn and debootstrap, Ceph)
+# and sets this, so that a test which would skip for want of one fails there instead.
+REQUIRE_OS_TOOLS = os.environ.get("ARCHIVER_TEST_REQUIRE_OS_TOOLS") == "1"
+
+
+def need_os_tools(what: str, *tools: str, root: bool = False) -> None:
+    """Skip the calling test, naming what is missing, when an OS tool (or root) is not there;
+    fail instead where REQUIRE_OS_TOOLS is set."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if root and os.geteuid() != 0:
+        missing.append("root")
+    if missing:
+        message = f"{what} needs {', '.join(missing)} (Debian packages and root; .ci/run installs them)"
+        if REQUIRE_OS_TOOLS:
+            pytest.fail(message)
+        pytest.skip(message)
+
 
 FAST = RetryPolicy(attempts=3, timeout=10.0, wait_initial=0.01, wait_max=0.05)
 PATIENT_STORE = RetryPolicy(attempts=None, timeout=60.0, wait_initial=0.1, wait_max=1.0)
@@ -109,31 +126,31 @@ class MotoServer:
             self._process = None
 
 
-def s3_client(endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+def s3_client(endpoint: str, **settings: Any) -> Any:
+    """The tests' own boto3 client for *endpoint*, set as the archiver sets its own (path-style,
+    checksums only when required: Ceph RGW 16 refuses botocore's default aws-chunked uploads)."""
+    config = BotoConfig(
+        s3={"addressing_style": "path"},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        **settings,
+    )
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config)
 
 
-def s3_bucket(endpoint: str, bucket: str, client: Any = None, *, direct: bool = False) -> S3Bucket:
-    """The bucket *bucket* on the S3 server at *endpoint*, through *client* or a new boto3 client;
-    with *direct*, the working requests take the direct path (aiohttp) as in production."""
-    wire = direct_to(endpoint, bucket) if direct else None
-    return S3Bucket(client or s3_client(endpoint), bucket, endpoint=endpoint, wire=wire)
+def s3_bucket(endpoint: str, bucket: str, client: Any = None) -> S3Bucket:
+    """The bucket *bucket* on the S3 server at *endpoint*, through *client* or a new boto3 client."""
+    return S3Bucket(client or s3_client(endpoint), bucket, endpoint=endpoint)
 
 
-def direct_to(endpoint: str, bucket: str) -> S3Wire:
-    """The direct path to *bucket* at *endpoint* (path-style), signed with the tests' keys."""
-    credentials = Credentials(AWS_ENV["AWS_ACCESS_KEY_ID"], AWS_ENV["AWS_SECRET_ACCESS_KEY"])
-    return direct_wire(f"{endpoint}/{bucket}", credentials, "us-east-1", 4)
+def s3_store(endpoint: str, bucket: str, *, client: Any = None, **kwargs: Any) -> S3Store:
+    """An S3Store on *bucket*, as production makes it (one boto3 client)."""
+    return S3Store(s3_bucket(endpoint, bucket, client), **kwargs)
 
 
-def s3_store(endpoint: str, bucket: str, *, direct: bool = True, client: Any = None, **kwargs: Any) -> S3Store:
-    """An S3Store on *bucket*; with *direct*, as in production (see s3_bucket)."""
-    return S3Store(s3_bucket(endpoint, bucket, client, direct=direct), **kwargs)
-
-
-def control_store(endpoint: str, bucket: str, *, direct: bool = True) -> S3ControlStore:
+def control_store(endpoint: str, bucket: str) -> S3ControlStore:
     """The control store (leases, claims) on *bucket*."""
-    return S3ControlStore(s3_bucket(endpoint, bucket, direct=direct))
+    return S3ControlStore(s3_bucket(endpoint, bucket))
 
 
 @dataclass
@@ -160,12 +177,13 @@ class Bucket:
         return [version for page in pages for version in page.get("Versions", [])]
 
 
-def make_bucket(endpoint: str, *, object_lock: bool = False) -> Bucket:
-    """A fresh, versioned bucket on the S3 server at *endpoint*."""
+def make_bucket(endpoint: str, *, object_lock: bool = False, versioned: bool = True) -> Bucket:
+    """A fresh bucket on the S3 server at *endpoint*, versioned unless told otherwise."""
     name = f"test-{uuid.uuid4().hex[:12]}"
     client = s3_client(endpoint)
     client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
-    client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    if versioned:
+        client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     return Bucket(endpoint, name, client)
 
 
@@ -318,9 +336,15 @@ class TinyServer:
 
 class StrippingProxy:
     """An HTTP proxy in front of an S3 server that drops the headers a conditional write relies on
-    (If-None-Match, If-Match), as some S3-compatible servers ignore them."""
+    (If-None-Match, If-Match), as some S3-compatible servers ignore them; *alter_body* changes
+    each request body on the way (a damaged upload)."""
 
-    def __init__(self, target: str, strip: tuple[str, ...] = ("if-none-match", "if-match")) -> None:
+    def __init__(
+        self,
+        target: str,
+        strip: tuple[str, ...] = ("if-none-match", "if-match"),
+        alter_body: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         host, port = target.removeprefix("http://").split(":")
         dropped = {h.lower() for h in strip} | {"host", "connection", "transfer-encoding", "content-length"}
 
@@ -330,6 +354,8 @@ class StrippingProxy:
             def forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if body is not None and alter_body is not None:
+                    body = alter_body(body)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
                 if body is not None:
                     headers["Content-Length"] = str(len(body))
