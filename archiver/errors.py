@@ -19,11 +19,10 @@
         ├── ArchiveConflict        the bucket holds different bytes under this call's key
         └── SpoolError             the local download buffer could not be written (disk full?)
 
-Third-party exceptions (aiohttp, botocore, sqlite3) are translated once, at the module
-that talks to them (``source.ccall``, ``source.fetch``, ``store.s3_bucket``, ``store.s3``,
-``state.ledger``); nothing above that layer sees them. Two exceptions stay private to their
-module and are translated there before they leave it: ``core.audio.NotAudio`` and
-``store.s3wire``'s ``WireRefused``/``WireUnanswered`` (translated by ``store.s3_bucket``).
+Third-party exceptions (httpx, botocore, sqlite3) are translated once, at the module that
+talks to them (``source.http``, ``store.s3_bucket``, ``state.ledger``); nothing above that layer
+sees them. ``core.audio.NotAudio`` and ``source.http.HttpUnanswered`` stay inside the source
+layer and are translated there (``source.fetch``, ``source.ccall``) before they leave it.
 Only the command line (``archiver.cli``) turns errors into exit codes.
 
 No message carries a secret: the API key and secret are never formatted into one, and bodies

@@ -59,7 +59,7 @@ def configure(
         logger_factory=structlog.PrintLoggerFactory(cast(TextIO, out)),
         cache_logger_on_first_use=False,
     )
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "aiohttp"):
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore", "uvicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
