@@ -406,61 +406,44 @@ def compare(bench: Bench, sim: Simulator, concurrency: int, runs: int, out: Call
 
 def startup(bench: Bench, runs: int, out: Callable[[str], None]) -> None:
     """The CPU of a one-day backfill of a day without calls (the cost of starting, checking the
-    store and ending), against a Python that only imports the libraries a backfill loads."""
-    floor_script = "import aiohttp, anyio, structlog, yaml, stamina, sqlite3, cattrs, cattrs.gen, zoneinfo"
+    store and ending), against a Python that only imports the libraries a backfill loads and
+    makes its one boto3 client."""
     with Simulator(Dataset(seed=1, calls_per_day=0)) as empty:
-        ours, without_ca, floor, bare = [], [], [], []
+        ours, floor, bare = [], [], []
         for _ in range(runs):
             ours.append(bench.archiver(empty, 8).cpu_seconds)
-            without_ca.append(bench.archiver(empty, 8, entry=("-c", WITHOUT_CA_LOADING)).cpu_seconds)
-            floor.append(timed([bench.python, "-c", floor_script], bench.env)[1])
+            floor.append(timed([bench.python, "-c", FLOOR_SCRIPT], bench.env)[1])
             bare.append(timed([bench.python, "-c", "pass"], bench.env)[1])
     out("| | CPU s (median) |\n|---|---|")
     out(f"| archiver backfill of a day without calls | {statistics.median(ours):.3f} |")
     out(
-        "| the same, without OpenSSL loading the CA certificates into the two TLS contexts aiohttp makes "
-        f"as it is imported | {statistics.median(without_ca):.3f} |"
+        f"| Python importing the libraries a backfill loads, and making one S3 client | {statistics.median(floor):.3f} |"
     )
-    out(f"| Python importing the libraries a backfill loads | {statistics.median(floor):.3f} |")
     bare_cpu = statistics.median(bare)
     for label, script in LIBRARY_COSTS:
         cpu = statistics.median(timed([bench.python, "-c", script], bench.env)[1] for _ in range(runs))
         out(f"| {label} | {cpu - bare_cpu:.3f} |")
     out(f"| Python alone | {bare_cpu:.3f} |")
-    # The floor moves with the machine (0.24 to 0.30 s between runs on a shared 2-core VM); what
-    # the archiver controls is what it adds to it, measured in the same run.
+    # The floor moves with the machine; what the archiver controls is what it adds to it,
+    # measured in the same run.
     above = statistics.median(ours) - statistics.median(floor)
     out(
-        f"\nThe archiver adds {above:.3f} CPU s to importing its libraries "
-        f"({statistics.median(ours) / statistics.median(floor):.2f}x the floor measured in this run); "
-        f"OpenSSL loading CA certificates for aiohttp's contexts costs it "
-        f"{statistics.median(ours) - statistics.median(without_ca):.3f} s."
+        f"\nThe archiver adds {above:.3f} CPU s to importing its libraries and making its S3 client "
+        f"({statistics.median(ours) / statistics.median(floor):.2f}x the floor measured in this run)."
     )
 
 
-# What start-up would be if aiohttp did not make its two TLS contexts as it is imported (every
-# endpoint here is plain HTTP, so nothing uses them): OpenSSL's loading of the CA certificates is
-# made a no-op before the archiver runs. A measurement only; the archiver never runs this way.
-WITHOUT_CA_LOADING = (
-    "import runpy, ssl, sys; ssl.SSLContext.set_default_verify_paths = lambda self: None; "
-    "sys.argv[0] = 'archiver'; runpy.run_module('archiver', run_name='__main__', alter_sys=True)"
-)
+_CLIENT = "boto3.session.Session().client('s3', endpoint_url='http://127.0.0.1:9', region_name='us-east-1')"
+FLOOR_SCRIPT = f"import httpx, anyio, structlog, yaml, stamina, sqlite3, cattrs, cattrs.gen, zoneinfo, boto3; {_CLIENT}"
 
 # Each alone in a fresh Python, less Python's own start (modules they share count in each).
 LIBRARY_COSTS = (
-    ("of which aiohttp", "import aiohttp"),
-    (
-        "of which (inside aiohttp's) the two TLS contexts it makes as it is imported",
-        "import ssl; ssl.create_default_context(); ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).set_default_verify_paths()",
-    ),
-    ("of which cattrs (attrs comes with aiohttp)", "import cattrs, cattrs.gen"),
+    ("of which boto3 and one S3 client", f"import boto3; {_CLIENT}"),
+    ("of which httpx", "import httpx"),
+    ("of which cattrs", "import cattrs, cattrs.gen"),
     ("of which structlog", "import structlog"),
     ("of which anyio, PyYAML, stamina", "import anyio, yaml, stamina"),
-    ("besides: the config's models on attrs, with cattrs", "import archiver.config.models"),
-    (
-        "besides: boto3 and one S3 client, which a backfill that finds its bucket directly does not load",
-        "import boto3; boto3.session.Session().client('s3', endpoint_url='http://127.0.0.1:9', region_name='us-east-1')",
-    ),
+    ("besides: the config's models on attrs, with cattrs", "import archiver.config.structure"),
 )
 
 
