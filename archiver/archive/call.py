@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import anyio
 import structlog
 
+from archiver.archive.outage import StoreOutage
 from archiver.core import dayfiles, keys, sidecar
 from archiver.core.audio import CONTENT_TYPES
 from archiver.core.cdr import Cdr
@@ -25,7 +26,6 @@ from archiver.core.clock import Clock
 from archiver.core.outcome import Archived, NoRecording, Recording, Rejected
 from archiver.core.parking import ParkingSchedule, PendingCall
 from archiver.errors import ArchiveConflict, ObjectExists, RecordingRejected, RecordingUnavailable
-from archiver.retry import RetryPolicy
 from archiver.source.fetch import Download, Fetcher
 from archiver.state.ledger import Ledger
 from archiver.store import Store, put_bytes
@@ -75,7 +75,7 @@ class CallArchiver:
         tz: ZoneInfo,
         prefix: str,
         schedule: ParkingSchedule,
-        store_retry: RetryPolicy,
+        outage: StoreOutage,
         downloads: anyio.CapacityLimiter,
         source_info: dict[str, Any],
     ) -> None:
@@ -86,7 +86,7 @@ class CallArchiver:
         self._tz = tz
         self._prefix = prefix
         self._schedule = schedule
-        self._store_retry = store_retry
+        self._outage = outage  # store steps wait out an outage there
         self._downloads = downloads
         self._source_info = source_info
 
@@ -162,19 +162,20 @@ class CallArchiver:
         return record
 
     async def _store_audio(self, key: str, download: Download, call_id: str) -> None:
-        async for attempt in self._store_retry.context():
-            with attempt:
-                try:
-                    await self._store.put(
-                        key,
-                        download.file,
-                        size=download.size,
-                        sha256=download.sha256,
-                        content_type=CONTENT_TYPES[download.format],
-                        metadata={"call-id": call_id},
-                    )
-                except ObjectExists:
-                    await self._check_existing_audio(key, download)
+        async def put() -> None:
+            try:
+                await self._store.put(
+                    key,
+                    download.file,
+                    size=download.size,
+                    sha256=download.sha256,
+                    content_type=CONTENT_TYPES[download.format],
+                    metadata={"call-id": call_id},
+                )
+            except ObjectExists:
+                await self._check_existing_audio(key, download)
+
+        await self._outage.run(put)
 
     async def _check_existing_audio(self, key: str, download: Download) -> None:
         """An audio object without its sidecar: keep it only if it has the same bytes."""
@@ -200,11 +201,13 @@ class CallArchiver:
         document = sidecar.build(
             cdr, recording, archived_at=self._clock.now(), source=self._source_info, supersedes_call=supersedes_call
         )
-        async for attempt in self._store_retry.context():
-            with attempt:
-                try:
-                    await put_bytes(self._store, key, document, "application/json")
-                except ObjectExists:
-                    log.info("sidecar.already_stored", key=key, call_id=cdr.call_id)
-                    document = await self._store.read(key)
-        return dayfiles.CallEntry.from_sidecar(cdr.call_id, document)
+
+        async def put() -> bytes:
+            try:
+                await put_bytes(self._store, key, document, "application/json")
+            except ObjectExists:
+                log.info("sidecar.already_stored", key=key, call_id=cdr.call_id)
+                return await self._store.read(key)
+            return document
+
+        return dayfiles.CallEntry.from_sidecar(cdr.call_id, await self._outage.run(put))

@@ -23,13 +23,13 @@ import structlog
 
 from archiver.archive.call import CallArchiver, Parked
 from archiver.archive.dayclose import DayCloser
+from archiver.archive.outage import StoreOutage
 from archiver.core import keys, sidecar
 from archiver.core.cdr import Cdr, parse_row
 from archiver.core.clock import Clock
 from archiver.core.identity import call_id_for_row, legacy_call_id_for_row
 from archiver.core.outcome import Missing, Recording, RecordingStatus, Superseded
 from archiver.errors import CallError, ObjectExists, RecordingUnavailable, TransientError
-from archiver.retry import RetryPolicy
 from archiver.source.ccall import CcallClient
 from archiver.source.fetch import Fetcher
 from archiver.source.listed import listed_calls
@@ -82,7 +82,7 @@ class Rearchiver:
         tz: ZoneInfo,
         prefix: str,
         source_info: dict[str, Any],
-        store_retry: RetryPolicy,
+        outage: StoreOutage,
     ) -> None:
         self._client = client
         self._fetcher = fetcher
@@ -94,7 +94,7 @@ class Rearchiver:
         self._tz = tz
         self._prefix = prefix
         self._source_info = source_info
-        self._store_retry = store_retry
+        self._outage = outage
 
     async def run(
         self, days: list[date], *, statuses: frozenset[str], call_ids: frozenset[str], dry_run: bool
@@ -234,12 +234,14 @@ class Rearchiver:
             revision=sidecar.Revision(revision, supersedes, reason),
             call_id=call_id,  # an nr- call keeps the id it is filed under, whatever its CDR hashes to now
         )
-        async for attempt in self._store_retry.context():
-            with attempt:
-                try:
-                    await put_bytes(self._store, key, body, "application/json")
-                except ObjectExists:
-                    log.info("revision.already_stored", key=key)  # a concurrent rearchive wrote it first
+
+        async def put() -> None:
+            try:
+                await put_bytes(self._store, key, body, "application/json")
+            except ObjectExists:
+                log.info("revision.already_stored", key=key)  # a concurrent rearchive wrote it first
+
+        await self._outage.run(put)
         self._ledger.set_status(call_id, str(recording.status))
 
     def _today(self) -> str:

@@ -18,6 +18,7 @@ from archiver.archive.call import CallArchiver
 from archiver.archive.dayclose import DayCloser
 from archiver.archive.daysync import DaySync
 from archiver.archive.events import ArchiveEvents, EventFanout
+from archiver.archive.outage import StoreOutage
 from archiver.archive.rearchive import Rearchiver
 from archiver.archive.runner import Archiver
 from archiver.archive.seal import Sealer
@@ -93,7 +94,7 @@ async def assemble(
             not_found_retry=download_retry,
         )
         prefix = config.storage.prefix
-        patience = store_retry or STORE_PATIENCE
+        outage = StoreOutage(store, f"{config.control_prefix}/outage-probe", store_retry or STORE_PATIENCE)
         source_info = {"host": urlsplit(source.base_url).hostname, "domain_name": source.domain_name}
         calls = CallArchiver(
             fetcher=fetcher,
@@ -103,7 +104,7 @@ async def assemble(
             tz=source.tz,
             prefix=prefix,
             schedule=ParkingSchedule(missing_after=download.missing_after),
-            store_retry=patience,
+            outage=outage,
             downloads=anyio.CapacityLimiter(download.concurrency),
             source_info=source_info,
         )
@@ -119,7 +120,7 @@ async def assemble(
             client=client,
             calls=calls,
             ledger=ledger,
-            day_sync=DaySync(store, ledger, prefix=prefix, clock=clock, retry=patience),
+            day_sync=DaySync(store, ledger, prefix=prefix, clock=clock, outage=outage),
             closer=closer,
             clock=clock,
             tz=source.tz,
@@ -146,7 +147,7 @@ async def assemble(
                 tz=source.tz,
                 prefix=prefix,
                 source_info=source_info,
-                store_retry=patience,
+                outage=outage,
             ),
             control=control,
         )

@@ -56,7 +56,7 @@ async def test_downloads_flow_while_the_store_waits_for_slow_credentials(
     store = make_store(config)
     assert isinstance(store, S3Store)
     recorded = [c for c in sim.dataset.calls_between(SINCE, UNTIL, sim.now()) if c.has_recording]
-    links = [c.cdr(sim.url)["Cdr"]["recording_file"] for c in recorded][:20]
+    links = [str(c.cdr(sim.url)["Cdr"]["recording_file"]) for c in recorded][:20]
     assert len(links) == 20
     stalls: list[float] = []
     downloaded: list[float] = []

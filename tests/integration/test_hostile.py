@@ -61,7 +61,8 @@ def proxied(moto_server: MotoServer) -> Iterator[tuple[ToggleProxy, Bucket]]:
 async def test_an_s3_outage_pauses_the_work_and_nothing_is_marked_done_meanwhile(
     sim: Simulator, tmp_path: Path, proxied: tuple[ToggleProxy, Bucket]
 ) -> None:
-    """With the S3 endpoint down for seconds mid-run, workers wait, then finish; the archive is complete."""
+    """With the S3 endpoint down for seconds mid-run, workers pause behind one probe (not a retry
+    loop each around its own request), then finish; the archive is complete."""
     proxy, bucket = proxied
     config = config_for(sim, bucket.url, tmp_path, endpoint=proxy.endpoint)
     done_during_outage: list[int] = []
@@ -83,11 +84,15 @@ async def test_an_s3_outage_pauses_the_work_and_nothing_is_marked_done_meanwhile
             done_during_outage.append(parts.ledger.count_done() - before)
             proxy.up()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(outage)
-            report = await parts.archiver.backfill(SINCE, UNTIL)
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(outage)
+                report = await parts.archiver.backfill(SINCE, UNTIL)
     assert report.complete, report.failed
     assert done_during_outage[0] <= config.download.concurrency  # only calls already past their writes
+    events = [e["event"] for e in logs]
+    assert events.count("store.outage_waiting") == 1
+    assert events.count("store.answered_again") == 1
     calls = sim.dataset.calls_between(SINCE, UNTIL, sim.now())
     assert_archive_is_complete(bucket.objects(), sim, calls, "archive")
     assert all(v["IsLatest"] for v in bucket.versions())
