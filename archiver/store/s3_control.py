@@ -83,6 +83,8 @@ class S3ControlStore:
                 Key=key,
                 Body=data,
                 ContentType="application/json",
+                # The algorithm named too: a bucket with a default retention refuses a PUT without it.
+                ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=b64(hashlib.sha256(data).digest()),
                 **condition,
                 **self._bucket.encryption,
