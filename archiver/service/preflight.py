@@ -48,6 +48,8 @@ async def ensure_create_only(parts: Parts) -> bool:
     store = S3Store(parts.store.s3) if isinstance(parts.store, S3Store) else parts.store
     looking = config.storage.create_only == "look_before_write"
     try:
+        if not looking and not await refuses_second_create(store, key + ".txt"):
+            raise StoreAccessError(NOT_ENFORCED.format(where=store.description, header="If-None-Match"))
         if parts.control is not None:
             fault = await compare_and_swap_fault(parts.control, key + ".json")
             if fault is not None:
@@ -55,8 +57,6 @@ async def ensure_create_only(parts: Parts) -> bool:
         if looking:
             log.warning("store.create_only_by_looking", store=store.description)
             return False
-        if not await refuses_second_create(store, key + ".txt"):
-            raise StoreAccessError(NOT_ENFORCED.format(where=store.description, header="If-None-Match"))
     except TransientError as exc:
         log.warning("store.probe_unanswered", store=store.description, error=str(exc))
         return False

@@ -11,7 +11,8 @@ from tests.helpers import Bucket, StrippingProxy, archive_objects, config_dict, 
 def test_a_store_that_ignores_if_none_match_stops_check_backfill_and_run(
     sim: Simulator, bucket: Bucket, tmp_path: Path
 ) -> None:
-    """Exit 2 naming conditional writes, before anything is archived; look_before_write lets them work."""
+    """Exit 2 naming conditional writes, before anything is archived; look_before_write lets a
+    single instance work (coordination needs If-Match, which this store also drops: refused, named)."""
     with StrippingProxy(bucket.endpoint) as proxy:
         raw = config_dict(api=sim, storage=bucket.url, state=tmp_path / "ledger.sqlite3", endpoint=proxy.endpoint)
         config = write_config(tmp_path, raw)
@@ -20,6 +21,8 @@ def test_a_store_that_ignores_if_none_match_stops_check_backfill_and_run(
         run = run_cli("run", "-c", str(config), timeout=60)
         assert archive_objects(bucket) == {}
         raw["storage"]["create_only"] = "look_before_write"
+        coordinated = run_cli("check", "-c", str(write_config(tmp_path, raw)))
+        raw["coordination"] = {"enabled": False}
         looking = write_config(tmp_path, raw)
         check_looking = run_cli("check", "-c", str(looking))
         first = run_cli("backfill", "-c", str(looking), "--since", "2026-11-01", "--until", "2026-11-02")
@@ -31,6 +34,9 @@ def test_a_store_that_ignores_if_none_match_stops_check_backfill_and_run(
         assert "ignores If-None-Match" in refused.stderr
     assert check.returncode == 2
     assert "FAIL  create-only:" in check.stdout
+    assert coordinated.returncode == 2
+    assert "accepted a replacement on a stale ETag (If-Match)" in coordinated.stdout
+    assert "coordination.enabled: false" in coordinated.stdout
     assert check_looking.returncode == 0, check_looking.stdout
     assert "WARN  create-only: storage.create_only is look_before_write" in check_looking.stdout
     assert first.returncode == 0, first.stdout + first.stderr
