@@ -226,6 +226,9 @@ def set_addresses(machine: Machine, sim: Simulator, bucket: Bucket) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
+# Building the cached Debian root (debootstrap) and the wheelhouse (once per pyproject.toml) takes
+# minutes on a machine that has neither; the test itself, well under the suite's 120 s.
+@pytest.mark.timeout(2400)
 def test_the_readme_install_gives_working_units_on_a_booted_debian(
     machine: Machine, bucket: Bucket, tmp_path: Path
 ) -> None:
