@@ -124,19 +124,19 @@ async def _sample(parts: Parts, config: Config, now: datetime) -> int:
 async def _check_create_only(parts: Parts) -> int:
     """The store refuses a second create-only write (and a stale ETag for control objects)."""
     try:
-        proved = await ensure_create_only(parts)
+        proved = await ensure_create_only(parts, let_through_unanswered=False)
     except StoreAccessError as exc:
         print(f"FAIL  create-only: {exc}")
         return EXIT_USAGE
+    except TransientError as exc:  # what the store said (an error status), or that it did not answer
+        print(f"FAIL  create-only could not be proved now: {exc}; run check again")
+        return EXIT_FAILED
     if parts.config.storage.create_only == "look_before_write":
         print(
             "WARN  create-only: storage.create_only is look_before_write: each write looks first; two writers "
             "racing for one key can both write (see config.example.yaml)"
         )
-    elif not proved:
-        print("FAIL  create-only: the store did not answer the probe; run check again when it does")
-        return EXIT_FAILED
-    else:
+    elif proved:
         print("ok    create-only: the store refuses a second write of a key (and a stale ETag for control objects)")
     return EXIT_OK
 

@@ -33,13 +33,14 @@ NO_SWAP = (
 )
 
 
-async def ensure_create_only(parts: Parts) -> bool:
+async def ensure_create_only(parts: Parts, *, let_through_unanswered: bool = True) -> bool:
     """Raise StoreAccessError when the store does not refuse a second create-only write and the
     config did not choose the weaker mode, or when control objects cannot be swapped on their
     ETag (whatever the mode: coordination rests on it).
 
     True when the store proved it; False when the weaker mode is chosen, or when the store did
-    not answer now (let through with a warning: every write still carries its condition).
+    not answer now (let through with a warning: every write still carries its condition), unless
+    *let_through_unanswered* is False: then the TransientError is raised, saying what happened.
     """
     config = parts.config
     key = f"{config.control_prefix}/check/{uuid.uuid4()}"
@@ -58,6 +59,8 @@ async def ensure_create_only(parts: Parts) -> bool:
             log.warning("store.create_only_by_looking", store=store.description)
             return False
     except TransientError as exc:
+        if not let_through_unanswered:
+            raise
         log.warning("store.probe_unanswered", store=store.description, error=str(exc))
         return False
     log.info("store.create_only_proved", store=store.description)

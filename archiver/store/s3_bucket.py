@@ -149,6 +149,8 @@ class S3Bucket:
             raise StoreUnavailable(f"the AWS credentials for {self.description} could not be fetched: {exc}") from None
         except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError) as exc:
             raise StoreUnavailable(f"{self.description} did not answer: {type(exc).__name__}") from None
+        except botocore.exceptions.IncompleteReadError as exc:  # a body cut short: the request may pass again
+            raise StoreUnavailable(f"{self.description} cut an answer short: {exc}") from None
 
     def _translate(self, exc: botocore.exceptions.ClientError, key: str | None) -> Exception:
         """A botocore ClientError as the store's own."""

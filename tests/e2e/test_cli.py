@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,11 +24,14 @@ from archiver.core.identity import call_id_for_row
 from archiver.simulator import Dataset, Dialect, Simulator
 from tests.helpers import (
     Bucket,
+    MotoServer,
     TinyServer,
+    ToggleProxy,
     archive_objects,
     config_dict,
     free_port,
     is_sidecar,
+    make_bucket,
     run_cli,
     wait_for_port,
     write_config,
@@ -163,6 +167,31 @@ def test_check_reports_each_part(secret_sim: Simulator, tmp_path: Path, bucket: 
     assert bad.returncode == 2
     assert "FAIL  ccall API" in bad.stdout
     assert_no_secret(bad, "0badc0de")
+
+
+def test_check_says_what_the_store_answered(secret_sim: Simulator, tmp_path: Path, moto_server: MotoServer) -> None:
+    """A store that answers 503 SlowDown to everything is reported as having said so (exit 1, a
+    passing fault), never as a store that did not answer; one that is not there at all, as such."""
+    bucket = make_bucket(moto_server.endpoint)
+    proxy = ToggleProxy(moto_server.port).start()
+    try:
+        proxy.slowdown(True)
+        busy = archiver(
+            "check", "-c", str(cli_config(tmp_path, secret_sim, s3(bucket) | {"endpoint_url": proxy.endpoint}))
+        )
+        proxy.down()
+        gone = archiver(
+            "check", "-c", str(cli_config(tmp_path, secret_sim, s3(bucket) | {"endpoint_url": proxy.endpoint}))
+        )
+    finally:
+        proxy.stop()
+    assert busy.returncode == 1, busy.stdout + busy.stderr
+    assert re.search(r"answered (SlowDown|503)", busy.stdout), busy.stdout
+    assert "FAIL  create-only could not be proved now" in busy.stdout
+    assert "did not answer" not in busy.stdout
+    assert gone.returncode == 1, gone.stdout + gone.stderr
+    assert "did not answer" in gone.stdout
+    assert "Traceback" not in busy.stderr + gone.stderr
 
 
 @pytest.mark.parametrize(
