@@ -48,13 +48,16 @@ async def ensure_create_only(parts: Parts, *, let_through_unanswered: bool = Tru
     # locked): on S3, a plain store over the archive's own bucket and client.
     store = S3Store(parts.store.s3) if isinstance(parts.store, S3Store) else parts.store
     looking = config.storage.create_only == "look_before_write"
+    problems = []  # each one, so that a person fixes them all at once
     try:
         if not looking and not await refuses_second_create(store, key + ".txt"):
-            raise StoreAccessError(NOT_ENFORCED.format(where=store.description, header="If-None-Match"))
+            problems.append(NOT_ENFORCED.format(where=store.description, header="If-None-Match"))
         if parts.control is not None:
             fault = await compare_and_swap_fault(parts.control, key + ".json")
             if fault is not None:
-                raise StoreAccessError(NO_SWAP.format(where=parts.control.description, fault=fault))
+                problems.append(NO_SWAP.format(where=parts.control.description, fault=fault))
+        if problems:
+            raise StoreAccessError(". Also: ".join(problems))
         if looking:
             log.warning("store.create_only_by_looking", store=store.description)
             return False

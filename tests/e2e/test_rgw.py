@@ -142,6 +142,7 @@ def test_check_says_what_a_versioned_rgw_bucket_cannot_do(sim: Simulator, tmp_pa
     versioned = make_bucket(rgw.endpoint, versioned=True)
     refused = run_cli("check", "-c", str(rgw_config(tmp_path, sim, versioned)))
     assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "accepted a second create-only write of the same key: it ignores If-None-Match" in refused.stdout
     assert "refused to replace a control object on its own current ETag (If-Match)" in refused.stdout
     assert "coordination.bucket" in refused.stdout
     control = make_bucket(rgw.endpoint, versioned=False)
