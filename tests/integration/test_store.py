@@ -252,3 +252,38 @@ async def test_listings_of_more_than_a_page_are_whole(bucket: Bucket) -> None:
     assert [k async for k in store.list_keys("p/")] == sorted(keys + folders)
     assert [f async for f in store.list_folders("p/")] == sorted(f"{i:03d}" for i in range(1105))
     await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("code", "named"),
+    [
+        ("RequestTimeTooSkewed", "this machine's clock is too far from its own"),
+        ("XAmzContentSHA256Mismatch", "refused the payload hash it was sent"),
+        ("InvalidAccessKeyId", "does not know the access key"),
+        ("SignatureDoesNotMatch", "the secret key does not match the access key"),
+        ("InvalidDigest", "refused the checksum header it was sent"),
+    ],
+)
+async def test_a_refusal_a_person_must_fix_stops_at_once_naming_it(code: str, named: str) -> None:
+    """Each of these is final: one request, then a StoreAccessError (exit 2) that names the cause
+    and where to look; never retried for ever as a passing fault."""
+    seen: list[str] = []
+
+    def refuse(handler: BaseHTTPRequestHandler) -> None:
+        seen.append(handler.command)
+        handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        body = f"<Error><Code>{code}</Code><Message>as S3 says it</Message></Error>".encode()
+        handler.send_response(
+            403 if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "RequestTimeTooSkewed") else 400
+        )
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    with TinyServer(refuse) as server:
+        store = s3_store(server.url, "bucket")
+        with pytest.raises(StoreAccessError, match=named) as caught:
+            await put(store, KEY, b"RIFF one")
+        await store.aclose()
+    assert code in str(caught.value)
+    assert seen == ["PUT"]
