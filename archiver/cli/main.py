@@ -202,7 +202,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     """The handler *name* of ``archiver.cli.<module>``, imported when the command runs: --help,
-    --version and usage errors answer at once, without loading boto3, aiohttp and the rest."""
+    --version and usage errors answer at once, without loading boto3, httpx and the rest."""
 
     def handler(args: argparse.Namespace) -> int:
         # Loading a command makes some 300,000 objects that live as long as the process. Python's
