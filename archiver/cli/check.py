@@ -33,7 +33,7 @@ from archiver.service.preflight import ensure_create_only
 from archiver.source.fetch import LinkPolicy
 from archiver.state.ledger import Ledger
 from archiver.store import ControlStore, Store, put_bytes
-from archiver.store.probe import refuses_second_multipart
+from archiver.store.probe import refuses_second_create
 from archiver.store.s3 import S3Store
 
 
@@ -145,9 +145,8 @@ async def _check_multipart_create_only(store: S3Store, key: str) -> None:
     """Whether the store refuses a create-only completion of a multipart upload (recordings of
     64 MiB and more): a WARN where it does not, as the archiver then looks before completing."""
     try:
-        refused = await refuses_second_multipart(
-            S3Store(store.s3, multipart_threshold=1, look_before_completing=False), key
-        )
+        in_parts = S3Store(store.s3, multipart_threshold=1, look_before_completing=False)  # the store's own condition
+        refused = await refuses_second_create(in_parts, key)
     except ArchiverError as exc:
         print(f"WARN  create-only for large recordings could not be probed: {exc}")
         return

@@ -14,23 +14,10 @@ from archiver.store import ControlStore, Store, put_bytes
 
 async def refuses_second_create(store: Store, key: str) -> bool:
     """Write *key* twice, create-only; True when the store refused the second. The probe is removed.
+    (Given a store that uploads every body in parts, this probes a multipart upload's completion.)
 
     Raises StoreAccessError or StoreUnavailable when the store refuses or does not answer at all.
     """
-    await put_bytes(store, key, b"first\n", "text/plain")
-    try:
-        await put_bytes(store, key, b"second\n", "text/plain")
-    except ObjectExists:
-        return True
-    finally:
-        await store.delete(key)
-    return False
-
-
-async def refuses_second_multipart(store: Store, key: str) -> bool:
-    """Write *key*, then complete a one-part multipart upload of it create-only (*store* must
-    upload every body in parts, and not look first); True when the store refused the completion.
-    The probe is removed."""
     await put_bytes(store, key, b"first\n", "text/plain")
     try:
         await put_bytes(store, key, b"second\n", "text/plain")

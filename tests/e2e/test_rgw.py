@@ -50,6 +50,10 @@ def test_every_command_works_on_rgw(sim: Simulator, tmp_path: Path, rgw_bucket: 
     """backfill (twice: the second writes nothing), verify --deep, reconcile, find, show and
     export on RGW; the backfill's run is marked finished (a conditional write on RGW's ETag)."""
     config = rgw_config(tmp_path, sim, rgw_bucket)
+    checked = ok(run_cli("check", "-c", str(config)))
+    assert "ok    create-only: the store refuses a second write of a key" in checked.stdout
+    assert "WARN  create-only: the store ignores If-None-Match on completing a multipart upload" in checked.stdout
+    assert archive_objects(rgw_bucket) == {}  # every probe object removed again
     calls = sim.dataset.calls_between(SINCE, UNTIL, sim.now())
     first = ok(run_cli("backfill", "-c", str(config), *SPAN))
     recorded = sum(c.has_recording for c in calls)
