@@ -66,7 +66,6 @@ class S3Store:
             **bucket.encryption,
         }
         self._threshold = max(multipart_threshold, 1)  # every part but the last must be 5 MiB or more
-
         self._part_size = max(part_size, 5 << 20)
         self._now = now
 
