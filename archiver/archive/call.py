@@ -9,9 +9,11 @@ served now.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,9 +25,9 @@ from archiver.core import dayfiles, keys, sidecar
 from archiver.core.audio import CONTENT_TYPES
 from archiver.core.cdr import Cdr
 from archiver.core.clock import Clock
-from archiver.core.outcome import Archived, NoRecording, Recording, Rejected
+from archiver.core.outcome import Archived, NoRecording, Recording, Rejected, utc_text
 from archiver.core.parking import ParkingSchedule, PendingCall
-from archiver.errors import ArchiveConflict, ObjectExists, RecordingRejected, RecordingUnavailable
+from archiver.errors import ArchiveConflict, ObjectExists, RecordingError, RecordingRejected, RecordingUnavailable
 from archiver.source.fetch import Download, Fetcher
 from archiver.state.ledger import Ledger
 from archiver.store import Store, put_bytes
@@ -110,7 +112,9 @@ class CallArchiver:
                 record = self._park(cdr, day, pending, exc)
                 if not record.expired():
                     return Parked(record.next_attempt)
-                recording = sidecar.missing(str(cdr.recording_url), record)
+                # Never a permanent "missing" over audio a crashed run already stored for the call.
+                stored = await self._outage.run(partial(self._stored_audio, cdr, day, record))
+                recording = stored or sidecar.missing(str(cdr.recording_url), record)
         entry = await self._store_sidecar(cdr, day, recording, supersedes_call)
         self._ledger.mark_done(cdr.call_id, day, recording.status, self._clock.now(), entry)
         return recording
@@ -134,6 +138,32 @@ class CallArchiver:
             key = keys.audio_key(self._prefix, day, cdr.call_id, download.format, audio_revision)
             await self._store_audio(key, download, cdr.call_id)
             return archived(key, download, url)
+
+    async def _stored_audio(self, cdr: Cdr, day: date, record: PendingCall) -> Archived | None:
+        """The audio an earlier run stored for this call and never finished (a crash between the
+        audio and the sidecar), read back and verified as a download is; None when there is none.
+
+        Raises ArchiveConflict when the object there is not a whole recording.
+        """
+        url = str(cdr.recording_url)
+        for fmt in CONTENT_TYPES:
+            key = keys.audio_key(self._prefix, day, cdr.call_id, fmt)
+            if await self._store.head(key) is None:
+                continue
+            try:
+                download = await self._fetcher.take(self._store.stream(key), url=url)
+            except RecordingError as exc:
+                raise ArchiveConflict(f"{key} holds bytes that are not a whole recording: {exc}") from None
+            with download:
+                if download.format != fmt:
+                    raise ArchiveConflict(f"{key} holds {download.format.upper()} audio under a .{fmt} name")
+                why = (
+                    f"stored by an earlier run that did not finish the call; the link has not served the recording "
+                    f"since ({record.attempts} tries until {utc_text(record.last_attempt)})"
+                )
+                log.warning("call.completed_from_store", call_id=cdr.call_id, key=key, attempts=record.attempts)
+                return dataclasses.replace(archived(key, download, url), completed_from_store=why)
+        return None
 
     def _park(self, cdr: Cdr, day: date, pending: PendingCall | None, exc: RecordingUnavailable) -> PendingCall:
         """The call's record after this failed try; parked in the ledger unless past its deadline."""

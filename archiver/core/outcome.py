@@ -55,6 +55,9 @@ class Archived:
     audio: dict[str, float | int] | None = None
     fetched_from: str | None = None  # the last hop, when the link redirected
     trailing_bytes: int = 0  # bytes after a WAV's RIFF chunk, kept as served
+    # Why the audio was taken from the archive's own copy (stored by an earlier run that did not
+    # finish the call) rather than from a fresh download; None for a download.
+    completed_from_store: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -70,6 +73,8 @@ class Archived:
             out["fetched_from"] = self.fetched_from
         if self.trailing_bytes:
             out["trailing_bytes"] = self.trailing_bytes
+        if self.completed_from_store is not None:
+            out["completed_from_store"] = self.completed_from_store
         return out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -107,7 +108,6 @@ class Fetcher:
         retry: RetryPolicy | None = None,
         not_found_retry: RetryPolicy | None = None,
         max_redirects: int = 5,
-        chunk_size: int = 1 << 16,
     ) -> None:
         self._http = http
         self._policy = policy
@@ -117,7 +117,6 @@ class Fetcher:
         self._retry = retry or FLAKY_TRIES
         self._not_found_retry = not_found_retry or NOT_FOUND_TRIES
         self._max_redirects = max_redirects
-        self._chunk_size = chunk_size
 
     async def fetch(self, url: str) -> Download:
         """Download *url*, retrying failures that may pass (404s fewer times than the rest).
@@ -194,11 +193,35 @@ class Fetcher:
             raise RecordingRejected(
                 f"Content-Length {declared} is over download.max_bytes ({self._max_bytes})", kind="too_large"
             )
+        return await self.take(
+            _body(response),
+            url=url,
+            declared=declared,
+            content_type=response.headers.get("content-type"),
+            http_status=status,
+        )
+
+    async def take(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        url: str,
+        declared: int | None = None,
+        content_type: str | None = None,
+        http_status: int | None = None,
+    ) -> Download:
+        """*chunks* (a body from the link, or the archive's own copy) into a local buffer, hashed
+        and verified as a recording: the size cap, *declared* (Content-Length) against what
+        arrived, the magic bytes, a WAV's own sizes.
+
+        Raises RecordingRejected (past the cap), RecordingUnavailable (not a whole recording),
+        SpoolError (the buffer failed), or whatever *chunks* raises.
+        """
         spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by Download.close
             max_size=self._spool_memory, dir=str(self._spool_dir) if self._spool_dir else None
         )
         try:
-            size, digest, head = await self._stream(response, spool)
+            size, digest, head = await self._spool(chunks, spool)
             if declared is not None and size != declared:
                 raise RecordingUnavailable(
                     f"Content-Length says {declared} bytes but {size} arrived",
@@ -207,7 +230,7 @@ class Fetcher:
             try:
                 fmt = sniff(head)
             except NotAudio as exc:
-                raise RecordingUnavailable(f"the body is {exc}", kind="not_audio", http_status=status) from None
+                raise RecordingUnavailable(f"the body is {exc}", kind="not_audio", http_status=http_status) from None
             info, trailing = None, 0
             if fmt == "wav":
                 try:
@@ -224,37 +247,46 @@ class Fetcher:
                 audio=info,
                 trailing_bytes=trailing,
                 url=url,
-                content_type=response.headers.get("content-type"),
+                content_type=content_type,
             )
         except BaseException:
             spool.close()
             raise
 
-    async def _stream(self, response: Response, spool: IO[bytes]) -> tuple[int, bytes, bytes]:
+    async def _spool(self, chunks: AsyncIterator[bytes], spool: IO[bytes]) -> tuple[int, bytes, bytes]:
+        """Write *chunks* to *spool*: (size, SHA-256, the first bytes)."""
         hasher = hashlib.sha256()
         head = b""
         size = 0
-        try:
-            async for chunk in response.chunks(self._chunk_size):
-                size += len(chunk)
-                if size > self._max_bytes:
-                    raise RecordingRejected(
-                        f"the body grew past download.max_bytes ({self._max_bytes}); cut off", kind="too_large"
-                    )
-                if len(head) < SNIFF_BYTES:
-                    head += chunk[: SNIFF_BYTES - len(head)]
-                hasher.update(chunk)
-                try:
-                    spool.write(chunk)
-                except OSError as exc:
-                    raise SpoolError(f"cannot buffer the download: {exc.strerror}") from None
-        except HttpUnanswered as exc:
-            if exc.timed_out:
-                raise RecordingUnavailable(f"the body stalled after {size} bytes", kind="stalled") from None
-            raise RecordingUnavailable(
-                f"the body was cut off after {size} bytes ({exc.name})", kind="cut_off"
-            ) from None
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise RecordingRejected(
+                    f"the body grew past download.max_bytes ({self._max_bytes}); cut off", kind="too_large"
+                )
+            if len(head) < SNIFF_BYTES:
+                head += chunk[: SNIFF_BYTES - len(head)]
+            hasher.update(chunk)
+            try:
+                spool.write(chunk)
+            except OSError as exc:
+                raise SpoolError(f"cannot buffer the download: {exc.strerror}") from None
         return size, hasher.digest(), head
+
+
+async def _body(response: Response, chunk_size: int = 1 << 16) -> AsyncIterator[bytes]:
+    """A link's body; its failures as RecordingUnavailable, telling a stall from a cut."""
+    received = 0
+    try:
+        async for chunk in response.chunks(chunk_size):
+            received += len(chunk)
+            yield chunk
+    except HttpUnanswered as exc:
+        if exc.timed_out:
+            raise RecordingUnavailable(f"the body stalled after {received} bytes", kind="stalled") from None
+        raise RecordingUnavailable(
+            f"the body was cut off after {received} bytes ({exc.name})", kind="cut_off"
+        ) from None
 
 
 def _is_not_found(exc: Exception) -> bool:

@@ -31,6 +31,7 @@ from tests.helpers import (
     assert_archive_is_complete,
     backfill,
     call_id,
+    check_sidecar,
     config_for,
     is_sidecar,
     local_objects,
@@ -184,6 +185,38 @@ async def test_dead_links_are_recorded_as_missing_with_what_was_tried(tmp_path: 
     assert rec["last_error"]["kind"] == "not_found"
     assert rec["last_error"]["http_status"] == 404
     assert rec["source_url"].endswith(dead[0].recording_path())
+
+
+async def test_a_dead_link_whose_audio_a_crashed_run_stored_is_completed_from_it(
+    tmp_path: Path, bucket: Bucket
+) -> None:
+    """A crash left a call's audio without its sidecar, and the link has died since: past
+    missing_after the call is completed from the stored audio (read back and verified as a
+    download is), never recorded missing over it. Bytes there that are no recording are a
+    conflict: nothing is written for that call."""
+    dataset = Dataset(seed=5, calls_per_day=30, max_duration=4, recording_missing_rate=0.3)
+    with Simulator(dataset) as sim:
+        calls = dataset.calls_between(SINCE, UNTIL, sim.now())
+        dead, garbled = [c for c in calls if c.recording_missing][:2]
+        audio = dataset.recording_bytes(dead)
+        key = f"archive/{dead.start:%Y/%m/%d}/{dead.uuid}.wav"
+        junk = f"archive/{garbled.start:%Y/%m/%d}/{garbled.uuid}.wav"
+        bucket.client.put_object(Bucket=bucket.name, Key=key, Body=audio)  # what the crashed run left
+        bucket.client.put_object(Bucket=bucket.name, Key=junk, Body=b"<html>no</html>")
+        with capture_logs() as logs:
+            report = await backfill(config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint))
+    objects = bucket.objects()
+    doc = json.loads(objects[key.replace(".wav", ".json")])
+    check_sidecar(doc)
+    rec = doc["recording"]
+    assert (rec["status"], rec["key"], rec["size"]) == ("archived", key, len(audio))
+    assert rec["sha256"] == hashlib.sha256(audio).hexdigest()
+    assert rec["completed_from_store"].startswith("stored by an earlier run that did not finish the call")
+    assert rec["audio"]["sample_rate"] == 8000
+    assert [e["call_id"] for e in logs if e["event"] == "call.completed_from_store"] == [dead.uuid]
+    assert report.outcomes[RecordingStatus.MISSING] == sum(c.recording_missing for c in calls) - 2
+    assert junk.replace(".wav", ".json") not in objects  # the conflict is reported, not recorded
+    assert any(garbled.uuid in str(failure) for failure in report.failed)
 
 
 async def test_links_to_other_hosts_are_rejected_and_recorded(tmp_path: Path, bucket: Bucket) -> None:
