@@ -517,11 +517,24 @@ def check_sidecar(doc: Any) -> None:
     _SIDECAR_VALIDATOR.validate(doc)
 
 
-def start_archiver(command: str, config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
-    """``archiver COMMAND -c CONFIG ARGS`` in the background, JSON log lines appended to *log*."""
+def start_archiver(command: str, config: Path, *args: str, log: Path, level: str = "info") -> subprocess.Popen[bytes]:
+    """``archiver COMMAND -c CONFIG ARGS`` in the background, JSON log lines (from *level* up)
+    appended to *log*."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "archiver", "--log-format", "json", command, "-c", str(config), *args],
+            [
+                sys.executable,
+                "-m",
+                "archiver",
+                "--log-format",
+                "json",
+                "--log-level",
+                level,
+                command,
+                "-c",
+                str(config),
+                *args,
+            ],
             stdout=out,
             stderr=out,
             env=os.environ.copy(),

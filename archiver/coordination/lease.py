@@ -8,7 +8,10 @@ conditional writes make this safe without a coordinator of our own: of two insta
 for a lease, the store lets exactly one write win.
 
 Two holders at once are still harmless (every archive write is create-only); the lease only
-saves the duplicated work.
+saves the duplicated work. Still, a holder cut off from the store cannot renew, and after ``ttl``
+another instance takes the lease over: so the holder keeps a local deadline, ``ttl`` less a
+margin from the moment it sent its last renewal that succeeded, and counts the lease as held
+only until then (its daemon stops polling at that moment, whatever its requests are doing).
 """
 
 from __future__ import annotations
@@ -40,10 +43,24 @@ class Lease:
         self._clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._etag: str | None = None
+        # Before another instance could take the lease over (clocks a little apart included).
+        self.margin = ttl / 5
+        self._valid_until: datetime | None = None
 
     @property
     def held(self) -> bool:
-        return self._etag is not None
+        """We hold the lease and it cannot have passed to another instance yet."""
+        return self._etag is not None and self.seconds_left() > 0
+
+    def seconds_left(self) -> float:
+        """Seconds until the local deadline (0 when the lease is not ours)."""
+        if self._etag is None or self._valid_until is None:
+            return 0.0
+        return max(0.0, (self._valid_until - self._clock.now()).total_seconds())
+
+    def _held_from(self, sent: datetime, etag: str) -> None:
+        self._etag = etag
+        self._valid_until = sent + self.ttl - self.margin
 
     async def hold(self) -> bool:
         """Take the lease if it is free or expired, or renew it if ours. True when we hold it."""
@@ -51,14 +68,14 @@ class Lease:
         body = self._body(now, now + self.ttl)
         if self._etag is not None:
             try:
-                self._etag = await self._store.put_conditional(self.key, body, if_match=self._etag)
+                self._held_from(now, await self._store.put_conditional(self.key, body, if_match=self._etag))
             except ObjectExists:
                 self._etag = None
                 log.warning("lease.lost", key=self.key, owner=self.owner)
             else:
                 return True
         try:
-            self._etag = await self._store.put_conditional(self.key, body, if_match=None)
+            self._held_from(now, await self._store.put_conditional(self.key, body, if_match=None))
         except ObjectExists:
             pass
         else:
@@ -73,7 +90,7 @@ class Lease:
             log.debug("lease.standby", key=self.key, holder=holder, expires_at=expires.isoformat())
             return False
         try:
-            self._etag = await self._store.put_conditional(self.key, body, if_match=etag)
+            self._held_from(now, await self._store.put_conditional(self.key, body, if_match=etag))
         except ObjectExists:
             return False  # another instance took it over first
         log.info("lease.taken_over", key=self.key, owner=self.owner, previous=holder)
@@ -93,7 +110,9 @@ class Lease:
         if expires is not None and expires + stale_for > now:
             return False
         try:
-            self._etag = await self._store.put_conditional(self.key, self._body(now, now + self.ttl), if_match=etag)
+            self._held_from(
+                now, await self._store.put_conditional(self.key, self._body(now, now + self.ttl), if_match=etag)
+            )
         except ObjectExists:
             return False
         log.warning("lease.rescued", key=self.key, owner=self.owner, previous=holder)

@@ -7,6 +7,7 @@ After each poll the daemon tells the outside world how it went: the ledger (for
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -86,9 +87,14 @@ class Daemon:
                 tg.start_soon(self._keep_lease)
             while not self._archiver.stopping:
                 if self._lease is None or self._lease.held:
-                    with anyio.CancelScope() as self._poll_scope:
+                    # The poll ends at the lease's local deadline unless a renewal moves it on.
+                    with anyio.CancelScope(deadline=self._lease_deadline()) as self._poll_scope:
                         await self.poll_once()
-                    self._poll_scope = None
+                    scope, self._poll_scope = self._poll_scope, None
+                    if scope.cancelled_caught and self._lease is not None and not self._lease.held:
+                        log.warning(
+                            "lease.expiring_unrenewed", key=self._lease.key, margin=self._lease.margin.total_seconds()
+                        )
                 else:
                     self._health.beat()
                     self._notifier.status(f"{self._label}standby: another instance holds the lease and polls")
@@ -115,10 +121,17 @@ class Daemon:
             else:
                 held = await self._lease.rescue(stale_for=self._lease.ttl)
         except TransientError as exc:
-            log.warning("lease.unavailable", error=str(exc))
+            log.warning("lease.unavailable", error=str(exc), seconds_left=round(self._lease.seconds_left(), 1))
             held = self._lease.held
-        if was_held and not held and self._poll_scope is not None:
-            self._poll_scope.cancel()  # another instance polls now; stop duplicating its work
+        if self._poll_scope is not None:
+            if was_held and not held:
+                self._poll_scope.cancel()  # another instance polls now; stop duplicating its work
+            elif held:
+                self._poll_scope.deadline = self._lease_deadline()  # renewed: the poll may go on
+
+    def _lease_deadline(self) -> float:
+        """When (anyio's clock) a poll must stop: the lease's local deadline; never without a lease."""
+        return math.inf if self._lease is None else anyio.current_time() + self._lease.seconds_left()
 
     async def _keep_lease(self) -> None:
         assert self._lease is not None
@@ -130,6 +143,7 @@ class Daemon:
         """One poll and its reporting. Transient failures are reported, not raised."""
         began = time.monotonic()
         self._health.beat()
+        log.debug("poll.started")
         try:
             report = await self._archiver.poll_once(lookback=self._poll.lookback, settle=self._poll.settle)
         except TransientError as exc:

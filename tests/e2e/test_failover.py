@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,12 @@ import yaml
 from archiver.simulator import Dataset, Faults, Simulator
 from tests.helpers import (
     Bucket,
+    MotoServer,
+    ToggleProxy,
     archive_objects,
     is_sidecar,
     log_events,
+    make_bucket,
     reaping,
     start_archiver,
     terminate,
@@ -60,12 +65,75 @@ def test_a_standby_daemon_takes_over_when_the_holder_is_killed(tmp_path: Path, b
         assert f"archive/{call.start:%Y/%m/%d}/{call.uuid}.json" in objects
 
 
+def test_a_holder_cut_off_from_the_store_stops_polling_before_a_standby_takes_over(
+    tmp_path: Path, moto_server: MotoServer
+) -> None:
+    """The holder loses the store (not the API) for longer than the lease's ttl: it stops polling
+    at its local deadline, the standby takes the lease over once it expired and polls, and at no
+    moment do both poll; with the store back, the first learns it lost the lease and stands by."""
+    bucket = make_bucket(moto_server.endpoint)
+    proxy = ToggleProxy(moto_server.port).start()
+    dataset = Dataset(seed=9, calls_per_day=30000, max_duration=2, business_hours_share=0)
+    try:
+        with reaping() as processes, Simulator(dataset) as sim:
+            logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
+            processes["a"] = _start(tmp_path, "a", sim, bucket, logs["a"], endpoint=proxy.endpoint, level="debug")
+            wait_until(lambda: log_events(logs["a"]).count("poll.completed") >= 2, timeout=30)
+            processes["b"] = _start(tmp_path, "b", sim, bucket, logs["b"], level="debug")
+            wait_until(lambda: "daemon.store_answered" in log_events(logs["b"]))
+            proxy.down()
+            wait_until(lambda: "poll.completed" in log_events(logs["b"]), timeout=30)  # b took over
+            time.sleep(3)
+            proxy.up()
+            wait_until(lambda: "lease.lost" in log_events(logs["a"]), timeout=30)
+            time.sleep(2)
+            for process in processes.values():
+                assert terminate(process) == 0
+    finally:
+        proxy.stop()
+    assert "lease.expiring_unrenewed" in log_events(logs["a"]) or "lease.lost" in log_events(logs["a"])
+    assert "lease.taken_over" in log_events(logs["b"])
+    polls_a, polls_b = _polls(logs["a"]), _polls(logs["b"])
+    assert polls_a
+    assert polls_b
+    for a_start, a_end in polls_a:
+        for b_start, b_end in polls_b:
+            assert a_end <= b_start or b_end <= a_start, f"both polled: a {a_start}-{a_end}, b {b_start}-{b_end}"
+    archive_objects(bucket)  # nothing written twice
+
+
+def _polls(log: Path) -> list[tuple[datetime, datetime]]:
+    """Each poll's (start, end) from a JSON log: from poll.started to whatever ended it."""
+    ends = {"poll.completed", "poll.failed", "lease.expiring_unrenewed", "lease.lost", "lease.handed_back"}
+    polls, started = [], None
+    for line in log.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        event = json.loads(line)
+        when = datetime.fromisoformat(event["timestamp"])
+        if event["event"] == "poll.started":
+            started = when
+        elif event["event"] in ends and started is not None:
+            polls.append((started, when))
+            started = None
+    if started is not None:
+        polls.append((started, datetime.max.replace(tzinfo=started.tzinfo)))  # still polling when it stopped
+    return polls
+
+
 def _start(
-    tmp_path: Path, name: str, sim: Simulator, bucket: Bucket, log: Path, *command: str
+    tmp_path: Path,
+    name: str,
+    sim: Simulator,
+    bucket: Bucket,
+    log: Path,
+    *command: str,
+    endpoint: str | None = None,
+    level: str = "info",
 ) -> subprocess.Popen[bytes]:
     raw: dict[str, Any] = {
         "source": {"base_url": sim.url, "api_key": sim.api_key, "api_secret": sim.api_secret},
-        "storage": {"url": bucket.url, "endpoint_url": bucket.endpoint},
+        "storage": {"url": bucket.url, "endpoint_url": endpoint or bucket.endpoint},
         "state": {"path": str(tmp_path / f"{name}.sqlite3")},
         "poll": {"interval": "1s", "settle": "1s", "lookback": "5m"},
         "coordination": {"lease_ttl": "3s"},
@@ -73,7 +141,7 @@ def _start(
     config = tmp_path / f"{name}.yaml"
     config.write_text(yaml.safe_dump(raw))
     command = command or ("run",)
-    return start_archiver(command[0], config, *command[1:], log=log)
+    return start_archiver(command[0], config, *command[1:], log=log, level=level)
 
 
 def test_hosts_share_a_backfill_by_day_and_a_killed_host_s_day_is_taken_over(tmp_path: Path, bucket: Bucket) -> None:

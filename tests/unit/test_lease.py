@@ -8,6 +8,7 @@ import pytest
 
 from archiver.coordination.lease import Lease
 from archiver.coordination.membership import Membership
+from archiver.errors import StoreUnavailable
 from tests.fakes import MemoryControlStore
 from tests.helpers import FakeClock
 
@@ -41,6 +42,40 @@ async def test_an_expired_lease_is_taken_over_and_the_old_holder_learns_it() -> 
     assert await b.hold()
     assert not await a.hold()  # its renewal fails on the ETag, and it does not take it back
     assert not a.held
+
+
+class Unreachable(MemoryControlStore):
+    """A control store that can be cut off: every request then fails as a store outage does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut = False
+
+    async def put_conditional(self, key: str, data: bytes, *, if_match: str | None) -> str:
+        if self.cut:
+            raise StoreUnavailable("memory://control did not answer")
+        return await super().put_conditional(key, data, if_match=if_match)
+
+
+async def test_a_holder_that_cannot_renew_stops_counting_the_lease_as_held_before_it_expires() -> None:
+    """Renewals that fail leave the lease held only until ttl less the margin after the last one
+    that succeeded, before any other instance may take it; once it renews again it holds it."""
+    store, clock = Unreachable(), FakeClock(datetime(2026, 11, 1, tzinfo=UTC))
+    a, b = lease(store, clock, "a"), lease(store, clock, "b")
+    assert await a.hold()
+    assert a.seconds_left() == (TTL - a.margin).total_seconds()
+    store.cut = True
+    clock.advance(seconds=10)
+    with pytest.raises(StoreUnavailable):
+        await a.hold()
+    assert a.held  # 10 s in: still inside the lease
+    clock.advance(seconds=14)
+    assert not a.held  # 24 s: the margin before another could take it over (at 30 s)
+    assert a.seconds_left() == 0
+    store.cut = False
+    assert not await b.hold()  # nobody else has it yet either
+    assert await a.hold()  # renewed on its own ETag: held again
+    assert a.seconds_left() == (TTL - a.margin).total_seconds()
 
 
 async def test_a_released_lease_is_free_at_once() -> None:
