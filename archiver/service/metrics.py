@@ -20,6 +20,7 @@ from archiver.errors import (
     ApiUnavailable,
     ArchiveConflict,
     RecordingUnavailable,
+    SpoolError,
     StoreUnavailable,
 )
 
@@ -37,7 +38,7 @@ def failure_class(exc: BaseException) -> str:
         return "recording"
     if isinstance(exc, ArchiveConflict):
         return "conflict"
-    if isinstance(exc, OSError):
+    if isinstance(exc, OSError | SpoolError):
         return "local"
     return "other"
 

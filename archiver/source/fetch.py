@@ -270,7 +270,9 @@ class Fetcher:
             try:
                 spool.write(chunk)
             except OSError as exc:
-                raise SpoolError(f"cannot buffer the download: {exc.strerror}") from None
+                where = str(self._spool_dir or tempfile.gettempdir())
+                log.error("spool.failed", spool_dir=where, error=exc.strerror, errno=exc.errno)
+                raise SpoolError(f"cannot buffer the download in {where}: {exc.strerror}") from None
         return size, hasher.digest(), head
 
 

@@ -21,9 +21,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 import botocore.exceptions
+import structlog
 
 from archiver.config.models import ObjectLockConfig
-from archiver.errors import CallError, ObjectExists, StoreAccessError, StoreUnavailable
+from archiver.errors import CallError, ObjectExists, SpoolError, StoreAccessError, StoreUnavailable
 from archiver.store import ObjectInfo, VersionAudit
 from archiver.store.s3_bucket import NOT_FOUND_CODES, S3Bucket, b64
 from archiver.store.s3_versions import S3VersionAudit
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 _READ_CHUNK = 1 << 20
+log = structlog.get_logger("archiver.store")
 
 
 class S3Store:
@@ -112,7 +114,7 @@ class S3Store:
         def put() -> None:
             body.seek(0)
             self._client.put_object(
-                Body=body,
+                Body=_LocalFile(body),
                 ContentLength=size,
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=b64(sha256),
@@ -269,7 +271,10 @@ class _FileSection(io.RawIOBase):
         want = min(len(buffer), self._length - self._pos)
         if want <= 0:
             return 0
-        data = os.pread(self._fd, want, self._offset + self._pos)
+        try:
+            data = os.pread(self._fd, want, self._offset + self._pos)
+        except OSError as exc:
+            raise _local_fault(exc) from None
         buffer[: len(data)] = data
         self._pos += len(data)
         return len(data)
@@ -281,6 +286,40 @@ class _FileSection(io.RawIOBase):
 
     def tell(self) -> int:
         return self._pos
+
+
+class _LocalFile(io.RawIOBase):
+    """The local download buffer as botocore reads it. An OSError reading it (EIO, a vanished
+    file) is the buffer's fault: raised as SpoolError, which neither urllib3 nor botocore take
+    for a connection that failed (they would report an OSError as a store that did not answer)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._raw.read(len(buffer))
+        except OSError as exc:
+            raise _local_fault(exc) from None
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+
+def _local_fault(exc: OSError) -> SpoolError:
+    log.error("spool.failed", error=exc.strerror, errno=exc.errno)
+    return SpoolError(f"cannot read the local download buffer: {exc.strerror}")
 
 
 def _section(body: IO[bytes], offset: int, length: int) -> IO[bytes]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio.to_thread
 import botocore.exceptions
 
-from archiver.errors import ObjectExists, ObjectMissing, StoreAccessError, StoreUnavailable
+from archiver.errors import ObjectExists, ObjectMissing, SpoolError, StoreAccessError, StoreUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -148,6 +148,9 @@ class S3Bucket:
         except botocore.exceptions.CredentialRetrievalError as exc:
             raise StoreUnavailable(f"the AWS credentials for {self.description} could not be fetched: {exc}") from None
         except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError) as exc:
+            cause = exc.kwargs.get("error")
+            if isinstance(cause, SpoolError):  # our own buffer failed while botocore sent it
+                raise cause from None
             raise StoreUnavailable(f"{self.description} did not answer: {type(exc).__name__}") from None
         except botocore.exceptions.IncompleteReadError as exc:  # a body cut short: the request may pass again
             raise StoreUnavailable(f"{self.description} cut an answer short: {exc}") from None

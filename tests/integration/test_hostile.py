@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import struct
+import subprocess
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler
@@ -23,6 +27,8 @@ from archiver.config.models import Config
 from archiver.core.identity import call_id_for_row
 from archiver.core.outcome import RecordingStatus
 from archiver.core.report import RunReport
+from archiver.errors import SpoolError
+from archiver.service.metrics import failure_class
 from archiver.simulator import Dataset, Simulator, as_received
 from tests.helpers import (
     FAST,
@@ -42,6 +48,7 @@ from tests.helpers import (
     is_sidecar,
     local_objects,
     make_bucket,
+    need_os_tools,
     run_cli,
 )
 
@@ -271,6 +278,51 @@ async def test_a_download_buffer_that_cannot_be_written_fails_the_call_not_the_r
     assert all("cannot buffer the download" in error for _, error in report.failed)
     assert report.done == len(calls) - len(big)
     assert not any(k.endswith(f"{cid}.json") for k in bucket.objects() for cid in big)
+
+
+@pytest.mark.anyio
+async def test_a_full_spool_disk_is_told_at_once_and_its_calls_are_archived_once_space_returns(
+    tmp_path: Path, bucket: Bucket
+) -> None:
+    """The spool on a full tmpfs: the calls whose recordings need it fail within seconds, each
+    naming the disk (spool.failed, a local failure), nothing is recorded for them (not missing,
+    not retried as a store outage); once space returns, the same backfill archives them."""
+    need_os_tools("a tiny tmpfs for the spool", "mount", "umount", root=True)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(spool)], check=True)
+    try:
+        filler = os.open(spool / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(filler, bytes(65536))
+        os.close(filler)
+        dataset = Dataset(seed=2, calls_per_day=12, max_duration=150)
+        with Simulator(dataset) as sim:
+            config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint, download={"spool_dir": str(spool)})
+            began = time.monotonic()
+            with capture_logs() as logs:
+                full = await backfill(config)
+            took = time.monotonic() - began
+            (spool / "filler").unlink()
+            freed = await backfill(config)
+            calls = dataset.calls_between(SINCE, UNTIL, sim.now())
+    finally:
+        subprocess.run(["umount", str(spool)], check=False)
+    big = {c.uuid for c in calls if c.has_recording and c.recording_size > 1 << 20}
+    assert big
+    assert {cid for cid, _ in full.failed} == big
+    assert all("No space left on device" in error and str(spool) in error for _, error in full.failed)
+    assert took < 30  # told at once, not waited out as an outage
+    assert {e["event"] for e in logs} >= {"spool.failed", "call.failed"}
+    assert failure_class(SpoolError("no space")) == "local"
+    assert freed.complete, freed.failed
+    objects = bucket.objects()
+    for call in calls:
+        if call.uuid in big:
+            doc = json.loads(objects[f"archive/{call.start:%Y/%m/%d}/{call.uuid}.json"])
+            assert doc["recording"]["status"] == "archived"
+            assert objects[doc["recording"]["key"]] == dataset.recording_bytes(call)
 
 
 def test_an_api_that_echoes_the_secret_back_does_not_leak_it(tmp_path: Path) -> None:

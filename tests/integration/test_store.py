@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -20,7 +21,7 @@ from botocore.config import Config
 from structlog.testing import capture_logs
 
 from archiver.config.models import ObjectLockConfig
-from archiver.errors import ArchiveConflict, ObjectExists, StoreAccessError, StoreUnavailable
+from archiver.errors import ArchiveConflict, ObjectExists, SpoolError, StoreAccessError, StoreUnavailable
 from archiver.store import Store, put_bytes
 from archiver.store.local import LocalStore
 from archiver.store.s3 import S3Store
@@ -287,3 +288,25 @@ async def test_a_refusal_a_person_must_fix_stops_at_once_naming_it(code: str, na
         await store.aclose()
     assert code in str(caught.value)
     assert seen == ["PUT"]
+
+
+class FailingBuffer(io.BytesIO):
+    """A download buffer whose disk fails when it is read back (EIO)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+async def test_a_buffer_that_fails_while_it_goes_up_is_a_local_fault_not_a_store_outage(bucket: Bucket) -> None:
+    """An OSError reading the local buffer during an upload is the buffer's (SpoolError: this call
+    fails and is retried later), never a store that 'did not answer', which would be waited out
+    for minutes while the store is fine."""
+    store = s3_store(bucket.endpoint, bucket.name)
+    data = b"RIFF" + bytes(100)
+    with capture_logs() as logs, pytest.raises(SpoolError, match="Input/output error"):
+        await store.put(
+            KEY, FailingBuffer(data), size=len(data), sha256=hashlib.sha256(data).digest(), content_type="audio/wav"
+        )
+    await store.aclose()
+    assert "spool.failed" in [e["event"] for e in logs]
+    assert bucket.objects() == {}
