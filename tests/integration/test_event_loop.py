@@ -47,7 +47,7 @@ async def test_downloads_flow_while_the_store_waits_for_slow_credentials(
     sim: Simulator, bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Three writes each wait for a 1.5 s credential lookup; meanwhile twenty recordings arrive
-    and the event loop never stalls for more than a fraction of that."""
+    and the event loop never stalls for more than a third of that."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(slow_credential_source(tmp_path)))
@@ -94,5 +94,8 @@ async def test_downloads_flow_while_the_store_waits_for_slow_credentials(
     assert stored[0] >= SLOW  # the lookups really were slow
     assert len(downloaded) == 20
     assert max(downloaded) < stored[0]  # every recording arrived while the first write still waited
-    assert max(stalls) < 0.25, f"the event loop stalled for {max(stalls):.2f} s"
+    # Never for a credential lookup (boto3 called on the loop stalls it for seconds); the worker
+    # thread that builds the client parses botocore's S3 model holding the GIL, which can pause
+    # the loop for a few tenths of a second once on a busy machine.
+    assert max(stalls) < SLOW / 3, f"the event loop stalled for {max(stalls):.2f} s"
     assert set(bucket.objects()) == {f"archive/_check/{n}.txt" for n in range(3)}
