@@ -57,13 +57,13 @@ class Batch:
         if not cdr.started_within(self.bounds):
             return None
         call_id = cdr.call_id
-        if call_id in self.in_flight or call_id in self.failed or ledger.is_done(call_id):
+        if call_id in self.in_flight or call_id in self.failed or ledger.calls.is_done(call_id):
             self.report.skipped += 1
             return None
-        if self.honour_schedule and ledger.is_quarantined(call_id):
+        if self.honour_schedule and ledger.retries.is_quarantined(call_id):
             self.report.skipped += 1  # set aside: the daemon tries it on its own schedule
             return None
-        pending = ledger.pending(call_id)
+        pending = ledger.retries.pending(call_id)
         if pending and (
             pending.last_attempt >= self.started or (self.honour_schedule and pending.next_attempt > self.started)
         ):

@@ -116,7 +116,7 @@ class CallArchiver:
                 stored = await self._outage.run(partial(self._stored_audio, cdr, day, record))
                 recording = stored or sidecar.missing(str(cdr.recording_url), record)
         entry = await self._store_sidecar(cdr, day, recording, supersedes_call)
-        self._ledger.mark_done(cdr.call_id, day, recording.status, self._clock.now(), entry)
+        self._ledger.calls.mark_done(cdr.call_id, day, recording.status, self._clock.now(), entry)
         return recording
 
     async def fetch_recording(self, cdr: Cdr, day: date, *, audio_revision: int = 1) -> Recording:
@@ -181,7 +181,7 @@ class CallArchiver:
         if record.expired():
             log.warning("call.missing", call_id=cdr.call_id, attempts=record.attempts, error=str(exc))
             return record
-        self._ledger.park(record)
+        self._ledger.retries.park(record)
         log.info(
             "call.parked",
             call_id=cdr.call_id,

@@ -51,13 +51,13 @@ class DayCloser:
         A day whose files cannot be written now stays open, and the next run tries again.
         """
         before = (now - self._close_after).astimezone(self._tz).date()
-        for day in self._ledger.days_to_close(before):
+        for day in self._ledger.days.days_to_close(before):
             try:
-                covered = await self.write_day_files(day, self._ledger.entries(day))
+                covered = await self.write_day_files(day, self._ledger.days.entries(day))
             except (TransientError, CallError) as exc:
                 log.warning("day.close_failed", day=day.isoformat(), error=str(exc))
                 continue
-            self._ledger.set_covered(day, covered)
+            self._ledger.days.set_covered(day, covered)
 
     async def write_day_files(self, day: date, known: dict[str, dayfiles.CallEntry] | None = None) -> int:
         """Write the next set of day files covering every call not in an earlier manifest.

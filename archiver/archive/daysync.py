@@ -36,8 +36,8 @@ class DaySync:
         """Record the sidecars of each of *days* not synced yet. Raises StoreUnavailable past the
         outage's patience."""
         for day in days:
-            if self._ledger.is_day_synced(day):
+            if self._ledger.calls.is_day_synced(day):
                 continue
             found = await self._outage.run(partial(stored_call_ids, self._store, self._prefix, day))
-            self._ledger.record_day_sync(day, found, self._clock.now())
+            self._ledger.calls.record_day_sync(day, found, self._clock.now())
             log.debug("day.synced", day=day.isoformat(), sidecars=len(found))

@@ -140,7 +140,7 @@ class Rearchiver:
     ) -> bool:
         """Try the day's quarantined calls again now (they have no record yet). True when one was archived."""
         archived = False
-        for aside in self._ledger.quarantined_on([day]):
+        for aside in self._ledger.retries.quarantined_on([day]):
             call_id, filed = aside.call_id, aside.day
             if call_ids and call_id not in call_ids:
                 continue
@@ -242,7 +242,7 @@ class Rearchiver:
                 log.info("revision.already_stored", key=key)  # a concurrent rearchive wrote it first
 
         await self._outage.run(put)
-        self._ledger.set_status(call_id, str(recording.status))
+        self._ledger.calls.set_status(call_id, str(recording.status))
 
     def _today(self) -> str:
         return self._clock.now().astimezone(self._tz).date().isoformat()

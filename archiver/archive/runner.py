@@ -112,14 +112,14 @@ class Archiver:
         """One daemon poll: due retries, then ``[min(cursor, now - lookback), now - settle]``."""
         now = self._clock.now()
         end = now - settle
-        cursor = self._ledger.cursor()
+        cursor = self._ledger.progress.cursor()
         start = min(cursor, now - lookback) if cursor else now - lookback
         windows = plan_windows(start, end, self._tz)
         report = RunReport(windows=len(windows))
-        due: list[PendingCall | SetAside] = [*self._ledger.due(now), *self._ledger.due_quarantined(now)]
+        due: list[PendingCall | SetAside] = [*self._ledger.retries.due(now), *self._ledger.retries.due_quarantined(now)]
         safe = await self._process(windows, report, bounds=None, due=due, honour_schedule=True)
         if safe is not None and (cursor is None or safe > cursor):
-            self._ledger.set_cursor(safe)
+            self._ledger.progress.set_cursor(safe)
         await self.close_days()
         return report
 
@@ -258,12 +258,12 @@ class Archiver:
         report.failed.append((call_id, error))
         self.events.call_failed(call_id, exc)
         now = self._clock.now()
-        strikes = self._ledger.record_failure(call_id, day, error, now)
+        strikes = self._ledger.retries.record_failure(call_id, day, error, now)
         log.error("call.failed", call_id=call_id, error=error, runs_in_a_row=strikes)
         if strikes < QUARANTINE_AFTER:
             return False
         wait = QUARANTINE_RETRY.backoff(strikes - QUARANTINE_AFTER + 1)
-        failures = self._ledger.quarantine(call_id, day, cdr.row, error, now=now, retry_in=wait)
+        failures = self._ledger.retries.quarantine(call_id, day, cdr.row, error, now=now, retry_in=wait)
         report.quarantined.append(call_id)
         self.events.call_quarantined(call_id)
         log.warning(

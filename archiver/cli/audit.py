@@ -81,12 +81,12 @@ async def _nightly(config: Config, store: Store, verifier: Verifier, *, recent: 
     found = await archive_days(store, config.storage.prefix)
     ledger = Ledger.open(config.state.path, store_identity=store_identity(config)) if older else None
     try:
-        after = ledger.verify_after() if ledger else None
+        after = ledger.progress.verify_after() if ledger else None
         chosen, after = nightly_days(found, today, recent=recent, older=older, after=after)
         log.info("verify.days_chosen", days=[d.isoformat() for d in chosen], archive_days=len(found))
         report = await verifier.verify(chosen, deep=True)
         if ledger is not None and after is not None:
-            ledger.set_verify_after(after)
+            ledger.progress.set_verify_after(after)
         return report
     finally:
         if ledger is not None:
@@ -141,7 +141,7 @@ def status(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         ledger = Ledger.open(path, store_identity=store_identity(config))
         try:
-            documents.append(ledger.status(datetime.now(UTC)))
+            documents.append(ledger.progress.status(datetime.now(UTC)))
         finally:
             ledger.close()
     if args.json:

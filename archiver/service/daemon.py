@@ -157,13 +157,13 @@ class Daemon:
             await self._failed(f"{len(report.failed)} call(s) failed, e.g. {call_id}: {error}", None, report)
             return report
         now = self._clock.now()
-        cursor = self._ledger.cursor()
+        cursor = self._ledger.progress.cursor()
         lag = (now - cursor).total_seconds() if cursor else None
         self._health.poll_succeeded()
         self._metrics.poll_succeeded(self._source, lag)
-        self._metrics.pending.labels(source=self._source).set(self._ledger.count_pending())
-        self._metrics.quarantined.labels(source=self._source).set(self._ledger.count_quarantined())
-        self._ledger.record_poll(now, ok=True, summary=report.summary())
+        self._metrics.pending.labels(source=self._source).set(self._ledger.retries.count_pending())
+        self._metrics.quarantined.labels(source=self._source).set(self._ledger.retries.count_quarantined())
+        self._ledger.progress.record_poll(now, ok=True, summary=report.summary())
         status = self._label + self._status_line(lag)
         if self._ready:
             self._notifier.status(status)
@@ -180,7 +180,9 @@ class Daemon:
         self._health.poll_failed(error)
         if exc is not None:
             self._metrics.failed(self._source, exc)
-        self._ledger.record_poll(self._clock.now(), ok=False, error=error, summary=report.summary() if report else None)
+        self._ledger.progress.record_poll(
+            self._clock.now(), ok=False, error=error, summary=report.summary() if report else None
+        )
         self._notifier.status(f"{self._label}poll failed: {error[:200]}")
         log.error("poll.failed", error=error)
         if self._ping:
@@ -195,8 +197,8 @@ class Daemon:
         self._metrics.registered.labels(source=self._source).set(len({r.extension for r in regs}))
 
     def _status_line(self, lag: float | None) -> str:
-        done = self._ledger.count_done()
-        pending = self._ledger.count_pending()
-        failing = len(self._ledger.failures()) + self._ledger.count_quarantined()
+        done = self._ledger.calls.count_done()
+        pending = self._ledger.retries.count_pending()
+        failing = len(self._ledger.retries.failures()) + self._ledger.retries.count_quarantined()
         lag_text = format_duration(timedelta(seconds=lag)) if lag is not None else "n/a"
         return f"{done} calls archived, {pending} waiting for recordings, {failing} failing; cursor lag {lag_text}"

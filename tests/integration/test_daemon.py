@@ -58,7 +58,7 @@ async def test_a_failed_poll_pings_fail_and_is_recorded(tmp_path: Path) -> None:
                 ping=DeadManPing(parts.http, pinged.url + "/check"),
             )
             assert await daemon.poll_once() is None
-            status = parts.ledger.status(datetime.now(ZoneInfo("UTC")))
+            status = parts.ledger.progress.status(datetime.now(ZoneInfo("UTC")))
     assert [path for path, _ in hits] == ["/check/fail"]
     assert "failed" in hits[0][1]
     assert status["last_poll"]["ok"] is False

@@ -86,9 +86,9 @@ async def test_an_s3_outage_pauses_the_work_and_nothing_is_marked_done_meanwhile
         async def outage() -> None:
             await three_done.wait()
             proxy.down()
-            before = parts.ledger.count_done()
+            before = parts.ledger.calls.count_done()
             await anyio.sleep(3)
-            done_during_outage.append(parts.ledger.count_done() - before)
+            done_during_outage.append(parts.ledger.calls.count_done() - before)
             proxy.up()
 
         with capture_logs() as logs:

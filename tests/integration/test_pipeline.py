@@ -301,7 +301,7 @@ async def test_an_api_outage_mid_run_lets_calls_in_flight_finish_then_fails(data
         ) as parts:
             with pytest.raises(ApiUnavailable, match="answered HTTP 50"):
                 await parts.archiver.backfill(SINCE, UNTIL)
-            assert parts.ledger.count_done() >= 3
+            assert parts.ledger.calls.count_done() >= 3
     stored = local_objects(root)
     audio = {k.rsplit(".", 1)[0] for k in stored if k.endswith(".wav")}
     sidecars = {k.rsplit(".", 1)[0] for k in stored if is_sidecar(k)}
@@ -359,8 +359,8 @@ async def test_a_call_that_fails_run_after_run_is_set_aside_and_no_longer_holds_
             clock.advance(minutes=2)
         ledger = Ledger.open(config.state.path, store_identity=config.storage.url)
         try:
-            status = ledger.status(clock.now())
-            cursor = ledger.cursor()
+            status = ledger.progress.status(clock.now())
+            cursor = ledger.progress.cursor()
         finally:
             ledger.close()
         assert [poison.uuid in dict(r.failed) for r in reports] == [True, True, True, False]  # left alone after
@@ -376,7 +376,7 @@ async def test_a_call_that_fails_run_after_run_is_set_aside_and_no_longer_holds_
     assert (root / sidecar_key("", poison.start.date(), poison.uuid)).exists()
     ledger = Ledger.open(config.state.path, store_identity=config.storage.url)
     try:
-        assert ledger.status(clock.now())["quarantined"] == []
+        assert ledger.progress.status(clock.now())["quarantined"] == []
     finally:
         ledger.close()
 
@@ -396,7 +396,7 @@ async def test_rearchive_retries_a_quarantined_call_at_once(dataset: Dataset, tm
             report = await parts.rearchiver.run(
                 [poison.start.date()], statuses=frozenset({"missing"}), call_ids=frozenset(), dry_run=False
             )
-            aside = parts.ledger.status(clock.now())["quarantined"]
+            aside = parts.ledger.progress.status(clock.now())["quarantined"]
     assert [(r.call_id, r.after) for r in report.retried] == [(poison.uuid, "archived")]
     assert aside == []
     assert (root / sidecar_key("", poison.start.date(), poison.uuid)).exists()

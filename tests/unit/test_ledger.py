@@ -35,22 +35,22 @@ def parked(call_id: str, next_in: timedelta, day: date = DAY) -> PendingCall:
 def test_a_done_call_is_done_once_and_clears_its_wait_and_failure() -> None:
     """mark_done records the call once; its parked record and failure go."""
     ledger = Ledger.in_memory()
-    ledger.park(parked("a", timedelta(minutes=1)))
-    ledger.record_failure("a", DAY, "store down", NOW)
-    ledger.mark_done("a", DAY, RecordingStatus.ARCHIVED, NOW)
-    ledger.mark_done("a", DAY, RecordingStatus.ARCHIVED, NOW)
-    assert ledger.is_done("a")
-    assert (ledger.count_done(), ledger.count_pending(), ledger.failures()) == (1, 0, [])
-    assert ledger.status(NOW)["calls"]["archived"] == 1
+    ledger.retries.park(parked("a", timedelta(minutes=1)))
+    ledger.retries.record_failure("a", DAY, "store down", NOW)
+    ledger.calls.mark_done("a", DAY, RecordingStatus.ARCHIVED, NOW)
+    ledger.calls.mark_done("a", DAY, RecordingStatus.ARCHIVED, NOW)
+    assert ledger.calls.is_done("a")
+    assert (ledger.calls.count_done(), ledger.retries.count_pending(), ledger.retries.failures()) == (1, 0, [])
+    assert ledger.progress.status(NOW)["calls"]["archived"] == 1
 
 
 def test_parked_calls_come_back_when_due_soonest_first() -> None:
     """due() returns the calls whose next try has come, soonest first, with their record intact."""
     ledger = Ledger.in_memory()
-    ledger.park(parked("later", timedelta(minutes=5)))
-    ledger.park(parked("sooner", timedelta(minutes=1)))
-    ledger.park(parked("not yet", timedelta(hours=1)))
-    due = list(ledger.due(NOW + timedelta(minutes=10)))
+    ledger.retries.park(parked("later", timedelta(minutes=5)))
+    ledger.retries.park(parked("sooner", timedelta(minutes=1)))
+    ledger.retries.park(parked("not yet", timedelta(hours=1)))
+    due = list(ledger.retries.due(NOW + timedelta(minutes=10)))
     assert [c.call_id for c in due] == ["sooner", "later"]
     assert due[0] == parked("sooner", timedelta(minutes=1))
 
@@ -58,36 +58,36 @@ def test_parked_calls_come_back_when_due_soonest_first() -> None:
 def test_a_day_closes_only_when_nothing_of_it_waits_or_fails() -> None:
     """days_to_close names days before the given one with uncovered calls and none parked or failing."""
     ledger = Ledger.in_memory()
-    ledger.mark_done("a", DAY, RecordingStatus.NONE, NOW)
-    ledger.mark_done("b", DAY + timedelta(days=1), RecordingStatus.NONE, NOW)
-    ledger.park(parked("c", timedelta(minutes=1), day=DAY + timedelta(days=1)))
-    assert ledger.days_to_close(DAY) == []  # the day itself is not before DAY
-    assert ledger.days_to_close(DAY + timedelta(days=5)) == [DAY]  # the next day still waits for c
-    ledger.set_covered(DAY, 1)
-    assert ledger.days_to_close(DAY + timedelta(days=5)) == []
-    ledger.mark_done("late", DAY, RecordingStatus.NONE, NOW)  # a call after the day closed: an addendum
-    assert ledger.days_to_close(DAY + timedelta(days=5)) == [DAY]
+    ledger.calls.mark_done("a", DAY, RecordingStatus.NONE, NOW)
+    ledger.calls.mark_done("b", DAY + timedelta(days=1), RecordingStatus.NONE, NOW)
+    ledger.retries.park(parked("c", timedelta(minutes=1), day=DAY + timedelta(days=1)))
+    assert ledger.days.days_to_close(DAY) == []  # the day itself is not before DAY
+    assert ledger.days.days_to_close(DAY + timedelta(days=5)) == [DAY]  # the next day still waits for c
+    ledger.days.set_covered(DAY, 1)
+    assert ledger.days.days_to_close(DAY + timedelta(days=5)) == []
+    ledger.calls.mark_done("late", DAY, RecordingStatus.NONE, NOW)  # a call after the day closed: an addendum
+    assert ledger.days.days_to_close(DAY + timedelta(days=5)) == [DAY]
 
 
 def test_a_day_synced_from_the_bucket_counts_its_calls_done() -> None:
     """record_day_sync marks the bucket's calls done (status 'stored') and the day synced."""
     ledger = Ledger.in_memory()
-    assert not ledger.is_day_synced(DAY)
-    ledger.record_day_sync(DAY, ["a", "b"], NOW)
-    assert ledger.is_day_synced(DAY)
-    assert ledger.is_done("a")
-    assert ledger.status(NOW)["calls"]["stored"] == 2
+    assert not ledger.calls.is_day_synced(DAY)
+    ledger.calls.record_day_sync(DAY, ["a", "b"], NOW)
+    assert ledger.calls.is_day_synced(DAY)
+    assert ledger.calls.is_done("a")
+    assert ledger.progress.status(NOW)["calls"]["stored"] == 2
 
 
 def test_the_cursor_and_the_last_poll_are_kept() -> None:
     """The cursor round-trips in UTC; status shows the last poll and the last success."""
     ledger = Ledger.in_memory()
-    assert ledger.cursor() is None
-    ledger.set_cursor(NOW)
-    ledger.record_poll(NOW, ok=True, summary={"archived": 3})
-    ledger.record_poll(NOW + timedelta(minutes=1), ok=False, error="API down")
-    status = ledger.status(NOW + timedelta(minutes=2))
-    assert ledger.cursor() == NOW
+    assert ledger.progress.cursor() is None
+    ledger.progress.set_cursor(NOW)
+    ledger.progress.record_poll(NOW, ok=True, summary={"archived": 3})
+    ledger.progress.record_poll(NOW + timedelta(minutes=1), ok=False, error="API down")
+    status = ledger.progress.status(NOW + timedelta(minutes=2))
+    assert ledger.progress.cursor() == NOW
     assert status["cursor_lag_seconds"] == 120.0
     assert status["last_poll"]["error"] == "API down"
     assert status["last_success"] == NOW.isoformat()
@@ -104,8 +104,8 @@ def test_day_file_entries_survive_the_ledger_in_both_forms() -> None:
     """Entries round-trip with named fields, and rows an earlier version wrote (a list) still read."""
     ledger = Ledger.in_memory()
     entry = CallEntry("a", "f" * 64, start_local="2026-11-01T09:00:00+07:00", source="0986", recording_status="none")
-    ledger.mark_done("a", DAY, RecordingStatus.NONE, NOW, entry)
-    assert ledger.entries(DAY) == {"a": entry}
+    ledger.calls.mark_done("a", DAY, RecordingStatus.NONE, NOW, entry)
+    assert ledger.days.entries(DAY) == {"a": entry}
     old = json.dumps(
         {
             "call_id": "b",
