@@ -11,6 +11,7 @@ backfill names it and exits 1. Nothing is lost either way, as nothing was writte
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -59,20 +60,11 @@ class StoreOutage:
             if self._answered_at > failed_at:
                 return  # the store answered a probe after this step failed: go again
             log.warning("store.outage_waiting", store=self._store.description, error=str(cause))
-            wait = self._policy.wait_initial
-            while True:
-                try:
+            probing = dataclasses.replace(self._policy, attempts=None, timeout=max(deadline - time.monotonic(), 0.0))
+            async for attempt in probing.context():
+                with attempt:
                     await self._store.head(self._probe_key)
-                except StoreUnavailable:
-                    if time.monotonic() + wait >= deadline:
-                        raise
-                    await anyio.sleep(wait)
-                    wait = min(wait * 2, self._policy.wait_max)
-                    continue
-                self._answered_at = time.monotonic()
-                log.info(
-                    "store.answered_again",
-                    store=self._store.description,
-                    waited=round(self._answered_at - failed_at, 1),
-                )
-                return
+            self._answered_at = time.monotonic()
+            log.info(
+                "store.answered_again", store=self._store.description, waited=round(self._answered_at - failed_at, 1)
+            )
