@@ -5,7 +5,8 @@ One boto3 client per bucket, made in a worker thread at its first request (see
 
 - ``retries``: botocore's standard mode is the one retry loop around each S3 request (4
   attempts, for throttling, 5xx and dropped connections); an outage longer than that reaches
-  the archive, which parks the call and waits, never a second loop around the same request;
+  the archive, whose workers pause behind one probe of the store (``archive.outage``), never a
+  second loop around the same request;
 - ``s3.addressing_style``: ``storage.addressing_style``;
 - checksums ``when_required``: botocore 1.36 and later otherwise add a CRC32 trailer to every
   upload (``aws-chunked`` bodies with ``x-amz-trailer``), which Ceph RGW before 18, older MinIO,

@@ -87,11 +87,10 @@ _RETRY_CODES = frozenset(
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a listing: keys, folders (common prefixes), and where the next page starts."""
+    """One page of a listing: keys and folders (common prefixes)."""
 
     keys: list[str]
     folders: list[str]
-    next_token: str | None
 
 
 class S3Bucket:
@@ -222,7 +221,6 @@ class S3Bucket:
             yield Page(
                 keys=[item["Key"] for item in page.get("Contents", [])],
                 folders=[common["Prefix"] for common in page.get("CommonPrefixes", [])],
-                next_token=token,
             )
             if token is None:
                 return
