@@ -20,9 +20,13 @@ from archiver.core import dayfiles
 from archiver.errors import CallError, ObjectExists, TransientError
 from archiver.state.ledger import Ledger
 from archiver.store import Store, put_bytes
-from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, list_day
+from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, DayListing, list_day
 
 log = structlog.get_logger("archiver.archive")
+
+# Each round of a close writes a set or finds one another writer wrote; this many rounds means
+# the day's folder keeps changing under it, and the close is tried again on the next run.
+_MAX_SETS_PER_CLOSE = 50
 
 
 class DayCloser:
@@ -60,56 +64,126 @@ class DayCloser:
             self._ledger.days.set_covered(day, covered)
 
     async def write_day_files(self, day: date, known: dict[str, dayfiles.CallEntry] | None = None) -> int:
-        """Write the next set of day files covering every call not in an earlier manifest.
+        """Write the next sets of day files until every record of *day* is in a manifest.
 
         *known* holds entries of calls whose sidecar this archiver wrote (from the ledger), so
-        that only the others are read back from the store.
+        that only the others are read back from the store; a known record whose bytes differ
+        from what a manifest states for its name (a call archived again after it was lost) is
+        not covered by that manifest, and goes in the next set.
 
-        Returns how many calls the day's manifests cover now. Create-only: a file that exists
-        (left by an interrupted run) is kept, and the manifest, written last, is the set's marker.
+        Other writers may close the same day at the same moment (``--processes``, overlapping
+        backfills, a lease handover). The set a number names is whatever its first file, the
+        CSV, lists: a writer that finds it stored by another completes that set, then lists
+        again and numbers its own calls after it. So every record ends in exactly one manifest.
+
+        Returns how many calls the day's manifests cover, as the last listing shows. Create-only:
+        a file that exists is kept, and the manifest, written last, is the set's marker.
         """
-        listing = await list_day(self._store, self._prefix, day)
-        covered: set[str] = set()
-        digests: dict[str, str] = {}  # manifest key -> SHA-256 of its bytes, for the seal
-        for key in listing.manifests.values():
+        written: set[str] = set()
+        for _ in range(_MAX_SETS_PER_CLOSE):
+            listing = await list_day(self._store, self._prefix, day)
+            stated, digests = await self._manifests(listing)
+            pending = await self._pending(listing, stated, known or {})
+            if not pending:
+                await self._seal(digests, fresh=written)  # seals an interrupted run did not write, too
+                return len(listing.sidecars)
+            number = max(listing.manifests, default=0) + 1
+            manifest_key = await self._write_set(day, listing, number, pending)
+            if manifest_key is not None:
+                written.add(manifest_key)
+        raise TransientError(f"the day files of {day.isoformat()} kept changing while they were written")
+
+    async def _manifests(self, listing: DayListing) -> tuple[dict[str, str], dict[str, str]]:
+        """What the day's manifests state (file name -> SHA-256, the latest set's word for a name
+        listed twice) and the SHA-256 of each manifest's own bytes, for the seal."""
+        stated: dict[str, str] = {}
+        digests: dict[str, str] = {}
+        for key in listing.manifests.values():  # in set order
             raw = await self._store.read(key, MANIFEST_LIMIT)
             digests[key] = hashlib.sha256(raw).hexdigest()
-            covered |= set(dayfiles.parse_manifest(raw.decode()))
-        entries = []
-        for call_id, _, key in listing.sidecar_keys():  # every record: a revision gets an addendum too
+            try:
+                stated.update(dayfiles.parse_manifest(raw.decode()))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise CallError(f"{key} does not parse ({exc}); run archiver verify") from None
+        return stated, digests
+
+    async def _pending(
+        self, listing: DayListing, stated: dict[str, str], known: dict[str, dayfiles.CallEntry]
+    ) -> dict[str, dayfiles.CallEntry]:
+        """The records no manifest covers yet, by file name (every record: a revision gets an
+        addendum too)."""
+        pending: dict[str, dayfiles.CallEntry] = {}
+        for call_id, _, key in listing.sidecar_keys():
             name = key[len(listing.folder) :]
-            if name in covered:
+            entry = known.get(call_id)
+            if entry is not None and entry.sidecar_name != name:
+                entry = None
+            if name in stated and (entry is None or entry.sidecar_sha256 == stated[name]):
                 continue
-            entry = (known or {}).get(call_id)
-            if entry is None or entry.sidecar_name != name:
-                entry = dayfiles.CallEntry.from_sidecar(call_id, await self._store.read(key, SIDECAR_LIMIT))
-            entries.append(entry)
-        if not entries:
-            await self._seal(digests)  # a seal an interrupted run did not write
-            return len(listing.sidecars)
-        number = max(listing.manifests, default=0) + 1
-        manifest_name, csv_name, page_name = dayfiles.file_names(number)
-        written = set()
-        for name, data, kind in (
-            (csv_name, dayfiles.calls_csv(entries), "text/csv; charset=utf-8"),
+            pending[name] = entry or await self._entry(call_id, key)
+        return pending
+
+    async def _entry(self, call_id: str, key: str) -> dayfiles.CallEntry:
+        return dayfiles.CallEntry.from_sidecar(call_id, await self._store.read(key, SIDECAR_LIMIT))
+
+    async def _write_set(
+        self, day: date, listing: DayListing, number: int, pending: dict[str, dayfiles.CallEntry]
+    ) -> str | None:
+        """Write set *number*: its CSV, page and manifest. Returns the manifest's key when this
+        writer stored it, None when another had (or it was left by an interrupted run)."""
+        csv_name, page_name, manifest_name = _names(number)
+        entries = list(pending.values())
+        data = dayfiles.calls_csv(entries)
+        csv_key = listing.folder + csv_name
+        try:
+            await put_bytes(self._store, csv_key, data, "text/csv; charset=utf-8")
+        except ObjectExists:
+            stored = await self._store.read(csv_key, MANIFEST_LIMIT)
+            if stored != data:  # another writer's set, or an interrupted run's: it is what N names
+                entries = await self._adopt(listing, csv_key, stored, pending)
+                log.info("day_file.set_taken", key=csv_key, calls=len(entries))
+        mine = None
+        for name, body, kind in (
             (page_name, dayfiles.index_html(day, entries, number=number), "text/html; charset=utf-8"),
             (manifest_name, dayfiles.manifest(entries), "text/plain; charset=utf-8"),
         ):
             key = listing.folder + name
             try:
-                await put_bytes(self._store, key, data, kind)
-                written.add(key)
+                await put_bytes(self._store, key, body, kind)
+                mine = key if name == manifest_name else mine
             except ObjectExists:
-                log.warning("day_file.already_stored", key=key)
-                if name == manifest_name:  # seal what an interrupted run left, not what we meant to write
-                    data = await self._store.read(key, MANIFEST_LIMIT)
-            if name == manifest_name:
-                digests[key] = hashlib.sha256(data).hexdigest()
-        log.info("day.closed", day=day.isoformat(), set=number, calls=len(entries))
-        await self._seal(digests, fresh=written)
-        return len(listing.sidecars)
+                log.info("day_file.already_stored", key=key)
+        if mine is not None:
+            log.info("day.closed", day=day.isoformat(), set=number, calls=len(entries))
+        return mine
+
+    async def _adopt(
+        self, listing: DayListing, csv_key: str, stored: bytes, pending: dict[str, dayfiles.CallEntry]
+    ) -> list[dayfiles.CallEntry]:
+        """The entries of the set a stored CSV lists, built from the records it names."""
+        try:
+            rows = [dayfiles.CallEntry.from_csv_row(row) for row in dayfiles.parse_calls_csv(stored)]
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CallError(f"{csv_key} does not parse ({exc}); run archiver verify") from None
+        records = {key for _, _, key in listing.sidecar_keys()}
+        entries = []
+        for row in rows:
+            name = row.sidecar_name
+            if name in pending:
+                entries.append(pending[name])
+            elif listing.folder + name in records:
+                entries.append(await self._entry(row.call_id, listing.folder + name))
+            else:
+                raise CallError(f"{csv_key} lists {name}, which is not a record of the day; run archiver verify")
+        return entries
 
     async def _seal(self, digests: dict[str, str], *, fresh: Collection[str] = ()) -> None:
         """Seal the day's manifests; one this run has just written needs only the chain's head."""
         if self._sealer is not None and digests:
             await self._sealer.seal(digests, fresh=fresh)
+
+
+def _names(number: int) -> tuple[str, str, str]:
+    """Set *number*'s files in the order they are written: CSV, page, manifest (the marker)."""
+    manifest_name, csv_name, page_name = dayfiles.file_names(number)
+    return csv_name, page_name, manifest_name

@@ -12,13 +12,14 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import anyio
 import structlog
 
 from archiver.core import dayfiles, keys, seal
+from archiver.core.clock import Clock, SystemClock
 from archiver.core.sidecar import SCHEMA
 from archiver.errors import CallError
 from archiver.store import Store
@@ -26,6 +27,10 @@ from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, DayListing, da
 from archiver.store.seals import ChainReader
 
 log = structlog.get_logger("archiver.audit.verify")
+
+# A record of a day that has day files goes in the day's next manifest on the archiver's next
+# poll or backfill; one stored longer ago than this and in no manifest was missed by them.
+MANIFEST_GRACE = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -69,10 +74,20 @@ class VerifyReport:
 
 
 class Verifier:
-    """Checks the archive in *store* under *prefix*. *rng* picks the ``--sample``."""
+    """Checks the archive in *store* under *prefix*. *rng* picks the ``--sample``; *clock* says how
+    long ago a record was stored."""
 
-    def __init__(self, store: Store, prefix: str, *, concurrency: int = 8, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        prefix: str,
+        *,
+        concurrency: int = 8,
+        rng: random.Random | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self._store = store
+        self._clock = clock or SystemClock()
         self._prefix = prefix
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._rng = rng or random.Random()
@@ -280,7 +295,44 @@ class Verifier:
                         Problem(listing.folder + name, f"manifest {number} gives another SHA-256", name.split(".")[0])
                     )
         if listing.sets:
-            report.unmanifested += len(set(expected) - covered)
+            self._report_unmanifested(listing, docs, set(expected) - covered, report)
+
+    def _report_unmanifested(
+        self,
+        listing: DayListing,
+        docs: dict[str, tuple[str, dict[str, Any]]],
+        names: set[str],
+        report: VerifyReport,
+    ) -> None:
+        """Files of a day with day files that no manifest covers: a record stored within
+        MANIFEST_GRACE waits for the next addendum; an older one was missed, and is a problem."""
+        stale = self._clock.now() - MANIFEST_GRACE
+        missed = set()
+        for name in sorted(names & docs.keys()):
+            doc = docs[name][1]
+            stored = _time(doc.get("archived_at"))
+            if stored is not None and stored < stale:
+                rec = dayfiles.mapping(doc.get("recording"))
+                missed |= {name, str(rec.get("key", "")).rsplit("/", 1)[-1]}
+                report.problems.append(
+                    Problem(
+                        listing.folder + name,
+                        f"in no manifest, though its day has day files and it was stored on {doc['archived_at']}: "
+                        f"`archiver backfill --since {listing.day.isoformat()} "
+                        f"--until {(listing.day + timedelta(days=1)).isoformat()}` writes the addendum",
+                        name.split(".")[0],
+                    )
+                )
+        report.unmanifested += len(names - missed)
+
+
+def _time(value: Any) -> datetime | None:
+    """A record's timestamp, or None when it is not one."""
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def _check_sealed(key: str, number: int, digest: str, seals: list[tuple[int, str]], report: VerifyReport) -> None:

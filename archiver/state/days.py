@@ -28,7 +28,8 @@ class DayFiles(Part):
         return {r[0]: CallEntry.from_json(r[1]) for r in rows}
 
     def set_covered(self, day: date, covered: int) -> None:
-        """Record that *day*'s manifests cover its calls (at least all known done); drop its rows."""
+        """Record that *day*'s manifests cover *covered* of its calls, as the bucket showed them
+        when the day files were written (not what this ledger hoped they would); drop its rows."""
         with self._transaction():
-            self._db.execute("UPDATE days SET covered = max(?, done) WHERE day = ?", (covered, day.isoformat()))
+            self._db.execute("UPDATE days SET covered = ? WHERE day = ?", (covered, day.isoformat()))
             self._db.execute("DELETE FROM entries WHERE day=?", (day.isoformat(),))
