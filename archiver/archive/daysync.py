@@ -1,8 +1,10 @@
-"""Teaching the ledger what the bucket already holds, a day at a time.
+"""Teaching the ledger what the bucket holds, a day at a time, once per run.
 
-The bucket is the truth: before the calls of a day the ledger has not seen are considered,
-the day's sidecars are listed and recorded done. A lost ledger so costs one listing per day,
-never a duplicate.
+The bucket is the truth and the ledger only makes restarts cheap: before the calls of a day are
+considered, the day's sidecars are listed. A call the bucket holds is done (a lost ledger costs
+one listing per day, never a duplicate); a call the ledger had done whose sidecar is gone is
+forgotten, so that the run archives it again (a repair). On a versioned bucket, what was
+deleted is first put back from the version it had: the same bytes, already sealed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from functools import partial
 import structlog
 
 from archiver.archive.outage import StoreOutage
+from archiver.core import keys
 from archiver.core.clock import Clock
 from archiver.state.ledger import Ledger
 from archiver.store import Store
@@ -23,7 +26,7 @@ log = structlog.get_logger("archiver.archive")
 
 
 class DaySync:
-    """Syncs each day from the store into the ledger, once."""
+    """Syncs each day from the store into the ledger, once per run (per instance)."""
 
     def __init__(self, store: Store, ledger: Ledger, *, prefix: str, clock: Clock, outage: StoreOutage) -> None:
         self._store = store
@@ -31,13 +34,45 @@ class DaySync:
         self._prefix = prefix
         self._clock = clock
         self._outage = outage
+        self._synced: set[date] = set()
 
     async def sync(self, days: Iterable[date]) -> None:
-        """Record the sidecars of each of *days* not synced yet. Raises StoreUnavailable past the
-        outage's patience."""
+        """Match the ledger to the bucket for each of *days* not synced by this run yet. Raises
+        StoreUnavailable past the outage's patience."""
         for day in days:
-            if self._ledger.calls.is_day_synced(day):
+            if day in self._synced:
                 continue
+            listed_at = self._clock.now()
+            await self._outage.run(partial(self._put_back, day))
             found = await self._outage.run(partial(stored_call_ids, self._store, self._prefix, day))
-            self._ledger.calls.record_day_sync(day, found, self._clock.now())
-            log.debug("day.synced", day=day.isoformat(), sidecars=len(found))
+            gone = self._ledger.calls.match_bucket(day, found, listed_at)
+            if gone:
+                log.warning(
+                    "day.calls_lost",
+                    day=day.isoformat(),
+                    calls=len(gone),
+                    call_ids=gone[:20],
+                    hint="their records are not in the bucket any more: archived again while the PBX serves them",
+                )
+            self._synced.add(day)
+            log.debug("day.synced", day=day.isoformat(), sidecars=len(found), forgotten=len(gone))
+
+    async def _put_back(self, day: date) -> None:
+        """On a versioned bucket, make every deleted object of *day* current again from the version
+        the delete marker hides: the bytes it was archived and sealed with."""
+        versions = self._store.versions
+        if versions is None:
+            return
+        async for history in versions.histories(keys.day_prefix(self._prefix, day)):
+            kept = history.deleted
+            if kept is None:
+                continue
+            await versions.put_back(history.key, kept)
+            parsed = keys.parse_call_key(history.key)
+            log.warning(
+                "object.put_back",
+                key=history.key,
+                call_id=parsed.call_id if parsed else None,
+                deleted_at=history.versions[-1].at.isoformat(),
+                version_id=kept.version_id,
+            )

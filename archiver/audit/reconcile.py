@@ -5,6 +5,7 @@ Reads the API and the bucket; writes nothing.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -34,6 +35,19 @@ class ReconcileReport:
     @property
     def consistent(self) -> bool:
         return not self.not_archived and not self.not_listed
+
+    def fill_command(self, config: str, source: str | None = None) -> str | None:
+        """The backfill that archives every call the PBX lists and the archive lacks (while the
+        PBX still serves it), over just the days they are in; None when none is lacking."""
+        if not self.not_archived:
+            return None
+        first = date.fromisoformat(self.not_archived[0][0])
+        last = max(date.fromisoformat(day) for day, _ in self.not_archived)
+        only = f" --source {shlex.quote(source)}" if source else ""
+        return (
+            f"archiver backfill -c {shlex.quote(config)}{only} --since {first.isoformat()} "
+            f"--until {(last + timedelta(days=1)).isoformat()}"
+        )
 
 
 async def reconcile(

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import structlog
 
+from archiver.audit.history import describe
 from archiver.core import dayfiles, keys, seal
 from archiver.core.clock import Clock, SystemClock
 from archiver.core.sidecar import SCHEMA
@@ -56,6 +57,7 @@ class VerifyReport:
     seals: int = 0
     seal_head: seal.Link | None = None  # the chain's last seal: what an operator records elsewhere
     problems: list[Problem] = field(default_factory=list)
+    history: list[Problem] = field(default_factory=list)  # what happened and was made good: no problem
 
     def as_dict(self) -> dict[str, Any]:
         head = self.seal_head
@@ -70,6 +72,7 @@ class VerifyReport:
             "bytes_rehashed": self.bytes_rehashed,
             "not_yet_in_a_manifest": self.unmanifested,
             "problems": [{"call_id": p.call_id, "key": p.key, "problem": p.what} for p in self.problems],
+            "history": [{"call_id": p.call_id, "key": p.key, "what": p.what} for p in self.history],
         }
 
 
@@ -183,9 +186,12 @@ class Verifier:
         for key in listing.strays:
             report.problems.append(Problem(key, "an object that is neither a call's nor a day file"))
         if self._store.versions is not None:
-            async for key, what in self._store.versions.replaced_keys(listing.folder):
-                parsed = keys.parse_call_key(key)
-                report.problems.append(Problem(key, what, parsed.call_id if parsed else None))
+            async for history in self._store.versions.histories(listing.folder):
+                what, problem = await describe(self._store.versions, history)
+                parsed = keys.parse_call_key(history.key)
+                (report.problems if problem else report.history).append(
+                    Problem(history.key, what, parsed.call_id if parsed else None)
+                )
         await self._verify_manifests(listing, docs, report, sealed)
 
     async def _check_record(
@@ -272,6 +278,7 @@ class Verifier:
             if isinstance(rec, dict) and rec.get("status") == "archived":
                 expected[str(rec["key"]).rsplit("/", 1)[-1]] = str(rec.get("sha256"))
         covered: set[str] = set()
+        stated: dict[str, list[tuple[int, str]]] = {}  # file name -> (set number, SHA-256) of each manifest
         for number, key in listing.manifests.items():  # a set without one: the next run writes it
             raw = await self._store.read(key, MANIFEST_LIMIT)
             digest = hashlib.sha256(raw).hexdigest()
@@ -286,16 +293,56 @@ class Verifier:
                 continue
             for name, digest in entries.items():
                 covered.add(name)
-                if name not in expected:
-                    report.problems.append(
-                        Problem(listing.folder + name, f"manifest {number} lists a file that is not in the archive")
-                    )
-                elif expected[name] != digest:
-                    report.problems.append(
-                        Problem(listing.folder + name, f"manifest {number} gives another SHA-256", name.split(".")[0])
-                    )
+                stated.setdefault(name, []).append((number, digest))
+        for name, statements in sorted(stated.items()):
+            self._check_statements(listing, name, statements, expected.get(name), docs, report)
         if listing.sets:
             self._report_unmanifested(listing, docs, set(expected) - covered, report)
+
+    def _check_statements(
+        self,
+        listing: DayListing,
+        name: str,
+        statements: list[tuple[int, str]],
+        current: str | None,
+        docs: dict[str, tuple[str, dict[str, Any]]],
+        report: VerifyReport,
+    ) -> None:
+        """The manifests' word on one file: the last must give the SHA-256 it has now. An earlier
+        one may differ only for a record archived again after it was lost from the archive (its
+        addendum names the new record); a recording archived again must have the sealed bytes."""
+        call_id = name.split(".", maxsplit=1)[0]
+        if current is None:
+            for number, _ in statements:
+                report.problems.append(
+                    Problem(listing.folder + name, f"manifest {number} lists a file that is not in the archive")
+                )
+            return
+        number, latest = statements[-1]
+        if latest != current:
+            report.problems.append(Problem(listing.folder + name, f"manifest {number} gives another SHA-256", call_id))
+            return
+        replaced = [n for n, digest in statements[:-1] if digest != current]
+        if not replaced:
+            return
+        if name not in docs:  # a recording: what was archived again must be what was sealed
+            report.problems.append(
+                Problem(
+                    listing.folder + name,
+                    f"archived again with other bytes than manifest {replaced[0]} sealed for it",
+                    call_id,
+                )
+            )
+            return
+        stored = docs[name][1].get("archived_at")
+        report.history.append(
+            Problem(
+                listing.folder + name,
+                f"lost from the archive and archived again from the PBX on {stored}: manifest {number} seals the "
+                f"new record, manifest {replaced[0]} the one it replaced",
+                call_id,
+            )
+        )
 
     def _report_unmanifested(
         self,

@@ -118,9 +118,15 @@ def reconcile(args: argparse.Namespace) -> int:
         reports.append(report)
         if not args.json:
             print_title(configs, config)
-            print_reconcile(report, since, until, sys.stdout)
+            print_reconcile(report, since, until, sys.stdout, fill=report.fill_command(str(args.config), args.source))
     if args.json:
-        emit_json(configs, [dataclasses.asdict(r) | {"consistent": r.consistent} for r in reports])
+        emit_json(
+            configs,
+            [
+                dataclasses.asdict(r) | {"consistent": r.consistent, "fill_command": r.fill_command(str(args.config))}
+                for r in reports
+            ],
+        )
     return EXIT_OK if all(r.consistent for r in reports) else EXIT_FAILED
 
 

@@ -105,6 +105,8 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
 
 def print_verify(report: VerifyReport, out: TextIO) -> None:
     """The human form of ``archiver verify``: one line per problem, then the totals."""
+    for event in report.history:
+        print(f"HISTORY  {event}", file=out)
     for problem in report.problems:
         print(f"PROBLEM  {problem}", file=out)
     print(
@@ -125,7 +127,9 @@ def print_verify(report: VerifyReport, out: TextIO) -> None:
         )
 
 
-def print_reconcile(report: ReconcileReport, since: datetime, until: datetime, out: TextIO) -> None:
+def print_reconcile(
+    report: ReconcileReport, since: datetime, until: datetime, out: TextIO, *, fill: str | None = None
+) -> None:
     """The human form of ``archiver reconcile``."""
     for day, call_id in report.not_archived:
         print(f"NOT ARCHIVED  call {call_id} ({day}): the PBX lists it, the archive lacks it", file=out)
@@ -140,3 +144,5 @@ def print_reconcile(report: ReconcileReport, since: datetime, until: datetime, o
         f"{len(report.not_listed)} no longer listed",
         file=out,
     )
+    if fill:
+        print(f"to archive what is not archived, while the PBX still serves it: {fill}", file=out)

@@ -50,15 +50,34 @@ class DoneCalls(Part):
                 (day.isoformat(), added),
             )
 
-    def is_day_synced(self, day: date) -> bool:
-        return self._db.execute("SELECT 1 FROM synced_days WHERE day=?", (day.isoformat(),)).fetchone() is not None
+    def match_bucket(self, day: date, call_ids: Iterable[str], listed_at: datetime) -> list[str]:
+        """Make the ledger's done calls of *day* what the bucket holds: every call in *call_ids*
+        (sidecars found in the bucket) is done; a call recorded done before *listed_at* whose
+        sidecar is not there any more is forgotten, so that the next run archives it again.
 
-    def record_day_sync(self, day: date, call_ids: Iterable[str], now: datetime) -> None:
-        """Mark every call in *call_ids* (sidecars found in the bucket) done, and the day synced."""
+        Returns the forgotten calls. The day counts them neither done nor covered, so that its
+        day files are written again (an addendum names the call's new record).
+        """
+        present = set(call_ids)
         with self._transaction():
             cursor = self._db.executemany(
                 "INSERT OR IGNORE INTO calls VALUES (?, ?, 'stored', ?)",
-                ((cid, day.isoformat(), now.timestamp()) for cid in call_ids),
+                ((cid, day.isoformat(), listed_at.timestamp()) for cid in present),
             )
             self._count_done(day, cursor.rowcount)
-            self._db.execute("INSERT OR REPLACE INTO synced_days VALUES (?, ?)", (day.isoformat(), now.timestamp()))
+            rows = self._db.execute(
+                "SELECT call_id FROM calls WHERE day=? AND done_at<?", (day.isoformat(), listed_at.timestamp())
+            ).fetchall()
+            gone = sorted(r[0] for r in rows if r[0] not in present)
+            for call_id in gone:
+                self._db.execute("DELETE FROM calls WHERE call_id=?", (call_id,))
+                self._db.execute("DELETE FROM entries WHERE call_id=?", (call_id,))
+            if gone:
+                self._db.execute(
+                    "UPDATE days SET done = max(done - ?, 0), covered = min(covered, max(done - ?, 0)) WHERE day=?",
+                    (len(gone), len(gone), day.isoformat()),
+                )
+            self._db.execute(
+                "INSERT OR REPLACE INTO synced_days VALUES (?, ?)", (day.isoformat(), listed_at.timestamp())
+            )
+        return gone

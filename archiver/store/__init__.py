@@ -19,6 +19,7 @@ import hashlib
 import io
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Protocol
 
 
@@ -31,11 +32,51 @@ class ObjectInfo:
     sha256: bytes | None  # None when the store keeps no checksum for it
 
 
-class VersionAudit(Protocol):
-    """A store that keeps every version of an object can say which keys were written twice."""
+@dataclass(frozen=True)
+class Version:
+    """One version of a key on a versioned store; a delete marker has no ETag."""
 
-    def replaced_keys(self, prefix: str) -> AsyncIterator[tuple[str, str]]:
-        """Keys under *prefix* that were overwritten or deleted after they were written: (key, what)."""
+    version_id: str
+    at: datetime
+    etag: str | None
+    size: int
+    latest: bool = False  # the key's current version (or delete marker)
+
+    @property
+    def deleted(self) -> bool:
+        return self.etag is None
+
+
+@dataclass(frozen=True)
+class KeyHistory:
+    """A key written more than once, or deleted: its versions, oldest first."""
+
+    key: str
+    versions: tuple[Version, ...]
+
+    @property
+    def deleted(self) -> Version | None:
+        """The version a delete marker hides, when the key's current version is a delete marker."""
+        if not self.versions[-1].deleted:
+            return None
+        kept = [v for v in self.versions if not v.deleted]
+        return kept[-1] if kept else None
+
+
+class VersionAudit(Protocol):
+    """A store that keeps every version of an object: the history of keys written more than
+    once, and putting back a deleted one."""
+
+    def histories(self, prefix: str) -> AsyncIterator[KeyHistory]:
+        """Keys under *prefix* with more than one version or a delete marker."""
+        ...
+
+    async def put_back(self, key: str, version: Version) -> None:
+        """Make the deleted *key*'s *version* current again (a copy; the history keeps the deletion)."""
+        ...
+
+    async def same_bytes(self, key: str, a: Version, b: Version) -> bool:
+        """Whether two versions of *key* hold the same bytes."""
         ...
 
 

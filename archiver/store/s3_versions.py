@@ -1,15 +1,23 @@
-"""Version auditing on a versioned S3 bucket: which archive keys were written more than once.
+"""Version history on a versioned S3 bucket: which archive keys were written more than once,
+deleted, or put back, and putting a deleted key back from the version it had.
 
-The archive's create-only writes leave exactly one version per key; a second version or a
-delete marker means someone else wrote there. ``verify`` reports each.
+The archive's create-only writes leave exactly one version per key. A second version or a
+delete marker means something happened to the key after it was archived: ``verify`` reports
+each (:mod:`archiver.audit.history`), and the archiver puts back what was deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from archiver.errors import ObjectExists
+from archiver.store import KeyHistory, Version
 from archiver.store.s3_bucket import S3Bucket
+
+_CHUNK = 1 << 20
 
 
 class S3VersionAudit:
@@ -18,20 +26,71 @@ class S3VersionAudit:
     def __init__(self, bucket: S3Bucket) -> None:
         self._bucket = bucket
 
-    async def replaced_keys(self, prefix: str) -> AsyncIterator[tuple[str, str]]:
-        """Keys under *prefix* that were overwritten or deleted since written: (key, what)."""
+    async def histories(self, prefix: str) -> AsyncIterator[KeyHistory]:
+        """Every key under *prefix* with more than one version or a delete marker, its versions
+        oldest first. A key's versions may span pages: each is yielded once it is whole."""
         marker: dict[str, Any] = {}
+        pending: dict[str, list[Version]] = {}
         while True:
             args: dict[str, Any] = {"Bucket": self._bucket.name, "Prefix": prefix, **marker}
             page = await self._bucket.call(lambda a=args: self._bucket.client.list_object_versions(**a))  # type: ignore[misc]
-            counts: dict[str, int] = {}
-            for version in page.get("Versions", []):
-                counts[version["Key"]] = counts.get(version["Key"], 0) + 1
-            for key, count in sorted(counts.items()):
-                if count > 1:
-                    yield key, f"{count} versions: it was overwritten after it was archived"
-            for deleted in page.get("DeleteMarkers", []):
-                yield deleted["Key"], "a delete marker: it was deleted after it was archived"
-            if not page.get("IsTruncated"):
+            for item in page.get("Versions", []):
+                pending.setdefault(item["Key"], []).append(
+                    Version(
+                        item["VersionId"],
+                        item["LastModified"],
+                        str(item.get("ETag", "")).strip('"'),
+                        item["Size"],
+                        bool(item.get("IsLatest")),
+                    )
+                )
+            for marker_item in page.get("DeleteMarkers", []):
+                pending.setdefault(marker_item["Key"], []).append(
+                    Version(
+                        marker_item["VersionId"],
+                        marker_item["LastModified"],
+                        None,
+                        0,
+                        bool(marker_item.get("IsLatest")),
+                    )
+                )
+            done = not page.get("IsTruncated")
+            last = None if done else page.get("NextKeyMarker")
+            for key in sorted(pending):
+                if key == last:
+                    continue  # more of its versions may come on the next page
+                # Oldest first; LastModified has whole seconds on some stores, so the current one is last.
+                versions = sorted(pending.pop(key), key=lambda v: (v.latest, v.at))
+                if len(versions) > 1:
+                    yield KeyHistory(key, tuple(versions))
+            if done:
                 return
             marker = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page.get("NextVersionIdMarker", "")}
+
+    async def put_back(self, key: str, version: Version) -> None:
+        """Make *version* of *key* (deleted: its current version is a delete marker) current again,
+        by copying it: the delete marker stays in the history. Create-only."""
+        source = {"Bucket": self._bucket.name, "Key": key, "VersionId": version.version_id}
+        args: dict[str, Any] = {"Bucket": self._bucket.name, "Key": key, "CopySource": source, "IfNoneMatch": "*"}
+        with contextlib.suppress(ObjectExists):  # put back already, by another run
+            await self._bucket.call(lambda: self._bucket.client.copy_object(**args), key)
+
+    async def same_bytes(self, key: str, a: Version, b: Version) -> bool:
+        """Whether two versions of *key* hold the same bytes: by ETag, or read and hashed when
+        the ETags cannot say (a multipart upload's against its copy's)."""
+        if a.etag is None or b.etag is None or a.size != b.size:
+            return False
+        if a.etag == b.etag:
+            return True
+        return await self._sha256(key, a) == await self._sha256(key, b)
+
+    async def _sha256(self, key: str, version: Version) -> bytes:
+        def read() -> bytes:
+            body = self._bucket.client.get_object(Bucket=self._bucket.name, Key=key, VersionId=version.version_id)
+            digest = hashlib.sha256()
+            with body["Body"] as stream:
+                while chunk := stream.read(_CHUNK):
+                    digest.update(chunk)
+            return digest.digest()
+
+        return await self._bucket.call(read, key)

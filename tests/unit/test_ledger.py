@@ -70,13 +70,27 @@ def test_a_day_closes_only_when_nothing_of_it_waits_or_fails() -> None:
 
 
 def test_a_day_synced_from_the_bucket_counts_its_calls_done() -> None:
-    """record_day_sync marks the bucket's calls done (status 'stored') and the day synced."""
+    """match_bucket marks the bucket's calls done (status 'stored')."""
     ledger = Ledger.in_memory()
-    assert not ledger.calls.is_day_synced(DAY)
-    ledger.calls.record_day_sync(DAY, ["a", "b"], NOW)
-    assert ledger.calls.is_day_synced(DAY)
+    assert ledger.calls.match_bucket(DAY, ["a", "b"], NOW) == []
     assert ledger.calls.is_done("a")
     assert ledger.progress.status(NOW)["calls"]["stored"] == 2
+
+
+def test_a_call_the_bucket_lost_is_forgotten_and_its_day_closed_again() -> None:
+    """The bucket is the truth: a call done in the ledger whose sidecar is gone is archived again,
+    and its day's files are written again; a call done after the listing began is kept."""
+    ledger = Ledger.in_memory()
+    for call_id in ("a", "b", "c"):
+        ledger.calls.mark_done(call_id, DAY, RecordingStatus.NONE, NOW)
+    ledger.days.set_covered(DAY, 3)
+    assert ledger.days.days_to_close(DAY + timedelta(days=5)) == []
+    ledger.calls.mark_done("d", DAY, RecordingStatus.NONE, NOW + timedelta(minutes=2))  # during the listing
+    assert ledger.calls.match_bucket(DAY, ["a", "c"], NOW + timedelta(minutes=1)) == ["b"]
+    assert not ledger.calls.is_done("b")
+    assert ledger.calls.is_done("d")
+    ledger.calls.mark_done("b", DAY, RecordingStatus.NONE, NOW + timedelta(minutes=3))  # archived again
+    assert ledger.days.days_to_close(DAY + timedelta(days=5)) == [DAY]
 
 
 def test_the_cursor_and_the_last_poll_are_kept() -> None:
