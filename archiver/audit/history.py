@@ -29,7 +29,7 @@ async def describe(audit: VersionAudit, history: KeyHistory) -> tuple[str, bool]
         if version.deleted:
             events.append(f"deleted on {_when(version.at)}")
         elif not before.deleted:
-            return f"{len(versions)} versions: it was overwritten on {_when(version.at)} after it was archived", True
+            return f"{len(versions)} versions: it was overwritten after it was archived (on {_when(version.at)})", True
         elif await audit.same_bytes(history.key, first, version):
             events.append(f"put back on {_when(version.at)}")
         else:

@@ -107,7 +107,7 @@ async def test_verify_names_the_call_whose_recording_was_replaced(
         f"call {call.uuid}: the recording's SHA-256 differs from the sidecar's: its bytes changed ({key})"
         in result.stdout
     )
-    assert f"call {call.uuid}: 2 versions: it was overwritten after it was archived ({key})" in result.stdout
+    assert f"call {call.uuid}: 2 versions: it was overwritten after it was archived (on " in result.stdout
 
 
 async def test_verify_names_the_call_whose_sidecar_was_deleted(sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
