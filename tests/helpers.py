@@ -707,7 +707,7 @@ def read_target(
 class Browse:
     """``archiver browse -c CONFIG`` in a subprocess, on a port it picks; JSON log lines to *log*."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, listen: str = "127.0.0.1:0") -> None:
         self._log = log.open("w")
         self.process = subprocess.Popen(
             [
@@ -720,7 +720,7 @@ class Browse:
                 "-c",
                 str(config),
                 "--listen",
-                "127.0.0.1:0",
+                listen,
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
 import sys
 
@@ -14,6 +15,7 @@ from archiver.compose.stores import make_store
 from archiver.errors import EXIT_OK, ConfigError
 from archiver.service.asgi import bind, serve, url_of
 from archiver.service.browse import Browser
+from archiver.service.login import Login
 
 
 def browse(args: argparse.Namespace) -> int:
@@ -25,8 +27,20 @@ def browse(args: argparse.Namespace) -> int:
             [f"At '--listen': must be host:port, like 127.0.0.1:8080 (got {args.listen!r})"], source="the command line"
         )
 
+    if not _loopback(host) and not config.browse.login:
+        raise ConfigError(
+            [
+                f"At '--listen': {args.listen} is reachable from other machines, and recordings are personal data: "
+                "set browse.users_file (an htpasswd file of bcrypt entries, htpasswd -B) or browse.trusted_proxy "
+                "(an authenticating reverse proxy), or listen on 127.0.0.1"
+            ],
+            source="the command line",
+        )
+    login = Login.from_config(config.browse)
+
     def ready(url: str) -> None:
-        print(f"archive browser on {url}  (read-only; Ctrl-C stops)", flush=True)
+        who = "sign-in: users_file" if config.browse.users_file else "sign-in: trusted proxy" if login else "no sign-in"
+        print(f"archive browser on {url}  (read-only; {who}; Ctrl-C stops)", flush=True)
 
     async def go() -> None:
         store = make_store(config)
@@ -37,6 +51,7 @@ def browse(args: argparse.Namespace) -> int:
                 config.source.tz,
                 country_code=config.source.country_code,
                 concurrency=config.download.concurrency,
+                login=login,
             )
             try:
                 sock = bind(host, int(port_text))
@@ -62,3 +77,12 @@ async def _stop_on_signal(scope: anyio.CancelScope) -> None:
         async for _ in signals:
             scope.cancel()
             return
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

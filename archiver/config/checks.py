@@ -4,6 +4,7 @@ the key is a secret, what was written."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -126,3 +127,25 @@ def lease_ttl(value: timedelta) -> timedelta:
     if value < timedelta(seconds=3):
         raise ValueError("must be at least 3s")
     return value
+
+
+_HEADER_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+def header_name(value: str) -> str:
+    if not _HEADER_RE.match(value):
+        raise ValueError(f"{value!r} is not an HTTP header name (letters, digits and dashes)")
+    return value
+
+
+def networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Addresses or networks (``127.0.0.1``, ``10.0.0.0/8``, ``::1``), normalised."""
+    if not value:
+        raise ValueError("must list at least one address: the proxy's")
+    out = []
+    for text in value:
+        try:
+            out.append(str(ipaddress.ip_network(text.strip(), strict=False)))
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP address or network") from None
+    return tuple(out)

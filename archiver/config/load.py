@@ -207,7 +207,8 @@ def _leaves(error: BaseException, loc: tuple[str | int, ...]) -> Iterator[tuple[
         step: tuple[str | int, ...] = ()
         for note in reversed(getattr(inner, "__notes__", ())):
             if isinstance(note, AttributeValidationNote | IterableValidationNote):
-                step = (note.name,) if isinstance(note, AttributeValidationNote) else (note.index,)
+                # A key that is a Python keyword (``from``) is a field with a trailing underscore.
+                step = (note.name.rstrip("_"),) if isinstance(note, AttributeValidationNote) else (note.index,)
                 break
         yield from _leaves(inner, (*loc, *step))
 
@@ -217,7 +218,7 @@ def _describe(loc: tuple[str | int, ...], error: BaseException) -> list[str]:
     if isinstance(error, ForbiddenExtraKeysError):
         import difflib  # noqa: PLC0415  (only a file with a misspelt key needs it)
 
-        known = sorted(a.name for a in attrs.fields(error.cl))
+        known = sorted(a.metadata.get("key", a.name) for a in attrs.fields(error.cl))
         found = []
         for extra in sorted(error.extra_fields):
             guess = difflib.get_close_matches(extra, known, n=1)

@@ -209,6 +209,31 @@ class CoordinationConfig:
 
 
 @frozen(kw_only=True)
+class TrustedProxyConfig:
+    """An authenticating reverse proxy in front of ``browse``: the user is the value of *header*
+    on a request from one of the *from* addresses; any other request is refused."""
+
+    from_: tuple[str, ...] = field(metadata={"check": checks.networks, "key": "from"})
+    header: str = checked(checks.header_name, default="X-Forwarded-User")
+
+
+@frozen(kw_only=True)
+class BrowseConfig:
+    """Who may use ``browse``: an htpasswd file of bcrypt entries, or a trusted proxy (not both)."""
+
+    users_file: Path | None = None
+    trusted_proxy: TrustedProxyConfig | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.users_file is not None and self.trusted_proxy is not None:
+            raise ValueError("set one of browse.users_file and browse.trusted_proxy, not both")
+
+    @property
+    def login(self) -> bool:
+        return self.users_file is not None or self.trusted_proxy is not None
+
+
+@frozen(kw_only=True)
 class _Sections:
     """The sections every source shares."""
 
@@ -218,6 +243,7 @@ class _Sections:
     state: StateConfig = field(factory=StateConfig)
     metrics: MetricsConfig = field(factory=MetricsConfig)
     coordination: CoordinationConfig = field(factory=CoordinationConfig)
+    browse: BrowseConfig = field(factory=BrowseConfig)
 
 
 @frozen(kw_only=True)
@@ -299,6 +325,7 @@ class ConfigFile(_Sections):
             state=state,
             metrics=self.metrics,
             coordination=self.coordination,
+            browse=self.browse,
             name=name,
             shared_prefix=self.storage.prefix if name else None,
         )

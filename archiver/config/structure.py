@@ -104,7 +104,10 @@ def _converter() -> cattrs.Converter:
 
     def sections(kind: Any) -> Callable[[Any, Any], Any]:
         attrs.resolve_types(kind)
-        hooks: dict[str, Any] = {a.name: override(struct_hook=_field_hook(converter, a)) for a in attrs.fields(kind)}
+        hooks: dict[str, Any] = {
+            a.name: override(struct_hook=_field_hook(converter, a), rename=a.metadata.get("key"))
+            for a in attrs.fields(kind)
+        }
         structure_fields = make_dict_structure_fn(kind, converter, **hooks)
 
         def section(value: Any, _: Any) -> Any:

@@ -38,6 +38,7 @@ from archiver.core.identity import CALL_ID_RE
 from archiver.core.windows import parse_date_argument
 from archiver.errors import CallError, TransientError
 from archiver.service import pages
+from archiver.service.login import Login, Refused
 from archiver.store import Store
 from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, list_day
 from archiver.store.seals import ChainReader
@@ -53,15 +54,24 @@ _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_ACCESS = re.compile(r"^/calls/(?P<call_id>[^/]+)(?:/(?P<what>audio|files)(?:/(?P<name>[^/]+))?)?$")
 
 
 class Browser:
     """The web application over *store*'s archive under *prefix*."""
 
     def __init__(
-        self, store: Store, prefix: str, tz: ZoneInfo, *, country_code: str = "84", concurrency: int = 8
+        self,
+        store: Store,
+        prefix: str,
+        tz: ZoneInfo,
+        *,
+        country_code: str = "84",
+        concurrency: int = 8,
+        login: Login | None = None,
     ) -> None:
         self._store = store
+        self._login = login
         self._prefix = prefix
         self._tz = tz
         self._country_code = country_code
@@ -98,12 +108,24 @@ class Browser:
             return _html(405, pages.message_page("Read only", "This archive browser only reads."))
         if self.allowed_hosts and request.headers.get("host", "").lower() not in self.allowed_hosts:
             return _html(421, pages.message_page("Wrong host", "Open this browser at the address it listens on."))
+        remote = request.client.host if request.client else ""
+        user = None
+        if self._login is not None:
+            try:
+                user = await self._login.user(remote, dict(request.headers))
+            except Refused as refused:
+                denied = _html(refused.status, pages.message_page("Sign in", str(refused)))
+                if refused.status == 401:
+                    denied.headers["WWW-Authenticate"] = 'Basic realm="call recordings archive", charset="UTF-8"'
+                denied.headers.update(_SECURITY_HEADERS)
+                return denied
         try:
             response = await call_next(request)
         except (TransientError, CallError) as exc:
             log.warning("browse.store_failed", path=request.url.path, error=str(exc))
             return _html(502, pages.message_page("The archive did not answer", str(exc)))
         response.headers.update(_SECURITY_HEADERS)
+        _log_access(request, response, user, remote)
         return response
 
     # -- pages ---------------------------------------------------------------------------------
@@ -252,3 +274,27 @@ async def _error_page(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     title = "Not found" if exc.status_code == 404 else "Not allowed" if exc.status_code == 405 else "Error"
     return _html(exc.status_code, pages.message_page(title, exc.detail))
+
+
+def _log_access(request: Request, response: Response, user: str | None, remote: str) -> None:
+    """A ``browse.access`` line for each call page, play and file served: a play once (its first
+    byte asked for), not once per Range request."""
+    match = _ACCESS.match(request.url.path)
+    if match is None or response.status_code not in (200, 206) or request.method != "GET":
+        return
+    what = match.group("what")
+    if what == "audio":
+        ranged = request.headers.get("range", "")
+        if ranged and not ranged.replace(" ", "").startswith("bytes=0-"):
+            return
+        action = "play"
+    else:
+        action = "download" if what == "files" else "view"
+    log.info(
+        "browse.access",
+        user=user,
+        action=action,
+        call_id=match.group("call_id"),
+        file=match.group("name"),
+        remote=remote,
+    )
