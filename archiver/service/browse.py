@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import re
+import tempfile
 from collections.abc import AsyncIterator
 from datetime import date
 from zoneinfo import ZoneInfo
@@ -31,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from archiver.audit import bundle
 from archiver.audit.catalog import DIRECTIONS, CallFiles, Catalog, Query, parse_statuses
 from archiver.audit.evidence import examine
 from archiver.core import seal
@@ -54,7 +56,7 @@ _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_ACCESS = re.compile(r"^/calls/(?P<call_id>[^/]+)(?:/(?P<what>audio|files)(?:/(?P<name>[^/]+))?)?$")
+_ACCESS = re.compile(r"^/calls/(?P<call_id>[^/]+)(?:/(?P<what>audio|files|evidence\.zip)(?:/(?P<name>[^/]+))?)?$")
 
 
 class Browser:
@@ -89,6 +91,7 @@ class Browser:
             Route("/calls/{call_id}", self.call),
             Route("/calls/{call_id}/audio", self.audio),
             Route("/calls/{call_id}/files/{name}", self.file),
+            Route("/calls/{call_id}/evidence.zip", self.evidence),
         ]
         return Starlette(
             routes=routes,
@@ -188,6 +191,33 @@ class Browser:
         if name not in keys:
             raise HTTPException(404, f"The call has no file {name}.")
         return await self._send(request, keys[name])
+
+    async def evidence(self, request: Request) -> Response:
+        """The call's evidence bundle: byte for byte what ``archiver export`` writes for it (spooled
+        to disk past 16 MiB, then streamed)."""
+        files = await self._files(request)
+        chain = await self._current_chain()
+        spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)  # noqa: SIM115 - closed by the body
+        try:
+            await bundle.export(self._store, self._prefix, [files], chain, spool)
+        except BaseException:
+            spool.close()
+            raise
+        size = spool.tell()
+        spool.seek(0)
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                while chunk := await anyio.to_thread.run_sync(spool.read, 1 << 20):
+                    yield chunk
+            finally:
+                spool.close()
+
+        headers = {
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="{files.call_id}-evidence.zip"',
+        }
+        return StreamingResponse(body(), media_type="application/zip", headers=headers)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -289,7 +319,7 @@ def _log_access(request: Request, response: Response, user: str | None, remote: 
             return
         action = "play"
     else:
-        action = "download" if what == "files" else "view"
+        action = {"files": "download", "evidence.zip": "evidence"}.get(what or "", "view")
     log.info(
         "browse.access",
         user=user,

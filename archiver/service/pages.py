@@ -165,6 +165,9 @@ def call_page(evidence: Evidence, audio_url: str | None, head: seal.Link | None)
         f"{recordings}</table>"
         f"<h2>Manifest lines</h2><table><tr><th>manifest</th><th>file</th><th>SHA-256</th><th>sealed by</th></tr>"
         f"{lines}</table>{chain}"
+        f'<p><a id="evidence" href="{h(_evidence_url(evidence))}">Evidence bundle (zip)</a>: the call\'s files, '
+        "its manifest lines and seals, and the check of them: the same bytes as "
+        f"<code>archiver export {h(evidence.call_id)}</code></p>"
         f'<p><a href="/days/{h(evidence.day)}">All calls of {h(evidence.day)}</a></p>'
     )
     return page(f"Call {evidence.call_id}", body)
@@ -172,6 +175,10 @@ def call_page(evidence: Evidence, audio_url: str | None, head: seal.Link | None)
 
 _MATCHES = '<span class="ok">matches its record</span>'
 _DIFFERS = '<span class="bad">differs from its record</span>'
+
+
+def _evidence_url(evidence: Evidence) -> str:
+    return f"/calls/{quote(evidence.call_id)}/evidence.zip?{urlencode({'day': evidence.day})}"
 
 
 def _file_url(evidence: Evidence, key: str) -> str:

@@ -57,8 +57,8 @@ def test_three_backfills_of_the_same_days_close_each_day_into_one_set_of_manifes
     for key, data in objects.items():
         name = key.rsplit("/", 1)[-1]
         if name.startswith("manifest-sha256"):
-            folder = key.rsplit("/", 1)[0] + "/"
-            counts.update(folder + n for n in dataset_names(data))
+            day_folder = key.rsplit("/", 1)[0] + "/"
+            counts.update(day_folder + n for n in dataset_names(data))
     assert {k: counts[k] for k in records} == dict.fromkeys(records, 1)  # each record in exactly one manifest
     assert_sealed(objects, "archive")
     assert verify.returncode == 0, verify.stdout + verify.stderr[-2000:]

@@ -58,8 +58,9 @@ def access(log: Path) -> list[dict[str, Any]]:
     return [line for line in lines if line.get("event") == "browse.access"]
 
 
-def _as_an_auditor(url: str, call_id: str) -> tuple[float, float, httpx.Response, httpx.Response, httpx.Response]:
-    """Every URL without a login, two wrong logins (timed), then the call page, a play and a seek."""
+def _as_an_auditor(url: str, call_id: str) -> tuple[float, float, httpx.Response, ...]:
+    """Every URL without a login, two wrong logins (timed), then the call page, a play, a seek and
+    the evidence bundle."""
     with httpx.Client(base_url=url, timeout=30) as client:
         for path in ("/", f"/calls/{call_id}", f"/calls/{call_id}/audio", "/days"):
             refused = client.get(path)
@@ -75,7 +76,8 @@ def _as_an_auditor(url: str, call_id: str) -> tuple[float, float, httpx.Response
         page = client.get(f"/calls/{call_id}", headers=alice)
         played = client.get(f"/calls/{call_id}/audio", headers={**alice, "Range": "bytes=0-"})
         seeked = client.get(f"/calls/{call_id}/audio", headers={**alice, "Range": "bytes=100-"})
-    return first, second, page, played, seeked
+        evidence = client.get(f"/calls/{call_id}/evidence.zip", headers=alice)
+    return first, second, page, played, seeked, evidence
 
 
 def _through_nginx(conf: Path, port: int, browse_url: str, call_id: str) -> tuple[httpx.Response, ...]:
@@ -130,13 +132,23 @@ async def test_every_url_asks_for_a_login_and_failures_are_slowed(sim: Simulator
         results = _as_an_auditor(server.url, call.uuid)
     finally:
         assert server.close() == 0
-    first, second, page, played, seeked = results
+    first, second, page, played, seeked, evidence = results
+    exported = tmp_path / "export.zip"
+    assert run_cli("export", "-c", str(config), call.uuid, "--out", str(exported)).returncode == 0
     assert first >= 0.9  # one failure waits a second
     assert second >= 1.9  # the next from the same address twice as long
     assert page.status_code == 200
+    assert f'href="/calls/{call.uuid}/evidence.zip' in page.text
+    assert evidence.status_code == 200
+    assert evidence.headers["content-type"] == "application/zip"
+    assert evidence.content == exported.read_bytes()  # byte for byte what export writes
     assert (played.status_code, seeked.status_code) == (206, 206)
     trail = [(a["user"], a["action"], a["call_id"]) for a in access(log)]
-    assert trail == [("alice", "view", call.uuid), ("alice", "play", call.uuid)]  # a seek is the same play
+    assert trail == [  # a seek is the same play
+        ("alice", "view", call.uuid),
+        ("alice", "play", call.uuid),
+        ("alice", "evidence", call.uuid),
+    ]
     text = log.read_text()
     assert PASSWORD not in text
     assert "browse.login_failed" in text

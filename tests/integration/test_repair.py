@@ -10,6 +10,7 @@ import pytest
 
 from archiver.audit.verify import Verifier
 from archiver.core import dayfiles
+from archiver.core.outcome import RecordingStatus
 from archiver.simulator import Simulator
 from archiver.store.local import LocalStore
 from tests.helpers import SINCE, UNTIL, FakeClock, backfill, config_for, local_objects
@@ -31,7 +32,7 @@ async def test_a_backfill_puts_back_a_call_the_folder_lost(sim: Simulator, tmp_p
     report = await backfill(config, clock=FakeClock(STORED + timedelta(hours=1)))  # the same ledger
 
     after = local_objects(root)
-    assert report.outcomes["archived"] == 1  # not "already archived"
+    assert report.outcomes[RecordingStatus.ARCHIVED] == 1  # not "already archived"
     assert after[f"{folder}{call.uuid}.wav"] == before[f"{folder}{call.uuid}.wav"]
     assert f"{folder}{call.uuid}.json" in after
     addendum = dayfiles.parse_manifest(after[f"{folder}manifest-sha256.2.txt"].decode())
