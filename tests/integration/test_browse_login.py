@@ -58,7 +58,10 @@ def access(log: Path) -> list[dict[str, Any]]:
     return [line for line in lines if line.get("event") == "browse.access"]
 
 
-def _as_an_auditor(url: str, call_id: str) -> tuple[float, float, httpx.Response, ...]:
+Responses = tuple[httpx.Response, httpx.Response, httpx.Response, httpx.Response]
+
+
+def _as_an_auditor(url: str, call_id: str) -> tuple[float, float, Responses]:
     """Every URL without a login, two wrong logins (timed), then the call page, a play, a seek and
     the evidence bundle."""
     with httpx.Client(base_url=url, timeout=30) as client:
@@ -77,7 +80,7 @@ def _as_an_auditor(url: str, call_id: str) -> tuple[float, float, httpx.Response
         played = client.get(f"/calls/{call_id}/audio", headers={**alice, "Range": "bytes=0-"})
         seeked = client.get(f"/calls/{call_id}/audio", headers={**alice, "Range": "bytes=100-"})
         evidence = client.get(f"/calls/{call_id}/evidence.zip", headers=alice)
-    return first, second, page, played, seeked, evidence
+    return first, second, (page, played, seeked, evidence)
 
 
 def _through_nginx(conf: Path, port: int, browse_url: str, call_id: str) -> tuple[httpx.Response, ...]:
@@ -132,7 +135,7 @@ async def test_every_url_asks_for_a_login_and_failures_are_slowed(sim: Simulator
         results = _as_an_auditor(server.url, call.uuid)
     finally:
         assert server.close() == 0
-    first, second, page, played, seeked, evidence = results
+    first, second, (page, played, seeked, evidence) = results
     exported = tmp_path / "export.zip"
     assert run_cli("export", "-c", str(config), call.uuid, "--out", str(exported)).returncode == 0
     assert first >= 0.9  # one failure waits a second
