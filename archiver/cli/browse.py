@@ -9,9 +9,11 @@ import sys
 
 import anyio
 
+from archiver.audit.access import AccessTrail
 from archiver.cli.common import setup
 from archiver.cli.lookup import only_config
 from archiver.compose.stores import make_store
+from archiver.core.clock import SystemClock
 from archiver.errors import EXIT_OK, ConfigError
 from archiver.service.asgi import bind, serve, url_of
 from archiver.service.browse import Browser
@@ -44,6 +46,7 @@ def browse(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         store = make_store(config)
+        trail = AccessTrail(store, config.storage.prefix, SystemClock())
         try:
             browser = Browser(
                 store,
@@ -52,6 +55,7 @@ def browse(args: argparse.Namespace) -> int:
                 country_code=config.source.country_code,
                 concurrency=config.download.concurrency,
                 login=login,
+                trail=trail,
             )
             try:
                 sock = bind(host, int(port_text))
@@ -62,6 +66,7 @@ def browse(args: argparse.Namespace) -> int:
             browser.listen_on(host, sock.getsockname()[1])
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, tg.cancel_scope)
+                tg.start_soon(trail.run)  # within a minute, and once more when stopped
                 ready(url_of(sock))
                 await serve(browser.app(), sock)
         finally:

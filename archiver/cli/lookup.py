@@ -8,6 +8,7 @@ import argparse
 import csv
 import json
 import os
+import socket
 import sys
 import tempfile
 from datetime import timedelta
@@ -18,6 +19,7 @@ import anyio
 from tqdm import tqdm
 
 from archiver.audit import bundle
+from archiver.audit.access import AccessTrail, os_user
 from archiver.audit.catalog import CallFiles, Catalog, Found, Query, parse_statuses
 from archiver.audit.evidence import Evidence, examine
 from archiver.cli.common import dates, setup
@@ -26,6 +28,7 @@ from archiver.compose.stores import make_store
 from archiver.config.models import Config
 from archiver.core import dayfiles
 from archiver.core.cdr import parse_row
+from archiver.core.clock import SystemClock
 from archiver.errors import EXIT_FAILED, EXIT_OK, ArchiverError, ConfigError
 from archiver.state.ledger import Ledger
 from archiver.store import Store
@@ -210,7 +213,9 @@ def show(args: argparse.Namespace) -> int:
         try:
             [files] = await _locate_all(config, store, [args.call_id])
             chain = await read_chain(store, config.storage.prefix, concurrency=config.download.concurrency)
-            return await examine(store, files, chain)
+            evidence = await examine(store, files, chain)
+            await _tell_trail(config, store, "show", [files.call_id])
+            return evidence
         finally:
             await store.aclose()
 
@@ -220,6 +225,14 @@ def show(args: argparse.Namespace) -> int:
     else:
         print_evidence(evidence, sys.stdout)
     return EXIT_OK if evidence.ok else EXIT_FAILED
+
+
+async def _tell_trail(config: Config, store: Store, action: str, call_ids: list[str]) -> None:
+    """Add the command's reads to the access trail, under the OS user who ran it."""
+    trail = AccessTrail(store, config.storage.prefix, SystemClock())
+    for call_id in call_ids:
+        trail.record(user=os_user(), action=action, call_id=call_id, remote=socket.gethostname(), via=action)
+    await trail.flush()
 
 
 def print_evidence(evidence: Evidence, out: TextIO) -> None:
@@ -292,7 +305,9 @@ def export(args: argparse.Namespace) -> int:
         try:
             calls = await _locate_all(config, store, list(dict.fromkeys(args.call_ids)))
             chain = await read_chain(store, config.storage.prefix, concurrency=config.download.concurrency)
-            return await bundle.export(store, config.storage.prefix, calls, chain, f)
+            evidence = await bundle.export(store, config.storage.prefix, calls, chain, f)
+            await _tell_trail(config, store, "export", [c.call_id for c in calls])
+            return evidence
         finally:
             await store.aclose()
 

@@ -168,6 +168,12 @@ def _parser() -> argparse.ArgumentParser:
     browse.add_argument(
         "--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="default 127.0.0.1:8080 (this machine only)"
     )
+    trail = command("access", _lazy("access", "access"), "read the access trail: who read which call, and when")
+    trail.add_argument("--since", metavar="DATE")
+    trail.add_argument("--until", metavar="DATE", help="exclusive")
+    trail.add_argument("--call", metavar="ID", help="only this call")
+    trail.add_argument("--user", metavar="U", help="only this user")
+    trail.add_argument("--json", action="store_true", help="print a JSON list of the events")
     command("check", _lazy("check", "check"), "check the configuration, the API credentials and the bucket")
     status = command("status", _lazy("audit", "status"), "show the daemon's progress from its ledger (no network)")
     status.add_argument("--json", action="store_true", help="print one JSON document")

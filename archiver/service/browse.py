@@ -33,6 +33,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from archiver.audit import bundle
+from archiver.audit.access import AccessTrail
 from archiver.audit.catalog import DIRECTIONS, CallFiles, Catalog, Query, parse_statuses
 from archiver.audit.evidence import examine
 from archiver.core import seal
@@ -71,9 +72,11 @@ class Browser:
         country_code: str = "84",
         concurrency: int = 8,
         login: Login | None = None,
+        trail: AccessTrail | None = None,
     ) -> None:
         self._store = store
         self._login = login
+        self._trail = trail
         self._prefix = prefix
         self._tz = tz
         self._country_code = country_code
@@ -128,8 +131,28 @@ class Browser:
             log.warning("browse.store_failed", path=request.url.path, error=str(exc))
             return _html(502, pages.message_page("The archive did not answer", str(exc)))
         response.headers.update(_SECURITY_HEADERS)
-        _log_access(request, response, user, remote)
+        self._log_access(request, response, user, remote)
         return response
+
+    def _log_access(self, request: Request, response: Response, user: str | None, remote: str) -> None:
+        """A ``browse.access`` line for each call page, play and file served: a play once (its first
+        byte asked for), not once per Range request."""
+        match = _ACCESS.match(request.url.path)
+        if match is None or response.status_code not in (200, 206) or request.method != "GET":
+            return
+        what = match.group("what")
+        if what == "audio":
+            ranged = request.headers.get("range", "")
+            if ranged and not ranged.replace(" ", "").startswith("bytes=0-"):
+                return
+            action = "play"
+        else:
+            action = {"files": "download", "evidence.zip": "evidence"}.get(what or "", "view")
+        details = {"action": action, "call_id": match.group("call_id"), "file": match.group("name"), "remote": remote}
+        if self._trail is not None:
+            self._trail.record(user=user or "", via="browse", **details)
+        else:
+            log.info("browse.access", user=user, **details)
 
     # -- pages ---------------------------------------------------------------------------------
 
@@ -304,27 +327,3 @@ async def _error_page(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     title = "Not found" if exc.status_code == 404 else "Not allowed" if exc.status_code == 405 else "Error"
     return _html(exc.status_code, pages.message_page(title, exc.detail))
-
-
-def _log_access(request: Request, response: Response, user: str | None, remote: str) -> None:
-    """A ``browse.access`` line for each call page, play and file served: a play once (its first
-    byte asked for), not once per Range request."""
-    match = _ACCESS.match(request.url.path)
-    if match is None or response.status_code not in (200, 206) or request.method != "GET":
-        return
-    what = match.group("what")
-    if what == "audio":
-        ranged = request.headers.get("range", "")
-        if ranged and not ranged.replace(" ", "").startswith("bytes=0-"):
-            return
-        action = "play"
-    else:
-        action = {"files": "download", "evidence.zip": "evidence"}.get(what or "", "view")
-    log.info(
-        "browse.access",
-        user=user,
-        action=action,
-        call_id=match.group("call_id"),
-        file=match.group("name"),
-        remote=remote,
-    )

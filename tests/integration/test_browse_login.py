@@ -4,6 +4,7 @@ a trusted authenticating proxy (a real nginx in front), each request told in ``b
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 import shutil
 import subprocess
@@ -102,6 +103,12 @@ def _through_nginx(conf: Path, port: int, browse_url: str, call_id: str) -> tupl
     return signed_in, no_login, forged
 
 
+def _trail(root: Path) -> list[dict[str, Any]]:
+    """The events in the archive's access trail, in time order."""
+    lines = [line for path in sorted((root / "_access").rglob("*.jsonl")) for line in path.read_text().splitlines()]
+    return sorted((json.loads(line) for line in lines), key=lambda e: e["at"])
+
+
 def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
@@ -136,8 +143,12 @@ async def test_every_url_asks_for_a_login_and_failures_are_slowed(sim: Simulator
     finally:
         assert server.close() == 0
     first, second, (page, played, seeked, evidence) = results
+    stored = _trail(tmp_path / "archive")  # written when browse stopped (SIGTERM), not a minute later
     exported = tmp_path / "export.zip"
     assert run_cli("export", "-c", str(config), call.uuid, "--out", str(exported)).returncode == 0
+    read = run_cli("access", "-c", str(config), "--json")
+    alice = run_cli("access", "-c", str(config), "--user", "alice", "--call", call.uuid)
+    audit = run_cli("verify", "-c", str(config))
     assert first >= 0.9  # one failure waits a second
     assert second >= 1.9  # the next from the same address twice as long
     assert page.status_code == 200
@@ -152,6 +163,23 @@ async def test_every_url_asks_for_a_login_and_failures_are_slowed(sim: Simulator
         ("alice", "play", call.uuid),
         ("alice", "evidence", call.uuid),
     ]
+    assert [(e["user"], e["action"], e["call_id"], e["via"]) for e in stored] == [
+        ("alice", "view", call.uuid, "browse"),
+        ("alice", "play", call.uuid, "browse"),
+        ("alice", "evidence", call.uuid, "browse"),
+    ]
+    assert read.returncode == 0, read.stderr
+    events = json.loads(read.stdout)
+    assert [(e["user"], e["action"]) for e in events] == [
+        ("alice", "view"),
+        ("alice", "play"),
+        ("alice", "evidence"),
+        (getpass.getuser(), "export"),  # the OS user who ran export
+    ]
+    assert alice.returncode == 0
+    assert "3 access event(s)" in alice.stdout
+    assert f"alice            play      call {call.uuid}" in alice.stdout
+    assert audit.returncode == 0, audit.stdout  # the trail is not calls
     text = log.read_text()
     assert PASSWORD not in text
     assert "browse.login_failed" in text

@@ -1,0 +1,135 @@
+"""The access trail: who read which call, kept in the archive itself.
+
+Every call page, play, file download and evidence bundle ``browse`` serves, and every ``show``
+and ``export``, is an access event. Events are written as JSON lines into create-only objects
+``{prefix}/_access/YYYY/MM/DD/{time}-{token}.jsonl`` (the day of the events, UTC): within a
+minute of happening, and when the process stops, so the trail is kept the way the evidence is,
+and never rewritten. ``archiver access`` reads it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import anyio
+import structlog
+
+from archiver.core.clock import Clock
+from archiver.errors import ArchiverError, ObjectExists
+from archiver.store import Store, put_bytes
+
+log = structlog.get_logger("archiver.audit.access")
+
+FLUSH_EVERY = 60.0  # seconds: no event waits longer than this to be in the bucket
+TRAIL_LIMIT = 16 << 20  # bytes; one object holds a minute of one process's events
+
+
+@dataclass(frozen=True)
+class AccessEvent:
+    """One access: *action* is view, play, download, evidence (browse), show or export."""
+
+    at: str  # ISO 8601, UTC
+    user: str
+    action: str
+    call_id: str
+    remote: str
+    via: str  # browse, show, export
+    file: str | None = None
+
+    def line(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
+
+def trail_folder(prefix: str) -> str:
+    return f"{prefix}/_access/" if prefix else "_access/"
+
+
+def os_user() -> str:
+    """Who runs a command on this machine, for ``show`` and ``export``."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+class AccessTrail:
+    """Collects events and writes them to the bucket: :meth:`flush` now, :meth:`run` every minute
+    until cancelled, then once more."""
+
+    def __init__(self, store: Store, prefix: str, clock: Clock) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._clock = clock
+        self._pending: list[AccessEvent] = []
+        self._lock = anyio.Lock()
+
+    def record(self, *, user: str, action: str, call_id: str, remote: str, via: str, file: str | None = None) -> None:
+        event = AccessEvent(self._clock.now().astimezone(UTC).isoformat(), user, action, call_id, remote, via, file)
+        self._pending.append(event)
+        log.info("browse.access" if via == "browse" else f"{via}.access", **asdict(event))
+
+    async def run(self) -> None:
+        """Flush every FLUSH_EVERY seconds; when cancelled (the process stopping), flush what is left."""
+        try:
+            while True:
+                await anyio.sleep(FLUSH_EVERY)
+                await self.flush()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Write the events recorded so far, one object per day of them. What cannot be written now
+        stays for the next flush, and is logged (the log lines hold every event too)."""
+        async with self._lock:
+            events, self._pending = self._pending, []
+            by_day: dict[str, list[AccessEvent]] = {}
+            for event in events:
+                by_day.setdefault(event.at[:10], []).append(event)
+            for day, lines in sorted(by_day.items()):
+                stamp = self._clock.now().astimezone(UTC).strftime("%H%M%S")
+                key = f"{trail_folder(self._prefix)}{day.replace('-', '/')}/{stamp}-{uuid.uuid4().hex[:16]}.jsonl"
+                data = "".join(e.line() + "\n" for e in lines).encode()
+                try:
+                    await put_bytes(self._store, key, data, "application/x-ndjson")
+                except ObjectExists:  # a token drawn twice: nothing was overwritten; try another
+                    self._pending.extend(lines)
+                except ArchiverError as exc:  # down, or credentials that may only read
+                    self._pending.extend(lines)
+                    log.error("access.trail_not_written", events=len(lines), error=str(exc))
+
+
+async def read_trail(store: Store, prefix: str, since: date | None, until: date | None) -> AsyncIterator[AccessEvent]:
+    """The trail's events of the days in ``[since, until)`` (UTC days of the events), in time order
+    within each day; a line that is not an event is skipped and logged."""
+    folder = trail_folder(prefix)
+    day_events: dict[str, list[AccessEvent]] = {}
+    async for key in store.list_keys(folder):
+        day = key[len(folder) : len(folder) + 10].replace("/", "-")
+        try:
+            when = date.fromisoformat(day)
+        except ValueError:
+            continue
+        if (since and when < since) or (until and when >= until):
+            continue
+        for number, line in enumerate((await store.read(key, TRAIL_LIMIT)).decode().splitlines(), start=1):
+            try:
+                day_events.setdefault(day, []).append(AccessEvent(**json.loads(line)))
+            except (ValueError, TypeError):
+                log.warning("access.line_unreadable", key=key, line=number)
+    for day in sorted(day_events):
+        for event in sorted(day_events[day], key=lambda e: e.at):
+            yield event
+
+
+def days_window(since: datetime | None, until: datetime | None) -> tuple[date | None, date | None]:
+    """The UTC days a trail read must list to cover ``[since, until)``."""
+    first = since.astimezone(UTC).date() if since else None
+    last = (until.astimezone(UTC) + timedelta(days=1)).date() if until else None
+    return first, last
