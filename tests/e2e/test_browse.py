@@ -7,19 +7,21 @@ import json
 import shutil
 from pathlib import Path
 
+import bcrypt
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from archiver.simulator import Simulator
-from tests.helpers import SINCE, UNTIL, Browse, backfill, config_for, need_os_tools, write_config
+from archiver.simulator import SimCall, Simulator
+from tests.helpers import SINCE, UNTIL, Browse, backfill, config_for, need_os_tools, run_cli, write_config
 
 pytestmark = pytest.mark.anyio
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
+PASSWORD = "Audit0r-2026"
 
 
 def chromium(profile: Path) -> webdriver.Chrome:
@@ -41,17 +43,23 @@ def chromium(profile: Path) -> webdriver.Chrome:
     return webdriver.Chrome(options=options, service=Service(executable_path=DRIVER or "chromedriver"))
 
 
+async def archived_call(sim: Simulator, tmp_path: Path, root: Path) -> SimCall:
+    """The simulator's days archived into *root*; a recorded call of four seconds or more from a
+    mobile number written 0…, to be found as +84…."""
+    await backfill(config_for(sim, f"file://{root}", tmp_path))
+    return next(
+        c
+        for c in sim.dataset.calls_between(SINCE, UNTIL, sim.now())
+        if c.serves_recording and c.duration >= 4 and c.source.startswith("0") and len(c.source) == 10
+    )
+
+
 async def test_an_auditor_finds_a_call_by_number_opens_it_and_seeks_in_its_recording(
     sim: Simulator, tmp_path: Path
 ) -> None:
     need_os_tools("a real browser", "chromium", "chromedriver")
     root = tmp_path / "archive"
-    await backfill(config_for(sim, f"file://{root}", tmp_path))
-    call = next(
-        c
-        for c in sim.dataset.calls_between(SINCE, UNTIL, sim.now())
-        if c.serves_recording and c.duration >= 4 and c.source.startswith("0") and len(c.source) == 10
-    )
+    call = await archived_call(sim, tmp_path, root)
     auditor = write_config(tmp_path / "auditor.yaml", {"storage": {"url": f"file://{root}"}})
     log = tmp_path / "browse.log"
     server = Browse(auditor, log)
@@ -85,3 +93,54 @@ async def test_an_auditor_finds_a_call_by_number_opens_it_and_seeks_in_its_recor
     sent = [json.loads(line) for line in log.read_text().splitlines() if '"browse.sent"' in line]
     audio_key = f"{call.start:%Y/%m/%d}/{call.uuid}.wav"
     assert any(e["key"] == audio_key and e["status"] == 206 for e in sent), sent  # the player asked for ranges
+
+
+async def test_an_auditor_signs_in_plays_a_call_and_downloads_its_bundle_under_their_name(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """browse.users_file: the auditor signs in, finds the call by +84…, plays it and downloads its
+    evidence bundle; the access trail left in the archive shows each step under their name."""
+    need_os_tools("a real browser", "chromium", "chromedriver")
+    root = tmp_path / "archive"
+    call = await archived_call(sim, tmp_path, root)
+    users = tmp_path / "users"
+    users.write_text(f"alice:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()}\n")
+    auditor = write_config(
+        tmp_path / "auditor.yaml", {"storage": {"url": f"file://{root}"}, "browse": {"users_file": str(users)}}
+    )
+    server = Browse(auditor, tmp_path / "browse.log")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver = chromium(tmp_path / "profile")
+    try:
+        driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        wait = WebDriverWait(driver, 30)
+        driver.get(server.url.replace("http://", f"http://alice:{PASSWORD}@"))  # the Basic login
+        field = driver.find_element(By.NAME, "number")
+        field.send_keys(f"+84{call.source[1:]}")
+        field.submit()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "table.calls tbody tr"))
+        [link] = [
+            a
+            for a in driver.find_elements(By.CSS_SELECTOR, "table.calls tbody tr td a")
+            if call.uuid in (a.get_attribute("href") or "")
+        ]
+        link.click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "p.verdict"))
+        assert "Verified now" in driver.find_element(By.CSS_SELECTOR, "p.verdict").text
+        audio = driver.find_element(By.TAG_NAME, "audio")
+        driver.execute_script("arguments[0].muted = true; arguments[0].play()", audio)
+        wait.until(lambda d: d.execute_script("return arguments[0].currentTime", audio) > 0.2)
+        driver.find_element(By.ID, "evidence").click()
+        wait.until(lambda _: [p for p in downloads.iterdir() if p.suffix == ".zip"])
+    finally:
+        driver.quit()
+        assert server.close() == 0  # SIGTERM: the trail is written on the way out
+    exported = tmp_path / "export.zip"
+    assert run_cli("export", "-c", str(auditor), call.uuid, "--out", str(exported)).returncode == 0
+    [bundle] = [p for p in downloads.iterdir() if p.suffix == ".zip"]
+    assert bundle.read_bytes() == exported.read_bytes()
+    trail = run_cli("access", "-c", str(auditor), "--user", "alice", "--json")
+    assert trail.returncode == 0, trail.stderr
+    steps = [(e["action"], e["call_id"]) for e in json.loads(trail.stdout)]
+    assert steps == [("view", call.uuid), ("play", call.uuid), ("evidence", call.uuid)], steps

@@ -316,6 +316,23 @@ def test_the_readme_install_gives_working_units_on_a_booted_debian(
         )
         assert machine.show("archiver-verify.timer", "ActiveState") == "active"
 
+        # The auditors' web UI: the unit starts, serves a call page on 127.0.0.1:8080 and, stopped,
+        # leaves the access trail in the bucket.
+        machine.ok("systemctl start archiver-browse.service")
+        call_key = next(k for k in archive_objects(bucket) if k.endswith(".json") and "/_" not in k)
+        page = (
+            '/opt/archiver/bin/python -c "import sys, urllib.request; '
+            'r = urllib.request.urlopen(sys.argv[1], timeout=10); print(r.status, r.read().decode())" '
+        )
+        call_url = f"http://127.0.0.1:8080/calls/{call_key.rsplit('/', 1)[-1][:-5]}"
+        wait_until(lambda: machine.run(page + call_url).returncode == 0, timeout=60)
+        assert machine.ok(page + call_url).startswith("200 ")
+        machine.ok("systemctl stop archiver-browse.service", timeout=60)
+        assert machine.show("archiver-browse.service", "Result") == "success", machine.ok(
+            "journalctl -u archiver-browse.service -o cat --no-pager"
+        )
+        assert any("/_access/" in k for k in bucket.objects()), "no access trail after browse stopped"
+
         # A clean stop; the journal holds one JSON object per line and no secret.
         machine.ok("systemctl stop archiver.service", timeout=90)
         assert machine.show("archiver.service", "Result") == "success"
