@@ -18,8 +18,9 @@ import structlog
 from archiver.archive.outage import StoreOutage
 from archiver.core import keys
 from archiver.core.clock import Clock
+from archiver.errors import StoreAccessError
 from archiver.state.ledger import Ledger
-from archiver.store import Store
+from archiver.store import Store, VersionAudit
 from archiver.store.listing import stored_call_ids
 
 log = structlog.get_logger("archiver.archive")
@@ -35,6 +36,7 @@ class DaySync:
         self._clock = clock
         self._outage = outage
         self._synced: set[date] = set()
+        self._put_back_allowed = True
 
     async def sync(self, days: Iterable[date]) -> None:
         """Match the ledger to the bucket for each of *days* not synced by this run yet. Raises
@@ -61,8 +63,20 @@ class DaySync:
         """On a versioned bucket, make every deleted object of *day* current again from the version
         the delete marker hides: the bytes it was archived and sealed with."""
         versions = self._store.versions
-        if versions is None:
+        if versions is None or not self._put_back_allowed:
             return
+        try:
+            await self._put_back_day(versions, day)
+        except StoreAccessError as exc:  # s3:ListBucketVersions or GetObjectVersion not granted
+            self._put_back_allowed = False
+            log.warning(
+                "day.put_back_unavailable",
+                error=str(exc),
+                hint="deleted calls are archived again from the PBX instead; grant s3:ListBucketVersions, "
+                "s3:GetObjectVersion to put back the sealed bytes",
+            )
+
+    async def _put_back_day(self, versions: VersionAudit, day: date) -> None:
         async for history in versions.histories(keys.day_prefix(self._prefix, day)):
             kept = history.deleted
             if kept is None:

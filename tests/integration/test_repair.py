@@ -3,15 +3,22 @@ PBX still serves it; its day gets an addendum, and verify reports what happened 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from archiver.archive.daysync import DaySync
+from archiver.archive.outage import StoreOutage
 from archiver.audit.verify import Verifier
 from archiver.core import dayfiles
 from archiver.core.outcome import RecordingStatus
+from archiver.errors import StoreAccessError
+from archiver.retry import RetryPolicy
 from archiver.simulator import Simulator
+from archiver.state.ledger import Ledger
+from archiver.store import KeyHistory, Version
 from archiver.store.local import LocalStore
 from tests.helpers import SINCE, UNTIL, FakeClock, backfill, config_for, local_objects
 
@@ -77,3 +84,34 @@ async def test_a_recording_archived_again_with_other_bytes_is_a_problem(sim: Sim
         p.call_id == call.uuid and "archived again with other bytes than manifest 1 sealed" in p.what
         for p in audit.problems
     )
+
+
+class DeniedVersions:
+    """Credentials without s3:ListBucketVersions: every look at versions is refused."""
+
+    async def histories(self, prefix: str) -> AsyncIterator[KeyHistory]:
+        raise StoreAccessError(f"AccessDenied listing the versions under {prefix}")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def put_back(self, key: str, version: Version) -> None:  # pragma: no cover - never reached
+        raise AssertionError(key)
+
+    async def same_bytes(self, key: str, a: Version, b: Version) -> bool:  # pragma: no cover - never reached
+        raise AssertionError(key)
+
+
+async def test_without_the_right_to_list_versions_a_lost_call_is_archived_again_from_the_pbx(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Putting back needs s3:ListBucketVersions; without it the day is still synced (the lost
+    call forgotten, to be archived again), said once, and the run goes on."""
+    store = LocalStore(tmp_path)
+    store.versions = DeniedVersions()
+    ledger = Ledger.in_memory(store_identity="test")
+    day = date(2026, 11, 1)
+    ledger.calls.mark_done("lost", day, RecordingStatus.NONE, STORED)
+    outage = StoreOutage(store, "_archiver/outage-probe", RetryPolicy(timeout=5, wait_initial=0.01, wait_max=0.02))
+    sync = DaySync(store, ledger, prefix="", clock=FakeClock(STORED + timedelta(hours=1)), outage=outage)
+    await sync.sync([day, day + timedelta(days=1)])
+    assert not ledger.calls.is_done("lost")
+    assert capsys.readouterr().out.count("day.put_back_unavailable") == 1
