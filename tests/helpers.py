@@ -171,6 +171,15 @@ class Bucket:
                 out[item["Key"]] = self.client.get_object(Bucket=self.name, Key=item["Key"])["Body"].read()
         return out
 
+    def purge(self, key: str) -> None:
+        """*key* as if it had never been written: every version and delete marker removed (what a
+        crash before the write leaves; a plain delete would leave a marker to put back from)."""
+        pages = self.client.get_paginator("list_object_versions").paginate(Bucket=self.name, Prefix=key)
+        for page in pages:
+            for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                if item["Key"] == key:
+                    self.client.delete_object(Bucket=self.name, Key=key, VersionId=item["VersionId"])
+
     def versions(self) -> list[dict[str, Any]]:
         """Every version of every object in the bucket (all pages)."""
         pages = self.client.get_paginator("list_object_versions").paginate(Bucket=self.name)
