@@ -11,7 +11,7 @@ from archiver.state.base import Part
 
 
 class DoneCalls(Part):
-    """The ``calls`` table, the day counters it feeds, and the days synced from the bucket."""
+    """The ``calls`` table, the day counters it feeds, and matching both to the bucket."""
 
     def is_done(self, call_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM calls WHERE call_id=?", (call_id,)).fetchone() is not None
@@ -77,7 +77,4 @@ class DoneCalls(Part):
                     "UPDATE days SET done = max(done - ?, 0), covered = min(covered, max(done - ?, 0)) WHERE day=?",
                     (len(gone), len(gone), day.isoformat()),
                 )
-            self._db.execute(
-                "INSERT OR REPLACE INTO synced_days VALUES (?, ?)", (day.isoformat(), listed_at.timestamp())
-            )
         return gone

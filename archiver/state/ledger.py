@@ -1,8 +1,8 @@
 """The local ledger (SQLite): which calls are done, which wait for a retry, and the cursor.
 
-The ledger only makes restarts cheap. The bucket is the truth: a day the ledger has not seen
-is synced from the bucket's sidecars before its calls are considered, so a lost ledger costs
-one listing per day and never a duplicate. A ledger remembers which store it belongs to and
+The ledger only makes restarts cheap. The bucket is the truth: each run matches a day to the
+bucket's sidecars before its calls are considered, so a lost ledger costs one listing per day
+and never a duplicate, and a call lost from the bucket is archived again. A ledger remembers which store it belongs to and
 refuses to serve another.
 
 All methods are synchronous and fast (indexed lookups, one small transaction each); the
@@ -24,7 +24,7 @@ from archiver.state.schema import SCHEMA, SCHEMA_VERSION
 
 
 class Ledger:
-    """One SQLite file, by concern: ``calls`` (done calls, days synced from the bucket),
+    """One SQLite file, by concern: ``calls`` (done calls, matched to the bucket),
     ``retries`` (parked, failing and quarantined calls), ``days`` (closing days), ``progress``
     (the cursor, the nightly verify's place, the latest poll, status). Open with :meth:`open`;
     close with :meth:`close`."""

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS quarantine (   -- calls that kept failing: set aside,
     since REAL NOT NULL,
     next_attempt REAL NOT NULL
 ) WITHOUT ROWID;
+-- Read by no version since every run lists the days it reads (kept for the version-2 migration).
 CREATE TABLE IF NOT EXISTS synced_days (day TEXT PRIMARY KEY, synced_at REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entries (   -- day-file rows of calls whose day is not closed yet
     call_id TEXT PRIMARY KEY,
