@@ -2,8 +2,8 @@
 
 The ledger only makes restarts cheap. The bucket is the truth: each run matches a day to the
 bucket's sidecars before its calls are considered, so a lost ledger costs one listing per day
-and never a duplicate, and a call lost from the bucket is archived again. A ledger remembers which store it belongs to and
-refuses to serve another.
+and never a duplicate, and a call lost from the bucket is archived again. A ledger remembers
+which store it belongs to and refuses to serve another.
 
 All methods are synchronous and fast (indexed lookups, one small transaction each); the
 archiving path calls them from its event loop thread.
