@@ -152,6 +152,16 @@ class ObjectMissing(CallError):
         self.key = key
 
 
+class ObjectInColdStorage(CallError):
+    """A read of an object in an archive tier (GLACIER, DEEP_ARCHIVE) that is not restored."""
+
+    def __init__(self, key: str, storage_class: str | None = None) -> None:
+        tier = f" ({storage_class})" if storage_class else ""
+        super().__init__(f"{key} is in cold storage{tier}: it must be restored before it can be read")
+        self.key = key
+        self.storage_class = storage_class
+
+
 class ArchiveConflict(CallError):
     """The bucket holds other bytes under this call's key; nothing was overwritten."""
 

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import IO, Protocol
+
+ARCHIVE_TIERS = frozenset({"GLACIER", "DEEP_ARCHIVE"})  # classes whose objects must be restored to be read
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,69 @@ class ObjectInfo:
     key: str
     size: int
     sha256: bytes | None  # None when the store keeps no checksum for it
+    storage_class: str | None = None  # None: the store's standard class
+    restore: str | None = None  # S3's x-amz-restore: 'ongoing-request="false", expiry-date="…"'
+    archive_status: str | None = None  # INTELLIGENT_TIERING's ARCHIVE_ACCESS / DEEP_ARCHIVE_ACCESS
+
+    @property
+    def in_archive_tier(self) -> bool:
+        """Whether the object lives in a tier that must be restored before a read."""
+        return self.storage_class in ARCHIVE_TIERS or self.archive_status is not None
+
+    @property
+    def restoring(self) -> bool:
+        return self.restore is not None and 'ongoing-request="true"' in self.restore
+
+    @property
+    def restored_until(self) -> datetime | None:
+        """Until when a restored copy can be read (None: not restored, or restoring)."""
+        if self.restore is None or 'ongoing-request="false"' not in self.restore:
+            return None
+        match = re.search(r'expiry-date="([^"]+)"', self.restore)
+        if match is None:
+            return None
+        try:
+            return parsedate_to_datetime(match.group(1))
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def cold(self) -> bool:
+        """Whether a read of the object would be refused now (in an archive tier, not restored)."""
+        return self.in_archive_tier and self.restored_until is None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A version the store will not delete now: under Object Lock retention, or a legal hold."""
+
+    key: str
+    version_id: str | None
+    mode: str | None = None  # GOVERNANCE or COMPLIANCE
+    until: datetime | None = None
+    legal_hold: bool = False
+
+    @property
+    def governance_only(self) -> bool:
+        """Whether ``--bypass-governance`` (s3:BypassGovernanceRetention) lifts it."""
+        return self.mode == "GOVERNANCE" and not self.legal_hold
+
+    def __str__(self) -> str:
+        parts = []
+        if self.mode is not None:
+            until = self.until.date().isoformat() if self.until else "?"
+            parts.append(f"{self.mode} retention until {until}")
+        if self.legal_hold:
+            parts.append("a legal hold")
+        return f"{self.key} is under {' and '.join(parts) or 'Object Lock'}"
+
+
+@dataclass
+class Removal:
+    """What a removal did: versions (and delete markers) removed, and versions held."""
+
+    removed: int = 0
+    held: list[Hold] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -95,8 +162,10 @@ class Store(Protocol):
         sha256: bytes,
         content_type: str,
         metadata: Mapping[str, str] | None = None,
+        storage_class: str | None = None,
     ) -> None:
-        """Store *body* under *key*, create-only and atomically.
+        """Store *body* under *key*, create-only and atomically, in *storage_class* (None: the
+        standard class; a store without classes ignores it).
 
         Raises ObjectExists when the key is taken, StoreUnavailable when the store did not
         answer (nothing was stored), StoreAccessError when it refused us.
@@ -135,6 +204,21 @@ class Store(Protocol):
 
     async def delete(self, key: str) -> None:
         """Remove *key* (used only for the preflight's own probe object)."""
+        ...
+
+    async def holds(self, keys: Sequence[str]) -> list[Hold]:
+        """The versions of *keys* under Object Lock retention (until a time still to come) or a
+        legal hold: what :meth:`remove` would be refused."""
+        ...
+
+    async def remove(self, keys: Sequence[str], *, bypass_governance: bool = False) -> Removal:
+        """Remove every version of each of *keys* (and its delete markers), for ``expire`` and
+        ``erase``. A version under retention or a legal hold is left and reported, never forced;
+        *bypass_governance* lifts GOVERNANCE retention (s3:BypassGovernanceRetention)."""
+        ...
+
+    async def restore(self, key: str, days: int) -> None:
+        """Ask for a readable copy of *key*, in an archive tier, for *days* days."""
         ...
 
     async def aclose(self) -> None: ...

@@ -52,8 +52,10 @@ class DayListing:
     audio: dict[str, list[str]] = field(default_factory=dict)  # call id -> keys
     sets: dict[int, DayFileSet] = field(default_factory=dict)
     strays: list[str] = field(default_factory=list)  # neither a call's object nor a day file
+    objects: list[str] = field(default_factory=list)  # every key, in the order listed
 
     def add(self, key: str) -> None:
+        self.objects.append(key)
         name = key[len(self.folder) :]
         parsed = keys.parse_call_key(key)
         number = dayfiles.set_number(name)

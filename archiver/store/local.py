@@ -15,7 +15,7 @@ import io
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -30,7 +30,7 @@ from archiver.errors import (
     StoreAccessError,
     StoreUnavailable,
 )
-from archiver.store import ObjectInfo, VersionAudit
+from archiver.store import Hold, ObjectInfo, Removal, VersionAudit
 
 log = structlog.get_logger("archiver.store")
 
@@ -76,6 +76,7 @@ class LocalStore:
         sha256: bytes,
         content_type: str,
         metadata: Mapping[str, str] | None = None,
+        storage_class: str | None = None,  # a folder has one class
     ) -> None:
         path = self._path(key)
 
@@ -221,6 +222,39 @@ class LocalStore:
             await self._run(path.unlink)
         except FileNotFoundError:
             return
+
+    async def holds(self, keys: Sequence[str]) -> list[Hold]:
+        return []  # a folder has no Object Lock
+
+    async def remove(self, keys: Sequence[str], *, bypass_governance: bool = False) -> Removal:
+        """Unlink each file, then the folders left empty (a day removed whole leaves no folder)."""
+        paths = [self._path(key) for key in keys]
+
+        def remove() -> int:
+            removed, folders = 0, set()
+            for path in paths:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                removed += 1
+                folders.add(path.parent)
+            for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+                _fsync_dir(folder)
+                while folder != self.root and folder.is_relative_to(self.root):
+                    try:
+                        folder.rmdir()
+                    except OSError:  # not empty (or gone): the folders above it stay too
+                        break
+                    folder = folder.parent
+            return removed
+
+        count = await self._run(remove)
+        assert isinstance(count, int)
+        return Removal(removed=count)
+
+    async def restore(self, key: str, days: int) -> None:
+        return None  # every file is readable
 
     async def aclose(self) -> None:
         return None

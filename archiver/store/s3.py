@@ -15,7 +15,7 @@ import functools
 import hashlib
 import io
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
@@ -25,8 +25,9 @@ import structlog
 
 from archiver.config.models import ObjectLockConfig
 from archiver.errors import CallError, ObjectExists, SpoolError, StoreAccessError, StoreUnavailable
-from archiver.store import ObjectInfo, VersionAudit
+from archiver.store import Hold, ObjectInfo, Removal, VersionAudit
 from archiver.store.s3_bucket import NOT_FOUND_CODES, S3Bucket, b64
+from archiver.store.s3_removal import S3Removal
 from archiver.store.s3_versions import S3VersionAudit
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class S3Store:
         self.bucket = bucket.name
         self.description = bucket.description
         self.versions: VersionAudit | None = S3VersionAudit(bucket)
+        self._removal = S3Removal(bucket, now)
         self._lock = object_lock
         self._extra: dict[str, Any] = {
             **({"ObjectLockLegalHoldStatus": "ON"} if legal_hold else {}),
@@ -97,12 +99,15 @@ class S3Store:
         sha256: bytes,
         content_type: str,
         metadata: Mapping[str, str] | None = None,
+        storage_class: str | None = None,
     ) -> None:
         common: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
             "ContentType": content_type,
             "Metadata": {"sha256": sha256.hex(), **(metadata or {})},
+            # STANDARD is sent as no header at all: some S3-compatible stores know no other word.
+            **({"StorageClass": storage_class} if storage_class not in (None, "STANDARD") else {}),
             **self._lock_args(),
         }
         if self._look_first and await self.head(key) is not None:
@@ -186,7 +191,14 @@ class S3Store:
                 if str(exc.response.get("Error", {}).get("Code")) in NOT_FOUND_CODES:
                     return None
                 raise
-            return ObjectInfo(key=key, size=int(result["ContentLength"]), sha256=_known_sha256(result))
+            return ObjectInfo(
+                key=key,
+                size=int(result["ContentLength"]),
+                sha256=_known_sha256(result),
+                storage_class=result.get("StorageClass"),
+                restore=result.get("Restore"),
+                archive_status=result.get("ArchiveStatus"),
+            )
 
         return await self._call(head, key)
 
@@ -226,6 +238,15 @@ class S3Store:
 
     async def delete(self, key: str) -> None:
         await self._bucket.delete(key)
+
+    async def holds(self, keys: Sequence[str]) -> list[Hold]:
+        return await self._removal.holds(keys)
+
+    async def remove(self, keys: Sequence[str], *, bypass_governance: bool = False) -> Removal:
+        return await self._removal.remove(keys, bypass_governance=bypass_governance)
+
+    async def restore(self, key: str, days: int) -> None:
+        await self._removal.restore(key, days)
 
     @property
     def _client(self) -> Any:

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio.to_thread
 import botocore.exceptions
 
-from archiver.errors import ObjectExists, ObjectMissing, SpoolError, StoreAccessError, StoreUnavailable
+from archiver.errors import (
+    ObjectExists,
+    ObjectInColdStorage,
+    ObjectMissing,
+    SpoolError,
+    StoreAccessError,
+    StoreUnavailable,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -165,6 +172,8 @@ class S3Bucket:
             return ObjectExists(key or "")
         if code in NOT_FOUND_CODES and key:
             return ObjectMissing(key)
+        if code == "InvalidObjectState" and key:  # a GET of an object in an archive tier
+            return ObjectInColdStorage(key, error.get("StorageClass"))
         if code == "NoSuchBucket":
             return StoreAccessError(f"bucket {self.name!r} does not exist ({self.description}): check storage.url")
         if code in _REGION_CODES:
@@ -197,6 +206,23 @@ class S3Bucket:
                     raise
                 lock_state = None
             return {"versioning": versioning, "object_lock": lock_state, "default_retention": default}
+
+        return await self.call(read)
+
+    async def lifecycle_rules(self) -> list[dict[str, Any]] | None:
+        """The bucket's lifecycle rules ([] for none; None when the store has no lifecycle API)."""
+
+        def read() -> list[dict[str, Any]] | None:
+            try:
+                answer = self.client.get_bucket_lifecycle_configuration(Bucket=self.name)
+            except botocore.exceptions.ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code == "NoSuchLifecycleConfiguration":
+                    return []
+                if code in ("NotImplemented", "MethodNotAllowed"):
+                    return None
+                raise
+            return [dict(rule) for rule in answer.get("Rules", [])]
 
         return await self.call(read)
 

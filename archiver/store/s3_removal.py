@@ -1,0 +1,154 @@
+"""Removing archive objects on S3, for ``expire`` and ``erase``, and restoring cold ones.
+
+A removal takes every version of a key (on a versioned bucket a plain DELETE only hides the
+bytes behind a delete marker, which the archiver would put back): the versions are listed, then
+deleted by version id, a thousand per ``DeleteObjects`` request. A version the store refuses to
+delete because of Object Lock retention or a legal hold is left, and reported as a
+:class:`~archiver.store.Hold` with what holds it; nothing is forced unless the caller lifts
+GOVERNANCE retention on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import anyio
+import botocore.exceptions
+import structlog
+
+from archiver.errors import StoreAccessError
+from archiver.store import Hold, Removal
+from archiver.store.s3_bucket import S3Bucket
+
+log = structlog.get_logger("archiver.store")
+
+_BATCH = 1000  # DeleteObjects takes up to 1,000 keys
+_UNSUPPORTED = frozenset({"NotImplemented", "MethodNotAllowed", "XNotImplemented"})
+_LOCKED = frozenset({"AccessDenied", "ObjectLocked", "InvalidRequest"})
+
+
+class S3Removal:
+    """Removal, Object Lock holds and restores on one bucket; *now* says which retention is over."""
+
+    def __init__(self, bucket: S3Bucket, now: Callable[[], datetime]) -> None:
+        self._bucket = bucket
+        self._now = now
+
+    async def _versions(self, keys: Sequence[str]) -> list[tuple[str, str | None, bool]]:
+        """(key, version id, is a delete marker) of every version of *keys*, data versions first.
+
+        A store without version listing (R2) has one version per key: (key, None, False).
+        """
+        wanted = set(keys)
+        prefix = os.path.commonprefix(sorted(wanted))  # noqa: RUF071 - S3 prefixes are strings, not paths
+
+        def listing() -> list[tuple[str, str | None, bool]] | None:
+            found: list[tuple[str, str | None, bool]] = []
+            args: dict[str, Any] = {"Bucket": self._bucket.name, "Prefix": prefix}
+            while True:
+                try:
+                    page = self._bucket.client.list_object_versions(**args)
+                except botocore.exceptions.ClientError as exc:
+                    if str(exc.response.get("Error", {}).get("Code")) in _UNSUPPORTED:
+                        return None
+                    raise
+                for item in page.get("Versions", []):
+                    if item["Key"] in wanted:
+                        found.append((item["Key"], item.get("VersionId"), False))
+                for marker in page.get("DeleteMarkers", []):
+                    if marker["Key"] in wanted:
+                        found.append((marker["Key"], marker.get("VersionId"), True))
+                if not page.get("IsTruncated"):
+                    return sorted(found, key=lambda v: v[2])  # data versions before markers
+                args["KeyMarker"] = page["NextKeyMarker"]
+                args["VersionIdMarker"] = page.get("NextVersionIdMarker", "")
+
+        if not wanted:
+            return []
+        found = await self._bucket.call(listing, prefix)
+        return [(key, None, False) for key in sorted(wanted)] if found is None else found
+
+    async def holds(self, keys: Sequence[str]) -> list[Hold]:
+        """The versions of *keys* under retention that has not ended, or a legal hold."""
+        held: list[Hold] = []
+
+        async def look(key: str, version: str | None) -> None:
+            hold = await self._hold(key, version)
+            if hold is not None:
+                held.append(hold)
+
+        async with anyio.create_task_group() as tg:
+            for key, version, marker in await self._versions(keys):
+                if not marker:
+                    tg.start_soon(look, key, version)
+        return sorted(held, key=lambda h: (h.key, h.version_id or ""))
+
+    async def _hold(self, key: str, version: str | None) -> Hold | None:
+        args: dict[str, Any] = {"Bucket": self._bucket.name, "Key": key}
+        if version not in (None, "null"):
+            args["VersionId"] = version
+        head = await self._bucket.call(lambda: self._bucket.client.head_object(**args), key)
+        until = head.get("ObjectLockRetainUntilDate")
+        mode = head.get("ObjectLockMode") if until is not None and until > self._now() else None
+        legal = head.get("ObjectLockLegalHoldStatus") == "ON"
+        return Hold(key, version, mode, until if mode else None, legal) if mode or legal else None
+
+    async def remove(self, keys: Sequence[str], *, bypass_governance: bool = False) -> Removal:
+        """Delete every version of *keys*; versions the store keeps are returned as holds."""
+        versions = await self._versions(keys)
+        result = Removal()
+        for start in range(0, len(versions), _BATCH):
+            batch = versions[start : start + _BATCH]
+            refused = await self._delete_batch(batch, bypass_governance)
+            result.removed += len(batch) - len(refused)
+            for key, version, code, message in refused:
+                hold = await self._hold(key, version) if code in _LOCKED else None
+                if hold is None:
+                    raise StoreAccessError(f"{self._bucket.description} refused to delete {key} ({code}: {message})")
+                result.held.append(hold)
+        if result.held:
+            log.warning("object.held", objects=len(result.held), first=str(result.held[0]))
+        return result
+
+    async def _delete_batch(
+        self, batch: list[tuple[str, str | None, bool]], bypass: bool
+    ) -> list[tuple[str, str | None, str, str]]:
+        """Delete *batch* in one request; (key, version, code, message) of each refused."""
+        objects = [{"Key": k, **({"VersionId": v} if v is not None else {})} for k, v, _ in batch]
+        extra: dict[str, Any] = {"BypassGovernanceRetention": True} if bypass else {}
+
+        def delete() -> list[tuple[str, str | None, str, str]]:
+            answer = self._bucket.client.delete_objects(
+                Bucket=self._bucket.name,
+                Delete={"Objects": objects, "Quiet": True},  # type: ignore[typeddict-item]
+                **extra,
+            )
+            asked = {k: v for k, v, _ in reversed(batch)}  # an error may leave out the version it was about
+            return [
+                (key := e.get("Key", ""), e.get("VersionId") or asked.get(key), e.get("Code", ""), e.get("Message", ""))
+                for e in answer.get("Errors", [])
+            ]
+
+        return await self._bucket.call(delete, batch[0][0])
+
+    async def restore(self, key: str, days: int) -> None:
+        """Ask for a readable copy of *key* for *days* days (Standard retrieval); one already on
+        its way is left to finish."""
+        head = await self._bucket.call(lambda: self._bucket.client.head_object(Bucket=self._bucket.name, Key=key), key)
+        request: dict[str, Any] = (
+            {}  # INTELLIGENT_TIERING's archive tiers restore to its frequent tier, for no set time
+            if head.get("StorageClass") == "INTELLIGENT_TIERING"
+            else {"Days": days, "GlacierJobParameters": {"Tier": "Standard"}}
+        )
+
+        def restore() -> None:
+            try:
+                self._bucket.client.restore_object(Bucket=self._bucket.name, Key=key, RestoreRequest=request)  # type: ignore[arg-type]
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "RestoreAlreadyInProgress":
+                    raise
+
+        await self._bucket.call(restore, key)
