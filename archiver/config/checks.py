@@ -123,6 +123,12 @@ def bucket(value: str | None) -> str | None:
     return value
 
 
+def at_least_a_day(value: timedelta | None) -> timedelta | None:
+    if value is not None and value < timedelta(days=1):
+        raise ValueError("must be at least 1d (retention is counted in whole days, such as 2557d)")
+    return value
+
+
 def lease_ttl(value: timedelta) -> timedelta:
     if value < timedelta(seconds=3):
         raise ValueError("must be at least 3s")

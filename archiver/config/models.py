@@ -21,6 +21,7 @@ import attrs
 from attrs import field, frozen
 
 from archiver.config import checks
+from archiver.core.quantities import format_duration
 from archiver.errors import ConfigError
 
 Size = NewType("Size", int)  # bytes; written as 2GiB, 512MiB or a number of bytes
@@ -136,6 +137,18 @@ class StorageConfig:
     # choice on AWS (virtual-hosted), path-style on a storage.endpoint_url (what MinIO and Ceph
     # RGW serve without wildcard DNS). "path" or "virtual" force one.
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # The class of every recording written; records, day files and seals stay STANDARD, so that
+    # an audit reads them at once. GLACIER and DEEP_ARCHIVE recordings must be restored to be read.
+    storage_class: Literal[
+        "STANDARD",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER_IR",
+        "GLACIER",
+        "DEEP_ARCHIVE",
+        "REDUCED_REDUNDANCY",
+    ] = "STANDARD"
 
     def __attrs_post_init__(self) -> None:
         if self.sse_kms_key_id and self.sse != "aws:kms":
@@ -157,6 +170,19 @@ class StorageConfig:
     @property
     def path(self) -> Path:
         return Path(urlsplit(self.url).path)
+
+
+@frozen(kw_only=True)
+class RetentionConfig:
+    """How long the archive keeps a day: ``archiver expire`` removes each day whose calls are all
+    older than *keep* (None: nothing expires)."""
+
+    keep: timedelta | None = checked(checks.at_least_a_day, default=None)
+
+    @property
+    def policy(self) -> str | None:
+        """*keep* as written in the expiry records: ``2557d``."""
+        return None if self.keep is None else format_duration(self.keep)
 
 
 @frozen(kw_only=True)
@@ -238,6 +264,7 @@ class _Sections:
     """The sections every source shares."""
 
     storage: StorageConfig
+    retention: RetentionConfig = field(factory=RetentionConfig)
     download: DownloadConfig = field(factory=DownloadConfig)
     poll: PollConfig = field(factory=PollConfig)
     state: StateConfig = field(factory=StateConfig)
@@ -320,6 +347,7 @@ class ConfigFile(_Sections):
         return Config(
             source=source,
             storage=storage,
+            retention=self.retention,
             download=self.download,
             poll=self.poll,
             state=state,

@@ -26,6 +26,7 @@ class RecordingStatus(StrEnum):
     MISSING = "missing"
     REJECTED = "rejected"
     SUPERSEDED = "superseded"  # only in a revision: the call turned out to be another, recorded one
+    ERASED = "erased"  # only in a revision: the recordings were removed on request (``archiver erase``)
 
 
 # What archiving a call can end in (a revision may also say SUPERSEDED).
@@ -135,4 +136,35 @@ class Superseded:
         return {"status": str(self.status), "superseded_by": self.superseded_by}
 
 
-Recording = Archived | NoRecording | Rejected | Missing | Superseded
+@dataclass(frozen=True)
+class RemovedObject:
+    """A recording removed by an erasure: its key, and the size and SHA-256 it had."""
+
+    key: str
+    size: int | None
+    sha256: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "size": self.size, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class Erased:
+    """The call's recordings were removed on request (a data subject's, a court's): why, when,
+    and what was removed, so that their absence is accounted for."""
+
+    status: ClassVar[RecordingStatus] = RecordingStatus.ERASED
+    reason: str
+    erased_at: datetime
+    removed: tuple[RemovedObject, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": str(self.status),
+            "reason": self.reason,
+            "erased_at": utc_text(self.erased_at),
+            "removed": [r.to_json() for r in self.removed],
+        }
+
+
+Recording = Archived | NoRecording | Rejected | Missing | Superseded | Erased

@@ -56,11 +56,43 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Expiry:
+    """A day removed under the retention policy: recorded in a seal before anything of it is
+    deleted, so that its sealed manifests' absence is accounted for."""
+
+    day: str  # YYYY-MM-DD
+    folder: str  # the day's key prefix
+    manifests: tuple[Link, ...]  # what the day's manifests were, as they were when it expired
+    policy: str  # retention.keep, as written: "2557d"
+    at: str  # when it was recorded, UTC
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "day": self.day,
+            "folder": self.folder,
+            "manifests": [{"key": m.key, "sha256": m.sha256} for m in self.manifests],
+            "policy": self.policy,
+            "at": self.at,
+        }
+
+    @classmethod
+    def parse(cls, value: Any) -> Expiry:
+        if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in ("day", "folder", "policy")):
+            raise ValueError("an expiry record without day, folder and policy")
+        manifests = value.get("manifests")
+        if not isinstance(manifests, list):
+            raise ValueError("an expiry record without its manifests")
+        links = tuple(_link(m) for m in manifests)
+        return cls(value["day"], value["folder"], links, value["policy"], str(value.get("at")))
+
+
+@dataclass(frozen=True)
 class Seal:
     sequence: int
     sealed_at: str
     manifests: tuple[Link, ...]
     previous: Link | None  # None for the first seal
+    expired: tuple[Expiry, ...] = ()  # days removed under retention (``archiver expire``)
 
     def to_bytes(self) -> bytes:
         doc: dict[str, Any] = {
@@ -70,15 +102,25 @@ class Seal:
             "manifests": [{"key": m.key, "sha256": m.sha256} for m in self.manifests],
             "previous": None if self.previous is None else {"key": self.previous.key, "sha256": self.previous.sha256},
         }
+        if self.expired:
+            doc["expired"] = [e.to_json() for e in self.expired]
         return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
 
     @classmethod
-    def new(cls, sequence: int, manifests: dict[str, str], previous: Link | None, now: datetime) -> Seal:
+    def new(
+        cls,
+        sequence: int,
+        manifests: dict[str, str],
+        previous: Link | None,
+        now: datetime,
+        expired: tuple[Expiry, ...] = (),
+    ) -> Seal:
         return cls(
             sequence=sequence,
-            sealed_at=now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            sealed_at=utc_text(now),
             manifests=tuple(Link(k, v) for k, v in sorted(manifests.items())),
             previous=previous,
+            expired=expired,
         )
 
     @classmethod
@@ -93,12 +135,20 @@ class Seal:
         sequence, manifests, previous = doc.get("sequence"), doc.get("manifests"), doc.get("previous")
         if not isinstance(sequence, int) or not isinstance(manifests, list):
             raise ValueError("no sequence number or manifest list")
+        expired = doc.get("expired", [])
+        if not isinstance(expired, list):
+            raise ValueError("an expired member that is not a list")
         return cls(
             sequence=sequence,
             sealed_at=str(doc.get("sealed_at")),
             manifests=tuple(_link(m) for m in manifests),
             previous=None if previous is None else _link(previous),
+            expired=tuple(Expiry.parse(e) for e in expired),
         )
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _link(value: Any) -> Link:
@@ -140,6 +190,14 @@ class Chain:
         for sequence, (seal, _) in sorted(self.seals.items()):
             for link in seal.manifests:
                 out.setdefault(link.key, []).append((sequence, link.sha256))
+        return out
+
+    def expired(self) -> dict[str, tuple[int, Expiry]]:
+        """Every day recorded as expired: its folder -> (the seal's number, the first record)."""
+        out: dict[str, tuple[int, Expiry]] = {}
+        for sequence, (seal, _) in sorted(self.seals.items()):
+            for expiry in seal.expired:
+                out.setdefault(expiry.folder, (sequence, expiry))
         return out
 
     def sealed_by(self, key: str, digest: str) -> tuple[int, ...]:

@@ -65,6 +65,22 @@ def build(
     return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 
+def revised(current: dict[str, Any], recording: Recording, *, revision: Revision, archived_at: datetime) -> bytes:
+    """A revision of the record *current* (its parsed document) that changes only what it says of
+    the recording: the CDR, and what was parsed from it, are kept as they are."""
+    doc = {k: v for k, v in current.items() if k not in ("revision", "supersedes", "reason", "supersedes_call")}
+    doc |= {
+        "schema": SCHEMA,
+        "recording": recording.to_json(),
+        "archived_at": utc_text(archived_at),
+        "archiver": {"version": __version__},
+        "revision": revision.number,
+        "supersedes": revision.supersedes,
+        "reason": revision.reason,
+    }
+    return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
 def missing(source_url: str, pending: PendingCall) -> Missing:
     """The record of a call given up on: every try the parked call made."""
     return Missing(
