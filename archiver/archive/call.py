@@ -80,6 +80,7 @@ class CallArchiver:
         outage: StoreOutage,
         downloads: anyio.CapacityLimiter,
         source_info: dict[str, Any],
+        storage_class: str = "STANDARD",
     ) -> None:
         self._fetcher = fetcher
         self._store = store
@@ -91,6 +92,7 @@ class CallArchiver:
         self._outage = outage  # store steps wait out an outage there
         self._downloads = downloads
         self._source_info = source_info
+        self._storage_class = storage_class  # of each recording (records stay STANDARD)
 
     async def archive(
         self, cdr: Cdr, day: date, pending: PendingCall | None, *, supersedes_call: str | None = None
@@ -201,6 +203,7 @@ class CallArchiver:
                     sha256=download.sha256,
                     content_type=CONTENT_TYPES[download.format],
                     metadata={"call-id": call_id},
+                    storage_class=self._storage_class,
                 )
             except ObjectExists:
                 await self._check_existing_audio(key, download)

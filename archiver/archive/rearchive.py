@@ -112,6 +112,9 @@ class Rearchiver:
                 status = str(doc.get("recording", {}).get("status")) if isinstance(doc, dict) else "unreadable"
                 if not call_ids and status not in statuses:
                     continue
+                if status == "erased":  # erased on request: never fetched back from the PBX
+                    report.unchanged.append((call_id, status))
+                    continue
                 report.considered += 1
                 revision = max(listing.revisions[call_id]) + 1
                 next_key = keys.sidecar_key(self._prefix, day, call_id, revision)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from functools import partial
 
 import anyio
 import structlog
 
 from archiver.core import keys, seal
 from archiver.core.clock import Clock
+from archiver.core.seal import Chain, Expiry, Link, Seal
 from archiver.errors import CallError, ObjectExists
 from archiver.store import Store, put_bytes
 from archiver.store.listing import MANIFEST_LIMIT, archive_days
@@ -55,26 +57,60 @@ class Sealer:
                         log.info("seal.earlier_manifests", manifests=len(set(earlier) - set(manifests)))
                     manifests = {**earlier, **manifests}
             while todo := self._unsealed(manifests, fresh):
-                number = reader.chain.length + 1
-                raw = seal.Seal.new(number, todo, reader.chain.head, self._clock.now()).to_bytes()
-                key = seal.seal_key(self._prefix, number)
-                try:
-                    await put_bytes(self._store, key, raw, "application/json")
-                except ObjectExists:  # another archiver sealed first: read its seals, take the next number
-                    await reader.read_newer()
-                    if reader.chain.length < number:  # listed, but unreadable: never guess a chain's head
-                        raise CallError(f"seal {key} exists but cannot be read; the day is sealed later") from None
-                    log.info("seal.number_taken", sequence=number)
-                    continue
-                reader.add(key, raw)
-                fresh = set(fresh) - set(todo)
-                log.info(
-                    "seal.written",
-                    key=key,
-                    sequence=number,
-                    manifests=len(todo),
-                    sha256=hashlib.sha256(raw).hexdigest(),
-                )
+                key = await self._append(partial(self._manifest_seal, todo))
+                if key is not None:
+                    fresh = set(fresh) - set(todo)
+
+    async def chain(self) -> Chain:
+        """The whole chain, as read (once per process) and as extended since."""
+        async with self._lock:
+            if not self._reader.whole:
+                await self._reader.read_all()
+                self._read = True
+            return self._reader.chain
+
+    async def record_expiry(self, expired: list[Expiry]) -> None:
+        """Record the expiry of days in the chain (one seal), unless a seal records them already."""
+        reader = self._reader
+        async with self._lock:
+            if not reader.whole:
+                await reader.read_all()
+                self._read = True
+            while todo := tuple(e for e in expired if e.folder not in reader.chain.expired()):
+                await self._append(partial(self._expiry_seal, todo))
+
+    def _manifest_seal(self, manifests: dict[str, str], number: int, head: Link | None) -> Seal:
+        return Seal.new(number, manifests, head, self._clock.now())
+
+    def _expiry_seal(self, expired: tuple[Expiry, ...], number: int, head: Link | None) -> Seal:
+        return Seal.new(number, {}, head, self._clock.now(), expired=expired)
+
+    async def _append(self, make: Callable[[int, Link | None], Seal]) -> str | None:
+        """Write the seal *make* gives for the chain's next number; its key, or None when another
+        archiver took that number first (its seals are read: the caller looks again)."""
+        reader = self._reader
+        number = reader.chain.length + 1
+        made = make(number, reader.chain.head)
+        raw = made.to_bytes()
+        key = seal.seal_key(self._prefix, number)
+        try:
+            await put_bytes(self._store, key, raw, "application/json")
+        except ObjectExists:  # another archiver sealed first: read its seals, take the next number
+            await reader.read_newer()
+            if reader.chain.length < number:  # listed, but unreadable: never guess a chain's head
+                raise CallError(f"seal {key} exists but cannot be read; the day is sealed later") from None
+            log.info("seal.number_taken", sequence=number)
+            return None
+        reader.add(key, raw)
+        log.info(
+            "seal.written",
+            key=key,
+            sequence=number,
+            manifests=len(made.manifests),
+            expired_days=len(made.expired),
+            sha256=hashlib.sha256(raw).hexdigest(),
+        )
+        return key
 
     def _unsealed(self, manifests: dict[str, str], fresh: Collection[str]) -> dict[str, str]:
         chain = self._reader.chain

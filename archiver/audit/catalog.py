@@ -25,7 +25,7 @@ from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, DayListing, ar
 
 log = structlog.get_logger("archiver.audit.catalog")
 
-STATUSES = ("archived", "none", "missing", "rejected", "superseded")
+STATUSES = ("archived", "none", "missing", "rejected", "superseded", "erased")
 DIRECTIONS = ("inbound", "outbound", "local")
 
 

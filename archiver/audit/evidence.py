@@ -16,7 +16,7 @@ from typing import Any
 from archiver import __version__
 from archiver.audit.catalog import CallFiles
 from archiver.core import dayfiles, seal
-from archiver.errors import CallError
+from archiver.errors import CallError, ObjectInColdStorage
 from archiver.store import Store
 from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT
 
@@ -76,10 +76,18 @@ class Evidence:
     problems: list[str] = field(default_factory=list)
     not_in_a_manifest: list[str] = field(default_factory=list)  # the day's next set will list them
     entry: dayfiles.CallEntry | None = None  # what the current record says of the call
+    cold: list[str] = field(default_factory=list)  # recordings in cold storage: not read, so not checked
+    erased: dict[str, Any] | None = None  # the current record's ``recording`` when it says ``erased``
 
     @property
     def ok(self) -> bool:
+        """Nothing found wrong (a recording in cold storage is not checked, and not wrong)."""
         return not self.problems
+
+    @property
+    def verified(self) -> bool:
+        """Every stored byte read and found as recorded."""
+        return self.ok and not self.cold
 
     @property
     def current(self) -> Record | None:
@@ -89,8 +97,10 @@ class Evidence:
         return {
             "call_id": self.call_id,
             "day": self.day,
-            "verified": self.ok,
+            "verified": self.verified,
             "problems": self.problems,
+            "in_cold_storage": self.cold,
+            "erased": self.erased,
             "current_revision": self.current.revision if self.current else None,
             "call": None if self.entry is None else {c: getattr(self.entry, c) for c in dayfiles.CSV_COLUMNS},
             "records": [asdict(r) for r in self.records],
@@ -139,13 +149,32 @@ async def examine(
             stated[record.recording_key] = (record.size, record.recording_sha256)
         if doc.get("call_id") != files.call_id:
             evidence.problems.append(f"record {revision} ({key}) is not this call's")
+    gone: dict[str, str | None] = {}  # recordings erased on request: key -> the SHA-256 the erasure states
     if current is not None:
         evidence.entry = dayfiles.CallEntry.from_sidecar(files.call_id, current)
+        rec = dayfiles.mapping(json.loads(current).get("recording"))
+        if rec.get("status") == "erased":
+            evidence.erased = rec
+            removed = rec.get("removed")
+            for item in removed if isinstance(removed, list) else []:
+                if isinstance(item, dict) and isinstance(item.get("key"), str):
+                    sha = item.get("sha256")
+                    gone[item["key"]] = sha if isinstance(sha, str) else None
     for key in sorted(set(files.audio) | set(stated)):
+        if key in gone:
+            if key in files.audio:
+                evidence.problems.append(f"the recording {key} was erased, but is still in the archive")
+            elif gone[key] is not None:
+                own[key.rsplit("/", 1)[-1]] = str(gone[key])  # what its manifest line must say
+            continue
         if key not in files.audio:
             evidence.problems.append(f"the recording {key} that a record names is not in the archive")
             continue
-        size, digest = (digests or {}).get(key) or await _digest(store, key)
+        try:
+            size, digest = (digests or {}).get(key) or await _digest(store, key)
+        except ObjectInColdStorage:
+            evidence.cold.append(key)
+            continue
         size_stated, sha_stated = stated.get(key, (None, None))
         recording = Recording(key, size, digest, size_stated, sha_stated)
         evidence.recordings.append(recording)

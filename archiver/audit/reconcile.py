@@ -13,12 +13,13 @@ from zoneinfo import ZoneInfo
 
 import anyio
 
-from archiver.core import dayfiles
+from archiver.core import dayfiles, keys
 from archiver.core.identity import call_id_for_row
 from archiver.source.ccall import CcallClient
 from archiver.source.listed import listed_calls
 from archiver.store import Store
 from archiver.store.listing import read_sidecars
+from archiver.store.seals import read_chain
 
 
 @dataclass
@@ -31,6 +32,7 @@ class ReconcileReport:
     not_listed: list[str] = field(default_factory=list)  # archived, but the PBX no longer lists them
     recordings_missing: list[tuple[str, str]] = field(default_factory=list)  # (call id, last error)
     statuses: dict[str, int] = field(default_factory=dict)
+    expired: list[tuple[str, str]] = field(default_factory=list)  # (day, call id) the PBX lists on expired days
 
     @property
     def consistent(self) -> bool:
@@ -66,6 +68,11 @@ async def reconcile(
     async for day, cdr in listed_calls(client, tz, since, until):
         listed[cdr.call_id] = day
     report = ReconcileReport(listed=len(listed))
+    gone = (await read_chain(store, prefix, concurrency=concurrency)).expired()  # days removed under retention
+    for call_id, day in list(listed.items()):
+        if keys.day_prefix(prefix, day) in gone:
+            report.expired.append((day.isoformat(), call_id))
+            del listed[call_id]
     archived: dict[str, dict[str, Any]] = {}
     day = since.astimezone(tz).date()
     while day <= (until - timedelta(microseconds=1)).astimezone(tz).date():

@@ -22,7 +22,7 @@ from archiver.audit.history import describe
 from archiver.core import dayfiles, keys, seal
 from archiver.core.clock import Clock, SystemClock
 from archiver.core.sidecar import SCHEMA
-from archiver.errors import CallError
+from archiver.errors import CallError, ObjectInColdStorage
 from archiver.store import Store
 from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, DayListing, day_listings
 from archiver.store.seals import ChainReader
@@ -55,6 +55,9 @@ class VerifyReport:
     bytes_rehashed: int = 0
     unmanifested: int = 0
     seals: int = 0
+    erased: int = 0  # calls whose recordings were erased on request
+    cold: int = 0  # recordings in cold storage, not re-hashed (not a problem)
+    expired: dict[str, int] = field(default_factory=dict)  # retention policy -> days expired under it
     seal_head: seal.Link | None = None  # the chain's last seal: what an operator records elsewhere
     problems: list[Problem] = field(default_factory=list)
     history: list[Problem] = field(default_factory=list)  # what happened and was made good: no problem
@@ -71,6 +74,9 @@ class VerifyReport:
             "rehashed": self.rehashed,
             "bytes_rehashed": self.bytes_rehashed,
             "not_yet_in_a_manifest": self.unmanifested,
+            "erased": self.erased,
+            "in_cold_storage": self.cold,
+            "expired_days": self.expired,
             "problems": [{"call_id": p.call_id, "key": p.key, "problem": p.what} for p in self.problems],
             "history": [{"call_id": p.call_id, "key": p.key, "what": p.what} for p in self.history],
         }
@@ -128,7 +134,18 @@ class Verifier:
         sealed_in: dict[str, list[str]] = {}  # day folder -> the sealed manifests in it
         for key in sealed:
             sealed_in.setdefault(key.rsplit("/", 1)[0] + "/", []).append(key)
+        expired = self._expired_in(chain, days, report)
+        for folder, (_, expiry) in expired.items():  # a sealed manifest of an expired day went with it
+            named = {link.key for link in expiry.manifests}
+            report.problems += [
+                Problem(k, f"a sealed manifest gone, which the expiry record of {expiry.day} does not name")
+                for k in sealed_in.pop(folder, [])
+                if k not in named
+            ]
         async for listing in day_listings(self._store, self._prefix, days):
+            if listing.folder in expired:
+                self._expired_leftovers(listing, expired[listing.folder], report)
+                continue
             for key in sealed_in.pop(listing.folder, []):  # a sealed manifest must stay
                 if key not in listing.manifests.values():
                     report.problems.append(Problem(key, "a sealed manifest is not in the archive any more"))
@@ -145,6 +162,29 @@ class Verifier:
                 _check_sealed(key, number, digest, reader.chain.sealed().get(key, []), report)
         return report
 
+    def _expired_in(
+        self, chain: seal.Chain, days: list[date] | None, report: VerifyReport
+    ) -> dict[str, tuple[int, seal.Expiry]]:
+        """The days of *days* (None: all) the chain records as expired, counted by policy."""
+        wanted = None if days is None else {keys.day_prefix(self._prefix, d) for d in days}
+        expired = {f: e for f, e in chain.expired().items() if wanted is None or f in wanted}
+        for _, expiry in expired.values():
+            report.expired[expiry.policy] = report.expired.get(expiry.policy, 0) + 1
+        return expired
+
+    def _expired_leftovers(self, listing: DayListing, recorded: tuple[int, seal.Expiry], report: VerifyReport) -> None:
+        """An expired day that still holds objects: Object Lock keeps them, or an expire was cut
+        short. Not a problem; the next ``archiver expire`` removes what it may."""
+        number, expiry = recorded
+        report.history.append(
+            Problem(
+                listing.folder,
+                f"expired under retention {expiry.policy} (seal {number}, {expiry.at}); {len(listing.objects)} "
+                "object(s) remain: under Object Lock retention or a legal hold, or an expire cut short "
+                "(`archiver expire` removes them when it may)",
+            )
+        )
+
     async def _verify_day(
         self,
         listing: DayListing,
@@ -156,10 +196,13 @@ class Verifier:
     ) -> None:
         docs: dict[str, tuple[str, dict[str, Any]]] = {}  # sidecar file name -> (its sha256, doc)
         named: dict[str, set[str]] = {}  # call id -> the audio keys its records name
+        absent: list[tuple[str, str]] = []  # (call id, key) of recordings a record names and the day lacks
 
         async def check(call_id: str, revision: int, key: str) -> None:
             async with self._limiter:
-                result = await self._check_record(call_id, revision, key, listing, report, deep=deep, sample=sample)
+                result = await self._check_record(
+                    call_id, revision, key, listing, report, absent, deep=deep, sample=sample
+                )
             if result is not None:
                 docs[key[len(listing.folder) :]] = result
                 rec = dayfiles.mapping(result[1].get("recording"))
@@ -170,6 +213,21 @@ class Verifier:
             for call_id, revision, key in listing.sidecar_keys():
                 tg.start_soon(check, call_id, revision, key)
         report.calls += len(listing.sidecars)
+        erased = _erased(listing, docs)
+        report.erased += len(erased)
+        for call_id, key in sorted(absent):
+            if key not in erased.get(call_id, {}):
+                report.problems.append(Problem(key, "the recording the sidecar names is not in the archive", call_id))
+        for call_id, removed in sorted(erased.items()):
+            for key in sorted(set(listing.audio.get(call_id, [])) & set(removed) - {None}):
+                report.problems.append(
+                    Problem(
+                        key,
+                        "the call's recordings were erased, but this one is still in the archive "
+                        "(an erase cut short: `archiver erase` again finishes it)",
+                        call_id,
+                    )
+                )
         for call_id, audio_keys in sorted(listing.audio.items()):
             if call_id not in listing.sidecars:
                 if await self._store.head(listing.folder + f"{call_id}.json") is not None:
@@ -192,7 +250,8 @@ class Verifier:
                 (report.problems if problem else report.history).append(
                     Problem(history.key, what, parsed.call_id if parsed else None)
                 )
-        await self._verify_manifests(listing, docs, report, sealed)
+        gone = {k[len(listing.folder) :]: sha for r in erased.values() for k, sha in r.items() if k}
+        await self._verify_manifests(listing, docs, report, sealed, gone)
 
     async def _check_record(
         self,
@@ -201,6 +260,7 @@ class Verifier:
         key: str,
         listing: DayListing,
         report: VerifyReport,
+        absent: list[tuple[str, str]],
         *,
         deep: bool,
         sample: float,
@@ -233,9 +293,7 @@ class Verifier:
             return digest, doc
         report.recordings += 1
         if rec.get("key") not in listing.audio.get(call_id, []):
-            report.problems.append(
-                Problem(str(rec.get("key")), "the recording the sidecar names is not in the archive", call_id)
-            )
+            absent.append((call_id, str(rec.get("key"))))  # a problem, unless the call was erased
             return digest, doc
         await self._check_recording(call_id, rec, report, rehash=deep or self._rng.random() < sample)
         return digest, doc
@@ -256,7 +314,13 @@ class Verifier:
             if info.sha256.hex() != stated:
                 report.problems.append(Problem(key, "the store's checksum differs from the sidecar's sha256", call_id))
             return
-        size, digest = await self._store.digest(key)
+        try:
+            if info.cold:
+                raise ObjectInColdStorage(key, info.storage_class)
+            size, digest = await self._store.digest(key)
+        except ObjectInColdStorage:
+            report.cold += 1  # its size and stored checksum were checked, as far as they go
+            return
         report.rehashed += 1
         report.bytes_rehashed += size
         if digest.hex() != stated:
@@ -270,13 +334,17 @@ class Verifier:
         docs: dict[str, tuple[str, dict[str, Any]]],
         report: VerifyReport,
         sealed: dict[str, list[tuple[int, str]]],
+        gone: dict[str, str | None],
     ) -> None:
+        """*gone*: recordings erased on request (file name -> the SHA-256 the erasure states)."""
         expected: dict[str, str] = {}
         for name, (sidecar_sha, doc) in docs.items():
             expected[name] = sidecar_sha
             rec = doc.get("recording", {})
             if isinstance(rec, dict) and rec.get("status") == "archived":
                 expected[str(rec["key"]).rsplit("/", 1)[-1]] = str(rec.get("sha256"))
+        for name in gone:
+            expected.pop(name, None)
         covered: set[str] = set()
         stated: dict[str, list[tuple[int, str]]] = {}  # file name -> (set number, SHA-256) of each manifest
         for number, key in listing.manifests.items():  # a set without one: the next run writes it
@@ -295,6 +363,13 @@ class Verifier:
                 covered.add(name)
                 stated.setdefault(name, []).append((number, digest))
         for name, statements in sorted(stated.items()):
+            if name in gone:  # erased: every manifest must state what the erasure says was removed
+                report.problems += [
+                    Problem(listing.folder + name, f"manifest {n} gives an erased recording another SHA-256")
+                    for n, digest in statements
+                    if digest != gone[name]
+                ]
+                continue
             self._check_statements(listing, name, statements, expected.get(name), docs, report)
         if listing.sets:
             self._report_unmanifested(listing, docs, set(expected) - covered, report)
@@ -371,6 +446,24 @@ class Verifier:
                     )
                 )
         report.unmanifested += len(names - missed)
+
+
+def _erased(listing: DayListing, docs: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, dict[str, str | None]]:
+    """The calls of the day whose current record says ``erased``: call id -> {key removed: the
+    SHA-256 the erasure states for it}."""
+    out: dict[str, dict[str, str | None]] = {}
+    for call_id, key in listing.sidecars.items():
+        found = docs.get(key[len(listing.folder) :])
+        rec = dayfiles.mapping(found[1].get("recording")) if found else {}
+        if rec.get("status") != "erased":
+            continue
+        removed = rec.get("removed")
+        out[call_id] = {
+            str(r.get("key")): (str(r["sha256"]) if isinstance(r.get("sha256"), str) else None)
+            for r in (removed if isinstance(removed, list) else [])
+            if isinstance(r, dict)
+        }
+    return out
 
 
 def _time(value: Any) -> datetime | None:

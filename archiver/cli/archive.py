@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, datetime
+from datetime import date, datetime, time
 
 import anyio
 import attrs
@@ -23,6 +23,8 @@ from archiver.service.preflight import ensure_create_only
 from archiver.service.progress import TerminalLogStream
 from archiver.service.workers import Workers, report_line, worker_ledger
 from archiver.state.ledger import Ledger
+
+log = structlog.get_logger("archiver.cli")
 
 # -- run --------------------------------------------------------------------------------------
 
@@ -50,6 +52,11 @@ def backfill(args: argparse.Namespace) -> int:
         configs = tuple(attrs.evolve(c, state=StateConfig(path=worker_ledger(c.state.path, worker))) for c in configs)
         structlog.contextvars.bind_contextvars(worker=worker)
     ranges = [dates(args, config) for config in configs]  # every --since/--until problem before any work
+    kept = [(c, _kept(c, *span)) for c, span in zip(configs, ranges, strict=True)]
+    configs = tuple(c for c, span in kept if span is not None)
+    ranges = [span for _, span in kept if span is not None]
+    if not configs:
+        return EXIT_OK
     if args.dry_run:
         return max(_dry_run(configs, config, *span) for config, span in zip(configs, ranges, strict=True))
     backfiller = Backfiller(configs, ranges, terminal=terminal)
@@ -73,6 +80,29 @@ def backfill(args: argparse.Namespace) -> int:
     if worker is not None:
         print(report_line(reports), flush=True)
     return worst
+
+
+def _kept(config: Config, since: datetime, until: datetime) -> tuple[datetime, datetime] | None:
+    """The part of ``[since, until)`` that retention still keeps: the calls of an expired day are
+    never archived again (None: none of the range is kept)."""
+    keep = config.retention.keep
+    if keep is None:
+        return since, until
+    tz = config.source.tz
+    first = datetime.combine((datetime.now(tz) - keep).date(), time(0), tz)
+    if since >= first:
+        return since, until
+    log.warning(
+        "backfill.expired_days_skipped",
+        since=since.date().isoformat(),
+        until=min(first, until).date().isoformat(),
+        policy=config.retention.policy,
+        hint="retention.keep no longer keeps these days: archiving them again would undo `archiver expire`",
+    )
+    if until <= first:
+        print(f"nothing to backfill: every day of the range is older than retention.keep ({config.retention.policy})")
+        return None
+    return first, until
 
 
 def _backfill_in_processes(args: argparse.Namespace) -> int:

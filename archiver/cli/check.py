@@ -7,10 +7,12 @@ everything is usable, 1 when something did not answer, 2 when a person must chan
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -19,6 +21,7 @@ from archiver.audit.sample import host, peek_recording, recent_rows
 from archiver.cli.common import print_title, setup
 from archiver.compose import Parts, assemble
 from archiver.config.models import Config
+from archiver.core import lifecycle
 from archiver.core.clock import Clock, SystemClock
 from archiver.errors import (
     EXIT_FAILED,
@@ -65,10 +68,15 @@ async def _check_one(config: Config, clock: Clock) -> int:
             worst = max(worst, EXIT_FAILED)
         if worst == EXIT_OK:
             worst = max(worst, await _sample(parts, config, clock.now().astimezone(config.source.tz)))
+        print(_retention_line(config))
         if isinstance(parts.store, S3Store):
             features = await _check_bucket_features(parts.store, config, parts.control)
             if features != EXIT_OK:
                 return features  # every write would be refused; no point probing
+            await _check_lifecycle(parts.store, config)
+            worst = max(worst, await _check_storage_class(parts.store, config))
+        elif config.storage.storage_class != "STANDARD":
+            print(f"WARN  storage.storage_class {config.storage.storage_class} means nothing to a local folder")
         worst = max(worst, await _probe(parts.store, f"{config.control_prefix}/check/{uuid.uuid4()}.txt", "store"))
         worst = max(worst, await _check_create_only(parts))
         if isinstance(parts.store, S3Store) and config.storage.create_only == "enforced":
@@ -161,6 +169,80 @@ async def _check_multipart_create_only(store: S3Store, key: str) -> None:
             "and more): the archiver looks for the key just before completing; two writers racing within that gap "
             "could both write"
         )
+
+
+def _retention_line(config: Config) -> str:
+    keep = config.retention.keep
+    if keep is None:
+        return "ok    retention: keep everything (retention.keep is null; `archiver expire` removes nothing)"
+    lock = config.storage.object_lock
+    if lock is not None and timedelta(days=lock.retain_days) > keep:
+        return (
+            f"WARN  retention.keep ({config.retention.policy}) is shorter than storage.object_lock.retain_days "
+            f"({lock.retain_days}): `archiver expire` must leave each expired day's objects until their retention ends"
+        )
+    return f"ok    retention: keep {config.retention.policy}; `archiver expire` removes each day older than that"
+
+
+async def _check_lifecycle(store: S3Store, config: Config) -> None:
+    """WARN about lifecycle rules that would move or delete records, day files or seals, or delete
+    recordings before retention.keep; and about a default retention longer than keep."""
+    try:
+        rules = await store.s3.lifecycle_rules()
+        features = await store.bucket_features()
+    except (TransientError, FatalError) as exc:
+        print(f"WARN  bucket lifecycle rules could not be read: {exc}")
+        return
+    if rules is None:
+        print("ok    bucket lifecycle: the store has no lifecycle rules to read")
+        return
+    found = lifecycle.warnings(rules, config.storage.prefix, config.retention.keep)
+    for line in found:
+        print(f"WARN  {line}")
+    if not found:
+        print(f"ok    bucket lifecycle: {len(rules)} rule(s); none moves or deletes the archive's objects")
+    default = lifecycle.retention_days(features.get("default_retention"))
+    keep = config.retention.keep
+    if default is not None and keep is not None and timedelta(days=default) > keep:
+        print(
+            f"WARN  the bucket's default retention ({features['default_retention']}) outlasts retention.keep "
+            f"({config.retention.policy}): `archiver expire` must leave objects until their retention ends"
+        )
+
+
+async def _check_storage_class(store: S3Store, config: Config) -> int:
+    """Recordings go to storage.storage_class: a write in that class, read back by HEAD."""
+    wanted = config.storage.storage_class
+    tail = " (records, day files and seals stay STANDARD)"
+    if wanted == "STANDARD":
+        print("ok    storage class of recordings: STANDARD" + tail)
+        return EXIT_OK
+    key = f"{config.control_prefix}/check/{uuid.uuid4()}.bin"
+    data = b"archiver check: storage class\n"
+    try:
+        await store.put(
+            key,
+            io.BytesIO(data),
+            size=len(data),
+            sha256=hashlib.sha256(data).digest(),
+            content_type="application/octet-stream",
+            storage_class=wanted,
+        )
+        info = await store.head(key)
+        await store.remove([key])
+    except FatalError as exc:
+        print(f"FAIL  storage.storage_class {wanted}: the store refused a write in it: {exc}")
+        return EXIT_USAGE
+    except (TransientError, ArchiverError) as exc:
+        print(f"FAIL  storage.storage_class {wanted}: could not be probed: {exc}")
+        return EXIT_FAILED
+    got = (info.storage_class if info else None) or "STANDARD"
+    cold = " (an archive tier: `archiver restore` before a recording can be played, exported or re-hashed)"
+    if got != wanted:
+        print(f"WARN  storage class of recordings: {wanted} was asked for, the store keeps {got}" + tail)
+    else:
+        print(f"ok    storage class of recordings: {wanted}" + tail + (cold if info and info.in_archive_tier else ""))
+    return EXIT_OK
 
 
 def _ledger_line(path: Path) -> str:

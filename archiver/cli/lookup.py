@@ -29,7 +29,7 @@ from archiver.config.models import Config
 from archiver.core import dayfiles
 from archiver.core.cdr import parse_row
 from archiver.core.clock import SystemClock
-from archiver.errors import EXIT_FAILED, EXIT_OK, ArchiverError, ConfigError
+from archiver.errors import EXIT_FAILED, EXIT_OK, ArchiverError, ConfigError, ObjectInColdStorage
 from archiver.state.ledger import Ledger
 from archiver.store import Store
 from archiver.store.seals import read_chain
@@ -223,8 +223,12 @@ def show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(evidence.as_dict(), indent=2, ensure_ascii=False))
     else:
-        print_evidence(evidence, sys.stdout)
-    return EXIT_OK if evidence.ok else EXIT_FAILED
+        print_evidence(evidence, sys.stdout, restore_hint=_restore_hint(args, [evidence.call_id]))
+    return EXIT_OK if evidence.verified else EXIT_FAILED
+
+
+def _restore_hint(args: argparse.Namespace, call_ids: list[str]) -> str:
+    return f"`archiver restore -c {args.config} {' '.join(call_ids)}` brings it back"
 
 
 async def _tell_trail(config: Config, store: Store, action: str, call_ids: list[str]) -> None:
@@ -235,7 +239,7 @@ async def _tell_trail(config: Config, store: Store, action: str, call_ids: list[
     await trail.flush()
 
 
-def print_evidence(evidence: Evidence, out: TextIO) -> None:
+def print_evidence(evidence: Evidence, out: TextIO, *, restore_hint: str = "`archiver restore` brings it back") -> None:
     e = evidence.entry
     current = evidence.current
     revision = current.revision if current else "?"
@@ -263,6 +267,14 @@ def print_evidence(evidence: Evidence, out: TextIO) -> None:
     for rec in evidence.recordings:
         verdict = "OK, its bytes match its record" if rec.ok else "MISMATCH with its record"
         print(f"  recording {rec.key}  {rec.size} bytes  sha256 {rec.sha256}  {verdict}", file=out)
+    for key in evidence.cold:
+        print(f"  recording {key}  in cold storage: not read now; {restore_hint}", file=out)
+    if evidence.erased is not None:
+        erased = evidence.erased
+        print(f"  ERASED on {erased.get('erased_at')}: {erased.get('reason')}", file=out)
+        for item in erased.get("removed") or []:
+            if isinstance(item, dict):
+                print(f"    removed {item.get('key')}  {item.get('size')} bytes  sha256 {item.get('sha256')}", file=out)
     manifests: dict[str, list[str]] = {}
     for line in evidence.manifest_lines:
         manifests.setdefault(line.manifest, []).append(line.name)
@@ -279,12 +291,12 @@ def print_evidence(evidence: Evidence, out: TextIO) -> None:
         print(f"  seal chain head: {evidence.seal_head.key} sha256 {evidence.seal_head.sha256}", file=out)
     for problem in evidence.problems:
         print(f"PROBLEM  {problem}", file=out)
-    print(
-        "verified: every stored byte matches its record"
-        if evidence.ok
-        else f"NOT verified: {len(evidence.problems)} problem(s)",
-        file=out,
-    )
+    if not evidence.ok:
+        print(f"NOT verified: {len(evidence.problems)} problem(s)", file=out)
+    elif evidence.cold:
+        print(f"NOT fully verified: {len(evidence.cold)} recording(s) in cold storage; {restore_hint}", file=out)
+    else:
+        print("verified: every stored byte matches its record", file=out)
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -314,7 +326,13 @@ def export(args: argparse.Namespace) -> int:
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            evidence = anyio.run(go, f)
+            try:
+                evidence = anyio.run(go, f)
+            except ObjectInColdStorage as exc:
+                raise ArchiverError(
+                    f"{exc}; {_restore_hint(args, list(dict.fromkeys(args.call_ids)))}, then export again "
+                    f"(nothing was written to {out})"
+                ) from None
             f.flush()
             os.fsync(f.fileno())
         Path(tmp).replace(out)  # a bundle is whole, or not there

@@ -146,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--extension", metavar="E", help="an extension, as source or destination")
     find.add_argument("--direction", choices=("inbound", "outbound", "local"))
     find.add_argument(
-        "--status", metavar="LIST", help="recording outcomes: archived, none, missing, rejected, superseded"
+        "--status", metavar="LIST", help="recording outcomes: archived, none, missing, rejected, superseded, erased"
     )
     find.add_argument("--since", metavar="DATE", help="calls started from then (default: the whole archive)")
     find.add_argument("--until", metavar="DATE", help="calls started before then; default now")
@@ -174,6 +174,37 @@ def _parser() -> argparse.ArgumentParser:
     trail.add_argument("--call", metavar="ID", help="only this call")
     trail.add_argument("--user", metavar="U", help="only this user")
     trail.add_argument("--json", action="store_true", help="print a JSON list of the events")
+    expire = command(
+        "expire",
+        _lazy("retention", "expire"),
+        "remove every day retention.keep no longer keeps, after recording the expiry in the seal chain",
+    )
+    expire.add_argument("--dry-run", action="store_true", help="list the days that would expire; change nothing")
+    expire.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    erase = command(
+        "erase",
+        _lazy("retention", "erase"),
+        "remove a call's recordings, every version, on request; a revision records why, when and what",
+    )
+    erase.add_argument("call_id", metavar="CALL_ID")
+    erase.add_argument("--reason", required=True, metavar="TEXT", help="why (a request's reference, a court order)")
+    erase.add_argument(
+        "--bypass-governance",
+        action="store_true",
+        help="lift GOVERNANCE Object Lock retention (needs s3:BypassGovernanceRetention)",
+    )
+    erase.add_argument("--dry-run", action="store_true", help="say what would be removed; change nothing")
+    erase.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    restore = command(
+        "restore", _lazy("retention", "restore"), "bring recordings in cold storage (GLACIER, DEEP_ARCHIVE) back"
+    )
+    restore.add_argument("call_ids", nargs="*", metavar="CALL_ID")
+    restore.add_argument("--since", metavar="DATE", help="every archived call from then (instead of CALL_IDs)")
+    restore.add_argument("--until", metavar="DATE", help="exclusive; default now")
+    restore.add_argument(
+        "--days", type=int, default=7, metavar="N", help="how long the copy stays readable (default 7)"
+    )
+    restore.add_argument("--json", action="store_true", help="print a JSON list")
     command("check", _lazy("check", "check"), "check the configuration, the API credentials and the bucket")
     status = command("status", _lazy("audit", "status"), "show the daemon's progress from its ledger (no network)")
     status.add_argument("--json", action="store_true", help="print one JSON document")

@@ -113,9 +113,18 @@ def print_verify(report: VerifyReport, out: TextIO) -> None:
         f"verified {report.days} days: {report.calls} calls, {report.recordings} recordings "
         f"({report.rehashed} re-hashed, {format_size(report.bytes_rehashed)}); "
         f"{len(report.problems)} problem(s)"
-        + (f"; {report.unmanifested} file(s) not yet in a manifest" if report.unmanifested else ""),
+        + (f"; {report.unmanifested} file(s) not yet in a manifest" if report.unmanifested else "")
+        + (f"; {report.erased} call(s) erased on request" if report.erased else ""),
         file=out,
     )
+    if report.cold:
+        print(
+            f"{report.cold} recording(s) in cold storage were not re-hashed (their size and stored checksum were "
+            "checked): `archiver restore` brings them back",
+            file=out,
+        )
+    for policy, count in sorted(report.expired.items()):
+        print(f"{count} days expired under retention {policy}", file=out)
     head = report.seal_head
     if head is None:
         print("seal chain: no seal yet (the first is written when the archiver next closes a day)", file=out)
@@ -137,6 +146,13 @@ def print_reconcile(
         print(f"NOT LISTED    call {call_id}: archived, but the PBX no longer lists it", file=out)
     for call_id, error in report.recordings_missing:
         print(f"MISSING REC   call {call_id}: the PBX never served its recording ({error})", file=out)
+    if report.expired:
+        days = sorted({day for day, _ in report.expired})
+        print(
+            f"EXPIRED       {len(report.expired)} call(s) the PBX lists on {len(days)} day(s) expired under retention "
+            f"({days[0]} to {days[-1]}): removed from the archive on purpose",
+            file=out,
+        )
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items()))
     print(
         f"{since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M}: the PBX lists {report.listed} calls, the archive holds "

@@ -107,6 +107,7 @@ async def assemble(
             outage=outage,
             downloads=anyio.CapacityLimiter(download.concurrency),
             source_info=source_info,
+            storage_class=config.storage.storage_class,
         )
         closer = DayCloser(
             store,

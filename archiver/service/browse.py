@@ -39,7 +39,7 @@ from archiver.audit.evidence import examine
 from archiver.core import seal
 from archiver.core.identity import CALL_ID_RE
 from archiver.core.windows import parse_date_argument
-from archiver.errors import CallError, TransientError
+from archiver.errors import CallError, ObjectInColdStorage, TransientError
 from archiver.service import pages
 from archiver.service.login import Login, Refused
 from archiver.store import Store
@@ -195,13 +195,16 @@ class Browser:
         chain = await self._current_chain()
         evidence = await examine(self._store, files, chain)
         current = evidence.current
-        audio = f"/calls/{files.call_id}/audio" if current and current.status == "archived" else None
+        readable = current and current.status == "archived" and current.recording_key not in evidence.cold
+        audio = f"/calls/{files.call_id}/audio" if readable else None
         return _html(200, pages.call_page(evidence, audio, chain.head))
 
     async def audio(self, request: Request) -> Response:
         files = await self._files(request)
         doc = json.loads(await self._store.read(files.current_key, SIDECAR_LIMIT))
         rec = doc.get("recording") if isinstance(doc, dict) else None
+        if isinstance(rec, dict) and rec.get("status") == "erased":
+            raise HTTPException(410, f"This call's recording was erased on {rec.get('erased_at')}: {rec.get('reason')}")
         key = rec.get("key") if isinstance(rec, dict) and rec.get("status") == "archived" else None
         if not isinstance(key, str) or key not in files.audio:
             raise HTTPException(404, "This call has no recording in the archive.")
@@ -223,6 +226,9 @@ class Browser:
         spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)  # noqa: SIM115 - closed by the body
         try:
             await bundle.export(self._store, self._prefix, [files], chain, spool)
+        except ObjectInColdStorage as exc:
+            spool.close()
+            raise HTTPException(409, pages.cold_text(exc.storage_class, exc.key)) from None
         except BaseException:
             spool.close()
             raise
@@ -286,6 +292,8 @@ class Browser:
         info = await self._store.head(key)
         if info is None:
             raise HTTPException(404, "The object is not in the archive.")
+        if info.cold:
+            raise HTTPException(409, pages.cold_text(info.storage_class, key))
         size = info.size
         ext = key.rsplit(".", 1)[-1]
         kind = _AUDIO_TYPES.get(ext, "application/json" if ext == "json" else "application/octet-stream")

@@ -113,6 +113,9 @@ def call_page(evidence: Evidence, audio_url: str | None, head: seal.Link | None)
     verdict = (
         '<p class="verdict ok">Verified now: every stored byte of this call matches its record, '
         "its manifest and the seals.</p>"
+        if evidence.verified
+        else '<p class="verdict ok">Checked now as far as it can be read: its records, manifest and seals match; '
+        "a recording in cold storage was not read.</p>"
         if evidence.ok
         else '<p class="verdict bad">NOT verified:</p><ul>'
         + "".join(f"<li>{h(p)}</li>" for p in evidence.problems)
@@ -138,6 +141,19 @@ def call_page(evidence: Evidence, audio_url: str | None, head: seal.Link | None)
             + "</table>"
         )
     player = f'<audio controls preload="metadata" src="{h(audio_url)}"></audio>' if audio_url else ""
+    for key in evidence.cold:
+        player += f'<p class="verdict cold" id="cold">{h(cold_text(None, key))}</p>'
+    if evidence.erased is not None:
+        erased = evidence.erased
+        removed = ", ".join(
+            f"{item.get('key')} ({item.get('size')} bytes, sha256 {item.get('sha256')})"
+            for item in erased.get("removed") or []
+            if isinstance(item, dict)
+        )
+        player += (
+            f'<p class="verdict" id="erased">Erased on {h(erased.get("erased_at"))}: {h(erased.get("reason"))}. '
+            f"Removed: {h(removed)}.</p>"
+        )
     records = "".join(
         f'<tr><td>{r.revision}</td><td><a href="{h(_file_url(evidence, r.key))}"><code>{h(r.key)}</code></a></td>'
         f"<td><code>{h(r.sha256)}</code></td><td>{h(r.status)}</td><td>{h(r.archived_at)}</td>"
@@ -183,6 +199,16 @@ def _evidence_url(evidence: Evidence) -> str:
 
 def _file_url(evidence: Evidence, key: str) -> str:
     return f"/calls/{quote(evidence.call_id)}/files/{quote(key.rsplit('/', 1)[-1])}?{urlencode({'day': evidence.day})}"
+
+
+def cold_text(storage_class: str | None, key: str) -> str:
+    """What a page says of a recording in cold storage, and how it comes back."""
+    call_id = key.rsplit("/", 1)[-1].split(".", 1)[0]
+    return (
+        f"The recording is in cold storage ({storage_class or 'an archive tier'}): it cannot be played or "
+        f"downloaded until it is restored. `archiver restore -c CONFIG {call_id}` brings it back (hours, for "
+        "GLACIER and DEEP_ARCHIVE); reload this page once it is readable."
+    )
 
 
 def message_page(title: str, text: str) -> bytes:

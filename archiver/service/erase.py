@@ -1,0 +1,187 @@
+"""``archiver erase``: removing one call's recordings on request, with a record that says so.
+
+A data subject's request or a court order asks for a call's recording to go. The call's record
+stays (the CDR is the call log the archive must keep); its recordings go, every version of
+each, and a revision says what became of them: ``recording.status`` ``erased``, the reason,
+the time, and the size and SHA-256 of each object removed. The revision is written first, so a
+recording is never gone without its record; an erase interrupted after it is finished by the
+next (the call is erased already: only what is left is removed). On a closed day, an addendum
+manifest and its seal take in the revision at once.
+
+Object Lock decides first, before anything is written: COMPLIANCE retention and legal holds
+refuse the erase (the lock's end, or the hold, is named); GOVERNANCE retention is lifted only
+with ``--bypass-governance``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from archiver.archive.dayclose import DayCloser
+from archiver.audit.catalog import Catalog
+from archiver.core import dayfiles, keys, sidecar
+from archiver.core.clock import Clock
+from archiver.core.outcome import Erased, RemovedObject
+from archiver.errors import ArchiverError, ObjectExists, ObjectInColdStorage
+from archiver.store import Hold, Store, put_bytes
+from archiver.store.listing import SIDECAR_LIMIT
+
+log = structlog.get_logger("archiver.erase")
+
+
+class EraseRefused(ArchiverError):
+    """Object Lock (or the call's state) does not let the erase go ahead; nothing was written."""
+
+
+@dataclass
+class EraseReport:
+    call_id: str
+    day: str
+    revision_key: str  # the erasure record (written now, or by an earlier erase)
+    removed: list[RemovedObject] = field(default_factory=list)  # what the record says was removed
+    versions_removed: int = 0
+    already_erased: bool = False
+    dry_run: bool = False
+    held: list[Hold] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "day": self.day,
+            "revision_key": self.revision_key,
+            "removed": [r.to_json() for r in self.removed],
+            "versions_removed": self.versions_removed,
+            "already_erased": self.already_erased,
+            "dry_run": self.dry_run,
+            "held": [str(h) for h in self.held],
+        }
+
+
+class Eraser:
+    """Erases calls of the archive under *prefix*; *closer* writes the addendum of a closed day."""
+
+    def __init__(self, store: Store, prefix: str, *, catalog: Catalog, closer: DayCloser, clock: Clock) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._catalog = catalog
+        self._closer = closer
+        self._clock = clock
+
+    async def erase(self, call_id: str, reason: str, *, bypass_governance: bool, dry_run: bool) -> EraseReport:
+        """Erase *call_id*'s recordings. Raises EraseRefused (nothing written) when the call is not
+        in the archive or a lock forbids it."""
+        files = await self._catalog.locate(call_id)
+        if files is None:
+            raise EraseRefused(f"no call {call_id} in {self._store.description}; nothing was written")
+        docs = {n: await self._read(key) for n, key in files.records.items()}
+        current_number = max(docs)
+        current = docs[current_number]
+        rec = dayfiles.mapping(current.get("recording"))
+        stated = _stated(docs)
+        targets = sorted(set(files.audio) | set(stated))
+        day = files.day.isoformat()
+        if rec.get("status") == "erased":  # an earlier erase: finish what it left
+            report = EraseReport(call_id, day, files.current_key, already_erased=True, dry_run=dry_run)
+            report.removed = [RemovedObject(str(r.get("key")), r.get("size"), r.get("sha256")) for r in _removed(rec)]
+            await self._check_holds(targets, bypass_governance)
+            if not dry_run and targets:
+                await self._remove(report, targets, bypass_governance)
+            return report
+        if not targets:
+            raise EraseRefused(
+                f"call {call_id} has no recording in the archive (its record says {rec.get('status')}); "
+                "nothing was written"
+            )
+        next_key = keys.sidecar_key(self._prefix, files.day, call_id, current_number + 1)
+        report = EraseReport(call_id, day, next_key, dry_run=dry_run)
+        report.removed = [await self._described(key, stated) for key in targets]
+        await self._check_holds(targets, bypass_governance)
+        if dry_run:
+            return report
+        erased = Erased(reason=reason, erased_at=self._clock.now(), removed=tuple(report.removed))
+        body = sidecar.revised(
+            current,
+            erased,
+            revision=sidecar.Revision(current_number + 1, files.current_key, f"erase: {reason}"),
+            archived_at=self._clock.now(),
+        )
+        try:
+            await put_bytes(self._store, next_key, body, "application/json")
+        except ObjectExists:
+            raise EraseRefused(
+                f"{next_key} was written by someone else while this erase ran; run the erase again"
+            ) from None
+        log.info("call.erased", call_id=call_id, day=day, revision=next_key, recordings=len(report.removed))
+        if targets:
+            await self._remove(report, targets, bypass_governance)
+        if files.listing.sets:  # a closed day: its addendum and seal take in the erasure now
+            await self._closer.write_day_files(files.day)
+        return report
+
+    async def _read(self, key: str) -> dict[str, Any]:
+        try:
+            doc = json.loads(await self._store.read(key, SIDECAR_LIMIT))
+        except ValueError:
+            raise EraseRefused(f"{key} is not valid JSON; run archiver verify; nothing was written") from None
+        if not isinstance(doc, dict):
+            raise EraseRefused(f"{key} is not a record this archiver wrote; nothing was written")
+        return doc
+
+    async def _described(self, key: str, stated: dict[str, tuple[int | None, str | None]]) -> RemovedObject:
+        """What is removed under *key*: as its record states it, else as its bytes are now."""
+        if key in stated:
+            return RemovedObject(key, *stated[key])
+        info = await self._store.head(key)
+        if info is not None and info.sha256 is not None:
+            return RemovedObject(key, info.size, info.sha256.hex())
+        try:
+            size, digest = await self._store.digest(key)
+        except ObjectInColdStorage:
+            return RemovedObject(key, info.size if info else None, None)
+        return RemovedObject(key, size, digest.hex())
+
+    async def _check_holds(self, targets: list[str], bypass_governance: bool) -> None:
+        holds = await self._store.holds(targets) if targets else []
+        fixed = [h for h in holds if not h.governance_only]
+        if fixed:
+            raise EraseRefused(
+                "Object Lock does not let this call be erased: "
+                + "; ".join(map(str, fixed))
+                + " (COMPLIANCE retention and legal holds are lifted by nobody here); nothing was written"
+            )
+        if holds and not bypass_governance:
+            raise EraseRefused(
+                "; ".join(map(str, holds)) + ": GOVERNANCE retention; erase with --bypass-governance "
+                "(needs s3:BypassGovernanceRetention); nothing was written"
+            )
+
+    async def _remove(self, report: EraseReport, targets: list[str], bypass_governance: bool) -> None:
+        removal = await self._store.remove(targets, bypass_governance=bypass_governance)
+        report.versions_removed += removal.removed
+        report.held = removal.held
+        if removal.held:
+            raise EraseRefused(
+                "the erasure is recorded, but the store kept "
+                + "; ".join(map(str, removal.held))
+                + ": run the erase again once it can be removed"
+            )
+
+
+def _stated(docs: dict[int, dict[str, Any]]) -> dict[str, tuple[int | None, str | None]]:
+    """The recordings the records name: key -> (size, SHA-256) as stated."""
+    out: dict[str, tuple[int | None, str | None]] = {}
+    for doc in docs.values():
+        rec = dayfiles.mapping(doc.get("recording"))
+        if rec.get("status") == "archived" and isinstance(rec.get("key"), str):
+            size, sha = rec.get("size"), rec.get("sha256")
+            out[rec["key"]] = (size if isinstance(size, int) else None, sha if isinstance(sha, str) else None)
+    return out
+
+
+def _removed(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    removed = rec.get("removed")
+    return [r for r in removed if isinstance(r, dict)] if isinstance(removed, list) else []

@@ -1,0 +1,368 @@
+"""Years of archive: recordings in their own storage class, cold storage and restores, expiry under
+retention, and erasure on request; each leaves evidence that verify understands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archiver.archive.dayclose import DayCloser
+from archiver.archive.rearchive import REARCHIVABLE
+from archiver.archive.seal import Sealer
+from archiver.audit.catalog import Catalog, Query
+from archiver.audit.evidence import examine
+from archiver.audit.verify import Verifier
+from archiver.core import dayfiles, keys
+from archiver.core.outcome import RecordingStatus
+from archiver.service.erase import Eraser, EraseRefused
+from archiver.service.expire import Expirer
+from archiver.service.restore import Restorer
+from archiver.simulator import Simulator
+from archiver.state.ledger import Ledger
+from archiver.store import Store
+from archiver.store.local import LocalStore
+from archiver.store.seals import read_chain
+from tests.helpers import (
+    TZ,
+    Bucket,
+    FakeClock,
+    backfill,
+    check_sidecar,
+    config_for,
+    local_objects,
+    make_bucket,
+    read_target,
+    s3_store,
+    store_target,
+)
+
+pytestmark = pytest.mark.anyio
+STORED = datetime(2026, 11, 5, 9, tzinfo=UTC)
+FIRST, SECOND = date(2026, 11, 1), date(2026, 11, 2)
+# 30 days after the first day ended, and before the second did: only the first is past retention.
+EXPIRY_TIME = datetime(2026, 12, 2, 12, tzinfo=TZ)
+
+
+def open_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store:
+    """The store of :func:`store_target`'s archive, as the archiver opens it."""
+    if kind == "file":
+        return LocalStore(tmp_path / "archive")
+    bucket: Bucket = request.getfixturevalue("bucket")
+    return s3_store(bucket.endpoint, bucket.name)
+
+
+def eraser(store: Store, prefix: str, clock: FakeClock) -> Eraser:
+    closer = DayCloser(
+        store,
+        Ledger.in_memory(store_identity="test"),
+        prefix=prefix,
+        tz=TZ,
+        close_after=timedelta(hours=6),
+        sealer=Sealer(store, prefix, clock),
+    )
+    return Eraser(store, prefix, catalog=Catalog(store, prefix, TZ), closer=closer, clock=clock)
+
+
+def expirer(store: Store, prefix: str, clock: FakeClock, keep: timedelta = timedelta(days=30)) -> Expirer:
+    return Expirer(
+        store, prefix, tz=TZ, keep=keep, policy=f"{keep.days}d", clock=clock, sealer=Sealer(store, prefix, clock)
+    )
+
+
+async def archived_call(store: Store, prefix: str, day: date = FIRST) -> tuple[str, dict[str, Any]]:
+    """A call of *day* with a recording: its id and its record."""
+    found = await Catalog(store, prefix, TZ).day_calls(day)
+    entry = next(f for f in found if f.entry.recording_status == "archived")
+    return entry.entry.call_id, json.loads(await store.read(entry.key))
+
+
+# -- storage classes and cold storage -----------------------------------------------------------
+
+
+async def test_recordings_go_to_their_class_and_records_stay_standard(
+    sim: Simulator, bucket: Bucket, tmp_path: Path
+) -> None:
+    config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint, storage={"storage_class": "GLACIER"})
+    await backfill(config, clock=FakeClock(STORED))
+    listed = bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="archive/")["Contents"]
+    classes = {
+        item["Key"]: bucket.client.head_object(Bucket=bucket.name, Key=item["Key"]).get("StorageClass", "STANDARD")
+        for item in listed
+    }
+    recordings = {k for k in classes if k.endswith(".wav")}
+    assert recordings
+    assert {classes[k] for k in recordings} == {"GLACIER"}
+    assert {classes[k] for k in set(classes) - recordings} == {"STANDARD"}  # records, day files, seals
+
+
+async def test_cold_recordings_are_named_not_failed_and_come_back_when_restored(
+    sim: Simulator, bucket: Bucket, tmp_path: Path
+) -> None:
+    config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint, storage={"storage_class": "DEEP_ARCHIVE"})
+    await backfill(config, clock=FakeClock(STORED))
+    store = s3_store(bucket.endpoint, bucket.name)
+    clock = FakeClock(STORED + timedelta(days=3))
+
+    deep = await Verifier(store, "archive", clock=clock).verify(None, deep=True)
+    assert deep.problems == []
+    assert deep.cold == deep.recordings > 0
+    assert deep.rehashed == 0
+
+    call_id, _ = await archived_call(store, "archive")
+    catalog = Catalog(store, "archive", TZ)
+    files = await catalog.locate(call_id)
+    assert files is not None
+    chain = await read_chain(store, "archive")
+    evidence = await examine(store, files, chain)
+    assert evidence.ok
+    assert not evidence.verified
+    assert evidence.cold == files.audio
+
+    [state] = await Restorer(store, catalog).calls([call_id], days=2)
+    assert state.state.startswith("requested")  # moto restores at once: "requested; readable until …"
+    assert "readable until" in state.state
+    [again] = await Restorer(store, catalog).calls([call_id], days=2)
+    assert again.state.startswith("readable until")
+    evidence = await examine(store, files, chain)
+    assert evidence.verified
+    [plain] = await Restorer(store, catalog).calls([await _unrecorded(store)], days=2)
+    assert plain.state.startswith("no recording to restore")
+    await store.aclose()
+
+
+async def _unrecorded(store: Store) -> str:
+    found = await Catalog(store, "archive", TZ).day_calls(FIRST)
+    return next(f.entry.call_id for f in found if f.entry.recording_status == "none")
+
+
+# -- expiry -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+async def test_expire_removes_every_version_of_old_days_after_recording_it(
+    kind: str, sim: Simulator, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url, endpoint, prefix = store_target(kind, tmp_path, request)
+    store = open_store(kind, tmp_path, request)
+    await backfill(config_for(sim, url, tmp_path, endpoint=endpoint), clock=FakeClock(STORED))
+    first_folder, second_folder = keys.day_prefix(prefix, FIRST), keys.day_prefix(prefix, SECOND)
+    manifests_before = {k: await store.read(k) async for k in store.list_keys(first_folder) if "manifest-sha256" in k}
+    second_before = [k async for k in store.list_keys(second_folder)]
+    clock = FakeClock(EXPIRY_TIME)
+
+    dry = await expirer(store, prefix, clock).run(dry_run=True)
+    assert [d.day for d in dry.days] == [FIRST]
+    assert [k async for k in store.list_keys(first_folder)]  # a dry run removes nothing
+
+    report = await expirer(store, prefix, clock).run()
+    assert [(d.day, d.recorded_now, d.held) for d in report.days] == [(FIRST, True, [])]
+    assert [k async for k in store.list_keys(first_folder)] == []
+    assert [k async for k in store.list_keys(second_folder)] == second_before
+    if kind == "s3":
+        bucket: Bucket = request.getfixturevalue("bucket")
+        versions = bucket.client.list_object_versions(Bucket=bucket.name, Prefix=first_folder)
+        assert not versions.get("Versions")
+        assert not versions.get("DeleteMarkers")
+    else:
+        assert not (tmp_path / "archive" / "2026/11/01").exists()
+
+    chain = await read_chain(store, prefix)
+    [(_number, expiry)] = chain.expired().values()
+    assert expiry.day == "2026-11-01"
+    assert expiry.policy == "30d"
+    assert {m.key: m.sha256 for m in expiry.manifests} == {
+        k: hashlib.sha256(v).hexdigest() for k, v in manifests_before.items()
+    }
+    audit = await Verifier(store, prefix, clock=clock).verify(None)
+    assert audit.problems == []
+    assert audit.expired == {"30d": 1}
+    assert audit.days == 1
+
+    again = await expirer(store, prefix, clock).run()  # idempotent: nothing left, no second record
+    assert again.days == []
+    assert (await read_chain(store, prefix)).length == chain.length
+    await store.aclose()
+
+
+async def test_a_sealed_day_deleted_without_an_expiry_record_is_still_a_problem(sim: Simulator, tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    await backfill(config_for(sim, f"file://{root}", tmp_path), clock=FakeClock(STORED))
+    for path in sorted((root / "2026/11/01").iterdir()):
+        path.unlink()
+    audit = await Verifier(LocalStore(root), "", clock=FakeClock(EXPIRY_TIME)).verify(None)
+    assert audit.expired == {}
+    assert any("a sealed manifest is not in the archive any more" in p.what for p in audit.problems)
+
+
+async def test_an_expire_cut_short_is_finished_by_the_next(sim: Simulator, tmp_path: Path) -> None:
+    """The record is written before anything is removed; a run stopped after it is finished by the next."""
+    root = tmp_path / "archive"
+    await backfill(config_for(sim, f"file://{root}", tmp_path), clock=FakeClock(STORED))
+    store, clock = LocalStore(root), FakeClock(EXPIRY_TIME)
+    first = expirer(store, "", clock)
+    listing = (await first._list([FIRST]))[0]
+    await Sealer(store, "", clock).record_expiry([await first._expiry(listing)])  # then the run stopped
+    between = await Verifier(store, "", clock=clock).verify(None)
+    assert between.problems == []
+    assert any("expired under retention 30d" in h.what for h in between.history)  # recorded, objects remain
+
+    report = await expirer(store, "", clock).run()
+    assert [(d.day, d.recorded_now) for d in report.days] == [(FIRST, False)]
+    assert not (root / "2026/11/01").exists()
+    assert len((await read_chain(store, "")).expired()) == 1
+
+
+async def test_objects_under_a_legal_hold_are_left_and_reported(
+    sim: Simulator, moto_server: Any, tmp_path: Path
+) -> None:
+    locked = make_bucket(moto_server.endpoint, object_lock=True)
+    await backfill(config_for(sim, locked.url, tmp_path, endpoint=locked.endpoint), clock=FakeClock(STORED))
+    store = s3_store(locked.endpoint, locked.name)
+    held_key = next(k for k in locked.objects(keys.day_prefix("archive", FIRST)) if k.endswith(".wav"))
+    locked.client.put_object_legal_hold(Bucket=locked.name, Key=held_key, LegalHold={"Status": "ON"})
+    clock = FakeClock(EXPIRY_TIME)
+
+    report = await expirer(store, "archive", clock).run()
+    assert [str(h) for h in report.held] == [f"{held_key} is under a legal hold"]
+    assert list(locked.objects(keys.day_prefix("archive", FIRST))) == [held_key]
+    audit = await Verifier(store, "archive", clock=clock).verify(None)
+    assert audit.problems == []
+    assert audit.expired == {"30d": 1}
+    assert any("1 object(s) remain" in h.what for h in audit.history)
+
+    locked.client.put_object_legal_hold(Bucket=locked.name, Key=held_key, LegalHold={"Status": "OFF"})
+    finished = await expirer(store, "archive", clock).run()
+    assert [(d.recorded_now, d.held) for d in finished.days] == [(False, [])]
+    assert locked.objects(keys.day_prefix("archive", FIRST)) == {}
+    await store.aclose()
+
+
+# -- erasure ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+async def test_erase_removes_the_recordings_and_records_what_and_why(
+    kind: str, sim: Simulator, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url, endpoint, prefix = store_target(kind, tmp_path, request)
+    store = open_store(kind, tmp_path, request)
+    await backfill(config_for(sim, url, tmp_path, endpoint=endpoint), clock=FakeClock(STORED))
+    call_id, first = await archived_call(store, prefix)
+    audio = first["recording"]["key"]
+    clock = FakeClock(STORED + timedelta(days=10))
+
+    dry = await eraser(store, prefix, clock).erase(call_id, "DSR-17", bypass_governance=False, dry_run=True)
+    assert [r.key for r in dry.removed] == [audio]
+    assert await store.head(audio) is not None
+
+    report = await eraser(store, prefix, clock).erase(call_id, "DSR-17", bypass_governance=False, dry_run=False)
+    assert await store.head(audio) is None
+    if kind == "s3":
+        bucket: Bucket = request.getfixturevalue("bucket")
+        versions = bucket.client.list_object_versions(Bucket=bucket.name, Prefix=audio)
+        assert not versions.get("Versions")
+        assert not versions.get("DeleteMarkers")
+    revision = json.loads(await store.read(report.revision_key))
+    check_sidecar(revision)
+    assert revision["revision"] == 2
+    assert revision["supersedes"] == keys.sidecar_key(prefix, FIRST, call_id)
+    assert revision["cdr"] == first["cdr"]  # the call log stays
+    assert revision["recording"]["status"] == "erased"
+    assert revision["recording"]["reason"] == "DSR-17"
+    assert revision["recording"]["erased_at"] == "2026-11-15T09:00:00Z"
+    assert revision["recording"]["removed"] == [
+        {"key": audio, "size": first["recording"]["size"], "sha256": first["recording"]["sha256"]}
+    ]
+    folder = keys.day_prefix(prefix, FIRST)
+    addendum = dayfiles.parse_manifest((await store.read(folder + "manifest-sha256.2.txt")).decode())
+    assert set(addendum) == {f"{call_id}.rev2.json"}  # the closed day's addendum takes the erasure in
+
+    audit = await Verifier(store, prefix, clock=clock).verify(None, deep=True)
+    assert audit.problems == []
+    assert audit.erased == 1
+    catalog = Catalog(store, prefix, TZ)
+    [found] = [f for f in await catalog.find(Query()) if f.entry.call_id == call_id]
+    assert found.entry.recording_status == RecordingStatus.ERASED
+    assert [f.entry.call_id for f in await catalog.find(Query(statuses=frozenset({"erased"})))] == [call_id]
+    files = await catalog.locate(call_id)
+    assert files is not None
+    evidence = await examine(store, files, await read_chain(store, prefix))
+    assert evidence.verified
+    assert evidence.erased is not None
+    assert "erased" not in REARCHIVABLE
+
+    before = read_target((url, endpoint, prefix), tmp_path, request)
+    again = await eraser(store, prefix, clock).erase(call_id, "again", bypass_governance=False, dry_run=False)
+    assert again.already_erased
+    assert again.versions_removed == 0
+    assert read_target((url, endpoint, prefix), tmp_path, request) == before
+    await store.aclose()
+
+
+async def test_an_erase_of_an_unknown_call_writes_nothing(sim: Simulator, tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    await backfill(config_for(sim, f"file://{root}", tmp_path), clock=FakeClock(STORED))
+    before = local_objects(root)
+    store = LocalStore(root)
+    with pytest.raises(EraseRefused, match="no call 00000000-0000-4000-8000-000000000000"):
+        await eraser(store, "", FakeClock(STORED)).erase(
+            "00000000-0000-4000-8000-000000000000", "DSR-1", bypass_governance=False, dry_run=False
+        )
+    with pytest.raises(EraseRefused, match="has no recording in the archive"):
+        await eraser(store, "", FakeClock(STORED)).erase(
+            await _unrecorded_in(store), "DSR-1", bypass_governance=False, dry_run=False
+        )
+    assert local_objects(root) == before
+
+
+async def _unrecorded_in(store: Store) -> str:
+    found = await Catalog(store, "", TZ).day_calls(FIRST)
+    return next(f.entry.call_id for f in found if f.entry.recording_status == "none")
+
+
+@pytest.mark.parametrize(
+    ("lock", "refusal"),
+    [
+        ({"mode": "COMPLIANCE", "retain_days": 1}, "COMPLIANCE retention until"),
+        ({"mode": "GOVERNANCE", "retain_days": 1}, "erase with --bypass-governance"),
+    ],
+)
+async def test_object_lock_decides_before_anything_is_written(
+    lock: dict[str, Any], refusal: str, sim: Simulator, moto_server: Any, tmp_path: Path
+) -> None:
+    locked = make_bucket(moto_server.endpoint, object_lock=True)
+    config = config_for(sim, locked.url, tmp_path, endpoint=locked.endpoint, storage={"object_lock": lock})
+    await backfill(config, clock=FakeClock(STORED))
+    store = s3_store(locked.endpoint, locked.name)
+    call_id, first = await archived_call(store, "archive")
+    before = locked.objects()
+    with pytest.raises(EraseRefused, match=refusal):
+        await eraser(store, "archive", FakeClock(STORED)).erase(
+            call_id, "court order 5", bypass_governance=False, dry_run=False
+        )
+    assert locked.objects() == before  # nothing written, nothing removed
+    if lock["mode"] == "GOVERNANCE":
+        report = await eraser(store, "archive", FakeClock(STORED)).erase(
+            call_id, "court order 5", bypass_governance=True, dry_run=False
+        )
+        assert report.versions_removed == 1
+        assert first["recording"]["key"] not in locked.objects()
+    await store.aclose()
+
+
+async def test_a_legal_hold_refuses_an_erase(sim: Simulator, moto_server: Any, tmp_path: Path) -> None:
+    locked = make_bucket(moto_server.endpoint, object_lock=True)
+    config = config_for(sim, locked.url, tmp_path, endpoint=locked.endpoint, storage={"legal_hold": True})
+    await backfill(config, clock=FakeClock(STORED))
+    store = s3_store(locked.endpoint, locked.name)
+    call_id, _ = await archived_call(store, "archive")
+    before = locked.objects()
+    with pytest.raises(EraseRefused, match="a legal hold"):
+        await eraser(store, "archive", FakeClock(STORED)).erase(call_id, "DSR-9", bypass_governance=True, dry_run=False)
+    assert locked.objects() == before
+    await store.aclose()
