@@ -17,13 +17,23 @@ from typing import TextIO
 import anyio
 import yaml
 
+from archiver.archive.dayclose import DayCloser
+from archiver.archive.seal import Sealer
+from archiver.audit.catalog import Catalog
+from archiver.audit.verify import Verifier
 from archiver.cli.output import print_report
 from archiver.compose import assemble
+from archiver.compose.stores import make_store
 from archiver.config.load import parse_config
+from archiver.config.models import Config
+from archiver.core.clock import SystemClock
 from archiver.core.quantities import format_size
 from archiver.core.report import RunReport
 from archiver.service import logs
+from archiver.service.erase import Eraser
+from archiver.service.expire import Expirer
 from archiver.simulator import Dataset, Simulator
+from archiver.state.ledger import Ledger
 
 TIMEZONE = "Asia/Ho_Chi_Minh"
 
@@ -46,9 +56,11 @@ def run_demo(directory: Path, out: TextIO) -> int:
             "storage": {"url": f"file://{archive}"},
             "download": {"concurrency": 8},
             "state": {"path": str(directory / "ledger.sqlite3")},
+            "retention": {"keep": "1d"},  # a day, so that the demo can show `archiver expire`
         }
         (directory / "config.yaml").write_text(
-            "# The configuration the demo ran with (the simulator's port changes each run).\n"
+            "# The configuration the demo ran with (the simulator's port changes each run; retention\n"
+            "# keeps a day so that the demo shows expire: a real archive keeps years, such as 2557d).\n"
             + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True),
             encoding="utf-8",
         )
@@ -78,9 +90,55 @@ def run_demo(directory: Path, out: TextIO) -> int:
         )
 
     _tour(archive, out)
-    ok = first.complete and second.complete and second.done == 0
+    aged = anyio.run(_years_later, config, since, out)
+    ok = first.complete and second.complete and second.done == 0 and aged
     print("demo ok" if ok else "demo FAILED: see above", file=out)
     return 0 if ok else 1
+
+
+async def _years_later(config: Config, since: datetime, out: TextIO) -> bool:
+    """Erase one call on request and expire the older day, then verify: both are accounted for."""
+    clock = SystemClock()
+    tz, prefix = config.source.tz, config.storage.prefix
+    store = make_store(config)
+    try:
+        catalog = Catalog(store, prefix, tz)
+        kept_day = (since + timedelta(days=1)).date()
+        recorded = [f.entry for f in await catalog.day_calls(kept_day) if f.entry.recording_status == "archived"]
+        call = recorded[-1]  # the tour's sample is the day's first
+        sealer = Sealer(store, prefix, clock)
+        closer = DayCloser(
+            store,
+            Ledger.in_memory(store_identity="demo"),
+            prefix=prefix,
+            tz=tz,
+            close_after=timedelta(0),
+            sealer=sealer,
+        )
+        erased = await Eraser(store, prefix, catalog=catalog, closer=closer, clock=clock).erase(
+            call.call_id, "demo: a data subject's request, ref. DSR-0001", bypass_governance=False, dry_run=False
+        )
+        keep, policy = config.retention.keep or timedelta(days=1), config.retention.policy or "1d"
+        expired = await Expirer(store, prefix, tz=tz, keep=keep, policy=policy, clock=clock, sealer=sealer).run()
+        audit = await Verifier(store, prefix, clock=clock).verify(None)
+    finally:
+        await store.aclose()
+    config_file = store.description.removeprefix("file://").rsplit("/", 1)[0] + "/config.yaml"
+    print("\nyears later, on request and under retention (the same as these commands):", file=out)
+    print(f"  archiver erase -c {config_file} {call.call_id} --reason '…'", file=out)
+    print(
+        f"    the recording is gone ({len(erased.removed)} object, every version); {erased.revision_key} "
+        "records why, when, and its size and SHA-256",
+        file=out,
+    )
+    print(f"  archiver expire -c {config_file}      # retention.keep: {policy}", file=out)
+    for day in expired.days:
+        print(f"    {day.day.isoformat()}: expiry recorded in the seal chain, {day.removed} objects removed", file=out)
+    print(f"  archiver verify -c {config_file}", file=out)
+    counted = ", ".join(f"{n} day(s) expired under retention {p}" for p, n in audit.expired.items())
+    erasures = f"{audit.erased} call(s) erased on request"
+    print(f"    {len(audit.problems)} problem(s); {erasures}; {counted or 'no day expired'}", file=out)
+    return not audit.problems and audit.erased == 1 and sum(audit.expired.values()) == 1
 
 
 def _tour(archive: Path, out: TextIO) -> None:
@@ -92,8 +150,8 @@ def _tour(archive: Path, out: TextIO) -> None:
             day = "/".join(path.relative_to(archive).parts[:-1])
             days[f"{day} {path.suffix}"] += 1
             sizes += path.stat().st_size
-            if path.suffix == ".wav" and sample is None:
-                sample = path.with_suffix(".json")
+            if path.suffix == ".wav" and (sample is None or sample.parent != path.parent):
+                sample = path.with_suffix(".json")  # the first of the last day: expire keeps that day
     print(f"\nthe archive ({format_size(sizes)}):", file=out)
     for key, count in sorted(days.items()):
         print(f"  {archive}/{key.split()[0]}/  {count} {key.split()[1]} files", file=out)

@@ -223,6 +223,7 @@ def set_addresses(machine: Machine, sim: Simulator, bucket: Bucket) -> None:
     config["storage"]["url"] = bucket.url
     config["storage"]["endpoint_url"] = bucket.endpoint
     config["poll"] = {**config.get("poll", {}), "interval": "1s", "settle": "1s", "lookback": "2h"}
+    config["retention"] = {"keep": "3650d"}  # ten years: the daily expire reads it and removes nothing here
     path.write_text(yaml.safe_dump(config))
 
 
@@ -315,6 +316,15 @@ def test_the_readme_install_gives_working_units_on_a_booted_debian(
             "journalctl -u archiver-reconcile.service -o cat --no-pager"
         )
         assert machine.show("archiver-verify.timer", "ActiveState") == "active"
+
+        # Retention: the daily expire, enabled by the README's start block, runs as its timer would.
+        assert machine.show("archiver-expire.timer", "ActiveState") == "active"
+        assert machine.show("archiver-expire.timer", "UnitFileState") == "enabled"
+        expire = machine.run("systemctl start archiver-expire.service", timeout=300)
+        assert expire.returncode == 0, machine.ok("journalctl -u archiver-expire.service -o cat --no-pager")
+        assert machine.show("archiver-expire.service", "Result") == "success"
+        said = machine.ok("journalctl -u archiver-expire.service -o cat --no-pager")
+        assert "retention 3650d: the days before" in said  # the installed config's retention.keep was read
 
         # The auditors' web UI: the unit starts, serves a call page on 127.0.0.1:8080 and, stopped,
         # leaves the access trail in the bucket.

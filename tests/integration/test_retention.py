@@ -366,3 +366,47 @@ async def test_a_legal_hold_refuses_an_erase(sim: Simulator, moto_server: Any, t
         await eraser(store, "archive", FakeClock(STORED)).erase(call_id, "DSR-9", bypass_governance=True, dry_run=False)
     assert locked.objects() == before
     await store.aclose()
+
+
+# -- on Ceph RGW, which checks every signature -------------------------------------------------
+
+
+async def test_erase_and_expire_on_ceph_rgw(sim: Simulator, rgw_bucket: Bucket, tmp_path: Path) -> None:
+    config = config_for(sim, rgw_bucket.url, tmp_path, endpoint=rgw_bucket.endpoint)
+    await backfill(config, clock=FakeClock(STORED))
+    store = s3_store(rgw_bucket.endpoint, rgw_bucket.name)
+    call_id, first = await archived_call(store, "archive", SECOND)
+    clock = FakeClock(EXPIRY_TIME)
+    await eraser(store, "archive", clock).erase(call_id, "DSR-3", bypass_governance=False, dry_run=False)
+    assert await store.head(first["recording"]["key"]) is None
+    report = await expirer(store, "archive", clock).run()
+    assert [(d.day, d.held) for d in report.days] == [(FIRST, [])]
+    assert rgw_bucket.objects(keys.day_prefix("archive", FIRST)) == {}
+    audit = await Verifier(store, "archive", clock=clock).verify(None, deep=True)
+    assert audit.problems == []
+    assert (audit.erased, audit.expired) == (1, {"30d": 1})
+    await store.aclose()
+
+
+async def test_every_version_and_delete_marker_goes_on_a_versioned_rgw_bucket(rgw: Any) -> None:
+    versioned = make_bucket(rgw.endpoint, versioned=True)
+    key = "archive/2026/11/01/09dc3fa8-ba86-11e5-a8af-dbc80e22bddb.wav"
+    for body in (b"RIFF one", b"RIFF two"):
+        versioned.client.put_object(Bucket=versioned.name, Key=key, Body=body)
+    versioned.client.delete_object(Bucket=versioned.name, Key=key)  # a delete marker on top
+    versioned.client.put_bucket_lifecycle_configuration(
+        Bucket=versioned.name,
+        LifecycleConfiguration={
+            "Rules": [{"ID": "old", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 30}}]
+        },
+    )
+    store = s3_store(versioned.endpoint, versioned.name)
+    removal = await store.remove([key])
+    assert (removal.removed, removal.held) == (3, [])
+    listed = versioned.client.list_object_versions(Bucket=versioned.name, Prefix=key)
+    assert not listed.get("Versions")
+    assert not listed.get("DeleteMarkers")
+    rules = await store.s3.lifecycle_rules()
+    assert rules is not None
+    assert [r["ID"] for r in rules] == ["old"]
+    await store.aclose()

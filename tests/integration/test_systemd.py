@@ -37,7 +37,7 @@ def test_every_unit_passes_systemd_analyze_verify(tmp_path: Path, analyze: str) 
     """systemd-analyze verify finds nothing to complain about in any unit."""
     folder = installed_copy(tmp_path)
     units = sorted(str(p) for p in folder.iterdir())
-    assert len(units) == 6
+    assert len(units) == 8
     result = subprocess.run([analyze, "verify", *units], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == ""
@@ -51,6 +51,7 @@ def test_every_unit_passes_systemd_analyze_verify(tmp_path: Path, analyze: str) 
         "archiver-verify.service",
         "archiver-reconcile.service",
         "archiver-browse.service",
+        "archiver-expire.service",
     ],
 )
 def test_every_service_rates_2_or_better_on_systemd_analyze_security(tmp_path: Path, unit: str, analyze: str) -> None:
