@@ -144,7 +144,8 @@ class Verifier:
             ]
         async for listing in day_listings(self._store, self._prefix, days):
             if listing.folder in expired:
-                self._expired_leftovers(listing, expired[listing.folder], report)
+                if listing.objects:
+                    self._expired_leftovers(listing, expired[listing.folder], report)
                 continue
             for key in sealed_in.pop(listing.folder, []):  # a sealed manifest must stay
                 if key not in listing.manifests.values():

@@ -116,7 +116,7 @@ class Expirer:
             for expiry in expiries:
                 log.info("expire.recorded", day=expiry.day, manifests=len(expiry.manifests), policy=self._policy)
         for listing, outcome in zip(listings, report.days, strict=True):
-            removal = await self._store.remove(listing.objects)
+            removal = await self._store.remove_folder(listing.folder)  # hidden versions too
             outcome.removed, outcome.held = removal.removed, removal.held
             log.info(
                 "expire.day_removed",

@@ -217,6 +217,11 @@ class Store(Protocol):
         *bypass_governance* lifts GOVERNANCE retention (s3:BypassGovernanceRetention)."""
         ...
 
+    async def remove_folder(self, folder: str) -> Removal:
+        """Remove every version of every object under *folder* (a day's, ending in ``/``), also
+        of keys whose current version is a delete marker, which no listing of objects shows."""
+        ...
+
     async def restore(self, key: str, days: int) -> None:
         """Ask for a readable copy of *key*, in an archive tier, for *days* days."""
         ...

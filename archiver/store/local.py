@@ -253,6 +253,9 @@ class LocalStore:
         assert isinstance(count, int)
         return Removal(removed=count)
 
+    async def remove_folder(self, folder: str) -> Removal:
+        return await self.remove([key async for key in self.list_keys(folder)])
+
     async def restore(self, key: str, days: int) -> None:
         return None  # every file is readable
 

@@ -245,6 +245,9 @@ class S3Store:
     async def remove(self, keys: Sequence[str], *, bypass_governance: bool = False) -> Removal:
         return await self._removal.remove(keys, bypass_governance=bypass_governance)
 
+    async def remove_folder(self, folder: str) -> Removal:
+        return await self._removal.remove((), prefix=folder)
+
     async def restore(self, key: str, days: int) -> None:
         await self._removal.restore(key, days)
 

@@ -37,13 +37,16 @@ class S3Removal:
         self._bucket = bucket
         self._now = now
 
-    async def _versions(self, keys: Sequence[str]) -> list[tuple[str, str | None, bool]]:
-        """(key, version id, is a delete marker) of every version of *keys*, data versions first.
+    async def _versions(self, keys: Sequence[str], prefix: str | None = None) -> list[tuple[str, str | None, bool]]:
+        """(key, version id, is a delete marker) of every version of *keys* (or, given *prefix*,
+        of every key under it), data versions first.
 
         A store without version listing (R2) has one version per key: (key, None, False).
         """
         wanted = set(keys)
-        prefix = os.path.commonprefix(sorted(wanted))  # noqa: RUF071 - S3 prefixes are strings, not paths
+        whole = prefix is not None
+        if prefix is None:
+            prefix = os.path.commonprefix(sorted(wanted))  # noqa: RUF071 - S3 prefixes are strings, not paths
 
         def listing() -> list[tuple[str, str | None, bool]] | None:
             found: list[tuple[str, str | None, bool]] = []
@@ -56,19 +59,21 @@ class S3Removal:
                         return None
                     raise
                 for item in page.get("Versions", []):
-                    if item["Key"] in wanted:
+                    if whole or item["Key"] in wanted:
                         found.append((item["Key"], item.get("VersionId"), False))
                 for marker in page.get("DeleteMarkers", []):
-                    if marker["Key"] in wanted:
+                    if whole or marker["Key"] in wanted:
                         found.append((marker["Key"], marker.get("VersionId"), True))
                 if not page.get("IsTruncated"):
                     return sorted(found, key=lambda v: v[2])  # data versions before markers
                 args["KeyMarker"] = page["NextKeyMarker"]
                 args["VersionIdMarker"] = page.get("NextVersionIdMarker", "")
 
-        if not wanted:
+        if not wanted and not whole:
             return []
         found = await self._bucket.call(listing, prefix)
+        if found is None and whole:
+            wanted = {key async for key in self._bucket.list_keys(prefix)}
         return [(key, None, False) for key in sorted(wanted)] if found is None else found
 
     async def holds(self, keys: Sequence[str]) -> list[Hold]:
@@ -96,9 +101,12 @@ class S3Removal:
         legal = head.get("ObjectLockLegalHoldStatus") == "ON"
         return Hold(key, version, mode, until if mode else None, legal) if mode or legal else None
 
-    async def remove(self, keys: Sequence[str], *, bypass_governance: bool = False) -> Removal:
-        """Delete every version of *keys*; versions the store keeps are returned as holds."""
-        versions = await self._versions(keys)
+    async def remove(
+        self, keys: Sequence[str], *, bypass_governance: bool = False, prefix: str | None = None
+    ) -> Removal:
+        """Delete every version of *keys* (given *prefix*: of every key under it); versions the
+        store keeps are returned as holds."""
+        versions = await self._versions(keys, prefix)
         result = Removal()
         for start in range(0, len(versions), _BATCH):
             batch = versions[start : start + _BATCH]

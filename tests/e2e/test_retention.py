@@ -132,6 +132,9 @@ async def test_erase_from_the_command_line(sim: Simulator, tmp_path: Path) -> No
     verify = run_cli("verify", "-c", str(config))
     assert verify.returncode == 0, verify.stdout
     assert "1 call(s) erased on request" in verify.stdout
+    reconcile = run_cli("reconcile", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03")
+    assert reconcile.returncode == 0, reconcile.stdout  # erased: not missing from the archive
+    assert "erased 1" in reconcile.stdout
 
     browse = Browse(config, tmp_path / "browse.log")
     try:

@@ -24,7 +24,7 @@ from archiver.service.expire import Expirer
 from archiver.service.restore import Restorer
 from archiver.simulator import Simulator
 from archiver.state.ledger import Ledger
-from archiver.store import Store
+from archiver.store import ObjectInfo, Store
 from archiver.store.local import LocalStore
 from archiver.store.seals import read_chain
 from tests.helpers import (
@@ -154,6 +154,10 @@ async def test_expire_removes_every_version_of_old_days_after_recording_it(
     manifests_before = {k: await store.read(k) async for k in store.list_keys(first_folder) if "manifest-sha256" in k}
     second_before = [k async for k in store.list_keys(second_folder)]
     clock = FakeClock(EXPIRY_TIME)
+    if kind == "s3":  # a recording hidden behind a delete marker, which no listing of objects shows
+        [hidden, *_] = [k async for k in store.list_keys(first_folder) if k.endswith(".wav")]
+        plain: Bucket = request.getfixturevalue("bucket")
+        plain.client.delete_object(Bucket=plain.name, Key=hidden)
 
     dry = await expirer(store, prefix, clock).run(dry_run=True)
     assert [d.day for d in dry.days] == [FIRST]
@@ -410,3 +414,45 @@ async def test_every_version_and_delete_marker_goes_on_a_versioned_rgw_bucket(rg
     assert rules is not None
     assert [r["ID"] for r in rules] == ["old"]
     await store.aclose()
+
+
+class ColdFolder(LocalStore):
+    """A folder whose recordings answer as GLACIER objects do, a restore taking as long as the
+    test says (the states S3 reports that moto skips: it restores at once)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.restore_header: str | None = None
+        self.asked: list[tuple[str, int]] = []
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        info = await super().head(key)
+        if info is None or not key.endswith(".wav"):
+            return info
+        return ObjectInfo(key, info.size, None, storage_class="GLACIER", restore=self.restore_header)
+
+    async def restore(self, key: str, days: int) -> None:
+        self.asked.append((key, days))
+
+
+async def test_restore_reports_each_state_a_restore_goes_through(sim: Simulator, tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    await backfill(config_for(sim, f"file://{root}", tmp_path), clock=FakeClock(STORED))
+    store = ColdFolder(root)
+    call_id, first = await archived_call(store, "")
+    restorer = Restorer(store, Catalog(store, "", TZ))
+
+    [asked] = await restorer.calls([call_id], days=5)
+    assert asked.state == "requested (GLACIER: Standard retrieval takes hours)"
+    assert store.asked == [(first["recording"]["key"], 5)]
+    store.restore_header = 'ongoing-request="true"'
+    [waiting] = await restorer.calls([call_id], days=5)
+    assert waiting.state == "in progress"
+    store.restore_header = 'ongoing-request="false", expiry-date="Fri, 13 Nov 2026 00:00:00 GMT"'
+    [ready] = await restorer.calls([call_id], days=5)
+    assert ready.state == "readable until 2026-11-13T00:00+00:00"
+    assert len(store.asked) == 1  # asked once; the store was not asked again while it worked
+    ranged = await restorer.range([FIRST], days=5)
+    assert {s.state for s in ranged} == {"readable until 2026-11-13T00:00+00:00"}
+    [unknown] = await restorer.calls(["00000000-0000-4000-8000-000000000000"], days=5)
+    assert unknown.state == "not in the archive"
