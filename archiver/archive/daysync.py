@@ -18,9 +18,9 @@ import structlog
 from archiver.archive.outage import StoreOutage
 from archiver.core import keys
 from archiver.core.clock import Clock
-from archiver.errors import StoreAccessError
+from archiver.errors import ObjectInColdStorage, StoreAccessError
 from archiver.state.ledger import Ledger
-from archiver.store import Store, VersionAudit
+from archiver.store import ARCHIVE_TIERS, Store, VersionAudit
 from archiver.store.listing import stored_call_ids
 
 log = structlog.get_logger("archiver.archive")
@@ -81,7 +81,19 @@ class DaySync:
             kept = history.deleted
             if kept is None:
                 continue
-            await versions.put_back(history.key, kept)
+            try:
+                if kept.storage_class in ARCHIVE_TIERS:
+                    raise ObjectInColdStorage(history.key, kept.storage_class)
+                await versions.put_back(history.key, kept)
+            except ObjectInColdStorage:  # a copy needs a readable source: that version restored first
+                log.warning(
+                    "object.put_back_cold",
+                    key=history.key,
+                    version_id=kept.version_id,
+                    storage_class=kept.storage_class,
+                    hint="restore that version (aws s3api restore-object --version-id), then backfill the day again",
+                )
+                continue
             parsed = keys.parse_call_key(history.key)
             log.warning(
                 "object.put_back",

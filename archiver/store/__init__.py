@@ -108,6 +108,7 @@ class Version:
     etag: str | None
     size: int
     latest: bool = False  # the key's current version (or delete marker)
+    storage_class: str | None = None  # None: the standard class (or a delete marker)
 
     @property
     def deleted(self) -> bool:

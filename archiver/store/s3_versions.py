@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from archiver.errors import ObjectExists
+from archiver.errors import ObjectExists, StoreAccessError
 from archiver.store import KeyHistory, Version
 from archiver.store.s3_bucket import S3Bucket
 
@@ -25,10 +25,16 @@ class S3VersionAudit:
 
     def __init__(self, bucket: S3Bucket) -> None:
         self._bucket = bucket
+        self._versioned: bool | None = None  # whether the bucket has had versioning, once asked
 
     async def histories(self, prefix: str) -> AsyncIterator[KeyHistory]:
         """Every key under *prefix* with more than one version or a delete marker, its versions
-        oldest first. A key's versions may span pages: each is yielded once it is whole."""
+        oldest first. A key's versions may span pages: each is yielded once it is whole.
+
+        A bucket that never had versioning keeps one version per key: nothing is listed there.
+        """
+        if not await self._ever_versioned():
+            return
         marker: dict[str, Any] = {}
         pending: dict[str, list[Version]] = {}
         while True:
@@ -42,6 +48,7 @@ class S3VersionAudit:
                         str(item.get("ETag", "")).strip('"'),
                         item["Size"],
                         bool(item.get("IsLatest")),
+                        item.get("StorageClass"),
                     )
                 )
             for marker_item in page.get("DeleteMarkers", []):
@@ -67,11 +74,26 @@ class S3VersionAudit:
                 return
             marker = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page.get("NextVersionIdMarker", "")}
 
+    async def _ever_versioned(self) -> bool:
+        """Whether the bucket has (or had) versioning: asked once. Where the credentials may not
+        ask (no s3:GetBucketVersioning), the versions are listed as if it had."""
+        if self._versioned is None:
+            try:
+                answer = await self._bucket.call(
+                    lambda: self._bucket.client.get_bucket_versioning(Bucket=self._bucket.name)
+                )
+                self._versioned = answer.get("Status") in ("Enabled", "Suspended")
+            except StoreAccessError:
+                self._versioned = True
+        return self._versioned
+
     async def put_back(self, key: str, version: Version) -> None:
         """Make *version* of *key* (deleted: its current version is a delete marker) current again,
         by copying it: the delete marker stays in the history. Create-only."""
         source = {"Bucket": self._bucket.name, "Key": key, "VersionId": version.version_id}
         args: dict[str, Any] = {"Bucket": self._bucket.name, "Key": key, "CopySource": source, "IfNoneMatch": "*"}
+        if version.storage_class not in (None, "STANDARD"):  # a copy is STANDARD unless told
+            args["StorageClass"] = version.storage_class
         with contextlib.suppress(ObjectExists):  # put back already, by another run
             await self._bucket.call(lambda: self._bucket.client.copy_object(**args), key)
 

@@ -20,7 +20,19 @@ from archiver.simulator import Simulator
 from archiver.state.ledger import Ledger
 from archiver.store import KeyHistory, Version
 from archiver.store.local import LocalStore
-from tests.helpers import SINCE, UNTIL, FakeClock, backfill, config_for, local_objects
+from archiver.store.s3_bucket import S3Bucket
+from archiver.store.s3_versions import S3VersionAudit
+from tests.helpers import (
+    SINCE,
+    UNTIL,
+    FakeClock,
+    MotoServer,
+    backfill,
+    config_for,
+    local_objects,
+    make_bucket,
+    s3_client,
+)
 
 pytestmark = pytest.mark.anyio
 STORED = datetime(2026, 11, 5, 9, tzinfo=UTC)
@@ -115,3 +127,18 @@ async def test_without_the_right_to_list_versions_a_lost_call_is_archived_again_
     await sync.sync([day, day + timedelta(days=1)])
     assert not ledger.calls.is_done("lost")
     assert capsys.readouterr().out.count("day.put_back_unavailable") == 1
+
+
+@pytest.mark.parametrize("versioned", [False, True])
+async def test_version_histories_are_listed_only_where_the_bucket_keeps_versions(
+    versioned: bool, moto_server: MotoServer
+) -> None:
+    """A bucket that never had versioning has one version per key: its days are not listed twice."""
+    made = make_bucket(moto_server.endpoint, versioned=versioned)
+    client = s3_client(moto_server.endpoint)
+    listed: list[str] = []
+    client.meta.events.register("before-call.s3.ListObjectVersions", lambda **_: listed.append("versions"))
+    audit = S3VersionAudit(S3Bucket(client, made.name))
+    for day in ("2026/11/01/", "2026/11/02/"):
+        assert [h async for h in audit.histories(day)] == []
+    assert len(listed) == (2 if versioned else 0)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from archiver.archive.dayclose import DayCloser
 from archiver.archive.rearchive import REARCHIVABLE
@@ -456,3 +457,28 @@ async def test_restore_reports_each_state_a_restore_goes_through(sim: Simulator,
     assert {s.state for s in ranged} == {"readable until 2026-11-13T00:00+00:00"}
     [unknown] = await restorer.calls(["00000000-0000-4000-8000-000000000000"], days=5)
     assert unknown.state == "not in the archive"
+
+
+@pytest.mark.parametrize("storage_class", ["STANDARD_IA", "GLACIER"])
+async def test_a_deleted_recording_is_put_back_in_its_class_or_named_when_cold(
+    storage_class: str, sim: Simulator, bucket: Bucket, tmp_path: Path
+) -> None:
+    config = config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint, storage={"storage_class": storage_class})
+    await backfill(config, clock=FakeClock(STORED))
+    store = s3_store(bucket.endpoint, bucket.name)
+    _, first = await archived_call(store, "archive")
+    key = first["recording"]["key"]
+    bucket.client.delete_object(Bucket=bucket.name, Key=key)  # by hand: a delete marker on top
+    with capture_logs() as logs:
+        report = await backfill(config, clock=FakeClock(STORED + timedelta(hours=1)))
+    assert report.complete
+    info = await store.head(key)
+    if storage_class == "GLACIER":  # a copy needs a readable source: named, with what to do
+        assert info is None
+        [event] = [e for e in logs if e["event"] == "object.put_back_cold"]
+        assert event["key"] == key
+        assert "restore-object --version-id" in event["hint"]
+    else:
+        assert info is not None
+        assert info.storage_class == storage_class  # not STANDARD, as a plain copy would make it
+    await store.aclose()
