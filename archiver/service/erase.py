@@ -90,6 +90,8 @@ class Eraser:
             await self._check_holds(targets, bypass_governance)
             if not dry_run and targets:
                 await self._remove(report, targets, bypass_governance)
+            if not dry_run and files.listing.sets:  # the addendum, if the erase stopped before it
+                await self._closer.write_day_files(files.day)
             return report
         if not targets:
             raise EraseRefused(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,13 @@ from archiver.audit.evidence import examine
 from archiver.audit.verify import Verifier
 from archiver.core import dayfiles, keys
 from archiver.core.outcome import RecordingStatus
+from archiver.errors import StoreUnavailable
 from archiver.service.erase import Eraser, EraseRefused
 from archiver.service.expire import Expirer
 from archiver.service.restore import Restorer
 from archiver.simulator import Simulator
 from archiver.state.ledger import Ledger
-from archiver.store import ObjectInfo, Store
+from archiver.store import ObjectInfo, Removal, Store
 from archiver.store.local import LocalStore
 from archiver.store.seals import read_chain
 from tests.helpers import (
@@ -482,3 +484,40 @@ async def test_a_deleted_recording_is_put_back_in_its_class_or_named_when_cold(
         assert info is not None
         assert info.storage_class == storage_class  # not STANDARD, as a plain copy would make it
     await store.aclose()
+
+
+class RemovalFails(LocalStore):
+    """A folder whose removals fail while ``failing`` is set: an erase cut short after its record."""
+
+    failing = True
+
+    async def remove(self, keys: Sequence[str], *, bypass_governance: bool = False) -> Removal:
+        if self.failing:
+            raise StoreUnavailable("the store went away")
+        return await super().remove(keys, bypass_governance=bypass_governance)
+
+
+async def test_an_erase_cut_short_is_named_by_verify_and_finished_by_the_next(sim: Simulator, tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    await backfill(config_for(sim, f"file://{root}", tmp_path), clock=FakeClock(STORED))
+    store = RemovalFails(root)
+    call_id, first = await archived_call(store, "")
+    clock = FakeClock(STORED + timedelta(days=2))
+    with pytest.raises(StoreUnavailable):
+        await eraser(store, "", clock).erase(call_id, "DSR-8", bypass_governance=False, dry_run=False)
+    assert (root / keys.sidecar_key("", FIRST, call_id, 2)).exists()  # the record came first
+    between = await Verifier(store, "", clock=clock).verify(None)
+    [problem] = between.problems
+    assert problem.key == first["recording"]["key"]
+    assert "erased, but this one is still in the archive" in problem.what
+
+    store.failing = False
+    again = await eraser(store, "", clock).erase(call_id, "DSR-8", bypass_governance=False, dry_run=False)
+    assert again.already_erased
+    assert again.versions_removed == 1
+    assert not (root / first["recording"]["key"]).exists()
+    addendum = dayfiles.parse_manifest((root / "2026/11/01/manifest-sha256.2.txt").read_text())
+    assert set(addendum) == {f"{call_id}.rev2.json"}
+    after = await Verifier(store, "", clock=clock).verify(None)
+    assert after.problems == []
+    assert after.erased == 1
