@@ -105,12 +105,15 @@ class AccessTrail:
                     log.error("access.trail_not_written", events=len(lines), error=str(exc))
 
 
+MAX_LISTED_DAYS = 366  # a range longer than this is read from one listing of the whole trail
+
+
 async def read_trail(store: Store, prefix: str, since: date | None, until: date | None) -> AsyncIterator[AccessEvent]:
     """The trail's events of the days in ``[since, until)`` (UTC days of the events), in time order
     within each day; a line that is not an event is skipped and logged."""
     folder = trail_folder(prefix)
     day_events: dict[str, list[AccessEvent]] = {}
-    async for key in store.list_keys(folder):
+    async for key in _trail_keys(store, folder, since, until):
         day = key[len(folder) : len(folder) + 10].replace("/", "-")
         try:
             when = date.fromisoformat(day)
@@ -126,6 +129,18 @@ async def read_trail(store: Store, prefix: str, since: date | None, until: date 
     for day in sorted(day_events):
         for event in sorted(day_events[day], key=lambda e: e.at):
             yield event
+
+
+async def _trail_keys(store: Store, folder: str, since: date | None, until: date | None) -> AsyncIterator[str]:
+    """The trail's objects: of each day of a bounded range of up to a year (a listing per day),
+    else of the whole trail (one listing, filtered by the caller)."""
+    if since is None or until is None or (until - since).days > MAX_LISTED_DAYS:
+        async for key in store.list_keys(folder):
+            yield key
+        return
+    for n in range((until - since).days):
+        async for key in store.list_keys(f"{folder}{since + timedelta(days=n):%Y/%m/%d}/"):
+            yield key
 
 
 def days_window(since: datetime | None, until: datetime | None) -> tuple[date | None, date | None]:
