@@ -30,6 +30,8 @@ from archiver.store.listing import MANIFEST_LIMIT, DayListing, archive_days, lis
 
 log = structlog.get_logger("archiver.expire")
 
+BATCH_DAYS = 100  # days listed, recorded in one seal, then removed, at a time
+
 
 @dataclass
 class ExpiredDay:
@@ -104,18 +106,23 @@ class Expirer:
         first_kept = self.first_kept()
         report = ExpireReport(self._policy, first_kept, dry_run)
         days = [d for d in await archive_days(self._store, self._prefix) if d < first_kept]
+        for start in range(0, len(days), BATCH_DAYS):  # an old archive's first expiry: memory stays bounded
+            report.days += await self._expire(days[start : start + BATCH_DAYS], dry_run=dry_run)
+        return report
+
+    async def _expire(self, days: list[date], *, dry_run: bool) -> list[ExpiredDay]:
+        """Record, then remove, *days*: one seal for those not recorded yet."""
         listings = [listing for listing in await self._list(days) if listing.objects]
         recorded = (await self._sealer.chain()).expired()
-        fresh = [listing for listing in listings if listing.folder not in recorded]
-        expiries = [await self._expiry(listing) for listing in fresh] if not dry_run else []
-        report.days = [ExpiredDay(x.day, len(x.objects), x.folder not in recorded) for x in listings]
+        outcomes = [ExpiredDay(x.day, len(x.objects), x.folder not in recorded) for x in listings]
         if dry_run or not listings:
-            return report
+            return outcomes
+        expiries = [await self._expiry(listing) for listing in listings if listing.folder not in recorded]
         if expiries:  # the record first: a sealed day is never gone without one
             await self._sealer.record_expiry(expiries)
             for expiry in expiries:
                 log.info("expire.recorded", day=expiry.day, manifests=len(expiry.manifests), policy=self._policy)
-        for listing, outcome in zip(listings, report.days, strict=True):
+        for listing, outcome in zip(listings, outcomes, strict=True):
             removal = await self._store.remove_folder(listing.folder)  # hidden versions too
             outcome.removed, outcome.held = removal.removed, removal.held
             log.info(
@@ -127,7 +134,7 @@ class Expirer:
             )
             for hold in removal.held:
                 log.warning("expire.held", day=listing.day.isoformat(), key=hold.key, why=str(hold))
-        return report
+        return outcomes
 
     async def _list(self, days: list[date]) -> list[DayListing]:
         found: dict[date, DayListing] = {}
