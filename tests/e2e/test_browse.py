@@ -15,7 +15,17 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from archiver.simulator import SimCall, Simulator
-from tests.helpers import SINCE, UNTIL, Browse, backfill, config_for, need_os_tools, run_cli, write_config
+from tests.helpers import (
+    SINCE,
+    UNTIL,
+    Browse,
+    Bucket,
+    backfill,
+    config_for,
+    need_os_tools,
+    run_cli,
+    write_config,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -144,3 +154,32 @@ async def test_an_auditor_signs_in_plays_a_call_and_downloads_its_bundle_under_t
     assert trail.returncode == 0, trail.stderr
     steps = [(e["action"], e["call_id"]) for e in json.loads(trail.stdout)]
     assert steps == [("view", call.uuid), ("play", call.uuid), ("evidence", call.uuid)], steps
+
+
+async def test_the_call_page_says_erased_or_in_cold_storage_instead_of_a_player(
+    sim: Simulator, tmp_path: Path, bucket: Bucket
+) -> None:
+    """Chromium shows the erasure's notice and the cold-storage hint where the player would be."""
+    need_os_tools("a real browser", "chromium", "chromedriver")
+    storage = {"url": bucket.url, "endpoint_url": bucket.endpoint, "storage_class": "GLACIER"}
+    await backfill(config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint, storage=storage))
+    auditor = write_config(tmp_path / "auditor.yaml", {"storage": storage})
+    cold, erased = [c.uuid for c in sim.dataset.calls_between(SINCE, UNTIL, sim.now()) if c.serves_recording][:2]
+    done = run_cli("erase", "-c", str(auditor), erased, "--reason", "DSR-2026-0042")
+    assert done.returncode == 0, done.stderr
+    server = Browse(auditor, tmp_path / "browse.log")
+    driver = chromium(tmp_path / "profile")
+    try:
+        driver.get(f"{server.url.rstrip('/')}/calls/{erased}")
+        notice = driver.find_element(By.ID, "erased").text
+        assert "DSR-2026-0042" in notice
+        assert f"{erased}.wav" in notice
+        assert driver.find_elements(By.TAG_NAME, "audio") == []
+        driver.get(f"{server.url.rstrip('/')}/calls/{cold}")
+        hint = driver.find_element(By.ID, "cold").text
+        assert "in cold storage" in hint
+        assert f"archiver restore -c CONFIG {cold}" in hint
+        assert driver.find_elements(By.TAG_NAME, "audio") == []
+    finally:
+        driver.quit()
+        server.close()
