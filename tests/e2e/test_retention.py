@@ -135,6 +135,11 @@ async def test_erase_from_the_command_line(sim: Simulator, tmp_path: Path) -> No
     reconcile = run_cli("reconcile", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03")
     assert reconcile.returncode == 0, reconcile.stdout  # erased: not missing from the archive
     assert "erased 1" in reconcile.stdout
+    erased = local_objects(root)
+    again = run_cli("rearchive", "-c", str(config), "--since", "2026-11-01", "--until", "2026-11-03", "--call", call)
+    assert again.returncode == 0, again.stderr
+    assert "1 unchanged" in again.stdout  # never fetched back from the PBX
+    assert local_objects(root) == erased
 
     browse = Browse(config, tmp_path / "browse.log")
     try:
