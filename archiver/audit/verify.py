@@ -135,12 +135,20 @@ class Verifier:
         for key in sealed:
             sealed_in.setdefault(key.rsplit("/", 1)[0] + "/", []).append(key)
         expired = self._expired_in(chain, days, report)
-        for folder, (_, expiry) in expired.items():  # a sealed manifest of an expired day went with it
+        for folder, (number, expiry) in expired.items():  # a sealed manifest of an expired day went with it
             named = {link.key for link in expiry.manifests}
             report.problems += [
                 Problem(k, f"a sealed manifest gone, which the expiry record of {expiry.day} does not name")
                 for k in sealed_in.pop(folder, [])
                 if k not in named
+            ]
+            report.problems += [  # what expired must be what was sealed: nothing rewritten first
+                Problem(
+                    link.key,
+                    f"the expiry record (seal {number}) gives the manifest another SHA-256 than its seal sealed",
+                )
+                for link in expiry.manifests
+                if sealed.get(link.key) and not chain.sealed_by(link.key, link.sha256)
             ]
         async for listing in day_listings(self._store, self._prefix, days):
             if listing.folder in expired:
@@ -216,10 +224,20 @@ class Verifier:
         report.calls += len(listing.sidecars)
         erased = _erased(listing, docs)
         report.erased += len(erased)
+        stated_audio = {  # recording key -> the SHA-256 the record naming it states
+            str(rec["key"]): rec.get("sha256")
+            for _, doc in docs.values()
+            if (rec := dayfiles.mapping(doc.get("recording"))).get("status") == "archived" and rec.get("key")
+        }
         for call_id, key in sorted(absent):
             if key not in erased.get(call_id, {}):
                 report.problems.append(Problem(key, "the recording the sidecar names is not in the archive", call_id))
         for call_id, removed in sorted(erased.items()):
+            for key, sha in sorted(removed.items()):
+                if key in stated_audio and stated_audio[key] != sha:
+                    report.problems.append(
+                        Problem(key, "the erasure record gives the recording another SHA-256 than its record", call_id)
+                    )
             for key in sorted(set(listing.audio.get(call_id, [])) & set(removed) - {None}):
                 report.problems.append(
                     Problem(

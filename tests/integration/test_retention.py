@@ -521,3 +521,37 @@ async def test_an_erase_cut_short_is_named_by_verify_and_finished_by_the_next(si
     after = await Verifier(store, "", clock=clock).verify(None)
     assert after.problems == []
     assert after.erased == 1
+
+
+async def test_a_manifest_rewritten_before_its_day_expired_is_still_caught(sim: Simulator, tmp_path: Path) -> None:
+    """The expiry record states the manifest as it was when the day expired: a digest that differs
+    from what its seal sealed shows the day was changed first."""
+    root = tmp_path / "archive"
+    await backfill(config_for(sim, f"file://{root}", tmp_path), clock=FakeClock(STORED))
+    manifest = root / "2026/11/01/manifest-sha256.txt"
+    manifest.write_bytes(manifest.read_bytes().replace(b"\n", b"\n\n", 1))  # rewritten, same lines
+    store, clock = LocalStore(root), FakeClock(EXPIRY_TIME)
+    await expirer(store, "", clock).run()
+    audit = await Verifier(store, "", clock=clock).verify(None)
+    assert [(p.key, p.what) for p in audit.problems] == [
+        (
+            "2026/11/01/manifest-sha256.txt",
+            "the expiry record (seal 3) gives the manifest another SHA-256 than its seal sealed",
+        )
+    ]
+
+
+async def test_an_erasure_record_must_state_what_the_record_stated(sim: Simulator, tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    await backfill(config_for(sim, f"file://{root}", tmp_path), clock=FakeClock(STORED))
+    store, clock = LocalStore(root), FakeClock(STORED + timedelta(days=2))
+    call_id, first = await archived_call(store, "")
+    report = await eraser(store, "", clock).erase(call_id, "DSR-5", bypass_governance=False, dry_run=False)
+    path = root / report.revision_key
+    doc = json.loads(path.read_text())
+    doc["recording"]["removed"][0]["sha256"] = "0" * 64
+    path.write_text(json.dumps(doc))
+    audit = await Verifier(store, "", clock=clock).verify(None)
+    assert (first["recording"]["key"], "the erasure record gives the recording another SHA-256 than its record") in [
+        (p.key, p.what) for p in audit.problems
+    ]
