@@ -16,6 +16,7 @@ from typing import Any
 from archiver import __version__
 from archiver.audit.catalog import CallFiles
 from archiver.core import dayfiles, seal
+from archiver.core.outcome import removed_by_erasure
 from archiver.errors import CallError, ObjectInColdStorage
 from archiver.store import Store
 from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT
@@ -155,11 +156,7 @@ async def examine(
         rec = dayfiles.mapping(json.loads(current).get("recording"))
         if rec.get("status") == "erased":
             evidence.erased = rec
-            removed = rec.get("removed")
-            for item in removed if isinstance(removed, list) else []:
-                if isinstance(item, dict) and isinstance(item.get("key"), str):
-                    sha = item.get("sha256")
-                    gone[item["key"]] = sha if isinstance(sha, str) else None
+            gone = {r.key: r.sha256 for r in removed_by_erasure(rec)}
     for key in sorted(set(files.audio) | set(stated)):
         if key in gone:
             if key in files.audio:

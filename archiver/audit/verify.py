@@ -21,6 +21,7 @@ import structlog
 from archiver.audit.history import describe
 from archiver.core import dayfiles, keys, seal
 from archiver.core.clock import Clock, SystemClock
+from archiver.core.outcome import removed_by_erasure
 from archiver.core.sidecar import SCHEMA
 from archiver.errors import CallError, ObjectInColdStorage
 from archiver.store import Store
@@ -238,7 +239,7 @@ class Verifier:
                     report.problems.append(
                         Problem(key, "the erasure record gives the recording another SHA-256 than its record", call_id)
                     )
-            for key in sorted(set(listing.audio.get(call_id, [])) & set(removed) - {None}):
+            for key in sorted(set(listing.audio.get(call_id, [])) & set(removed)):
                 report.problems.append(
                     Problem(
                         key,
@@ -269,7 +270,7 @@ class Verifier:
                 (report.problems if problem else report.history).append(
                     Problem(history.key, what, parsed.call_id if parsed else None)
                 )
-        gone = {k[len(listing.folder) :]: sha for r in erased.values() for k, sha in r.items() if k}
+        gone = {k[len(listing.folder) :]: sha for r in erased.values() for k, sha in r.items()}
         await self._verify_manifests(listing, docs, report, sealed, gone)
 
     async def _check_record(
@@ -474,14 +475,8 @@ def _erased(listing: DayListing, docs: dict[str, tuple[str, dict[str, Any]]]) ->
     for call_id, key in listing.sidecars.items():
         found = docs.get(key[len(listing.folder) :])
         rec = dayfiles.mapping(found[1].get("recording")) if found else {}
-        if rec.get("status") != "erased":
-            continue
-        removed = rec.get("removed")
-        out[call_id] = {
-            str(r.get("key")): (str(r["sha256"]) if isinstance(r.get("sha256"), str) else None)
-            for r in (removed if isinstance(removed, list) else [])
-            if isinstance(r, dict)
-        }
+        if rec.get("status") == "erased":
+            out[call_id] = {r.key: r.sha256 for r in removed_by_erasure(rec)}
     return out
 
 

@@ -70,10 +70,10 @@ async def _check_one(config: Config, clock: Clock) -> int:
             worst = max(worst, await _sample(parts, config, clock.now().astimezone(config.source.tz)))
         print(_retention_line(config))
         if isinstance(parts.store, S3Store):
-            features = await _check_bucket_features(parts.store, config, parts.control)
-            if features != EXIT_OK:
-                return features  # every write would be refused; no point probing
-            await _check_lifecycle(parts.store, config)
+            features, verdict = await _check_bucket_features(parts.store, config, parts.control)
+            if verdict != EXIT_OK:
+                return verdict  # every write would be refused; no point probing
+            await _check_lifecycle(parts.store, config, features)
             worst = max(worst, await _check_storage_class(parts.store, config))
         elif config.storage.storage_class != "STANDARD":
             print(f"WARN  storage.storage_class {config.storage.storage_class} means nothing to a local folder")
@@ -184,12 +184,11 @@ def _retention_line(config: Config) -> str:
     return f"ok    retention: keep {config.retention.policy}; `archiver expire` removes each day older than that"
 
 
-async def _check_lifecycle(store: S3Store, config: Config) -> None:
+async def _check_lifecycle(store: S3Store, config: Config, features: dict[str, str | None]) -> None:
     """WARN about lifecycle rules that would move or delete records, day files or seals, or delete
-    recordings before retention.keep; and about a default retention longer than keep."""
+    recordings before retention.keep; and about a default retention (in *features*) longer than keep."""
     try:
         rules = await store.s3.lifecycle_rules()
-        features = await store.bucket_features()
     except (TransientError, FatalError) as exc:
         print(f"WARN  bucket lifecycle rules could not be read: {exc}")
         return
@@ -299,13 +298,16 @@ async def _verdict(what: str, where: str, works: str, written: bytes, probe: Cal
     return EXIT_OK
 
 
-async def _check_bucket_features(store: S3Store, config: Config, control: ControlStore | None) -> int:
-    """Report versioning and Object Lock; FAIL when the config asks for a lock the bucket cannot give."""
+async def _check_bucket_features(
+    store: S3Store, config: Config, control: ControlStore | None
+) -> tuple[dict[str, str | None], int]:
+    """Report versioning and Object Lock; FAIL when the config asks for a lock the bucket cannot give.
+    The settings read (none when they could not be), and the exit code."""
     try:
         features = await store.bucket_features()
     except (TransientError, FatalError) as exc:
         print(f"WARN  bucket settings could not be read: {exc}")
-        return EXIT_OK
+        return {}, EXIT_OK
     versioning = features["versioning"] or "off"
     lock = features["object_lock"] or "off"
     print(
@@ -318,7 +320,7 @@ async def _check_bucket_features(store: S3Store, config: Config, control: Contro
             "FAIL  storage.object_lock/legal_hold is set but the bucket has no Object Lock: every write would be "
             "refused (Object Lock can only be turned on when the bucket is created)"
         )
-        return EXIT_USAGE
+        return features, EXIT_USAGE
     print(
         f"ok    bucket Object Lock: {lock}"
         + (
@@ -334,4 +336,4 @@ async def _check_bucket_features(store: S3Store, config: Config, control: Contro
             "WARN  the bucket's default retention also freezes the leases and claims under _archiver/: every "
             "renewal leaves a locked version; set coordination.bucket to a bucket without Object Lock"
         )
-    return EXIT_OK
+    return features, EXIT_OK

@@ -17,7 +17,6 @@ from typing import TextIO
 import anyio
 import yaml
 
-from archiver.archive.dayclose import DayCloser
 from archiver.archive.seal import Sealer
 from archiver.audit.catalog import Catalog
 from archiver.audit.verify import Verifier
@@ -33,7 +32,6 @@ from archiver.service import logs
 from archiver.service.erase import Eraser
 from archiver.service.expire import Expirer
 from archiver.simulator import Dataset, Simulator
-from archiver.state.ledger import Ledger
 
 TIMEZONE = "Asia/Ho_Chi_Minh"
 
@@ -106,19 +104,11 @@ async def _years_later(config: Config, since: datetime, out: TextIO) -> bool:
         kept_day = (since + timedelta(days=1)).date()
         recorded = [f.entry for f in await catalog.day_calls(kept_day) if f.entry.recording_status == "archived"]
         call = recorded[-1]  # the tour's sample is the day's first
-        sealer = Sealer(store, prefix, clock)
-        closer = DayCloser(
-            store,
-            Ledger.in_memory(store_identity="demo"),
-            prefix=prefix,
-            tz=tz,
-            close_after=timedelta(0),
-            sealer=sealer,
-        )
-        erased = await Eraser(store, prefix, catalog=catalog, closer=closer, clock=clock).erase(
+        erased = await Eraser.on(store, prefix, tz=tz, clock=clock).erase(
             call.call_id, "demo: a data subject's request, ref. DSR-0001", bypass_governance=False, dry_run=False
         )
         keep, policy = config.retention.keep or timedelta(days=1), config.retention.policy or "1d"
+        sealer = Sealer(store, prefix, clock)
         expired = await Expirer(store, prefix, tz=tz, keep=keep, policy=policy, clock=clock, sealer=sealer).run()
         audit = await Verifier(store, prefix, clock=clock).verify(None)
     finally:

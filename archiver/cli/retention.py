@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import anyio
 
-from archiver.archive.dayclose import DayCloser
 from archiver.archive.seal import Sealer
 from archiver.audit.catalog import Catalog
 from archiver.cli.common import days, print_title, setup
@@ -24,7 +23,6 @@ from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from archiver.service.erase import Eraser, EraseReport
 from archiver.service.expire import Expirer, ExpireReport
 from archiver.service.restore import Restorer, RestoreState
-from archiver.state.ledger import Ledger
 
 # -- expire -----------------------------------------------------------------------------------
 
@@ -107,19 +105,13 @@ def erase(args: argparse.Namespace) -> int:
     async def go() -> EraseReport:
         store = make_store(config)
         try:
-            clock = SystemClock()
-            prefix = config.storage.prefix
-            sealer = Sealer(store, prefix, clock, concurrency=config.download.concurrency)
-            closer = DayCloser(
+            eraser = Eraser.on(
                 store,
-                Ledger.in_memory(store_identity="erase"),
-                prefix=prefix,
+                config.storage.prefix,
                 tz=config.source.tz,
-                close_after=config.poll.lookback,
-                sealer=sealer,
+                clock=SystemClock(),
+                concurrency=config.download.concurrency,
             )
-            catalog = Catalog(store, prefix, config.source.tz, concurrency=config.download.concurrency)
-            eraser = Eraser(store, prefix, catalog=catalog, closer=closer, clock=clock)
             try:
                 return await eraser.erase(
                     call_id, reason, bypass_governance=args.bypass_governance, dry_run=args.dry_run

@@ -12,6 +12,7 @@ Each record's :meth:`to_json` is the sidecar's ``recording`` object, field for f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -168,3 +169,18 @@ class Erased:
 
 
 Recording = Archived | NoRecording | Rejected | Missing | Superseded | Erased
+
+
+def removed_by_erasure(recording: Mapping[str, Any]) -> tuple[RemovedObject, ...]:
+    """What a sidecar's ``recording`` object says an erasure removed (none unless it says
+    ``erased``); an entry without a key is left out, a size or digest of the wrong type is None."""
+    removed = recording.get("removed") if recording.get("status") == RecordingStatus.ERASED else None
+    return tuple(
+        RemovedObject(
+            item["key"],
+            item.get("size") if isinstance(item.get("size"), int) else None,
+            item.get("sha256") if isinstance(item.get("sha256"), str) else None,
+        )
+        for item in (removed if isinstance(removed, list) else [])
+        if isinstance(item, dict) and isinstance(item.get("key"), str)
+    )

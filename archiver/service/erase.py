@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 
 from archiver.archive.dayclose import DayCloser
+from archiver.archive.seal import Sealer
 from archiver.audit.catalog import Catalog
 from archiver.core import dayfiles, keys, sidecar
 from archiver.core.clock import Clock
-from archiver.core.outcome import Erased, RemovedObject
+from archiver.core.outcome import Erased, RemovedObject, removed_by_erasure
 from archiver.errors import ArchiverError, ObjectExists, ObjectInColdStorage
+from archiver.state.ledger import Ledger
 from archiver.store import Hold, Store, put_bytes
 from archiver.store.listing import SIDECAR_LIMIT
 
@@ -71,6 +75,20 @@ class Eraser:
         self._closer = closer
         self._clock = clock
 
+    @classmethod
+    def on(cls, store: Store, prefix: str, *, tz: ZoneInfo, clock: Clock, concurrency: int = 8) -> Eraser:
+        """An eraser of the archive in *store*, with a catalog, a day closer and a sealer of its own."""
+        closer = DayCloser(
+            store,
+            Ledger.in_memory(store_identity="erase"),  # write_day_files reads the day from the store
+            prefix=prefix,
+            tz=tz,
+            close_after=timedelta(0),  # unused: it closes one given day, never the days that are due
+            sealer=Sealer(store, prefix, clock, concurrency=concurrency),
+        )
+        catalog = Catalog(store, prefix, tz, concurrency=concurrency)
+        return cls(store, prefix, catalog=catalog, closer=closer, clock=clock)
+
     async def erase(self, call_id: str, reason: str, *, bypass_governance: bool, dry_run: bool) -> EraseReport:
         """Erase *call_id*'s recordings. Raises EraseRefused (nothing written) when the call is not
         in the archive or a lock forbids it."""
@@ -86,7 +104,7 @@ class Eraser:
         day = files.day.isoformat()
         if rec.get("status") == "erased":  # an earlier erase: finish what it left
             report = EraseReport(call_id, day, files.current_key, already_erased=True, dry_run=dry_run)
-            report.removed = [RemovedObject(str(r.get("key")), r.get("size"), r.get("sha256")) for r in _removed(rec)]
+            report.removed = list(removed_by_erasure(rec))
             await self._check_holds(targets, bypass_governance)
             if not dry_run and targets:
                 await self._remove(report, targets, bypass_governance)
@@ -182,8 +200,3 @@ def _stated(docs: dict[int, dict[str, Any]]) -> dict[str, tuple[int | None, str 
             size, sha = rec.get("size"), rec.get("sha256")
             out[rec["key"]] = (size if isinstance(size, int) else None, sha if isinstance(sha, str) else None)
     return out
-
-
-def _removed(rec: dict[str, Any]) -> list[dict[str, Any]]:
-    removed = rec.get("removed")
-    return [r for r in removed if isinstance(r, dict)] if isinstance(removed, list) else []

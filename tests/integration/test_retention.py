@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from archiver.archive.dayclose import DayCloser
 from archiver.archive.rearchive import REARCHIVABLE
 from archiver.archive.seal import Sealer
 from archiver.audit.catalog import Catalog, Query
@@ -26,7 +25,6 @@ from archiver.service.erase import Eraser, EraseRefused
 from archiver.service.expire import Expirer
 from archiver.service.restore import Restorer
 from archiver.simulator import Simulator
-from archiver.state.ledger import Ledger
 from archiver.store import ObjectInfo, Removal, Store
 from archiver.store.local import LocalStore
 from archiver.store.seals import read_chain
@@ -60,15 +58,7 @@ def open_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Sto
 
 
 def eraser(store: Store, prefix: str, clock: FakeClock) -> Eraser:
-    closer = DayCloser(
-        store,
-        Ledger.in_memory(store_identity="test"),
-        prefix=prefix,
-        tz=TZ,
-        close_after=timedelta(hours=6),
-        sealer=Sealer(store, prefix, clock),
-    )
-    return Eraser(store, prefix, catalog=Catalog(store, prefix, TZ), closer=closer, clock=clock)
+    return Eraser.on(store, prefix, tz=TZ, clock=clock)
 
 
 def expirer(store: Store, prefix: str, clock: FakeClock, keep: timedelta = timedelta(days=30)) -> Expirer:
