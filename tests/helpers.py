@@ -353,7 +353,10 @@ class StrippingProxy:
         target: str,
         strip: tuple[str, ...] = ("if-none-match", "if-match"),
         alter_body: Callable[[bytes], bytes] | None = None,
+        reply: Callable[[str, str], tuple[int, bytes] | None] | None = None,
     ) -> None:
+        """*reply* (method, path) -> (status, XML body) answers a request itself, as a store that
+        lacks a feature does; None forwards it."""
         host, port = target.removeprefix("http://").split(":")
         dropped = {h.lower() for h in strip} | {"host", "connection", "transfer-encoding", "content-length"}
 
@@ -363,6 +366,14 @@ class StrippingProxy:
             def forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                canned = reply(self.command, self.path) if reply is not None else None
+                if canned is not None:
+                    self.send_response(canned[0])
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(canned[1])))
+                    self.end_headers()
+                    self.wfile.write(canned[1])
+                    return
                 if body is not None and alter_body is not None:
                     body = alter_body(body)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
@@ -379,7 +390,9 @@ class StrippingProxy:
                 for name, value in answer.getheaders():
                     if name.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
+                # A HEAD's answer has no body: its Content-Length is the object's, as the server said.
+                declared = answer.getheader("Content-Length") or "0" if self.command == "HEAD" else str(len(data))
+                self.send_header("Content-Length", declared)
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)

@@ -17,6 +17,7 @@ person must fix (each message names the cause and the setting to look at),
 from __future__ import annotations
 
 import base64
+import functools
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from archiver.errors import (
     StoreAccessError,
     StoreUnavailable,
 )
+from archiver.store import Version
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -98,6 +100,22 @@ class Page:
 
     keys: list[str]
     folders: list[str]
+
+
+@dataclass(frozen=True)
+class VersionPage:
+    """One page of a version listing: (key, version) of each version and delete marker on it, and
+    the key the next page goes on with (its versions may span both; None on the last page)."""
+
+    versions: list[tuple[str, Version]]
+    next_key: str | None
+
+
+class NoVersionListing(Exception):
+    """The store does not list versions (Cloudflare R2): it keeps one version per key."""
+
+
+_NO_VERSION_LISTING = frozenset({"NotImplemented", "MethodNotAllowed", "XNotImplemented"})
 
 
 class S3Bucket:
@@ -251,6 +269,44 @@ class S3Bucket:
             if token is None:
                 return
             args["ContinuationToken"] = token
+
+    async def version_pages(self, prefix: str) -> AsyncIterator[VersionPage]:
+        """The versions and delete markers under *prefix*, a page (up to 1,000) at a time, each page
+        a request. Raises NoVersionListing where the store lists no versions."""
+        args: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix}
+        while True:
+            page = await self.call(functools.partial(self._list_versions, dict(args)))
+            versions = [
+                (
+                    item["Key"],
+                    Version(
+                        item["VersionId"],
+                        item["LastModified"],
+                        str(item.get("ETag", "")).strip('"'),
+                        item["Size"],
+                        bool(item.get("IsLatest")),
+                        item.get("StorageClass"),
+                    ),
+                )
+                for item in page.get("Versions", [])
+            ]
+            versions += [
+                (item["Key"], Version(item["VersionId"], item["LastModified"], None, 0, bool(item.get("IsLatest"))))
+                for item in page.get("DeleteMarkers", [])
+            ]
+            next_key = page.get("NextKeyMarker") if page.get("IsTruncated") else None
+            yield VersionPage(versions, next_key)
+            if next_key is None:
+                return
+            args["KeyMarker"], args["VersionIdMarker"] = next_key, page.get("NextVersionIdMarker", "")
+
+    def _list_versions(self, args: dict[str, Any]) -> Any:
+        try:
+            return self.client.list_object_versions(**args)
+        except botocore.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in _NO_VERSION_LISTING:
+                raise NoVersionListing(self.description) from None
+            raise
 
     async def delete(self, key: str) -> None:
         await self.call(lambda: self.client.delete_object(Bucket=self.name, Key=key), key)

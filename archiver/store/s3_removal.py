@@ -21,12 +21,11 @@ import structlog
 
 from archiver.errors import StoreAccessError
 from archiver.store import Hold, Removal
-from archiver.store.s3_bucket import S3Bucket
+from archiver.store.s3_bucket import NoVersionListing, S3Bucket
 
 log = structlog.get_logger("archiver.store")
 
 _BATCH = 1000  # DeleteObjects takes up to 1,000 keys
-_UNSUPPORTED = frozenset({"NotImplemented", "MethodNotAllowed", "XNotImplemented"})
 _LOCKED = frozenset({"AccessDenied", "ObjectLocked", "InvalidRequest"})
 
 
@@ -46,35 +45,21 @@ class S3Removal:
         wanted = set(keys)
         whole = prefix is not None
         if prefix is None:
+            if not wanted:
+                return []
             prefix = os.path.commonprefix(sorted(wanted))  # noqa: RUF071 - S3 prefixes are strings, not paths
-
-        def listing() -> list[tuple[str, str | None, bool]] | None:
-            found: list[tuple[str, str | None, bool]] = []
-            args: dict[str, Any] = {"Bucket": self._bucket.name, "Prefix": prefix}
-            while True:
-                try:
-                    page = self._bucket.client.list_object_versions(**args)
-                except botocore.exceptions.ClientError as exc:
-                    if str(exc.response.get("Error", {}).get("Code")) in _UNSUPPORTED:
-                        return None
-                    raise
-                for item in page.get("Versions", []):
-                    if whole or item["Key"] in wanted:
-                        found.append((item["Key"], item.get("VersionId"), False))
-                for marker in page.get("DeleteMarkers", []):
-                    if whole or marker["Key"] in wanted:
-                        found.append((marker["Key"], marker.get("VersionId"), True))
-                if not page.get("IsTruncated"):
-                    return sorted(found, key=lambda v: v[2])  # data versions before markers
-                args["KeyMarker"] = page["NextKeyMarker"]
-                args["VersionIdMarker"] = page.get("NextVersionIdMarker", "")
-
-        if not wanted and not whole:
-            return []
-        found = await self._bucket.call(listing, prefix)
-        if found is None and whole:
-            wanted = {key async for key in self._bucket.list_keys(prefix)}
-        return [(key, None, False) for key in sorted(wanted)] if found is None else found
+        try:
+            found = [
+                (key, version.version_id, version.deleted)
+                async for page in self._bucket.version_pages(prefix)
+                for key, version in page.versions
+                if whole or key in wanted
+            ]
+        except NoVersionListing:
+            if whole:
+                wanted = {key async for key in self._bucket.list_keys(prefix)}
+            return [(key, None, False) for key in sorted(wanted)]
+        return sorted(found, key=lambda v: v[2])  # data versions before delete markers
 
     async def holds(self, keys: Sequence[str]) -> list[Hold]:
         """The versions of *keys* under retention that has not ended, or a legal hold."""

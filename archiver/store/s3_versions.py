@@ -35,44 +35,17 @@ class S3VersionAudit:
         """
         if not await self._ever_versioned():
             return
-        marker: dict[str, Any] = {}
         pending: dict[str, list[Version]] = {}
-        while True:
-            args: dict[str, Any] = {"Bucket": self._bucket.name, "Prefix": prefix, **marker}
-            page = await self._bucket.call(lambda a=args: self._bucket.client.list_object_versions(**a))  # type: ignore[misc]
-            for item in page.get("Versions", []):
-                pending.setdefault(item["Key"], []).append(
-                    Version(
-                        item["VersionId"],
-                        item["LastModified"],
-                        str(item.get("ETag", "")).strip('"'),
-                        item["Size"],
-                        bool(item.get("IsLatest")),
-                        item.get("StorageClass"),
-                    )
-                )
-            for marker_item in page.get("DeleteMarkers", []):
-                pending.setdefault(marker_item["Key"], []).append(
-                    Version(
-                        marker_item["VersionId"],
-                        marker_item["LastModified"],
-                        None,
-                        0,
-                        bool(marker_item.get("IsLatest")),
-                    )
-                )
-            done = not page.get("IsTruncated")
-            last = None if done else page.get("NextKeyMarker")
+        async for page in self._bucket.version_pages(prefix):
+            for key, version in page.versions:
+                pending.setdefault(key, []).append(version)
             for key in sorted(pending):
-                if key == last:
+                if key == page.next_key:
                     continue  # more of its versions may come on the next page
                 # Oldest first; LastModified has whole seconds on some stores, so the current one is last.
                 versions = sorted(pending.pop(key), key=lambda v: (v.latest, v.at))
                 if len(versions) > 1:
                     yield KeyHistory(key, tuple(versions))
-            if done:
-                return
-            marker = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page.get("NextVersionIdMarker", "")}
 
     async def _ever_versioned(self) -> bool:
         """Whether the bucket has (or had) versioning: asked once. Where the credentials may not

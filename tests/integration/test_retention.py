@@ -32,6 +32,8 @@ from tests.helpers import (
     TZ,
     Bucket,
     FakeClock,
+    MotoServer,
+    StrippingProxy,
     backfill,
     check_sidecar,
     config_for,
@@ -545,3 +547,33 @@ async def test_an_erasure_record_must_state_what_the_record_stated(sim: Simulato
     assert (first["recording"]["key"], "the erasure record gives the recording another SHA-256 than its record") in [
         (p.key, p.what) for p in audit.problems
     ]
+
+
+def no_version_listing(method: str, path: str) -> tuple[int, bytes] | None:
+    """A store that lists no versions (as Cloudflare R2): 501 NotImplemented for ``?versions``."""
+    if method == "GET" and "versions" in path.split("?", 1)[-1].split("&"):
+        body = b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code><Message>no</Message></Error>"
+        return 501, body
+    return None
+
+
+async def test_erase_and_expire_on_a_store_that_lists_no_versions(
+    sim: Simulator, moto_server: MotoServer, tmp_path: Path
+) -> None:
+    plain = make_bucket(moto_server.endpoint, versioned=False)
+    with StrippingProxy(moto_server.endpoint, strip=(), reply=no_version_listing) as proxy:
+        config = config_for(sim, f"s3://{plain.name}/archive", tmp_path, endpoint=proxy.endpoint)
+        await backfill(config, clock=FakeClock(STORED))
+        store = s3_store(proxy.endpoint, plain.name)
+        call_id, first = await archived_call(store, "archive", SECOND)
+        clock = FakeClock(EXPIRY_TIME)
+        report = await eraser(store, "archive", clock).erase(call_id, "DSR-6", bypass_governance=False, dry_run=False)
+        assert report.versions_removed == 1
+        assert await store.head(first["recording"]["key"]) is None
+        expired = await expirer(store, "archive", clock).run()
+        assert [(d.day, d.held) for d in expired.days] == [(FIRST, [])]
+        assert plain.objects(keys.day_prefix("archive", FIRST)) == {}
+        audit = await Verifier(store, "archive", clock=clock).verify(None)
+        assert audit.problems == []
+        assert (audit.erased, audit.expired) == (1, {"30d": 1})
+        await store.aclose()
