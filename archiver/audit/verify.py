@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import anyio
 import structlog
@@ -25,7 +26,7 @@ from archiver.core.outcome import removed_by_erasure
 from archiver.core.sidecar import SCHEMA
 from archiver.errors import CallError, ObjectInColdStorage
 from archiver.store import Store
-from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, DayListing, day_listings
+from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, DayListing, archive_days, day_listings
 from archiver.store.seals import ChainReader
 
 log = structlog.get_logger("archiver.audit.verify")
@@ -33,6 +34,9 @@ log = structlog.get_logger("archiver.audit.verify")
 # A record of a day that has day files goes in the day's next manifest on the archiver's next
 # poll or backfill; one stored longer ago than this and in no manifest was missed by them.
 MANIFEST_GRACE = timedelta(days=1)
+# The daily expire removes a day within a day of its passing retention.keep; one kept two days
+# past it was missed.
+EXPIRY_GRACE = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,11 @@ class Verifier:
         concurrency: int = 8,
         rng: random.Random | None = None,
         clock: Clock | None = None,
+        retention: tuple[timedelta, str, ZoneInfo] | None = None,
     ) -> None:
+        """*retention*: ``retention.keep``, as written, and the zone days are read in; days past
+        it by more than EXPIRY_GRACE that no expiry records are a problem."""
+        self._retention = retention
         self._store = store
         self._clock = clock or SystemClock()
         self._prefix = prefix
@@ -136,6 +144,7 @@ class Verifier:
         for key in sealed:
             sealed_in.setdefault(key.rsplit("/", 1)[0] + "/", []).append(key)
         expired = self._expired_in(chain, days, report)
+        await self._check_overdue(chain, report)
         for folder, (number, expiry) in expired.items():  # a sealed manifest of an expired day went with it
             named = {link.key for link in expiry.manifests}
             report.problems += [
@@ -181,6 +190,29 @@ class Verifier:
         for _, expiry in expired.values():
             report.expired[expiry.policy] = report.expired.get(expiry.policy, 0) + 1
         return expired
+
+    async def _check_overdue(self, chain: seal.Chain, report: VerifyReport) -> None:
+        """Days kept past ``retention.keep`` (by more than EXPIRY_GRACE: the daily expire's time to
+        come round): personal data held longer than its policy allows is a problem to see."""
+        if self._retention is None:
+            return
+        keep, policy, tz = self._retention
+        first_kept = (self._clock.now() - keep - EXPIRY_GRACE).astimezone(tz).date()
+        recorded = chain.expired()
+        overdue = [
+            day
+            for day in await archive_days(self._store, self._prefix)
+            if day < first_kept and keys.day_prefix(self._prefix, day) not in recorded
+        ]
+        if overdue:
+            report.problems.append(
+                Problem(
+                    keys.day_prefix(self._prefix, overdue[0]),
+                    f"{len(overdue)} day(s), {overdue[0].isoformat()} to {overdue[-1].isoformat()}, are past "
+                    f"retention.keep ({policy}) and not expired: run `archiver expire` (is archiver-expire.timer "
+                    "enabled?)",
+                )
+            )
 
     def _expired_leftovers(self, listing: DayListing, recorded: tuple[int, seal.Expiry], report: VerifyReport) -> None:
         """An expired day that still holds objects: Object Lock keeps them, or an expire was cut

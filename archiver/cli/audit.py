@@ -54,8 +54,13 @@ def verify(args: argparse.Namespace) -> int:
         async def go(config: Config = config, chosen: Any = chosen) -> VerifyReport:
             store = make_store(config)
             try:
+                keep, policy = config.retention.keep, config.retention.policy
                 verifier = Verifier(
-                    store, config.storage.prefix, concurrency=config.download.concurrency, rng=random.Random(seed)
+                    store,
+                    config.storage.prefix,
+                    concurrency=config.download.concurrency,
+                    rng=random.Random(seed),
+                    retention=(keep, policy, config.source.tz) if keep is not None and policy is not None else None,
                 )
                 if nightly:
                     return await _nightly(config, store, verifier, recent=args.recent, older=args.older)

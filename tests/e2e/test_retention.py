@@ -61,6 +61,10 @@ async def test_expire_from_the_command_line(sim: Simulator, tmp_path: Path) -> N
     assert "would expire 2026-11-02" in dry.stdout
     assert any(k.startswith("2026/11/01/") for k in local_objects(root))
 
+    overdue = run_cli("verify", "-c", str(config))  # the days are past keep by more than two days
+    assert overdue.returncode == 1
+    assert "are past retention.keep (1d) and not expired: run `archiver expire`" in overdue.stdout
+
     done = run_cli("expire", "-c", str(config))
     assert done.returncode == 0, done.stderr
     assert "2 day(s) expired under retention 1d" in done.stdout

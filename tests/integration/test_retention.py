@@ -577,3 +577,24 @@ async def test_erase_and_expire_on_a_store_that_lists_no_versions(
         assert audit.problems == []
         assert (audit.erased, audit.expired) == (1, {"30d": 1})
         await store.aclose()
+
+
+async def test_days_kept_past_retention_are_a_problem_until_they_expire(sim: Simulator, tmp_path: Path) -> None:
+    """A daily expire that stopped running shows in verify: data kept longer than its policy allows."""
+    root = tmp_path / "archive"
+    await backfill(config_for(sim, f"file://{root}", tmp_path), clock=FakeClock(STORED))
+    store = LocalStore(root)
+    retention = (timedelta(days=30), "30d", TZ)
+    on_time = await Verifier(store, "", clock=FakeClock(EXPIRY_TIME), retention=retention).verify(None)
+    assert on_time.problems == []  # past keep by less than the expire's grace
+    late = FakeClock(EXPIRY_TIME + timedelta(days=3))
+    overdue = await Verifier(store, "", clock=late, retention=retention).verify(None)
+    assert [(p.key, p.what) for p in overdue.problems] == [
+        (
+            "2026/11/01/",
+            "2 day(s), 2026-11-01 to 2026-11-02, are past retention.keep (30d) and not expired: run `archiver "
+            "expire` (is archiver-expire.timer enabled?)",
+        )
+    ]
+    await expirer(store, "", late).run()
+    assert (await Verifier(store, "", clock=late, retention=retention).verify(None)).problems == []
