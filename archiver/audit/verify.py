@@ -101,8 +101,8 @@ class Verifier:
         clock: Clock | None = None,
         retention: tuple[timedelta, str, ZoneInfo] | None = None,
     ) -> None:
-        """*retention*: ``retention.keep``, as written, and the zone days are read in; days past
-        it by more than EXPIRY_GRACE that no expiry records are a problem."""
+        """*retention*: ``retention.keep``, its text, and the zone days are read in; a day past it
+        by more than EXPIRY_GRACE that no expiry record names is a problem."""
         self._retention = retention
         self._store = store
         self._clock = clock or SystemClock()
