@@ -28,7 +28,7 @@ import anyio
 
 from archiver.archive.seal import Sealer
 from archiver.core import keys, seal
-from archiver.service.expire import Expirer
+from archiver.lifecycle.expire import Expirer
 from archiver.store.s3 import S3Store
 from archiver.store.s3_bucket import S3Bucket
 from tests.helpers import TZ, Bucket, FakeClock, MotoServer, make_bucket, s3_client

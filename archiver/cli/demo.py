@@ -28,9 +28,9 @@ from archiver.config.models import Config
 from archiver.core.clock import SystemClock
 from archiver.core.quantities import format_size
 from archiver.core.report import RunReport
+from archiver.lifecycle.erase import Eraser
+from archiver.lifecycle.expire import Expirer
 from archiver.service import logs
-from archiver.service.erase import Eraser
-from archiver.service.expire import Expirer
 from archiver.simulator import Dataset, Simulator
 
 TIMEZONE = "Asia/Ho_Chi_Minh"

@@ -20,9 +20,9 @@ from archiver.config.models import Config
 from archiver.core.clock import SystemClock
 from archiver.core.quantities import format_size
 from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError
-from archiver.service.erase import Eraser, EraseReport
-from archiver.service.expire import Expirer, ExpireReport
-from archiver.service.restore import Restorer, RestoreState
+from archiver.lifecycle.erase import Eraser, EraseReport
+from archiver.lifecycle.expire import Expirer, ExpireReport
+from archiver.lifecycle.restore import Restorer, RestoreState
 
 # -- expire -----------------------------------------------------------------------------------
 

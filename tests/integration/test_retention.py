@@ -21,9 +21,9 @@ from archiver.audit.verify import Verifier
 from archiver.core import dayfiles, keys
 from archiver.core.outcome import RecordingStatus
 from archiver.errors import StoreUnavailable
-from archiver.service.erase import Eraser, EraseRefused
-from archiver.service.expire import Expirer
-from archiver.service.restore import Restorer
+from archiver.lifecycle.erase import Eraser, EraseRefused
+from archiver.lifecycle.expire import Expirer
+from archiver.lifecycle.restore import Restorer
 from archiver.simulator import Simulator
 from archiver.store import ObjectInfo, Removal, Store
 from archiver.store.local import LocalStore
