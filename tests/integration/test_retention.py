@@ -33,7 +33,6 @@ from tests.helpers import (
     Bucket,
     FakeClock,
     MotoServer,
-    StrippingProxy,
     backfill,
     check_sidecar,
     config_for,
@@ -43,6 +42,7 @@ from tests.helpers import (
     s3_store,
     store_target,
 )
+from tests.s3faults import FaultProxy, refused
 
 pytestmark = pytest.mark.anyio
 STORED = datetime(2026, 11, 5, 9, tzinfo=UTC)
@@ -549,19 +549,11 @@ async def test_an_erasure_record_must_state_what_the_record_stated(sim: Simulato
     ]
 
 
-def no_version_listing(method: str, path: str) -> tuple[int, bytes] | None:
-    """A store that lists no versions (as Cloudflare R2): 501 NotImplemented for ``?versions``."""
-    if method == "GET" and "versions" in path.split("?", 1)[-1].split("&"):
-        body = b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code><Message>no</Message></Error>"
-        return 501, body
-    return None
-
-
 async def test_erase_and_expire_on_a_store_that_lists_no_versions(
     sim: Simulator, moto_server: MotoServer, tmp_path: Path
 ) -> None:
     plain = make_bucket(moto_server.endpoint, versioned=False)
-    with StrippingProxy(moto_server.endpoint, strip=(), reply=no_version_listing) as proxy:
+    with FaultProxy(moto_server.endpoint, refused("ListObjectVersions", 501, "NotImplemented")) as proxy:
         config = config_for(sim, f"s3://{plain.name}/archive", tmp_path, endpoint=proxy.endpoint)
         await backfill(config, clock=FakeClock(STORED))
         store = s3_store(proxy.endpoint, plain.name)
