@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
+CONTROL_REQUESTS = 2  # control requests at once (leases, membership, shard claims)
+
+
 def store_identity(config: Config) -> str:
     storage = config.storage
     return storage.url + (f" at {storage.endpoint_url}" if storage.endpoint_url else "")
@@ -65,10 +68,13 @@ def make_control_store(config: Config, store: Store) -> ControlStore | None:
     """
     if not config.coordination.enabled or not isinstance(store, S3Store):
         return None
+    # A limiter of their own: a lease renewal must not wait behind the archive's part uploads on a
+    # slow uplink, or it misses its deadline and the lease passes to another instance.
+    limiter = anyio.CapacityLimiter(CONTROL_REQUESTS)
     if config.coordination.bucket is None:
-        return S3ControlStore(store.s3)
+        return S3ControlStore(store.s3.with_limiter(limiter))
     # A bucket of its own, without Object Lock: control objects are replaced as they are used.
-    return S3ControlStore(s3_bucket(config, config.coordination.bucket, anyio.CapacityLimiter(4)))
+    return S3ControlStore(s3_bucket(config, config.coordination.bucket, limiter))
 
 
 async def close_stores(config: Config, store: Store, control: ControlStore | None) -> None:
@@ -82,7 +88,8 @@ async def close_stores(config: Config, store: Store, control: ControlStore | Non
 def s3_bucket(config: Config, name: str, limiter: anyio.CapacityLimiter) -> S3Bucket:
     """The bucket *name* on ``storage``'s server; its client is made at its first request."""
     storage = config.storage
-    connections = int(limiter.total_tokens) + 2  # a pool as large as the requests at once, and spare
+    # A pool as large as the requests at once: the archive's and, sharing the client, the control store's.
+    connections = int(limiter.total_tokens) + CONTROL_REQUESTS
     return S3Bucket(
         lambda: s3_client(config, connections),
         name,
