@@ -62,7 +62,7 @@ class S3Store:
         self._call = bucket.call
         self.bucket = bucket.name
         self.description = bucket.description
-        self.versions: VersionAudit | None = S3VersionAudit(bucket)
+        self.versions: VersionAudit | None = S3VersionAudit(bucket, self._put_back_protection)
         self._removal = S3Removal(bucket, now)
         self._lock = object_lock
         self._extra: dict[str, Any] = {
@@ -90,6 +90,19 @@ class S3Store:
         until = self._now() + timedelta(days=self._lock.retain_days)
         return {"ObjectLockMode": self._lock.mode, "ObjectLockRetainUntilDate": until, **self._extra}
 
+    def _put_back_protection(self, head: Mapping[str, Any]) -> dict[str, Any]:
+        """What the copy that puts back a deleted recording carries (a copy inherits none of it):
+        what every new object gets (encryption settings, ``storage.object_lock``,
+        ``storage.legal_hold``), with the version's own Object Lock retention instead while it
+        lasts, and its legal hold if it had one."""
+        args = self._lock_args()
+        mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+        if mode and until is not None and until > self._now():
+            args.update(ObjectLockMode=mode, ObjectLockRetainUntilDate=until)
+        if head.get("ObjectLockLegalHoldStatus") == "ON":
+            args["ObjectLockLegalHoldStatus"] = "ON"
+        return args
+
     async def put(
         self,
         key: str,
@@ -113,47 +126,67 @@ class S3Store:
         if self._look_first and await self.head(key) is not None:
             raise ObjectExists(key)
         if size >= self._threshold:
-            await self._put_multipart(key, body, size, common)
+            await self._put_multipart(key, body, size, sha256, common)
             return
 
         def put() -> None:
             body.seek(0)
-            self._client.put_object(
-                Body=_LocalFile(body),
-                ContentLength=size,
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=b64(sha256),
-                IfNoneMatch="*",
-                **common,
-            )
+            try:
+                self._client.put_object(
+                    Body=_LocalFile(body),
+                    ContentLength=size,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=b64(sha256),
+                    IfNoneMatch="*",
+                    **common,
+                )
+            except botocore.exceptions.ClientError as exc:
+                if _code(exc) == "BadDigest":  # the store hashed other bytes than the download's: whose fault?
+                    _check_buffer(body, size, sha256, key)
+                raise
 
         await self._call(put, key)
 
-    async def _put_multipart(self, key: str, body: IO[bytes], size: int, common: dict[str, Any]) -> None:
+    async def _put_multipart(self, key: str, body: IO[bytes], size: int, sha256: bytes, common: dict[str, Any]) -> None:
+        """Upload *body* in parts and complete it create-only, only if the parts, as read, are the
+        bytes downloaded: each part's checksum is computed from the buffer as it is read (the store
+        checks that), and so is a running SHA-256 of them all, compared with *sha256* before the
+        upload is completed. A buffer damaged after the download is never stored."""
         created = await self._call(
             lambda: self._client.create_multipart_upload(ChecksumAlgorithm="SHA256", **common), key
         )
         upload_id = created["UploadId"]
         try:
             parts: list[CompletedPartTypeDef] = []
+            whole = hashlib.sha256()
             for number, offset in enumerate(range(0, size, self._part_size), start=1):
                 length = min(self._part_size, size - offset)
-                upload = functools.partial(self._upload_part, key, upload_id, body, number, offset, length)
+                upload = functools.partial(self._upload_part, key, upload_id, body, number, offset, length, whole)
                 parts.append(await self._call(upload, key))
+            if whole.digest() != sha256:
+                raise _buffer_changed(key, whole.digest(), sha256)
             # Some stores ignore If-None-Match on completion (Ceph RGW 16): look first, so that
             # only a writer racing within this gap could still replace the key there.
             if self._look_before_completing and await self.head(key) is not None:
                 raise ObjectExists(key)
-            await self._call(
-                lambda: self._client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                    IfNoneMatch="*",
-                ),
-                key,
-            )
+
+            def complete() -> bool:
+                try:
+                    self._client.complete_multipart_upload(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        MultipartUpload={"Parts": parts},
+                        IfNoneMatch="*",
+                    )
+                except botocore.exceptions.ClientError as exc:
+                    if _code(exc) == "NoSuchUpload":
+                        return False
+                    raise
+                return True
+
+            if not await self._call(complete, key):
+                await self._completed_before(key)
         except BaseException:
             # An abandoned upload is invisible and a lifecycle rule reaps it, so a failed abort is harmless.
             with anyio.CancelScope(shield=True), contextlib.suppress(StoreUnavailable, StoreAccessError):
@@ -162,13 +195,28 @@ class S3Store:
                 )
             raise
 
+    async def _completed_before(self, key: str) -> None:
+        """The store knows the upload no more. botocore retries a completion after a timeout or a
+        5xx; when the first attempt had landed, MinIO, StorageGRID and others answer the retry
+        NoSuchUpload. The object is then there: ObjectExists, and the caller checks its bytes as
+        any existing object's. Not there: the upload was aborted (a lifecycle rule?), and the step
+        may run again (StoreUnavailable)."""
+        if await self.head(key) is not None:
+            log.info("store.completion_answer_lost", key=key)
+            raise ObjectExists(key)
+        raise StoreUnavailable(
+            f"{self.description} forgot the multipart upload of {key} before it was completed (does a lifecycle "
+            "rule abort incomplete uploads too soon?)"
+        )
+
     def _upload_part(
-        self, key: str, upload_id: str, body: IO[bytes], number: int, offset: int, length: int
+        self, key: str, upload_id: str, body: IO[bytes], number: int, offset: int, length: int, whole: Any
     ) -> CompletedPartTypeDef:
         section = _section(body, offset, length)
         hasher = hashlib.sha256()
         while chunk := section.read(_READ_CHUNK):
             hasher.update(chunk)
+            whole.update(chunk)
         section.seek(0)
         checksum = b64(hasher.digest())
         result = self._client.upload_part(
@@ -228,7 +276,18 @@ class S3Store:
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if start or end is not None:
             request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
-        body = (await self._call(lambda: self._client.get_object(**request), key))["Body"]
+
+        def get() -> Any:
+            try:
+                return self._client.get_object(**request)["Body"]
+            except botocore.exceptions.ClientError as exc:
+                if _code(exc) == "InvalidRange":  # the range starts at or past the object's end: no bytes
+                    return None
+                raise
+
+        body = await self._call(get, key)
+        if body is None:
+            return
         chunks = body.iter_chunks(_READ_CHUNK)
         try:
             while chunk := await self._call(lambda: next(chunks, b""), key):
@@ -277,6 +336,29 @@ def _known_sha256(head: Any) -> bytes | None:
         except ValueError:
             return None
     return found.pop() if len(found) == 1 else None
+
+
+def _code(exc: botocore.exceptions.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _check_buffer(body: IO[bytes], size: int, sha256: bytes, key: str) -> None:
+    """Raise SpoolError when *body* no longer holds the *size* bytes of digest *sha256* downloaded."""
+    body.seek(0)
+    hasher = hashlib.sha256()
+    while chunk := body.read(_READ_CHUNK):
+        hasher.update(chunk)
+    if hasher.digest() != sha256 or body.tell() != size:
+        raise _buffer_changed(key, hasher.digest(), sha256)
+
+
+def _buffer_changed(key: str, found: bytes, downloaded: bytes) -> SpoolError:
+    log.error("spool.changed", key=key, sha256_read=found.hex(), sha256_downloaded=downloaded.hex())
+    return SpoolError(
+        f"the local download buffer of {key} no longer holds the bytes downloaded (SHA-256 {found.hex()[:16]}… "
+        f"read back, {downloaded.hex()[:16]}… downloaded): nothing was stored; the call is tried again (is the "
+        "spool disk failing? download.spool_dir)"
+    )
 
 
 class _FileSection(io.RawIOBase):

@@ -19,14 +19,18 @@ import anyio
 import botocore.exceptions
 import structlog
 
-from archiver.errors import StoreAccessError
-from archiver.store import Hold, Removal
+from archiver.errors import StoreAccessError, StoreUnavailable
+from archiver.retry import RetryPolicy
+from archiver.store import ARCHIVE_TIERS, Hold, Removal
 from archiver.store.s3_bucket import NoVersionListing, S3Bucket
 
 log = structlog.get_logger("archiver.store")
 
 _BATCH = 1000  # DeleteObjects takes up to 1,000 keys
 _LOCKED = frozenset({"AccessDenied", "ObjectLocked", "InvalidRequest"})
+# Per-key errors inside a DeleteObjects answer that may pass: those keys are sent again.
+_PASSING = frozenset({"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout", "OperationAborted"})
+_PER_KEY_RETRY = RetryPolicy(attempts=5, timeout=60.0, wait_initial=0.2, wait_max=5.0)
 
 
 class S3Removal:
@@ -95,7 +99,7 @@ class S3Removal:
         result = Removal()
         for start in range(0, len(versions), _BATCH):
             batch = versions[start : start + _BATCH]
-            refused = await self._delete_batch(batch, bypass_governance)
+            refused = await self._delete_retrying(batch, bypass_governance)
             result.removed += len(batch) - len(refused)
             for key, version, code, message in refused:
                 hold = await self._hold(key, version) if code in _LOCKED else None
@@ -105,6 +109,28 @@ class S3Removal:
         if result.held:
             log.warning("object.held", objects=len(result.held), first=str(result.held[0]))
         return result
+
+    async def _delete_retrying(
+        self, batch: list[tuple[str, str | None, bool]], bypass: bool
+    ) -> list[tuple[str, str | None, str, str]]:
+        """Delete *batch*; the keys a DeleteObjects answer says failed for a passing reason
+        (InternalError, SlowDown, …) are sent again, a few times with backoff, and then the
+        removal stops as StoreUnavailable (a later run finishes it). The other refusals are
+        returned: (key, version, code, message)."""
+        pending, final = batch, []
+        async for attempt in _PER_KEY_RETRY.context():
+            with attempt:
+                refused = await self._delete_batch(pending, bypass)
+                final += [r for r in refused if r[2] not in _PASSING]
+                again = {(key, version) for key, version, code, _ in refused if code in _PASSING}
+                if again:
+                    pending = [v for v in pending if (v[0], v[1]) in again]
+                    codes = sorted({code for _, _, code, _ in refused if code in _PASSING})
+                    raise StoreUnavailable(
+                        f"{self._bucket.description} did not delete {len(again)} object(s) this time "
+                        f"({', '.join(codes)}), the first {pending[0][0]}"
+                    )
+        return final
 
     async def _delete_batch(
         self, batch: list[tuple[str, str | None, bool]], bypass: bool
@@ -129,8 +155,11 @@ class S3Removal:
 
     async def restore(self, key: str, days: int) -> None:
         """Ask for a readable copy of *key* for *days* days (Standard retrieval); one already on
-        its way is left to finish."""
+        its way is left to finish, and an object not in an archive tier is readable as it is:
+        nothing is asked."""
         head = await self._bucket.call(lambda: self._bucket.client.head_object(Bucket=self._bucket.name, Key=key), key)
+        if head.get("StorageClass") not in ARCHIVE_TIERS and head.get("ArchiveStatus") is None:
+            return
         request: dict[str, Any] = (
             {}  # INTELLIGENT_TIERING's archive tiers restore to its frequent tier, for no set time
             if head.get("StorageClass") == "INTELLIGENT_TIERING"
@@ -141,7 +170,8 @@ class S3Removal:
             try:
                 self._bucket.client.restore_object(Bucket=self._bucket.name, Key=key, RestoreRequest=request)  # type: ignore[arg-type]
             except botocore.exceptions.ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "RestoreAlreadyInProgress":
+                # Already on its way; or the object left its archive tier since the HEAD (InvalidObjectState).
+                if exc.response.get("Error", {}).get("Code") not in ("RestoreAlreadyInProgress", "InvalidObjectState"):
                     raise
 
         await self._bucket.call(restore, key)
