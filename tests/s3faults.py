@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 _HOP = frozenset({"host", "connection", "transfer-encoding", "content-length", "keep-alive"})
 _S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+ET.register_namespace("", _S3_NS)  # the documents rewritten here keep S3's default namespace
 
 
 @dataclass(frozen=True)
@@ -186,19 +187,6 @@ def once(rule: Rule) -> Rule:
     return first
 
 
-def answer_lost(operation: str, status: int = 500, code: str = "InternalError") -> Rule:
-    """The store does *operation* but its answer is lost (a timeout, a reset, a 5xx from a load
-    balancer after the store acted): the client sees *status* and retries."""
-
-    def rule(request: S3Request, forward: Forward) -> Answer | None:
-        if request.operation != operation:
-            return None
-        forward()
-        return error(status, code, "the answer was lost after the store had acted")
-
-    return rule
-
-
 def refused(operation: str, status: int, code: str, *, key_prefix: str = "") -> Rule:
     """*operation* (on keys under *key_prefix*) answered with an error, without reaching the store."""
 
@@ -255,12 +243,22 @@ def delete_errors(failing: Callable[[str], str | None]) -> Rule:
                 ET.SubElement(entry, f"{{{_S3_NS}}}VersionId").text = version
             ET.SubElement(entry, f"{{{_S3_NS}}}Code").text = code
             ET.SubElement(entry, f"{{{_S3_NS}}}Message").text = "injected by the test's proxy"
-        ET.register_namespace("", _S3_NS)
         return Answer(
             200, ET.tostring(result, xml_declaration=True, encoding="UTF-8"), [("Content-Type", "application/xml")]
         )
 
     return rule
+
+
+def checks_sha256(request: S3Request, forward: Forward) -> Answer | None:
+    """A store that checks ``x-amz-checksum-sha256`` against the body, as AWS does (moto and Ceph
+    RGW 16 do not): a mismatch is 400 BadDigest, and nothing is stored."""
+    sent = request.headers.get("x-amz-checksum-sha256")
+    if sent is None or request.operation not in ("PutObject", "UploadPart"):
+        return None
+    if sent != base64.b64encode(hashlib.sha256(request.body).digest()).decode():
+        return error(400, "BadDigest", "The SHA256 you specified did not match the calculated checksum.")
+    return None
 
 
 def both(*rules: Rule) -> Rule:
