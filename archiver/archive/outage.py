@@ -59,13 +59,20 @@ class StoreOutage:
     async def run(self, step: Callable[[], Awaitable[T]]) -> T:
         """``await step()``; after each StoreUnavailable, once the store answers a probe and the
         step's own backoff has passed, once more; until the patience is spent."""
-        patience = self._policy.timeout if self._policy.timeout is not None else float("inf")
         started = time.monotonic()
-        retrying = dataclasses.replace(self._policy, attempts=None)
+        try:  # nearly every step passes at once: the retry machinery is set up only for the others
+            return await step()
+        except StoreUnavailable as exc:
+            failure: StoreUnavailable | None = exc
+        patience = self._policy.timeout if self._policy.timeout is not None else float("inf")
+        retrying = dataclasses.replace(self._policy, attempts=None, timeout=patience - (time.monotonic() - started))
         async for attempt in retrying.context(on=_retry_store_step):
             with attempt:
                 failed_at = time.monotonic()
                 try:
+                    if failure is not None:  # the first try's failure is the first attempt's
+                        failed_at, first, failure = started, failure, None
+                        raise first
                     return await step()
                 except StoreUnavailable as exc:
                     await self._until_answered(failed_at, started + patience, exc)
