@@ -231,16 +231,17 @@ class CallArchiver:
         """Store the sidecar create-only; returns what the day's files will say of the call,
         from the bytes now in the store (an earlier run's, if it got there first)."""
         key = keys.sidecar_key(self._prefix, day, cdr.call_id)
-        document = sidecar.build(
+        doc = sidecar.document(
             cdr, recording, archived_at=self._clock.now(), source=self._source_info, supersedes_call=supersedes_call
         )
+        data = sidecar.encode(doc)
 
-        async def put() -> bytes:
+        async def put() -> dayfiles.CallEntry:
             try:
-                await put_bytes(self._store, key, document, "application/json")
+                await put_bytes(self._store, key, data, "application/json")
             except ObjectExists:
                 log.info("sidecar.already_stored", key=key, call_id=cdr.call_id)
-                return await self._store.read(key)
-            return document
+                return dayfiles.CallEntry.from_sidecar(cdr.call_id, await self._store.read(key))
+            return dayfiles.CallEntry.from_document(cdr.call_id, doc, data)
 
-        return dayfiles.CallEntry.from_sidecar(cdr.call_id, await self._outage.run(put))
+        return await self._outage.run(put)
