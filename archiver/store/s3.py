@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 _READ_CHUNK = 1 << 20
+# Bodies up to this size go up as bytes, read at once: botocore sends a file-like body with
+# "Expect: 100-continue", a round trip to the store before the body, which only pays for
+# itself when the store may refuse many megabytes.
+_AS_BYTES = 1 << 20
 log = structlog.get_logger("archiver.store")
 
 
@@ -133,7 +137,7 @@ class S3Store:
             body.seek(0)
             try:
                 self._client.put_object(
-                    Body=_LocalFile(body),
+                    Body=_payload(body, size),
                     ContentLength=size,
                     ChecksumAlgorithm="SHA256",
                     ChecksumSHA256=b64(sha256),
@@ -421,6 +425,16 @@ class _LocalFile(io.RawIOBase):
 
     def tell(self) -> int:
         return self._raw.tell()
+
+
+def _payload(body: IO[bytes], size: int) -> bytes | _LocalFile:
+    """*body* (at its start) as botocore is given it: its bytes when small, else the file."""
+    if size > _AS_BYTES:
+        return _LocalFile(body)
+    try:
+        return body.read(size)
+    except OSError as exc:
+        raise _local_fault(exc) from None
 
 
 def _local_fault(exc: OSError) -> SpoolError:
