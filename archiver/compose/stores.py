@@ -12,7 +12,8 @@ One boto3 client per bucket, made in a worker thread at its first request (see
   upload (``aws-chunked`` bodies with ``x-amz-trailer``), which Ceph RGW before 18, older MinIO,
   and several other S3-compatible stores refuse. The archiver sends its own ``ChecksumSHA256``
   (computed while downloading) on every write instead, and validates nothing twice on reads;
-- ``max_pool_connections``: at least as many as requests can run at once.
+- ``max_pool_connections``: at least as many as requests can run at once;
+- timestamps in answers parsed by the standard library (``parse_timestamp``), not dateutil.
 
 Credentials come from the usual AWS chain (environment, shared-credentials file, profile,
 instance role, SSO, web identity), with ``storage.credentials_file`` first when it exists.
@@ -30,7 +31,7 @@ from archiver.source.http import USER_AGENT
 from archiver.store import ControlStore, Store
 from archiver.store.local import LocalStore
 from archiver.store.s3 import S3Store
-from archiver.store.s3_bucket import S3Bucket
+from archiver.store.s3_bucket import S3Bucket, parse_timestamp
 from archiver.store.s3_control import S3ControlStore
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ def s3_client(config: Config, connections: int) -> S3Client:
         s3={"addressing_style": style},
     )
     session = botocore.session.get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     if storage.credentials_file is not None and os.path.isfile(storage.credentials_file):
         session.set_config_variable("credentials_file", str(storage.credentials_file))
         session.set_config_variable("profile", "default")

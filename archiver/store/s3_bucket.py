@@ -23,10 +23,13 @@ import hashlib
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 import botocore.exceptions
+import botocore.utils
 
 from archiver.errors import (
     CallError,
@@ -403,6 +406,20 @@ def _tls_reason(exc: botocore.exceptions.SSLError) -> str:
         if marker in text:
             return text[text.index(marker) :].split("(_ssl", maxsplit=1)[0].rstrip(" )")
     return "the certificate was refused"
+
+
+def parse_timestamp(value: str) -> datetime:
+    """A timestamp in an S3 answer, for botocore's parser (``set_parser_defaults``): by the standard
+    library where it can, as botocore's default (dateutil's general parser) costs tens of
+    microseconds each, and a listing holds a thousand; botocore's own for any other form."""
+    try:
+        parsed = datetime.fromisoformat(value)  # a listing's LastModified: 2026-12-05T16:03:59.000Z
+    except (TypeError, ValueError):
+        try:
+            parsed = parsedate_to_datetime(value)  # a header's: Sat, 05 Dec 2026 16:03:59 GMT
+        except (TypeError, ValueError):
+            return botocore.utils.parse_timestamp(value)
+    return parsed
 
 
 def _region_in(message: str) -> str | None:
