@@ -1,8 +1,8 @@
 """Where the archiver's own CPU goes, by kind of request, on a backfill of short recordings.
 
 One backfill of 240 calls of short recordings (1 s to 6 s), the archiver installed as an
-operator installs it, run under py-spy sampling whichever thread holds the GIL (``--gil``: CPU,
-not waiting). Each sample is put under the request or step it belongs to (the S3 operation in a
+operator installs it, run under py-spy sampling every thread that is running (not waiting) at
+500 Hz without stopping the process (``--nonblocking``): the samples add up to its CPU time. Each sample is put under the request or step it belongs to (the S3 operation in a
 worker thread, the download or the API page on the event loop, handing work to and from the
 threads, start-up), and the table gives each one's share and its CPU per stored object.
 
@@ -100,7 +100,7 @@ def profile(
     """Samples by kind of one backfill of DAY, and the objects it stored."""
     argv, bucket = backfill_argv(python, moto, sim, folder)
     raw = folder / "samples.txt"
-    record = [spy, "record", "--gil", "--rate", "1000", "--format", "raw", "--output", str(raw), "--", *argv]
+    record = [spy, "record", "--nonblocking", "--rate", "500", "--format", "raw", "--output", str(raw), "--", *argv]
     subprocess.run(record, env=ENV, check=True, capture_output=True)
     counts: collections.Counter[str] = collections.Counter()
     for line in raw.read_text().splitlines():
@@ -136,7 +136,7 @@ def main() -> int:
         moto.stop()
     samples = sum(total.values())
     per_object = statistics.median(cpu) / objects * 1000  # measured without the profiler, which slows what it samples
-    print(f"{args.runs} backfills of {objects} objects; {samples} samples at 1 kHz of the thread holding the GIL.")
+    print(f"{args.runs} backfills of {objects} objects; {samples} samples at 500 Hz of the threads running.")
     print("Each share is the profile's; its milliseconds are that share of the CPU of the same backfill run")
     print(f"without the profiler (median {statistics.median(cpu):.2f} s).\n")
     print("| where the CPU went | share | CPU ms per stored object |\n|---|---|---|")
