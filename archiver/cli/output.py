@@ -12,7 +12,7 @@ from archiver.core.report import RunReport
 
 if TYPE_CHECKING:  # the audit commands' reports; a backfill, which prints its own, does not load them
     from archiver.audit.reconcile import ReconcileReport
-    from archiver.audit.verify import VerifyReport
+    from archiver.audit.findings import VerifyReport
 
 
 def print_report(report: RunReport, out: TextIO) -> None:
