@@ -26,12 +26,13 @@ class VerifyReport:
     days: int = 0
     calls: int = 0
     recordings: int = 0
-    rehashed: int = 0
+    store_checked: int = 0  # compared with the store's own checksum (never the writer's metadata), not read
+    rehashed: int = 0  # read back and hashed
     bytes_rehashed: int = 0
     unmanifested: int = 0
     seals: int = 0
     erased: int = 0  # calls whose recordings were erased on request
-    cold: int = 0  # recordings in cold storage, not re-hashed (not a problem)
+    cold: int = 0  # in cold storage, not read back: compared with the store's checksum (of store_checked)
     expired: dict[str, int] = field(default_factory=dict)  # retention policy -> days expired under it
     seal_head: seal.Link | None = None  # the chain's last seal: what an operator records elsewhere
     problems: list[Problem] = field(default_factory=list)
@@ -46,6 +47,7 @@ class VerifyReport:
             "days": self.days,
             "calls": self.calls,
             "recordings": self.recordings,
+            "compared_with_store_checksum": self.store_checked,
             "rehashed": self.rehashed,
             "bytes_rehashed": self.bytes_rehashed,
             "not_yet_in_a_manifest": self.unmanifested,

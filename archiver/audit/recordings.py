@@ -20,7 +20,7 @@ from archiver.audit.findings import Problem, VerifyReport
 from archiver.core import dayfiles
 from archiver.core.sidecar import SCHEMA
 from archiver.errors import CallError, ObjectInColdStorage
-from archiver.store import Store
+from archiver.store import ObjectInfo, Store
 from archiver.store.listing import SIDECAR_LIMIT, DayListing
 
 
@@ -105,7 +105,10 @@ class RecordChecker:
         return digest, doc
 
     async def check_recording(self, call_id: str, rec: dict[str, Any], report: VerifyReport, *, rehash: bool) -> None:
-        """The recording a record names: its size, and its SHA-256 (the store's, or read)."""
+        """The recording a record names: its size, then its SHA-256, compared with the store's own
+        checksum of the bytes it holds (never the writer's metadata) or, with *rehash* or where the
+        store keeps none, with its bytes read and hashed. A recording in cold storage cannot be
+        read: the store's checksum must do, and where it keeps none that is a problem."""
         key = str(rec["key"])
         info = await self._store.head(key)
         if info is None:
@@ -117,16 +120,40 @@ class RecordChecker:
             )
             return
         stated = str(rec.get("sha256"))
-        if info.sha256 is not None and not rehash:
-            if info.sha256.hex() != stated:
-                report.problems.append(Problem(key, "the store's checksum differs from the sidecar's sha256", call_id))
+        if info.stated_sha256 is not None and info.stated_sha256.hex() != stated:
+            # The writer's word proves nothing when it agrees; when it disagrees, someone else wrote this.
+            report.problems.append(
+                Problem(key, "the recording's own metadata gives another SHA-256 than its record", call_id)
+            )
             return
+        by_store = _store_compares(info, rec)
+        if by_store is False:
+            report.problems.append(
+                Problem(
+                    key, "the store's own checksum of the recording differs from its record: its bytes changed", call_id
+                )
+            )
+            return
+        if by_store and not (rehash and not info.cold):
+            report.store_checked += 1  # not read: the store's checksum of the bytes it holds agrees
+            report.cold += int(rehash)  # wanted reading, but in cold storage
+        elif info.cold:
+            report.problems.append(
+                Problem(
+                    key,
+                    "in cold storage, and the store keeps no checksum of it that its record states: only its size "
+                    "could be compared (`archiver restore` it, then verify again)",
+                    call_id,
+                )
+            )
+        else:  # asked to, or nothing of the store's to compare with: read the bytes
+            await self._rehash(call_id, key, stated, report)
+
+    async def _rehash(self, call_id: str, key: str, stated: str, report: VerifyReport) -> None:
         try:
-            if info.cold:
-                raise ObjectInColdStorage(key, info.storage_class)
             size, digest = await self._store.digest(key)
-        except ObjectInColdStorage:
-            report.cold += 1  # its size and stored checksum were checked, as far as they go
+        except ObjectInColdStorage:  # went cold since the HEAD
+            report.problems.append(Problem(key, "went into cold storage while it was being checked", call_id))
             return
         report.rehashed += 1
         report.bytes_rehashed += size
@@ -134,3 +161,14 @@ class RecordChecker:
             report.problems.append(
                 Problem(key, "the recording's SHA-256 differs from the sidecar's: its bytes changed", call_id)
             )
+
+
+def _store_compares(info: ObjectInfo, rec: dict[str, Any]) -> bool | None:
+    """Whether the store's own checksum of the recording agrees with its record; None when the
+    store keeps none the record states (no SHA-256 of its own, or a composite the record lacks)."""
+    if info.sha256 is not None:
+        return info.sha256.hex() == str(rec.get("sha256"))
+    recorded = rec.get("composite_sha256")
+    if info.composite_sha256 is not None and isinstance(recorded, str):
+        return info.composite_sha256 == recorded
+    return None

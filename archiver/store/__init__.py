@@ -25,6 +25,7 @@ from email.utils import parsedate_to_datetime
 from typing import IO, Protocol
 
 ARCHIVE_TIERS = frozenset({"GLACIER", "DEEP_ARCHIVE"})  # classes whose objects must be restored to be read
+MULTIPART_THRESHOLD = 64 << 20  # bodies of this size and more go up in parts (S3)
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,17 @@ class ObjectInfo:
 
     key: str
     size: int
-    sha256: bytes | None  # None when the store keeps no checksum for it
+    # The store's own SHA-256 of the whole object (S3's ChecksumSHA256 of a single upload, which
+    # AWS and MinIO compute from the bytes they receive); None when it keeps none.
+    sha256: bytes | None
     storage_class: str | None = None  # None: the store's standard class
     restore: str | None = None  # S3's x-amz-restore: 'ongoing-request="false", expiry-date="…"'
     archive_status: str | None = None  # INTELLIGENT_TIERING's ARCHIVE_ACCESS / DEEP_ARCHIVE_ACCESS
+    # A multipart upload's checksum: the SHA-256 of its parts' SHA-256s (base64, without S3's
+    # "-N" suffix), which the store computed part by part; the writer records it to compare.
+    composite_sha256: str | None = None
+    # The SHA-256 the writer put in the object's own metadata: its word, not the store's.
+    stated_sha256: bytes | None = None
 
     @property
     def in_archive_tier(self) -> bool:
@@ -164,12 +172,14 @@ class Store(Protocol):
         content_type: str,
         metadata: Mapping[str, str] | None = None,
         storage_class: str | None = None,
-    ) -> None:
+    ) -> str | None:
         """Store *body* under *key*, create-only and atomically, in *storage_class* (None: the
         standard class; a store without classes ignores it).
 
-        Raises ObjectExists when the key is taken, StoreUnavailable when the store did not
-        answer (nothing was stored), StoreAccessError when it refused us.
+        Returns the store's composite checksum of what it stored when the body went up in parts
+        (see ``ObjectInfo.composite_sha256``), else None. Raises ObjectExists when the key is
+        taken, StoreUnavailable when the store did not answer (nothing was stored),
+        StoreAccessError when it refused us.
         """
         ...
 

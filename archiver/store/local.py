@@ -77,7 +77,7 @@ class LocalStore:
         content_type: str,
         metadata: Mapping[str, str] | None = None,
         storage_class: str | None = None,  # a folder has one class
-    ) -> None:
+    ) -> str | None:
         path = self._path(key)
 
         def write() -> None:
@@ -107,6 +107,7 @@ class LocalStore:
                 os.unlink(tmp)
 
         await self._run(write)
+        return None  # a file has no checksum of its own
 
     async def head(self, key: str) -> ObjectInfo | None:
         path = self._path(key)

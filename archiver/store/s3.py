@@ -25,7 +25,7 @@ import structlog
 
 from archiver.config.models import ObjectLockConfig
 from archiver.errors import CallError, ObjectExists, SpoolError, StoreAccessError, StoreUnavailable
-from archiver.store import Hold, ObjectInfo, Removal, VersionAudit
+from archiver.store import MULTIPART_THRESHOLD, Hold, ObjectInfo, Removal, VersionAudit
 from archiver.store.s3_bucket import NOT_FOUND_CODES, S3Bucket, b64
 from archiver.store.s3_removal import S3Removal
 from archiver.store.s3_versions import S3VersionAudit
@@ -54,7 +54,7 @@ class S3Store:
         *,
         object_lock: ObjectLockConfig | None = None,
         legal_hold: bool = False,
-        multipart_threshold: int = 64 << 20,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
         part_size: int = 16 << 20,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         look_before_write: bool = False,
@@ -117,7 +117,7 @@ class S3Store:
         content_type: str,
         metadata: Mapping[str, str] | None = None,
         storage_class: str | None = None,
-    ) -> None:
+    ) -> str | None:
         common: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
@@ -130,8 +130,7 @@ class S3Store:
         if self._look_first and await self.head(key) is not None:
             raise ObjectExists(key)
         if size >= self._threshold:
-            await self._put_multipart(key, body, size, sha256, common)
-            return
+            return await self._put_multipart(key, body, size, sha256, common)
 
         def put() -> None:
             body.seek(0)
@@ -150,12 +149,16 @@ class S3Store:
                 raise
 
         await self._call(put, key)
+        return None
 
-    async def _put_multipart(self, key: str, body: IO[bytes], size: int, sha256: bytes, common: dict[str, Any]) -> None:
+    async def _put_multipart(self, key: str, body: IO[bytes], size: int, sha256: bytes, common: dict[str, Any]) -> str:
         """Upload *body* in parts and complete it create-only, only if the parts, as read, are the
         bytes downloaded: each part's checksum is computed from the buffer as it is read (the store
         checks that), and so is a running SHA-256 of them all, compared with *sha256* before the
-        upload is completed. A buffer damaged after the download is never stored."""
+        upload is completed. A buffer damaged after the download is never stored.
+
+        Returns the composite checksum the store keeps for the object (the SHA-256 of the parts'
+        SHA-256s, base64), for the record to state."""
         created = await self._call(
             lambda: self._client.create_multipart_upload(ChecksumAlgorithm="SHA256", **common), key
         )
@@ -191,6 +194,7 @@ class S3Store:
 
             if not await self._call(complete, key):
                 await self._completed_before(key)
+            return composite([base64.b64decode(part["ChecksumSHA256"]) for part in parts])
         except BaseException:
             # An abandoned upload is invisible and a lifecycle rule reaps it, so a failed abort is harmless.
             with anyio.CancelScope(shield=True), contextlib.suppress(StoreUnavailable, StoreAccessError):
@@ -235,6 +239,33 @@ class S3Store:
         )
         return {"PartNumber": number, "ETag": result["ETag"], "ChecksumSHA256": checksum}
 
+    async def checksum_kept(self, key: str) -> str:
+        """What the store does with a ChecksumSHA256 it is sent, tried with a throwaway object at
+        *key* whose checksum is wrong: ``refused`` (it computes the SHA-256 of the bytes it receives
+        and refuses a body that disagrees: AWS, MinIO), ``kept unchecked`` (it keeps what it was
+        sent: moto) or ``none`` (it keeps no checksum: Ceph RGW 16). The object is removed."""
+        data = b"archiver check: does the store check ChecksumSHA256?\n"
+        wrong = b64(hashlib.sha256(data + b"not these bytes").digest())
+
+        def put() -> bool:
+            try:
+                self._client.put_object(
+                    Bucket=self.bucket, Key=key, Body=data, ChecksumAlgorithm="SHA256", ChecksumSHA256=wrong
+                )
+            except botocore.exceptions.ClientError as exc:
+                if _code(exc) in ("BadDigest", "InvalidRequest", "XAmzContentChecksumMismatch", "InvalidDigest"):
+                    return False
+                raise
+            return True
+
+        if not await self._call(put, key):
+            return "refused"
+        try:
+            info = await self.head(key)
+        finally:
+            await self.remove([key])
+        return "kept unchecked" if info is not None and (info.sha256 or info.composite_sha256) else "none"
+
     async def head(self, key: str) -> ObjectInfo | None:
         def head() -> ObjectInfo | None:
             try:
@@ -243,13 +274,19 @@ class S3Store:
                 if str(exc.response.get("Error", {}).get("Code")) in NOT_FOUND_CODES:
                     return None
                 raise
+            checksum = result.get("ChecksumSHA256")
+            # A multipart upload's checksum is of its parts (some stores leave out the "-N").
+            in_parts = "-" in str(result.get("ETag", "")) or result.get("ChecksumType") == "COMPOSITE"
+            in_parts = in_parts or (checksum is not None and "-" in checksum)
             return ObjectInfo(
                 key=key,
                 size=int(result["ContentLength"]),
-                sha256=_known_sha256(result),
+                sha256=base64.b64decode(checksum) if checksum and not in_parts else None,
                 storage_class=result.get("StorageClass"),
                 restore=result.get("Restore"),
                 archive_status=result.get("ArchiveStatus"),
+                composite_sha256=checksum.split("-", 1)[0] if checksum and in_parts else None,
+                stated_sha256=_hex(result.get("Metadata", {}).get("sha256")),
             )
 
         return await self._call(head, key)
@@ -322,24 +359,16 @@ class S3Store:
         await self._bucket.aclose()
 
 
-def _known_sha256(head: Any) -> bytes | None:
-    """The object's whole-body SHA-256 if the store can vouch for it without a read.
+def composite(part_digests: list[bytes]) -> str:
+    """S3's composite checksum of a multipart upload: the SHA-256 of its parts' SHA-256s, base64."""
+    return b64(hashlib.sha256(b"".join(part_digests)).digest())
 
-    A server-checked ``ChecksumSHA256`` counts unless it is a multipart composite (``-N``
-    suffix, or ``ChecksumType: COMPOSITE``); our own ``sha256`` metadata counts too. When both
-    are there and disagree, neither is trusted and the caller reads the bytes.
-    """
-    found = set()
-    checksum = head.get("ChecksumSHA256")
-    if checksum and "-" not in checksum and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
-        found.add(base64.b64decode(checksum))
-    meta = head.get("Metadata", {}).get("sha256")
-    if meta:
-        try:
-            found.add(bytes.fromhex(meta))
-        except ValueError:
-            return None
-    return found.pop() if len(found) == 1 else None
+
+def _hex(value: str | None) -> bytes | None:
+    try:
+        return bytes.fromhex(value) if value else None
+    except ValueError:
+        return None
 
 
 def _code(exc: botocore.exceptions.ClientError) -> str:
