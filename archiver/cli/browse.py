@@ -9,15 +9,15 @@ import sys
 
 import anyio
 
+from archiver.asgi import bind, serve, url_of
 from archiver.audit.access import AccessTrail
 from archiver.cli.common import setup
 from archiver.cli.lookup import only_config
 from archiver.compose.stores import make_store
 from archiver.core.clock import SystemClock
 from archiver.errors import EXIT_OK, ConfigError
-from archiver.service.asgi import bind, serve, url_of
-from archiver.service.browse import Browser
-from archiver.service.login import Login
+from archiver.web.browse import Browser
+from archiver.web.login import Login
 
 
 def browse(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ import structlog
 from archiver.config.models import BrowseConfig, TrustedProxyConfig
 from archiver.errors import ConfigError
 
-log = structlog.get_logger("archiver.service.login")
+log = structlog.get_logger("archiver.web.login")
 
 REMEMBER_SECONDS = 300.0
 MAX_DELAY = 30.0

@@ -40,13 +40,13 @@ from archiver.core import seal
 from archiver.core.identity import CALL_ID_RE
 from archiver.core.windows import parse_date_argument
 from archiver.errors import CallError, ObjectInColdStorage, TransientError
-from archiver.service import pages
-from archiver.service.login import Login, Refused
 from archiver.store import Store
 from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, list_day
 from archiver.store.seals import ChainReader
+from archiver.web import pages
+from archiver.web.login import Login, Refused
 
-log = structlog.get_logger("archiver.service.browse")
+log = structlog.get_logger("archiver.web.browse")
 
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "flac": "audio/flac"}
 _SECURITY_HEADERS = {
