@@ -1,14 +1,22 @@
 """``archiver browse``: a read-only web UI over the archive, for auditors.
 
-It only reads the bucket: GET and HEAD, nothing else. Pages carry no script and load nothing from
-elsewhere (a Content-Security-Policy says so to the browser); a request whose Host is not the
-address it listens on is refused, so a web page elsewhere cannot reach it through DNS rebinding.
+One desk serves every source of the file; ``browse.scopes`` says which calls each user sees, and
+anything outside a user's scope answers as a call that does not exist would (404). It only reads
+the bucket (GET and HEAD), and writes the access trail. Pages carry no script and load nothing
+from elsewhere; :mod:`archiver.web.guard` stands in front of every route.
 
 - ``/``: search, with the filters of ``archiver find``;
-- ``/days``, ``/days/{YYYY-MM-DD}``: the archive's days, and one day's calls and manifests;
+- ``/days``: the archive at a glance (the seal chain's head, the latest day closed, the access
+  trail's last write, and a calendar of every day with its figures); ``/days/{YYYY-MM-DD}``: one
+  day's figures, manifests and calls;
 - ``/calls/{call_id}``: one call, checked when the page is asked for (every byte re-read);
 - ``/calls/{call_id}/audio``: the current recording's stored bytes, with HTTP Range support;
-- ``/calls/{call_id}/files/{name}``: any of that call's objects as stored.
+- ``/calls/{call_id}/files/{name}``: any of that call's objects as stored;
+- ``/calls/{call_id}/evidence.zip``: the bundle ``archiver export`` writes.
+
+With several sources, links carry ``?source=NAME``. Each call page, play (as
+:mod:`archiver.web.ranges` defines it), file and bundle served is an access event in the trail
+of the call's source, with the user, the scope that let them see it, and the address.
 """
 
 from __future__ import annotations
@@ -16,75 +24,73 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import re
 import tempfile
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date
-from zoneinfo import ZoneInfo
 
 import anyio
 import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from archiver.audit import bundle
-from archiver.audit.access import AccessTrail
-from archiver.audit.catalog import DIRECTIONS, CallFiles, Catalog, Query, parse_statuses
+from archiver.audit.access import last_trail_write
+from archiver.audit.catalog import DIRECTIONS, CallFiles, Found, Query, parse_statuses
 from archiver.audit.evidence import examine
-from archiver.core import seal
+from archiver.core.clock import Clock, SystemClock
+from archiver.core.dayfiles import CallEntry
 from archiver.core.identity import CALL_ID_RE
 from archiver.core.windows import parse_date_argument
 from archiver.errors import CallError, ObjectInColdStorage, TransientError
-from archiver.store import Store
 from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, list_day
-from archiver.store.seals import ChainReader
-from archiver.web import pages
-from archiver.web.login import Login, Refused
+from archiver.web import calendar, pages
+from archiver.web.desk import Desk
+from archiver.web.guard import Guard, Hosts
+from archiver.web.login import Identity, Login
+from archiver.web.ranges import Plays, Unsatisfiable, served_range
+from archiver.web.scopes import Scope, Scopes
 
 log = structlog.get_logger("archiver.web.browse")
 
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "flac": "audio/flac"}
-_SECURITY_HEADERS = {
-    "Content-Security-Policy": pages.CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-}
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_ACCESS = re.compile(r"^/calls/(?P<call_id>[^/]+)(?:/(?P<what>audio|files|evidence\.zip)(?:/(?P<name>[^/]+))?)?$")
+BUNDLES_PER_USER = 2  # evidence bundles one user may have built at once; a third is 429
+BUNDLES_AT_ONCE = 4  # bundles built at once in all; more wait their turn
+SPOOL_IN_MEMORY = 1 << 20  # bytes of a bundle kept in memory before it spills to disk
 
 
 class Browser:
-    """The web application over *store*'s archive under *prefix*."""
+    """The web application over *desks* (one per source, in the file's order).
+
+    *scopes*: who sees which source (None: everyone sees every source); *clock* the wall clock
+    (ages, ``today``); *monotonic* seconds for the plays' sessions.
+    """
 
     def __init__(
         self,
-        store: Store,
-        prefix: str,
-        tz: ZoneInfo,
+        desks: Sequence[Desk],
         *,
-        country_code: str = "84",
-        concurrency: int = 8,
+        scopes: Scopes | None = None,
         login: Login | None = None,
-        trail: AccessTrail | None = None,
+        clock: Clock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        tls: bool = False,
     ) -> None:
-        self._store = store
+        self._desks = list(desks)
+        self._scopes = scopes or Scopes(None, [d.name for d in desks])
+        self._scoped = scopes is not None
+        self._many = len(self._desks) > 1
         self._login = login
-        self._trail = trail
-        self._prefix = prefix
-        self._tz = tz
-        self._country_code = country_code
-        self._catalog = Catalog(store, prefix, tz, concurrency=concurrency)
-        self._seals = ChainReader(store, prefix, concurrency=concurrency)
-        self._seals_lock = anyio.Lock()
-        self._days_of: dict[str, date] = {}  # call id -> its day, as pages have shown it
-        self.allowed_hosts: set[str] = set()
+        self._clock = clock or SystemClock()
+        self._tls = tls
+        self._plays = Plays(monotonic)
+        self._hosts: Hosts | None = None
+        self._bundles_by_user: dict[str, int] = {}
+        self._bundles = anyio.CapacityLimiter(BUNDLES_AT_ONCE)
 
     def app(self) -> Starlette:
         routes = [
@@ -96,144 +102,190 @@ class Browser:
             Route("/calls/{call_id}/files/{name}", self.file),
             Route("/calls/{call_id}/evidence.zip", self.evidence),
         ]
+        guard = Middleware(Guard, login=self._login, hosts=lambda: self._hosts, tls=self._tls)
         return Starlette(
             routes=routes,
-            middleware=[Middleware(BaseHTTPMiddleware, dispatch=self._guard)],
-            exception_handlers={HTTPException: _error_page},
+            middleware=[guard],
+            exception_handlers={
+                HTTPException: _error_page,
+                TransientError: _store_failed,
+                CallError: _store_failed,
+            },
         )
 
     def listen_on(self, host: str, port: int) -> None:
-        """Answer only requests addressed to *host*:*port* (and its loopback names)."""
-        shown = f"[{host}]" if ":" in host else host
-        self.allowed_hosts = {f"{shown}:{port}".lower()}
-        if host in ("127.0.0.1", "::1", "localhost"):
-            self.allowed_hosts |= {f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
+        """Answer only requests addressed to *host*:*port* (see :class:`~archiver.web.guard.Hosts`)."""
+        self._hosts = Hosts(host, port, tls=self._tls)
 
-    async def _guard(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        if request.method not in ("GET", "HEAD"):
-            return _html(405, pages.message_page("Read only", "This archive browser only reads."))
-        if self.allowed_hosts and request.headers.get("host", "").lower() not in self.allowed_hosts:
-            return _html(421, pages.message_page("Wrong host", "Open this browser at the address it listens on."))
-        remote = request.client.host if request.client else ""
-        user = None
-        if self._login is not None:
+    async def warm(self) -> None:
+        """Read every day's summary once, before the first auditor asks for the calendar."""
+        for desk in self._desks:
             try:
-                user = await self._login.user(remote, dict(request.headers))
-            except Refused as refused:
-                denied = _html(refused.status, pages.message_page("Sign in", str(refused)))
-                if refused.status == 401:
-                    denied.headers["WWW-Authenticate"] = 'Basic realm="call recordings archive", charset="UTF-8"'
-                denied.headers.update(_SECURITY_HEADERS)
-                return denied
-        try:
-            response = await call_next(request)
-        except (TransientError, CallError) as exc:
-            log.warning("browse.store_failed", path=request.url.path, error=str(exc))
-            return _html(502, pages.message_page("The archive did not answer", str(exc)))
-        response.headers.update(_SECURITY_HEADERS)
-        self._log_access(request, response, user, remote)
-        return response
+                await desk.daybook.refresh()
+            except (TransientError, CallError) as exc:
+                log.warning("browse.warm_failed", source=desk.name, error=str(exc))
 
-    def _log_access(self, request: Request, response: Response, user: str | None, remote: str) -> None:
-        """A ``browse.access`` line for each call page, play and file served: a play once (its first
-        byte asked for), not once per Range request."""
-        match = _ACCESS.match(request.url.path)
-        if match is None or response.status_code not in (200, 206) or request.method != "GET":
-            return
-        what = match.group("what")
-        if what == "audio":
-            ranged = request.headers.get("range", "")
-            if ranged and not ranged.replace(" ", "").startswith("bytes=0-"):
-                return
-            action = "play"
-        else:
-            action = {"files": "download", "evidence.zip": "evidence"}.get(what or "", "view")
-        details = {"action": action, "call_id": match.group("call_id"), "file": match.group("name"), "remote": remote}
-        if self._trail is not None:
-            self._trail.record(user=user or "", via="browse", **details)
-        else:
-            log.info("browse.access", user=user, **details)
+    # -- who sees what -------------------------------------------------------------------------
+
+    def _identity(self, request: Request) -> Identity | None:
+        identity = getattr(request.state, "identity", None)
+        return identity if isinstance(identity, Identity) else None
+
+    def _scope(self, request: Request) -> Scope:
+        identity = self._identity(request)
+        return self._scopes.of(identity.name if identity else None, identity.groups if identity else ())
+
+    def _visible(self, request: Request) -> list[Desk]:
+        scope = self._scope(request)
+        return [d for d in self._desks if scope.sees_source(d.name)]
+
+    def _desk(self, request: Request) -> Desk:
+        """The source a page is about (``?source=``, default the first the user sees); 404 outside
+        the user's scope."""
+        visible = self._visible(request)
+        wanted = request.query_params.get("source")
+        chosen = [d for d in visible if d.name == wanted] if wanted else visible[:1]
+        if not chosen:
+            raise HTTPException(404, "No such source in the archive.")
+        return chosen[0]
+
+    def _named(self, desk: Desk) -> str | None:
+        """The source's name as links carry it (None: the file's only source)."""
+        return desk.name if self._many else None
 
     # -- pages ---------------------------------------------------------------------------------
 
     async def search(self, request: Request) -> Response:
         params = {k: v.strip() for k, v in request.query_params.items() if v.strip()}
-        form = pages.search_form(params)
-        if not params:
+        visible = self._visible(request)
+        form = pages.search_form(params, [d.name for d in visible])
+        if not params or params.keys() <= {"source"}:
             intro = "<p>Find a call by a number in any form (+84 986…, 0986…), an extension, a time range.</p>"
             return _html(200, pages.page("Call recordings", form + intro))
-        try:
-            query = self._query(params)
-        except ValueError as exc:
-            return _html(400, pages.page("Call recordings", form + f'<p class="bad">{pages.h(exc)}</p>'))
-        found = await self._catalog.find(query)
-        for f in found:
-            self._days_of[f.entry.call_id] = f.day
+        desks = [d for d in visible if d.name == params["source"]] if "source" in params else visible
+        if not desks:
+            raise HTTPException(404, "No such source in the archive.")
+        scope = self._scope(request)
+        found: list[tuple[str | None, Found]] = []
+        for desk in desks:
+            try:
+                query = self._query(params, desk)
+            except ValueError as exc:
+                return _html(400, pages.page("Call recordings", form + f'<p class="bad">{pages.h(exc)}</p>'))
+            for f in await desk.catalog.find(query):
+                if scope.sees(desk.name, f.entry):
+                    desk.shown(f.entry.call_id, f.day)
+                    found.append((self._named(desk), f))
+        found.sort(key=lambda sf: (sf[1].entry.start, sf[1].entry.call_id))
         return _html(200, pages.page("Call recordings", form + pages.call_rows(found)))
 
     async def days(self, request: Request) -> Response:
-        return _html(200, pages.days_page(await self._catalog.days()))
+        desk = self._desk(request)
+        chain = await desk.daybook.refresh()
+        summaries = desk.daybook.summaries
+        extensions = self._scope(request).sources.get(desk.name)
+        now = self._clock.now()
+        written = await last_trail_write(desk.store, desk.prefix)
+        own = desk.trail.last_written if desk.trail else None
+        head_seal = chain.seals.get(chain.length)
+        strip = calendar.Strip(
+            head=chain.head,
+            head_sealed_at=head_seal[0].sealed_at if head_seal else None,
+            chain_problems=len(chain.problems),
+            latest_closed=max((d for d, s in summaries.items() if s.closed), default=None),
+            trail_written=max((t for t in (written, own) if t is not None), default=None),
+            trail_pending=desk.trail.pending if desk.trail else 0,
+            now=now,
+        )
+        title = "The archive at a glance" + (f": {desk.name}" if self._many else "")
+        body = (
+            pages.source_nav([d.name for d in self._visible(request)], desk.name, "/days")
+            + calendar.strip(strip)
+            + calendar.calendar(summaries, self._named(desk), extensions, now.astimezone(desk.tz).date())
+        )
+        return _html(200, pages.page(title, body))
 
     async def day(self, request: Request) -> Response:
         try:
             day = date.fromisoformat(request.path_params["day"])
         except ValueError:
             raise HTTPException(404, "Days are written YYYY-MM-DD.") from None
-        listing = await list_day(self._store, self._prefix, day)
-        found = await self._catalog.day_calls(day, listing)
+        desk = self._desk(request)
+        scope = self._scope(request)
+        extensions = scope.sources.get(desk.name)
+        await desk.daybook.refresh()
+        summary = desk.daybook.summaries.get(day)
+        listing = await list_day(desk.store, desk.prefix, day)
+        found = [f for f in await desk.catalog.day_calls(day, listing) if scope.sees(desk.name, f.entry)]
         for f in found:
-            self._days_of[f.entry.call_id] = f.day
-        chain = await self._current_chain()
+            desk.shown(f.entry.call_id, f.day)
+        chain = await desk.chain()
         manifests = []
         for key in listing.manifests.values():
-            digest = hashlib.sha256(await self._store.read(key, MANIFEST_LIMIT)).hexdigest()
+            digest = hashlib.sha256(await desk.store.read(key, MANIFEST_LIMIT)).hexdigest()
             manifests.append((key, digest, chain.sealed_by(key, digest)))
-        return _html(200, pages.day_page(day, sorted(found, key=lambda f: f.entry.start), manifests))
+        return _html(
+            200,
+            pages.day_page(
+                day,
+                self._named(desk),
+                calendar.day_summary(summary, extensions),
+                sorted(found, key=lambda f: f.entry.start),
+                manifests,
+            ),
+        )
 
     async def call(self, request: Request) -> Response:
-        files = await self._files(request)
-        chain = await self._current_chain()
-        evidence = await examine(self._store, files, chain)
+        desk, files = await self._files(request)
+        chain = await desk.chain()
+        evidence = await examine(desk.store, files, chain)
         current = evidence.current
         readable = current and current.status == "archived" and current.recording_key not in evidence.cold
-        audio = f"/calls/{files.call_id}/audio" if readable else None
-        return _html(200, pages.call_page(evidence, audio, chain.head))
+        audio = f"/calls/{files.call_id}/audio{pages.where(self._named(desk), day=files.day.isoformat())}"
+        response = _html(200, pages.call_page(evidence, self._named(desk), audio if readable else None, chain.head))
+        if request.method == "GET":
+            self._record(request, desk, files.call_id, "view")
+        return response
 
     async def audio(self, request: Request) -> Response:
-        files = await self._files(request)
-        doc = json.loads(await self._store.read(files.current_key, SIDECAR_LIMIT))
+        desk, files = await self._files(request)
+        doc = json.loads(await desk.store.read(files.current_key, SIDECAR_LIMIT))
         rec = doc.get("recording") if isinstance(doc, dict) else None
         if isinstance(rec, dict) and rec.get("status") == "erased":
             raise HTTPException(410, f"This call's recording was erased on {rec.get('erased_at')}: {rec.get('reason')}")
         key = rec.get("key") if isinstance(rec, dict) and rec.get("status") == "archived" else None
         if not isinstance(key, str) or key not in files.audio:
             raise HTTPException(404, "This call has no recording in the archive.")
-        return await self._send(request, key)
+        return await self._send(request, desk, files.call_id, key, "play")
 
     async def file(self, request: Request) -> Response:
-        files = await self._files(request)
+        desk, files = await self._files(request)
         name = request.path_params["name"]
         keys = {k.rsplit("/", 1)[-1]: k for k in [*files.records.values(), *files.audio]}
         if name not in keys:
             raise HTTPException(404, f"The call has no file {name}.")
-        return await self._send(request, keys[name])
+        return await self._send(request, desk, files.call_id, keys[name], "download")
 
     async def evidence(self, request: Request) -> Response:
         """The call's evidence bundle: byte for byte what ``archiver export`` writes for it (spooled
-        to disk past 16 MiB, then streamed)."""
-        files = await self._files(request)
-        chain = await self._current_chain()
-        spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)  # noqa: SIM115 - closed by the body
+        to disk past 1 MiB, then streamed). A user has at most BUNDLES_PER_USER built at once; a
+        HEAD is answered without building one."""
+        desk, files = await self._files(request)
+        headers = {"Content-Disposition": f'attachment; filename="{files.call_id}-evidence.zip"'}
+        if request.method == "HEAD":
+            response = Response(status_code=200, headers=headers, media_type="application/zip")
+            del response.headers["content-length"]  # not known without building the bundle
+            return response
+        who = self._who(request)
+        if self._bundles_by_user.get(who, 0) >= BUNDLES_PER_USER:
+            raise HTTPException(429, f"You have {BUNDLES_PER_USER} evidence bundles being made: wait for them.")
+        self._bundles_by_user[who] = self._bundles_by_user.get(who, 0) + 1
         try:
-            await bundle.export(self._store, self._prefix, [files], chain, spool)
-        except ObjectInColdStorage as exc:
-            spool.close()
-            raise HTTPException(409, pages.cold_text(exc.storage_class, exc.key)) from None
-        except BaseException:
-            spool.close()
-            raise
-        size = spool.tell()
-        spool.seek(0)
+            spool, size = await self._build(desk, files)
+        finally:
+            self._bundles_by_user[who] -= 1
+            if not self._bundles_by_user[who]:
+                del self._bundles_by_user[who]
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -242,17 +294,34 @@ class Browser:
             finally:
                 spool.close()
 
-        headers = {
-            "Content-Length": str(size),
-            "Content-Disposition": f'attachment; filename="{files.call_id}-evidence.zip"',
-        }
-        return StreamingResponse(body(), media_type="application/zip", headers=headers)
+        self._record(request, desk, files.call_id, "evidence")
+        return StreamingResponse(body(), media_type="application/zip", headers={**headers, "Content-Length": str(size)})
+
+    async def _build(self, desk: Desk, files: CallFiles) -> tuple[tempfile.SpooledTemporaryFile[bytes], int]:
+        async with self._bundles:
+            began = time.monotonic()
+            chain = await desk.chain()
+            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by the body
+            try:
+                await bundle.export(desk.store, desk.prefix, [files], chain, spool)
+            except ObjectInColdStorage as exc:
+                spool.close()
+                raise HTTPException(409, pages.cold_text(exc.storage_class, exc.key)) from None
+            except BaseException:
+                spool.close()
+                raise
+            size = spool.tell()
+            spool.seek(0)
+            log.info(
+                "browse.bundle_built", call_id=files.call_id, size=size, seconds=round(time.monotonic() - began, 3)
+            )
+            return spool, size
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _query(self, params: dict[str, str]) -> Query:
-        since = parse_date_argument(params["since"], self._tz) if "since" in params else None
-        until = parse_date_argument(params["until"], self._tz) if "until" in params else None
+    def _query(self, params: dict[str, str], desk: Desk) -> Query:
+        since = parse_date_argument(params["since"], desk.tz) if "since" in params else None
+        until = parse_date_argument(params["until"], desk.tz) if "until" in params else None
         if since and until and until <= since:
             raise ValueError("'Until' must be after 'From'")
         direction = params.get("direction")
@@ -265,31 +334,67 @@ class Browser:
             statuses=parse_statuses(params["status"]) if "status" in params else None,
             since=since,
             until=until,
-            country_code=self._country_code,
+            country_code=desk.country_code,
         )
 
-    async def _files(self, request: Request) -> CallFiles:
+    async def _files(self, request: Request) -> tuple[Desk, CallFiles]:
+        """The call a URL names, in a source the user sees (``?source=`` first), through its
+        canonical (lower-case) id; 404, the same for every reason, otherwise."""
         call_id = request.path_params["call_id"].lower()
+        missing = HTTPException(404, f"No call {call_id} in the archive.")
         if not CALL_ID_RE.match(call_id):
             raise HTTPException(404, "That is not a call id.")
-        near = [self._days_of[call_id]] if call_id in self._days_of else []
+        near = []
         with contextlib.suppress(ValueError):
             near.append(date.fromisoformat(request.query_params.get("day", "")))
-        files = await self._catalog.locate(call_id, near=near)
-        if files is None or not files.records:
-            raise HTTPException(404, f"No call {call_id} in the archive.")
-        self._days_of[call_id] = files.day
-        return files
+        wanted = request.query_params.get("source")
+        scope = self._scope(request)
+        for desk in self._visible(request):
+            if wanted and desk.name != wanted:
+                continue
+            files = await desk.locate(call_id, near)
+            if files is None:
+                continue
+            if scope.narrowed(desk.name):
+                entry = CallEntry.from_sidecar(call_id, await desk.store.read(files.current_key, SIDECAR_LIMIT))
+                if not scope.sees(desk.name, entry):
+                    raise missing
+            return desk, files
+        raise missing
 
-    async def _current_chain(self) -> seal.Chain:
-        """The seal chain, with the seals written since it was last read."""
-        async with self._seals_lock:
-            await self._seals.read_newer()
-            return self._seals.chain
+    def _who(self, request: Request) -> str:
+        identity = self._identity(request)
+        if identity is not None:
+            return identity.name
+        return request.client.host if request.client else ""
 
-    async def _send(self, request: Request, key: str) -> Response:
-        """The object's bytes, or the range of them the request asks for."""
-        info = await self._store.head(key)
+    def _record(self, request: Request, desk: Desk, call_id: str, action: str, file: str | None = None) -> None:
+        """An access event in the trail of *desk*'s source."""
+        identity = self._identity(request)
+        user = identity.name if identity else ""
+        remote = request.client.host if request.client else ""
+        source = desk.name if self._many else None
+        scope = self._scope(request).describe(desk.name) if self._scoped else None
+        if desk.trail is not None:
+            desk.trail.record(
+                user=user,
+                action=action,
+                call_id=call_id,
+                remote=remote,
+                via="browse",
+                file=file,
+                source=source,
+                scope=scope,
+            )
+        else:
+            log.info(
+                "browse.access", user=user, action=action, call_id=call_id, file=file, remote=remote, source=source
+            )
+
+    async def _send(self, request: Request, desk: Desk, call_id: str, key: str, action: str) -> Response:
+        """The object's bytes, or the range of them the request asks for; a GET that yields
+        bytes is recorded: every download, and a play as :mod:`archiver.web.ranges` counts it."""
+        info = await desk.store.head(key)
         if info is None:
             raise HTTPException(404, "The object is not in the archive.")
         if info.cold:
@@ -297,41 +402,39 @@ class Browser:
         size = info.size
         ext = key.rsplit(".", 1)[-1]
         kind = _AUDIO_TYPES.get(ext, "application/json" if ext == "json" else "application/octet-stream")
-        start, end, status = 0, size, 200
-        if request.headers.get("range"):
-            wanted = _byte_range(request.headers["range"], size)
-            if wanted is None:
-                return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", **_SECURITY_HEADERS})
-            (start, end), status = wanted, 206
-        headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start), **_SECURITY_HEADERS}
+        try:
+            wanted = served_range(request.headers.get("range"), size, if_range=request.headers.get("if-range"))
+        except Unsatisfiable:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        (start, end), status = (wanted, 206) if wanted else ((0, size), 200)
+        headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start)}
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         log.info("browse.sent", key=key, status=status, start=start, end=end, size=size)
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers, media_type=kind)
-        body: AsyncIterator[bytes] = self._store.stream(key, start=start, end=end)
+        name = key.rsplit("/", 1)[-1]
+        if action == "download":
+            self._record(request, desk, call_id, "download", name)
+        elif self._plays.served(self._who(request), key, size, start, end):
+            self._record(request, desk, call_id, "play")
+        body: AsyncIterator[bytes] = desk.store.stream(key, start=start, end=end)
         return StreamingResponse(body, status_code=status, headers=headers, media_type=kind)
 
 
-def _byte_range(header: str, size: int) -> tuple[int, int] | None:
-    """``(start, end)`` (end exclusive) of a single ``Range: bytes=…`` within *size* bytes; None
-    when it cannot be served (416)."""
-    found = _RANGE.match(header.strip())
-    if found is None or found.group(1) == found.group(2) == "":
-        return None
-    first, last = found.group(1), found.group(2)
-    if first == "":  # bytes=-N: the last N bytes
-        return (max(0, size - int(last)), size) if int(last) > 0 else None
-    start = int(first)
-    end = min(size, int(last) + 1) if last else size
-    return (start, end) if start < size and start < end else None
-
-
 def _html(status: int, body: bytes) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers=_SECURITY_HEADERS)
+    return HTMLResponse(body, status_code=status)
 
 
 async def _error_page(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    title = "Not found" if exc.status_code == 404 else "Not allowed" if exc.status_code == 405 else "Error"
-    return _html(exc.status_code, pages.message_page(title, exc.detail))
+    titles = {404: "Not found", 405: "Not allowed", 410: "Erased", 429: "Too many at once"}
+    response = _html(exc.status_code, pages.message_page(titles.get(exc.status_code, "Error"), exc.detail))
+    if exc.status_code == 429:
+        response.headers["Retry-After"] = "10"
+    return response
+
+
+async def _store_failed(request: Request, exc: Exception) -> Response:
+    log.warning("browse.store_failed", path=request.url.path, error=str(exc))
+    return _html(502, pages.message_page("The archive did not answer", str(exc)))
