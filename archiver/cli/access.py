@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import unicodedata
 from datetime import datetime
 from typing import Any
 
@@ -42,10 +43,28 @@ def access(args: argparse.Namespace) -> int:
     for config, events in found:
         print_title(configs, config)
         for e in events:
-            where = f" {e.file}" if e.file else ""
-            print(f"{e.at}  {e.user or '-':<16} {e.action:<9} call {e.call_id}{where}  from {e.remote} ({e.via})")
+            where = f" {_shown(e.file)}" if e.file else ""
+            scope = f"  scope {_shown(e.scope)}" if e.scope else ""
+            print(
+                f"{_shown(e.at)}  {_shown(e.user) or '-':<16} {_shown(e.action):<9} call {_shown(e.call_id)}{where}"
+                f"  from {_shown(e.remote)} ({_shown(e.via)}){scope}"
+            )
         print(f"{len(events)} access event(s)")
     return EXIT_OK
+
+
+def _shown(text: str) -> str:
+    """*text* as a terminal may show it: control and format characters (escape sequences, a
+    carriage return, bidirectional overrides), which anyone who can write to the bucket could put
+    in a trail line, written as visible escapes."""
+    return "".join(
+        c
+        if unicodedata.category(c) not in ("Cc", "Cf")
+        else f"\\x{ord(c):02x}"
+        if ord(c) < 0x100
+        else f"\\u{ord(c):04x}"
+        for c in str(text)
+    )
 
 
 def _bounds(args: argparse.Namespace, config: Config) -> tuple[datetime | None, datetime | None]:
