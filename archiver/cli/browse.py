@@ -37,8 +37,8 @@ def browse(args: argparse.Namespace) -> int:
             [f"At '--listen': must be host:port, like 127.0.0.1:8080 (got {args.listen!r})"], source="the command line"
         )
     login = Login.from_config(browse_config)  # a users file's problems first, each with its line
-    _refuse_an_open_door(args.listen, host, browse_config, configs)
-    tls = _tls(browse_config)
+    _refuse_an_open_door(args.listen, host, browse_config, configs, str(args.config))
+    tls = _tls(browse_config, str(args.config))
     names = [c.name or DEFAULT_SOURCE for c in configs]
     scopes = Scopes(browse_config.scopes, names) if browse_config.scopes is not None else None
 
@@ -93,7 +93,7 @@ def browse(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _refuse_an_open_door(listen: str, host: str, browse: BrowseConfig, configs: tuple[Config, ...]) -> None:
+def _refuse_an_open_door(listen: str, host: str, browse: BrowseConfig, configs: tuple[Config, ...], path: str) -> None:
     """ConfigError, naming the keys, for a desk others could read more of than they should."""
     if not _loopback(host) and not browse.login:
         raise ConfigError(
@@ -111,7 +111,7 @@ def _refuse_an_open_door(listen: str, host: str, browse: BrowseConfig, configs: 
                 "in clear: set browse.tls: {cert: FILE, key: FILE}, put a TLS proxy in front (browse.trusted_proxy), "
                 "or listen on 127.0.0.1"
             ],
-            source="the command line",
+            source=path,
         )
     if len(configs) > 1 and browse.login and browse.scopes is None:
         names = ", ".join(c.name or "" for c in configs)
@@ -121,11 +121,11 @@ def _refuse_an_open_door(listen: str, host: str, browse: BrowseConfig, configs: 
                 'scope: map each user or "group:NAME" to the sources they may see, e.g. '
                 '{alice: [hq], "group:qa": [hq, danang]}; {"*": all} lets everyone see everything'
             ],
-            source="the command line",
+            source=path,
         )
 
 
-def _tls(browse: BrowseConfig) -> tuple[Path, Path] | None:
+def _tls(browse: BrowseConfig, path: str) -> tuple[Path, Path] | None:
     """The certificate and key browse.tls names, checked now (ConfigError naming the key)."""
     if browse.tls is None:
         return None
@@ -139,7 +139,7 @@ def _tls(browse: BrowseConfig) -> tuple[Path, Path] | None:
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
             [f"At 'browse.tls': {browse.tls.cert} and {browse.tls.key} are not a PEM certificate and its key ({exc})"],
-            source="the configuration",
+            source=path,
         ) from None
     return browse.tls.cert, browse.tls.key
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import ssl
 import statistics
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 from structlog.testing import capture_logs
 
 from archiver.audit.access import MAX_PENDING, AccessTrail
@@ -29,7 +31,7 @@ from archiver.simulator import Simulator
 from archiver.store.local import LocalStore
 from archiver.web.throttle import MAX_KEYS, Throttle
 from tests.desk import PASSWORD, archived, basic, from_address, htpasswd, log_lines, nginx, trail
-from tests.helpers import SINCE, UNTIL, Browse, FakeClock, run_cli
+from tests.helpers import SINCE, UNTIL, Browse, FakeClock, run_cli, write_config
 
 pytestmark = pytest.mark.anyio
 
@@ -554,6 +556,52 @@ def _memory(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak) of a process, in KiB."""
     lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     return {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in lines) if k in ("VmRSS", "VmHWM")}
+
+
+# -- TLS ----------------------------------------------------------------------------------------------
+
+
+async def test_basic_over_plain_http_off_loopback_is_refused(
+    sim: Simulator, tmp_path: Path, running: list[Browse]
+) -> None:
+    """With a users file, browse listened on any address over plain HTTP, so every Basic login
+    crossed the network in clear. Now a listen off loopback with users_file needs browse.tls (exit
+    2 naming it); with it, browse speaks HTTPS only, with the certificate it was given."""
+    users = htpasswd(tmp_path / "users", {"alice": PASSWORD})
+    config, calls = await archived(sim, tmp_path, users_file=str(users))
+    refused = run_cli("--log-format", "console", "browse", "-c", str(config), "--listen", "0.0.0.0:0", timeout=60)
+    assert refused.returncode == 2
+    assert "browse.tls" in refused.stderr
+    assert "in clear" in refused.stderr
+
+    ca = trustme.CA()
+    served = ca.issue_cert("127.0.0.1", "localhost")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    served.cert_chain_pems[0].write_to_path(str(cert))
+    served.private_key_pem.write_to_path(str(key))
+    tls = write_config(
+        tmp_path / "tls.yaml",
+        {
+            "storage": {"url": f"file://{tmp_path / 'archive'}"},
+            "browse": {"users_file": str(users), "tls": {"cert": str(cert), "key": str(key)}},
+        },
+    )
+    server = start(running, tls, tmp_path / "browse.log", listen="0.0.0.0:0")
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+    with httpx.Client(verify=trusted, timeout=30) as client:
+        page = client.get(f"https://127.0.0.1:{server.port}/calls/{calls[0].uuid}", headers=basic("alice", PASSWORD))
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{server.port}/", headers=basic("alice", PASSWORD), timeout=10)
+    stop(server)
+    assert server.url.startswith("https://")
+    assert page.status_code == 200
+
+    key.write_text("not a key\n")
+    broken = run_cli("--log-format", "console", "browse", "-c", str(tls), "--listen", "0.0.0.0:0", timeout=60)
+    assert broken.returncode == 2
+    assert "browse.tls" in broken.stderr
+    assert "Traceback" not in broken.stderr
 
 
 # -- bounded tables ----------------------------------------------------------------------------------
