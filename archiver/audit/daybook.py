@@ -7,7 +7,8 @@ after the day closed, before its addendum) is counted as such, not read.
 
 Day files are never rewritten, so a day's summary is kept once made, and made again only when
 the seal chain names a manifest of the day it has not seen (an addendum), while the day is not
-closed or not all sealed (every minute), or after it expired (the chain records that too). The
+closed or not all sealed, or in the last week (every minute: where late calls land), or after it
+expired (the chain records that too). The
 day folders themselves are listed in full every ten minutes and the current and previous month's
 every minute, so a page load reads the seals written since the last one and little else.
 """
@@ -37,6 +38,7 @@ log = structlog.get_logger("archiver.audit.daybook")
 OUTCOMES = ("archived", "none", "missing", "rejected", "erased", "superseded")
 RECHECK = timedelta(minutes=1)  # an open or unsealed day, and the recent months' folders
 RESCAN = timedelta(minutes=10)  # every day folder
+RECENT = timedelta(days=7)  # days this close to today are read again every RECHECK, however closed
 NO_EXTENSION: frozenset[str] = frozenset()
 
 # A day's state, as the calendar colours it.
@@ -233,12 +235,13 @@ class DayBook:
                 day = _day_of_folder(self._prefix, key.rsplit("/", 1)[0] + "/")
                 if day is not None:
                     sealed_now.setdefault(day, set()).add(key)
+        today = now.astimezone(self._tz).date()
         out = []
         for day in self._days:
             kept = self._summaries.get(day)
             if kept is None or kept.state == EXPIRED:
                 out.append(day)
-            elif kept.state != SEALED or kept.unlisted:
+            elif kept.state != SEALED or kept.unlisted or today - day <= RECENT:
                 if kept.made is None or now - kept.made >= RECHECK:
                     out.append(day)
             elif not sealed_now.get(day, set()) <= set(kept.manifests):

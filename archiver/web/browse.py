@@ -149,6 +149,14 @@ class Browser:
             raise HTTPException(404, "No such source in the archive.")
         return chosen[0]
 
+    def _page(self, request: Request, status: int, body: bytes) -> HTMLResponse:
+        """A page, saying who is signed in and what they see."""
+        identity = self._identity(request)
+        if identity is not None:
+            sees = ", ".join(self._scope(request).describe(d.name) or d.name for d in self._visible(request))
+            body = pages.signed_in(body, identity.name, sees or "nothing")
+        return _html(status, body)
+
     def _named(self, desk: Desk) -> str | None:
         """The source's name as links carry it (None: the file's only source)."""
         return desk.name if self._many else None
@@ -161,7 +169,7 @@ class Browser:
         form = pages.search_form(params, [d.name for d in visible])
         if not params or params.keys() <= {"source"}:
             intro = "<p>Find a call by a number in any form (+84 986…, 0986…), an extension, a time range.</p>"
-            return _html(200, pages.page("Call recordings", form + intro))
+            return self._page(request, 200, pages.page("Call recordings", form + intro))
         desks = [d for d in visible if d.name == params["source"]] if "source" in params else visible
         if not desks:
             raise HTTPException(404, "No such source in the archive.")
@@ -171,13 +179,15 @@ class Browser:
             try:
                 query = self._query(params, desk)
             except ValueError as exc:
-                return _html(400, pages.page("Call recordings", form + f'<p class="bad">{pages.h(exc)}</p>'))
+                return self._page(
+                    request, 400, pages.page("Call recordings", form + f'<p class="bad">{pages.h(exc)}</p>')
+                )
             for f in await desk.catalog.find(query):
                 if scope.sees(desk.name, f.entry):
                     desk.shown(f.entry.call_id, f.day)
                     found.append((self._named(desk), f))
         found.sort(key=lambda sf: (sf[1].entry.start, sf[1].entry.call_id))
-        return _html(200, pages.page("Call recordings", form + pages.call_rows(found)))
+        return self._page(request, 200, pages.page("Call recordings", form + pages.call_rows(found)))
 
     async def days(self, request: Request) -> Response:
         desk = self._desk(request)
@@ -203,7 +213,7 @@ class Browser:
             + calendar.strip(strip)
             + calendar.calendar(summaries, self._named(desk), extensions, now.astimezone(desk.tz).date())
         )
-        return _html(200, pages.page(title, body))
+        return self._page(request, 200, pages.page(title, body))
 
     async def day(self, request: Request) -> Response:
         try:
@@ -224,7 +234,8 @@ class Browser:
         for key in listing.manifests.values():
             digest = hashlib.sha256(await desk.store.read(key, MANIFEST_LIMIT)).hexdigest()
             manifests.append((key, digest, chain.sealed_by(key, digest)))
-        return _html(
+        return self._page(
+            request,
             200,
             pages.day_page(
                 day,
@@ -242,7 +253,8 @@ class Browser:
         current = evidence.current
         readable = current and current.status == "archived" and current.recording_key not in evidence.cold
         audio = f"/calls/{files.call_id}/audio{pages.where(self._named(desk), day=files.day.isoformat())}"
-        response = _html(200, pages.call_page(evidence, self._named(desk), audio if readable else None, chain.head))
+        page = pages.call_page(evidence, self._named(desk), audio if readable else None, chain.head)
+        response = self._page(request, 200, page)
         if request.method == "GET":
             self._record(request, desk, files.call_id, "view")
         return response

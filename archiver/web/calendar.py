@@ -130,23 +130,20 @@ def calendar(
     if not summaries:
         return "<p>The archive holds no day yet.</p>"
     first, last = min(summaries), max(*summaries, today)
+    by_month: dict[tuple[int, int], Figures] = {}
+    for day, summary in summaries.items():
+        if summary.state != daybook.EXPIRED:
+            key = (day.year, day.month)
+            by_month[key] = by_month.get(key, Figures()) + summary.total(extensions)
     years = []
     for year in range(last.year, first.year - 1, -1):
         months = []
         total = Figures()
         for month in range(12, 0, -1):
-            start = date(year, month, 1)
             if (year, month) < (first.year, first.month) or (year, month) > (last.year, last.month):
                 continue
-            months.append(_month(start, summaries, source, extensions))
-            total = sum(
-                (
-                    s.total(extensions)
-                    for d, s in summaries.items()
-                    if d.year == year and d.month == month and s.state != daybook.EXPIRED
-                ),
-                total,
-            )
+            months.append(_month(date(year, month, 1), summaries, source, extensions, today))
+            total = total + by_month.get((year, month), Figures())
         said = f"{total.calls} call(s), {total.outcomes.get('archived', 0)} recording(s) archived"
         years.append(
             f'<section class="year" id="y{year}"><h2>{year} <small>{h(said)}</small></h2>'
@@ -166,14 +163,19 @@ _WEEKDAYS = "".join(f'<span class="wd">{d}</span>' for d in ("Mo", "Tu", "We", "
 
 
 def _month(
-    start: date, summaries: Mapping[date, DaySummary], source: str | None, extensions: frozenset[str] | None
+    start: date,
+    summaries: Mapping[date, DaySummary],
+    source: str | None,
+    extensions: frozenset[str] | None,
+    today: date,
 ) -> str:
     cells = ['<span class="d empty"></span>'] * start.weekday()
     for number in range(1, stdlib_calendar.monthrange(start.year, start.month)[1] + 1):
         day = start.replace(day=number)
         summary = summaries.get(day)
         if summary is None:
-            cells.append(f'<span class="d nofolder" title="{day}: no folder"><b>{number}</b></span>')
+            kind, said = ("empty", "") if day > today else ("nofolder", f' title="{day}: no folder"')
+            cells.append(f'<span class="d {kind}"{said}><b>{number}</b></span>')
             continue
         count = "" if summary.state == daybook.EXPIRED else str(summary.total(extensions).calls)
         cells.append(

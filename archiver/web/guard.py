@@ -7,11 +7,11 @@ In order, a request is refused when
    makes a long log line;
 3. its ``Host`` is not the address browse listens on (421; see :meth:`Hosts.allows`), so a page
    elsewhere cannot reach the desk through DNS rebinding;
-4. it carries no acceptable login (401 asks for one, 403 refuses, 429 after failed sign-ins);
-5. it asks for a call's page, audio, files or bundle from another site (403): a page elsewhere
+4. it asks for a call's page, audio, files or bundle from another site (403): a page elsewhere
    cannot make a signed-in auditor's browser fetch recordings, which would put false entries in
    the access trail. Browsers say where a request comes from in ``Sec-Fetch-Site`` (or at least
-   ``Origin``); following a link to a call's page from elsewhere (a ticket, an email) is allowed.
+   ``Origin``); following a link to a call's page from elsewhere (a ticket, an email) is allowed;
+5. it carries no acceptable login (401 asks for one, 403 refuses, 429 after failed sign-ins).
 
 Every answer carries the security headers (a Content-Security-Policy that loads nothing from
 elsewhere, no framing, no referrer, no caching). The user found is put in the request's state
@@ -137,6 +137,9 @@ class Guard:
         if hosts is not None and not hosts.allows(host, local[0] if local else None):
             return 421, "Wrong host", "Open this browser at the address it listens on.", {}
         remote = scope["client"][0] if scope.get("client") else ""
+        if self._cross_site(scope, raw, host):
+            log.warning("browse.cross_site_refused", path=scope["path"][:200], remote=remote)
+            return 403, "Not from another site", "Open the archive's pages from the archive itself.", {}
         identity: Identity | None = None
         if self._login is not None:
             try:
@@ -149,14 +152,6 @@ class Guard:
                     headers["Retry-After"] = str(refused.retry_after)
                 return refused.status, "Sign in", str(refused), headers
         scope.setdefault("state", {})["identity"] = identity
-        if self._cross_site(scope, raw, host):
-            log.warning(
-                "browse.cross_site_refused",
-                path=scope["path"][:200],
-                user=identity.name if identity else None,
-                remote=remote,
-            )
-            return 403, "Not from another site", "Open the archive's pages from the archive itself.", {}
         return None
 
     def _cross_site(self, scope: Scope, raw: list[tuple[bytes, bytes]], host: str) -> bool:

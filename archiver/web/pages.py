@@ -32,7 +32,9 @@ td, th {
 code { font-size: 0.85em; word-break: break-all; }
 form label { margin-right: 0.8em; }
 .ok { color: #176b2c; font-weight: bold; } .bad { color: #a11; font-weight: bold; }
-nav a { margin-right: 1em; } nav.sources { margin: 0.5em 0; } nav.sources a.here { font-weight: bold; }
+nav a { margin-right: 1em; }
+p.who { font-size: 0.85em; color: #555; margin: 0.3em 0 0; }
+nav.sources { margin: 0.5em 0; } nav.sources a.here { font-weight: bold; }
 .strip {
   display: flex;
   flex-wrap: wrap;
@@ -73,16 +75,20 @@ nav a { margin-right: 1em; } nav.sources { margin: 0.5em 0; } nav.sources a.here
   border-radius: 3px;
 }
 .grid b { display: block; font-weight: 600; } .grid i { font-style: normal; color: #333; }
-.sealed, .legend .sealed::before { background: #cdebd3; border-color: #8cc79a; }
-.open, .legend .open::before { background: #d6e6fb; border-color: #8fb3e6; }
-.unsealed, .unreadable, .legend .unsealed::before { background: #f8cccc; border-color: #d77; }
-.expired, .legend .expired::before {
+.d.sealed, .summary.sealed, .legend .sealed::before { background: #cdebd3; border-color: #8cc79a; }
+.d.open, .summary.open, .legend .open::before { background: #d6e6fb; border-color: #8fb3e6; }
+.d.unsealed, .d.unreadable, .summary.unsealed, .summary.unreadable, .legend .unsealed::before {
+  background: #f8cccc;
+  border-color: #d77;
+}
+.d.expired, .summary.expired, .legend .expired::before {
   background: repeating-linear-gradient(45deg, #eee, #eee 3px, #ddd 3px, #ddd 6px);
   color: #666;
 }
-.empty, .nofolder, .legend .nofolder::before { background: #fff; color: #999; }
-.late { box-shadow: inset 0 0 0 2px #e3a21a; } .legend .late::before { box-shadow: inset 0 0 0 2px #e3a21a; }
-.warn i::after { content: " !"; color: #a11; font-weight: bold; }
+.d.empty, .d.nofolder, .legend .nofolder::before { background: #fff; color: #999; }
+.d.late { box-shadow: inset 0 0 0 2px #e3a21a; }
+.legend .late::before { box-shadow: inset 0 0 0 2px #e3a21a; }
+.d.warn i::after { content: " !"; color: #a11; font-weight: bold; }
 .summary td, .summary th { font-size: 0.85em; }
 @media (max-width: 40em) {
   body { margin: 0.6em; }
@@ -102,6 +108,15 @@ def h(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+NAV = '<nav><a href="/">Search</a><a href="/days">Days</a></nav>'
+
+
+def signed_in(page: bytes, user: str, sees: str) -> bytes:
+    """*page* saying, under its navigation, who is signed in and which sources they see."""
+    who = f'<p class="who">Signed in as <b>{h(user)}</b>; sees {h(sees)}</p>'
+    return page.replace(NAV.encode(), (NAV + who).encode(), 1)
+
+
 def page(title: str, body: str) -> bytes:
     """A whole page."""
     return f"""<!DOCTYPE html>
@@ -114,7 +129,7 @@ def page(title: str, body: str) -> bytes:
 <style>{STYLE}</style>
 </head>
 <body>
-<nav><a href="/">Search</a><a href="/days">Days</a></nav>
+{NAV}
 <h1>{h(title)}</h1>
 {body}
 </body>
@@ -171,9 +186,10 @@ def where(source: str | None, **more: str) -> str:
     return f"?{urlencode(params)}" if params else ""
 
 
-def call_rows(found: Sequence[tuple[str | None, Found]]) -> str:
-    """A table of calls, each with its source (None: the file's only one)."""
-    many = any(source for source, _ in found)
+def call_rows(found: Sequence[tuple[str | None, Found]], *, by_source: bool = True) -> str:
+    """A table of calls, each with its source (None: the file's only one), in a column of its own
+    where *by_source* and there is a source to name."""
+    many = by_source and any(source for source, _ in found)
     rows = []
     for source, f in found:
         e = f.entry
@@ -211,7 +227,7 @@ def day_page(
     closed = f"<ul>{lines}</ul>" if manifests else "<p>The day is not closed yet: no manifest.</p>"
     title = f"Calls of {day.isoformat()}" + (f" ({source})" if source else "")
     back = f'<p><a href="/days{h(where(source))}">All days</a></p>'
-    rows = call_rows([(source, f) for f in found])
+    rows = call_rows([(source, f) for f in found], by_source=False)
     return page(title, f"{summary}<h2>Manifests</h2>{closed}<h2>Calls</h2>{rows}{back}")
 
 
