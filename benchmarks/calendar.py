@@ -35,7 +35,8 @@ from archiver.core import dayfiles, keys, seal
 from archiver.core.dayfiles import CallEntry
 
 LAST_DAY = date(2026, 11, 30)
-OUTCOMES = ("archived",) * 14 + ("none", "none", "none", "missing", "rejected", "erased")
+OUTCOMES = ("archived",) * 14 + ("none", "none", "none", "erased")
+TROUBLE = ("missing", "rejected")  # a day in seven has a recording given up on, or refused
 
 
 def generate(root: Path, days: int, calls: int) -> None:
@@ -56,6 +57,8 @@ def generate(root: Path, days: int, calls: int) -> None:
             if i:
                 os.link(blank, folder / f"{call_id}.json")
             status = OUTCOMES[(n + i) % len(OUTCOMES)]
+            if n % 7 == 3 and i < 2:
+                status = TROUBLE[i]
             entries.append(
                 CallEntry(
                     call_id=call_id,

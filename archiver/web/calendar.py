@@ -100,7 +100,7 @@ def describe(summary: DaySummary, extensions: frozenset[str] | None) -> str:
             else f"{summary.day}: expired"
         )
     figures = summary.total(extensions)
-    parts = [f"{summary.day}: {figures.calls} call(s)"]
+    parts = [f"{summary.day}: {calls_of(summary, extensions)} call(s)"]
     parts += [f"{figures.outcomes[k]} {w}" for k, w in _OUTCOME_WORDS if figures.outcomes.get(k)]
     if figures.cold:
         parts.append(f"{figures.cold} in cold storage")
@@ -110,12 +110,20 @@ def describe(summary: DaySummary, extensions: frozenset[str] | None) -> str:
     parts.append(words)
     if summary.unlisted and extensions is None:
         parts.append(f"{summary.unlisted} record(s) not yet in a day file")
+    elif not summary.closed and extensions is not None:
+        parts.append("an open day's calls are counted once it closes")
     return "; ".join(parts)
+
+
+def calls_of(summary: DaySummary, extensions: frozenset[str] | None) -> int:
+    """The day's calls: those its CSVs list (of *extensions*), and, for the whole source, the
+    records its listing holds that no CSV lists yet (an open day's calls are all such)."""
+    return summary.total(extensions).calls + (summary.unlisted if extensions is None else 0)
 
 
 def _classes(summary: DaySummary, extensions: frozenset[str] | None) -> str:
     classes = ["d", summary.state]
-    if summary.unlisted:
+    if summary.unlisted and summary.closed:
         classes.append("late")
     outcomes = summary.total(extensions).outcomes
     if outcomes.get("missing") or outcomes.get("rejected"):
@@ -131,10 +139,12 @@ def calendar(
         return "<p>The archive holds no day yet.</p>"
     first, last = min(summaries), max(*summaries, today)
     by_month: dict[tuple[int, int], Figures] = {}
+    calls: dict[int, int] = {}
     for day, summary in summaries.items():
         if summary.state != daybook.EXPIRED:
             key = (day.year, day.month)
             by_month[key] = by_month.get(key, Figures()) + summary.total(extensions)
+            calls[day.year] = calls.get(day.year, 0) + calls_of(summary, extensions)
     years = []
     for year in range(last.year, first.year - 1, -1):
         months = []
@@ -144,7 +154,7 @@ def calendar(
                 continue
             months.append(_month(date(year, month, 1), summaries, source, extensions, today))
             total = total + by_month.get((year, month), Figures())
-        said = f"{total.calls} call(s), {total.outcomes.get('archived', 0)} recording(s) archived"
+        said = f"{calls.get(year, 0)} call(s), {total.outcomes.get('archived', 0)} recording(s) archived"
         years.append(
             f'<section class="year" id="y{year}"><h2>{year} <small>{h(said)}</small></h2>'
             f'<div class="months">{"".join(months)}</div></section>'
@@ -177,7 +187,7 @@ def _month(
             kind, said = ("empty", "") if day > today else ("nofolder", f' title="{day}: no folder"')
             cells.append(f'<span class="d {kind}"{said}><b>{number}</b></span>')
             continue
-        count = "" if summary.state == daybook.EXPIRED else str(summary.total(extensions).calls)
+        count = "" if summary.state == daybook.EXPIRED else str(calls_of(summary, extensions))
         cells.append(
             f'<a class="{_classes(summary, extensions)}" href="/days/{day}{h(where(source))}" '
             f'title="{h(describe(summary, extensions))}"><b>{number}</b><i>{count}</i></a>'
@@ -195,7 +205,7 @@ def day_summary(summary: DaySummary | None, extensions: frozenset[str] | None) -
     figures = summary.total(extensions)
     rows: Sequence[tuple[str, object]] = [
         ("state", _STATE_WORDS.get(summary.state, summary.state)),
-        ("calls", figures.calls),
+        ("calls", calls_of(summary, extensions)),
         *[(w, figures.outcomes.get(k, 0)) for k, w in _OUTCOME_WORDS],
     ]
     if figures.cold is not None:
