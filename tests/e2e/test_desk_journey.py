@@ -20,7 +20,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from archiver.simulator import Dataset, SimCall, Simulator
 from tests.desk import PASSWORD, htpasswd, log_lines, trail
-from tests.e2e.test_browse import chromium
+from tests.e2e.test_browse import chromium, open_and_play
 from tests.helpers import SINCE, UNTIL, Browse, TinyServer, backfill, config_for, need_os_tools, run_cli, write_config
 
 pytestmark = pytest.mark.anyio
@@ -106,17 +106,7 @@ async def test_two_auditors_of_two_scopes_at_the_desk(sim: Simulator, danang: Si
         assert "closed, every manifest sealed" in alice.find_element(By.ID, "summary").text
         snap(alice, "day", LAPTOP)
 
-        [link] = [
-            a
-            for a in alice.find_elements(By.CSS_SELECTOR, "table.calls a")
-            if hq_call.uuid in (a.get_attribute("href") or "")
-        ]
-        link.click()
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "p.verdict"))
-        assert "Verified now" in alice.find_element(By.CSS_SELECTOR, "p.verdict").text
-        audio = alice.find_element(By.TAG_NAME, "audio")
-        alice.execute_script("arguments[0].muted = true; arguments[0].play()", audio)
-        wait.until(lambda d: d.execute_script("return arguments[0].currentTime", audio) > 0.2)
+        open_and_play(alice, "table.calls a", hq_call.uuid)
         snap(alice, "call", LAPTOP)
 
         alice.get(f"{base}/calls/{dn_call.uuid}")
