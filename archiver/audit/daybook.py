@@ -212,6 +212,16 @@ class DayBook:
             self._chain_seen = chain.length
             return chain
 
+    async def day(self, day: date, chain: seal.Chain) -> DaySummary | None:
+        """*day*'s summary made now (for its own page, which need not wait for the whole book),
+        kept for the calendar; None when the archive holds no folder for it and no expiry."""
+        summary = await self._summary(day, chain, self._clock.now())
+        if summary.state == EMPTY and not summary.manifests and day not in self._days:
+            expired = chain.expired().get(keys.day_prefix(self._prefix, day))
+            return DaySummary(day, EXPIRED, expiry=expired[1]) if expired else None
+        self._summaries[day] = summary
+        return summary
+
     async def _list_days(self, now: datetime) -> None:
         if self._listed_at is None or now - self._listed_at >= RESCAN:
             self._days = set(await archive_days(self._store, self._prefix))

@@ -223,13 +223,12 @@ class Browser:
         desk = self._desk(request)
         scope = self._scope(request)
         extensions = scope.sources.get(desk.name)
-        await desk.daybook.refresh()
-        summary = desk.daybook.summaries.get(day)
+        chain = await desk.chain()
+        summary = await desk.daybook.day(day, chain)
         listing = await list_day(desk.store, desk.prefix, day)
         found = [f for f in await desk.catalog.day_calls(day, listing) if scope.sees(desk.name, f.entry)]
         for f in found:
             desk.shown(f.entry.call_id, f.day)
-        chain = await desk.chain()
         manifests = []
         for key in listing.manifests.values():
             digest = hashlib.sha256(await desk.store.read(key, MANIFEST_LIMIT)).hexdigest()
@@ -368,7 +367,10 @@ class Browser:
             if files is None:
                 continue
             if scope.narrowed(desk.name):
-                entry = CallEntry.from_sidecar(call_id, await desk.store.read(files.current_key, SIDECAR_LIMIT))
+                try:
+                    entry = CallEntry.from_sidecar(call_id, await desk.store.read(files.current_key, SIDECAR_LIMIT))
+                except ValueError:  # a record that does not parse shows no extension: not in the scope
+                    raise missing from None
                 if not scope.sees(desk.name, entry):
                     raise missing
             return desk, files

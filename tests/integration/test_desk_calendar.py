@@ -118,6 +118,14 @@ async def test_late_calls_unsealed_manifests_addenda_and_expiry_change_a_days_st
     assert expired.state == daybook.EXPIRED
     assert expired.expiry is not None
     assert expired.expiry.policy == "30d"
+    chain = await book.refresh()
+    alone = await book.day(NOV_1, chain)  # a day's own page, made without the whole book
+    assert alone is not None
+    assert alone.state == daybook.EXPIRED
+    assert await book.day(date(2026, 11, 3), chain) is None  # no folder, never expired
+    again = await book.day(NOV_2, chain)
+    assert again is not None
+    assert again.state == daybook.UNSEALED
 
 
 async def test_the_days_page_is_a_calendar_under_the_strip(sim: Simulator, tmp_path: Path) -> None:
