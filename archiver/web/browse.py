@@ -24,21 +24,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 
-import anyio
 import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from archiver.audit import bundle
 from archiver.audit.access import last_trail_write
 from archiver.audit.catalog import DIRECTIONS, CallFiles, Found, Query, parse_statuses
 from archiver.audit.evidence import examine
@@ -46,21 +43,17 @@ from archiver.core.clock import Clock, SystemClock
 from archiver.core.dayfiles import CallEntry
 from archiver.core.identity import CALL_ID_RE
 from archiver.core.windows import parse_date_argument
-from archiver.errors import CallError, ObjectInColdStorage, TransientError
+from archiver.errors import CallError, TransientError
 from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT, list_day
 from archiver.web import calendar, pages
+from archiver.web.delivery import Delivery
 from archiver.web.desk import Desk
 from archiver.web.guard import Guard, Hosts
 from archiver.web.login import Identity, Login
-from archiver.web.ranges import Plays, Unsatisfiable, served_range
+from archiver.web.ranges import Plays
 from archiver.web.scopes import Scope, Scopes
 
 log = structlog.get_logger("archiver.web.browse")
-
-_AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "flac": "audio/flac"}
-BUNDLES_PER_USER = 2  # evidence bundles one user may have built at once; a third is 429
-BUNDLES_AT_ONCE = 4  # bundles built at once in all; more wait their turn
-SPOOL_IN_MEMORY = 1 << 20  # bytes of a bundle kept in memory before it spills to disk
 
 
 class Browser:
@@ -88,9 +81,8 @@ class Browser:
         self._clock = clock or SystemClock()
         self._tls = tls
         self._plays = Plays(monotonic)
+        self._delivery = Delivery()
         self._hosts: Hosts | None = None
-        self._bundles_by_user: dict[str, int] = {}
-        self._bundles = anyio.CapacityLimiter(BUNDLES_AT_ONCE)
 
     def app(self) -> Starlette:
         routes = [
@@ -278,55 +270,11 @@ class Browser:
         return await self._send(request, desk, files.call_id, keys[name], "download")
 
     async def evidence(self, request: Request) -> Response:
-        """The call's evidence bundle: byte for byte what ``archiver export`` writes for it (spooled
-        to disk past 1 MiB, then streamed). A user has at most BUNDLES_PER_USER built at once; a
-        HEAD is answered without building one."""
+        """The call's evidence bundle: byte for byte what ``archiver export`` writes for it."""
         desk, files = await self._files(request)
-        headers = {"Content-Disposition": f'attachment; filename="{files.call_id}-evidence.zip"'}
-        if request.method == "HEAD":
-            response = Response(status_code=200, headers=headers, media_type="application/zip")
-            del response.headers["content-length"]  # not known without building the bundle
-            return response
-        who = self._who(request)
-        if self._bundles_by_user.get(who, 0) >= BUNDLES_PER_USER:
-            raise HTTPException(429, f"You have {BUNDLES_PER_USER} evidence bundles being made: wait for them.")
-        self._bundles_by_user[who] = self._bundles_by_user.get(who, 0) + 1
-        try:
-            spool, size = await self._build(desk, files)
-        finally:
-            self._bundles_by_user[who] -= 1
-            if not self._bundles_by_user[who]:
-                del self._bundles_by_user[who]
-
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                while chunk := await anyio.to_thread.run_sync(spool.read, 1 << 20):
-                    yield chunk
-            finally:
-                spool.close()
-
-        self._record(request, desk, files.call_id, "evidence")
-        return StreamingResponse(body(), media_type="application/zip", headers={**headers, "Content-Length": str(size)})
-
-    async def _build(self, desk: Desk, files: CallFiles) -> tuple[tempfile.SpooledTemporaryFile[bytes], int]:
-        async with self._bundles:
-            began = time.monotonic()
-            chain = await desk.chain()
-            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by the body
-            try:
-                await bundle.export(desk.store, desk.prefix, [files], chain, spool)
-            except ObjectInColdStorage as exc:
-                spool.close()
-                raise HTTPException(409, pages.cold_text(exc.storage_class, exc.key)) from None
-            except BaseException:
-                spool.close()
-                raise
-            size = spool.tell()
-            spool.seek(0)
-            log.info(
-                "browse.bundle_built", call_id=files.call_id, size=size, seconds=round(time.monotonic() - began, 3)
-            )
-            return spool, size
+        return await self._delivery.bundle(
+            request, desk, files, self._who(request), lambda: self._record(request, desk, files.call_id, "evidence")
+        )
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -406,34 +354,16 @@ class Browser:
             )
 
     async def _send(self, request: Request, desk: Desk, call_id: str, key: str, action: str) -> Response:
-        """The object's bytes, or the range of them the request asks for; a GET that yields
-        bytes is recorded: every download, and a play as :mod:`archiver.web.ranges` counts it."""
-        info = await desk.store.head(key)
-        if info is None:
-            raise HTTPException(404, "The object is not in the archive.")
-        if info.cold:
-            raise HTTPException(409, pages.cold_text(info.storage_class, key))
-        size = info.size
-        ext = key.rsplit(".", 1)[-1]
-        kind = _AUDIO_TYPES.get(ext, "application/json" if ext == "json" else "application/octet-stream")
-        try:
-            wanted = served_range(request.headers.get("range"), size, if_range=request.headers.get("if-range"))
-        except Unsatisfiable:
-            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
-        (start, end), status = (wanted, 206) if wanted else ((0, size), 200)
-        headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start)}
-        if status == 206:
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        log.info("browse.sent", key=key, status=status, start=start, end=end, size=size)
-        if request.method == "HEAD":
-            return Response(status_code=status, headers=headers, media_type=kind)
-        name = key.rsplit("/", 1)[-1]
-        if action == "download":
-            self._record(request, desk, call_id, "download", name)
-        elif self._plays.served(self._who(request), key, size, start, end):
-            self._record(request, desk, call_id, "play")
-        body: AsyncIterator[bytes] = desk.store.stream(key, start=start, end=end)
-        return StreamingResponse(body, status_code=status, headers=headers, media_type=kind)
+        """The object's bytes, or the range asked for; a GET that yields bytes is recorded: every
+        download, and a play as :mod:`archiver.web.ranges` counts it."""
+
+        def served(start: int, end: int, size: int) -> None:
+            if action == "download":
+                self._record(request, desk, call_id, "download", key.rsplit("/", 1)[-1])
+            elif self._plays.served(self._who(request), key, size, start, end):
+                self._record(request, desk, call_id, "play")
+
+        return await self._delivery.object(request, desk, key, served)
 
 
 def _html(status: int, body: bytes) -> HTMLResponse:

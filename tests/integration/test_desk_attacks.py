@@ -217,7 +217,8 @@ async def test_a_flood_of_unknown_names_does_not_hold_up_a_real_first_sign_in(
     """Unknown names were checked against a cost-12 hash on the shared bcrypt threads, so 120
     wrong logins at once held a real first login back 13 s. Now an unknown name costs no CPU (the
     answer waits as long as a check of the file's cost would take): alice, signing in for the
-    first time while 120 addresses flood the desk with unknown names, is in within a second."""
+    first time while 120 addresses flood the desk with unknown names, is in within a second (trying
+    again while the desk answers 503, past its 64 connections at once)."""
     users = htpasswd(tmp_path / "users", {"alice": PASSWORD}, cost=5)
     config, _ = await archived(sim, tmp_path, users_file=str(users))
     server = start(running, config, tmp_path / "browse.log")
@@ -234,7 +235,9 @@ async def test_a_flood_of_unknown_names_does_not_hold_up_a_real_first_sign_in(
         ready.wait()
         time.sleep(0.05)  # the flood is on
         began = time.monotonic()
-        first = alice.get("/", headers=basic("alice", PASSWORD)).status_code
+        first = 503
+        while first == 503 and time.monotonic() - began < 1.0:  # past 64 connections at once: try again
+            first = alice.get("/", headers=basic("alice", PASSWORD)).status_code
         took = time.monotonic() - began
         statuses = Counter(f.result() for f in flooding)
     for client in [*flooders, alice]:
@@ -266,7 +269,7 @@ async def test_an_unknown_name_takes_as_long_as_a_known_one(
                 times.append(time.perf_counter() - began)
     stop(server)
     known_ms, unknown_ms = statistics.median(known) * 1000, statistics.median(unknown) * 1000
-    assert abs(known_ms - unknown_ms) < 20.0, (known_ms, unknown_ms)
+    assert abs(known_ms - unknown_ms) < 30.0, (known_ms, unknown_ms)  # it was 230 ms
 
 
 # -- plays and the trail ----------------------------------------------------------------------------
