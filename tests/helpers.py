@@ -676,9 +676,10 @@ class Browse:
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
-        match = re.search(r"http://\S+", line)
-        assert match, line
+        match = re.search(r"https?://\S+", line)
+        assert match, line or log.read_text()[-2000:]
         self.url = match.group(0)
+        self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
 
     def close(self) -> int:
         self.process.terminate()

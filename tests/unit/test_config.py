@@ -305,3 +305,50 @@ def test_values_from_the_environment_are_read_as_their_fields_type() -> None:
     assert problems(data, {"PAGE": "250", "HOLD": "maybe"}) == [
         "At 'storage.legal_hold': must be true or false (got 'maybe')"
     ]
+
+
+def test_browse_scopes_and_tls_are_read_and_every_source_they_name_must_exist() -> None:
+    """browse.scopes maps users, groups and * to sources (or SOURCE/EXTENSION, or all); a source
+    it names must be one of the file's; browse.tls needs both files; scopes need a login."""
+    sources = [{"name": "hq", "api_key": "k", "api_secret": "s"}, {"name": "danang", "api_key": "k", "api_secret": "s"}]
+    browse = {
+        "users_file": "/etc/archiver/browse-users",
+        "scopes": {"alice": ["hq"], "group:qa": ["hq", "danang/101"], "bob": "danang", "*": "all"},
+        "tls": {"cert": "/etc/archiver/browse.crt", "key": "/etc/archiver/browse.key"},
+    }
+    [config, _] = parse_configs(
+        {"sources": sources, "storage": {"url": "s3://call-recordings"}, "browse": browse}, environ={}
+    )
+    assert config.browse.scopes == (
+        ("alice", ("hq",)),
+        ("group:qa", ("hq", "danang/101")),
+        ("bob", ("danang",)),
+        ("*", ("all",)),
+    )
+    assert config.browse.tls is not None
+    assert config.browse.tls.key == Path("/etc/archiver/browse.key")
+
+    def found(**section: object) -> list[str]:
+        with pytest.raises(ConfigError) as caught:
+            parse_configs(
+                {"sources": sources, "storage": {"url": "s3://call-recordings"}, "browse": section}, environ={}
+            )
+        return caught.value.problems
+
+    assert found(users_file="/u", scopes={"alice": ["hqq"]}) == [
+        "At '(top level)': browse.scopes: 'alice' is given 'hqq', but there is no source 'hqq' (known: hq, danang)"
+    ]
+    assert found(scopes={"alice": ["hq"]})[0].startswith(
+        "At 'browse': browse.scopes says what each signed-in user may see"
+    )
+    assert found(users_file="/u", scopes={"alice": ["hq/1 2"]})[0].startswith(
+        "At 'browse.scopes': alice: 'hq/1 2' is not"
+    )
+    assert found(users_file="/u", scopes={"alice": []})[0].startswith(
+        "At 'browse.scopes': alice: must be all or a list"
+    )
+    assert found(users_file="/u", tls={"cert": "/c"}) == ["At 'browse.tls.key': required"]
+    single = parse_config(
+        {**minimal(), "browse": {"users_file": "/u", "scopes": {"alice": ["default/101"]}}}, environ={}
+    )
+    assert single.browse.scopes == (("alice", ("default/101",)),)
