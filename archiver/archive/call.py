@@ -216,14 +216,13 @@ class CallArchiver:
         return await self._outage.run(put)
 
     async def _check_existing_audio(self, key: str, download: Download) -> str | None:
-        """An audio object without its sidecar: keep it only if it has the same bytes (compared
-        with the store's own SHA-256, or read). Returns the store's composite checksum of it."""
+        """An audio object without its sidecar: keep it only if it has the same bytes, read and
+        hashed (a checksum in the object's metadata, or one a store keeps unchecked, is only its
+        writer's word). Returns the store's composite checksum of it."""
         info = await self._store.head(key)
         if info is None:
             raise ArchiveConflict(f"{key} was reported as existing but cannot be found")
-        digest = info.sha256 if info.sha256 is not None and info.size == download.size else None
-        if digest is None and info.size == download.size:
-            _, digest = await self._store.digest(key)
+        digest = (await self._store.digest(key))[1] if info.size == download.size else None
         if info.size != download.size or digest != download.sha256:
             raise ArchiveConflict(
                 f"{key} already holds {info.size} bytes that differ from the recording now served "

@@ -64,17 +64,21 @@ class StoreOutage:
             return await step()
         except StoreUnavailable as exc:
             failure: StoreUnavailable | None = exc
+            last = exc
         patience = self._policy.timeout if self._policy.timeout is not None else float("inf")
         retrying = dataclasses.replace(self._policy, attempts=None, timeout=patience - (time.monotonic() - started))
         async for attempt in retrying.context(on=_retry_store_step):
             with attempt:
                 failed_at = time.monotonic()
+                if failure is None and failed_at >= started + patience:
+                    raise last  # the wait ran into the patience: no try starts after it
                 try:
                     if failure is not None:  # the first try's failure is the first attempt's
                         failed_at, first, failure = started, failure, None
                         raise first
                     return await step()
                 except StoreUnavailable as exc:
+                    last = exc
                     await self._until_answered(failed_at, started + patience, exc)
                     raise  # the step's own backoff, then its next attempt
         raise AssertionError("unreachable: the retry context re-raises the last failure")  # pragma: no cover
@@ -92,6 +96,8 @@ class StoreOutage:
 
     async def _wait_out(self, failed_at: float, deadline: float, cause: StoreUnavailable) -> None:
         """Probe, backing off, until the store answers or *deadline* passes (StoreUnavailable)."""
+        if time.monotonic() >= deadline:  # the step outlasted the patience: no wait is left
+            raise cause
         log.warning("store.outage_waiting", store=self._store.description, error=str(cause))
         probing = dataclasses.replace(self._policy, attempts=None, timeout=max(deadline - time.monotonic(), 0.0))
         async for attempt in probing.context():

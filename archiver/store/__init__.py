@@ -24,6 +24,11 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import IO, Protocol
 
+import structlog
+
+from archiver.errors import CallError, ObjectExists
+
+log = structlog.get_logger("archiver.store")
 ARCHIVE_TIERS = frozenset({"GLACIER", "DEEP_ARCHIVE"})  # classes whose objects must be restored to be read
 MULTIPART_THRESHOLD = 64 << 20  # bodies of this size and more go up in parts (S3)
 
@@ -271,11 +276,25 @@ class ControlStore(Protocol):
 
 
 async def put_bytes(store: Store, key: str, data: bytes, content_type: str) -> None:
-    """Store a small document create-only, with its SHA-256."""
-    await store.put(
-        key,
-        io.BytesIO(data),
-        size=len(data),
-        sha256=hashlib.sha256(data).digest(),
-        content_type=content_type,
-    )
+    """Store a small document create-only, with its SHA-256.
+
+    A key that holds exactly *data* already is this write, landed: its answer was lost and the
+    retry met the write itself (S3 answers the retry 412). Raises ObjectExists only when the key
+    holds something else.
+    """
+    try:
+        await store.put(
+            key,
+            io.BytesIO(data),
+            size=len(data),
+            sha256=hashlib.sha256(data).digest(),
+            content_type=content_type,
+        )
+    except ObjectExists:
+        try:
+            stored = await store.read(key, max(len(data), 1))
+        except CallError:  # larger than ours, gone again, or unreadable: not ours
+            raise ObjectExists(key) from None
+        if stored != data:
+            raise
+        log.info("store.write_landed", key=key)

@@ -135,7 +135,7 @@ class S3Store:
         def put() -> None:
             body.seek(0)
             try:
-                self._client.put_object(
+                answer = self._client.put_object(
                     Body=_payload(body, size),
                     ContentLength=size,
                     ChecksumAlgorithm="SHA256",
@@ -147,6 +147,7 @@ class S3Store:
                 if _code(exc) == "BadDigest":  # the store hashed other bytes than the download's: whose fault?
                     _check_buffer(body, size, sha256, key)
                 raise
+            self._stored(answer, key, b64(sha256))
 
         await self._call(put, key)
         return None
@@ -159,6 +160,8 @@ class S3Store:
 
         Returns the composite checksum the store keeps for the object (the SHA-256 of the parts'
         SHA-256s, base64), for the record to state."""
+        if self._look_before_completing and await self.head(key) is not None:
+            raise ObjectExists(key)  # stored by an earlier run: not uploaded again to find that out
         created = await self._call(
             lambda: self._client.create_multipart_upload(ChecksumAlgorithm="SHA256", **common), key
         )
@@ -179,7 +182,7 @@ class S3Store:
 
             def complete() -> bool:
                 try:
-                    self._client.complete_multipart_upload(
+                    answer = self._client.complete_multipart_upload(
                         Bucket=self.bucket,
                         Key=key,
                         UploadId=upload_id,
@@ -190,6 +193,7 @@ class S3Store:
                     if _code(exc) == "NoSuchUpload":
                         return False
                     raise
+                self._stored(answer, key)
                 return True
 
             if not await self._call(complete, key):
@@ -202,6 +206,18 @@ class S3Store:
                     lambda: self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
                 )
             raise
+
+    def _stored(self, answer: Any, key: str, checksum: str | None = None) -> None:
+        """An answer that says the object is stored carries its ETag (and, where the store echoes
+        the checksum it was sent, that checksum): an empty 200 from something in front of the store
+        (a proxy in maintenance, a WAF, a wrong endpoint) is not a stored object."""
+        echoed = answer.get("ChecksumSHA256")
+        said = any(answer.get(field) for field in ("ETag", "Key", "Location"))  # a completion's answer names these
+        if not said or (checksum is not None and echoed is not None and echoed != checksum):
+            raise StoreUnavailable(
+                f"{self.description} answered the write of {key} without the ETag (or with another checksum) a store "
+                "gives an object it stored: something in front of the store answered it? (storage.endpoint_url)"
+            )
 
     async def _completed_before(self, key: str) -> None:
         """The store knows the upload no more. botocore retries a completion after a timeout or a
@@ -414,6 +430,8 @@ class _FileSection(io.RawIOBase):
             data = os.pread(self._fd, want, self._offset + self._pos)
         except OSError as exc:
             raise _local_fault(exc) from None
+        if not data:  # the file ends inside this part: cut short since the download
+            raise _cut_short(self._offset + self._pos, self._offset + self._length)
         buffer[: len(data)] = data
         self._pos += len(data)
         return len(data)
@@ -432,8 +450,9 @@ class _LocalFile(io.RawIOBase):
     file) is the buffer's fault: raised as SpoolError, which neither urllib3 nor botocore take
     for a connection that failed (they would report an OSError as a store that did not answer)."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], size: int) -> None:
         self._raw = raw
+        self._size = size  # what was downloaded: a buffer that ends sooner was cut short
 
     def readable(self) -> bool:
         return True
@@ -446,6 +465,8 @@ class _LocalFile(io.RawIOBase):
             data = self._raw.read(len(buffer))
         except OSError as exc:
             raise _local_fault(exc) from None
+        if not data and self._raw.tell() < self._size:
+            raise _cut_short(self._raw.tell(), self._size)
         buffer[: len(data)] = data
         return len(data)
 
@@ -459,11 +480,24 @@ class _LocalFile(io.RawIOBase):
 def _payload(body: IO[bytes], size: int) -> bytes | _LocalFile:
     """*body* (at its start) as botocore is given it: its bytes when small, else the file."""
     if size > _AS_BYTES:
-        return _LocalFile(body)
+        return _LocalFile(body, size)
     try:
-        return body.read(size)
+        data = body.read(size)
     except OSError as exc:
         raise _local_fault(exc) from None
+    if len(data) != size:
+        raise _cut_short(len(data), size)
+    return data
+
+
+def _cut_short(found: int, size: int) -> SpoolError:
+    """The local buffer ends before the bytes downloaded do (truncated since): the buffer's fault,
+    said at once, where a store given fewer bytes than announced would wait for the rest."""
+    log.error("spool.changed", bytes_read=found, bytes_downloaded=size)
+    return SpoolError(
+        f"the local download buffer holds {found} bytes where {size} were downloaded: nothing was stored; "
+        "the call is tried again (is the spool disk failing? download.spool_dir)"
+    )
 
 
 def _local_fault(exc: OSError) -> SpoolError:
@@ -476,5 +510,8 @@ def _section(body: IO[bytes], offset: int, length: int) -> IO[bytes]:
         fd = body.fileno()
     except (OSError, AttributeError, io.UnsupportedOperation):
         body.seek(offset)
-        return io.BytesIO(body.read(length))
+        data = body.read(length)
+        if len(data) != length:
+            raise _cut_short(offset + len(data), offset + length) from None
+        return io.BytesIO(data)
     return io.BufferedReader(_FileSection(fd, offset, length), buffer_size=_READ_CHUNK)

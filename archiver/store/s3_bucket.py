@@ -23,9 +23,10 @@ import hashlib
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio.to_thread
 import botocore.exceptions
@@ -165,7 +166,7 @@ class S3Bucket:
     ) -> None:
         self._holder = _Client(client)
         self.name = bucket
-        self.description = f"s3://{bucket}" + (f" at {endpoint}" if endpoint else "")
+        self.description = f"s3://{bucket}" + (f" at {_without_userinfo(endpoint)}" if endpoint else "")
         self._limiter = limiter or anyio.CapacityLimiter(16)
         self.encryption: dict[str, Any] = {}
         if sse:
@@ -215,12 +216,23 @@ class S3Bucket:
         if isinstance(exc, botocore.exceptions.ConfigParseError | botocore.exceptions.ConfigNotFound):
             return StoreAccessError(f"the AWS configuration for {self.description} cannot be read: {exc}")
         if isinstance(exc, botocore.exceptions.CredentialRetrievalError):
-            return StoreUnavailable(f"the AWS credentials for {self.description} could not be fetched: {exc}")
-        if isinstance(exc, botocore.exceptions.SSLError) and "certificate" in str(exc).lower():
+            provider = getattr(exc, "kwargs", {}).get("provider", "the credential provider")
+            # Not its message: a credential_process's error output may hold anything, a secret too.
+            return StoreAccessError(
+                f"the AWS credentials for {self.description} could not be fetched from {provider}: run it by hand to "
+                "see why, or give the archiver credentials of its own (storage.credentials_file)"
+            )
+        text = str(exc)
+        if isinstance(exc, botocore.exceptions.SSLError) and "certificate" in text.lower():
             return StoreAccessError(
                 f"{self.description}'s TLS certificate was not accepted ({_tls_reason(exc)}): check "
                 "storage.endpoint_url (its host name must be one the certificate names), or give the CA that signed "
                 "it in AWS_CA_BUNDLE"
+            )
+        if isinstance(exc, botocore.exceptions.SSLError) and any(m in text.upper() for m in _NOT_TLS):
+            return StoreAccessError(
+                f"{self.description} does not speak TLS on that port: check storage.endpoint_url (http:// or "
+                "https://, and the port)"
             )
         if isinstance(exc, botocore.exceptions.HTTPClientError | botocore.exceptions.ConnectionError):
             cause = exc.kwargs.get("error")
@@ -254,6 +266,11 @@ class S3Bucket:
             return StoreAccessError(f"{what} {_ACTION[code]} ({code}{': ' + message if message else ''})")
         if code == "ConditionalRequestConflict":
             return StoreConflict(f"{what} was being written by another request at the same time ({code})")
+        if code == "NoSuchUpload":  # aborted under us: a cleanup tool, a lifecycle rule; the upload may start again
+            return StoreUnavailable(
+                f"{what}: the store forgot the multipart upload while its parts were going up (does a tool or a "
+                "lifecycle rule abort incomplete uploads too soon?)"
+            )
         if code == "InvalidRange":
             return CallError(f"{what} is shorter than the range asked of it ({code}): it has changed?")
         if code in _RETRY_CODES or status >= 500 or status == 429:
@@ -373,6 +390,15 @@ class S3Bucket:
             await anyio.to_thread.run_sync(client.close)
 
 
+def _without_userinfo(url: str) -> str:
+    """*url* without a user and password in it: a description goes into messages and logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    return urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
+
+
 def _prepared(client: S3Client) -> S3Client:
     """*client*, with a ``Content-MD5`` on the requests that some stores still require it of.
 
@@ -399,6 +425,9 @@ def _add_content_md5_if_locked(params: dict[str, Any], **kwargs: Any) -> None:
         _add_content_md5(params, **kwargs)
 
 
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "WRONG VERSION NUMBER", "UNKNOWN_PROTOCOL", "UNKNOWN PROTOCOL", "HTTP_REQUEST")
+
+
 def _tls_reason(exc: botocore.exceptions.SSLError) -> str:
     """The reason OpenSSL gave (``certificate verify failed: self-signed certificate``), not the URL."""
     text = str(exc)
@@ -411,15 +440,18 @@ def _tls_reason(exc: botocore.exceptions.SSLError) -> str:
 def parse_timestamp(value: str) -> datetime:
     """A timestamp in an S3 answer, for botocore's parser (``set_parser_defaults``): by the standard
     library where it can, as botocore's default (dateutil's general parser) costs tens of
-    microseconds each, and a listing holds a thousand; botocore's own for any other form."""
+    microseconds each, and a listing holds a thousand; botocore's own for any other form. Always
+    aware: a moment given without a zone is UTC."""
     try:
         parsed = datetime.fromisoformat(value)  # a listing's LastModified: 2026-12-05T16:03:59.000Z
     except (TypeError, ValueError):
         try:
             parsed = parsedate_to_datetime(value)  # a header's: Sat, 05 Dec 2026 16:03:59 GMT
         except (TypeError, ValueError):
-            return botocore.utils.parse_timestamp(value)
-    return parsed
+            parsed = botocore.utils.parse_timestamp(value)
+    # A moment without a zone (or RFC 5322's "-0000": none stated) is UTC, as S3 means it; never a
+    # naive datetime that cannot be compared with an aware one.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _region_in(message: str) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any
 import botocore.exceptions
 import structlog
 
-from archiver.errors import ObjectExists, ObjectMissing, StoreConflict
+from archiver.errors import ObjectExists, ObjectMissing, StoreAccessError, StoreConflict
 from archiver.store.s3_bucket import NOT_FOUND_CODES, S3Bucket, b64
 
 log = structlog.get_logger("archiver.store")
@@ -98,9 +98,17 @@ class S3ControlStore:
                 **condition,
                 **self._bucket.encryption,
             )
-            return str(result["ETag"])
+            return str(result.get("ETag") or "")
 
         etag = await self._bucket.call(put, key)
+        if not etag:  # something in front of the store dropped it: the object's own, read back
+            found = await self.read_with_etag(key)
+            if found is None or found[0] != data or not found[1]:
+                raise StoreAccessError(
+                    f"{self.description} answered a conditional write without an ETag, and the object does not give "
+                    "one back: conditional writes cannot work through it (storage.endpoint_url, or coordination.bucket)"
+                )
+            etag = found[1]
         if "IfMatch" in condition:
             self._spelling_known = True  # this spelling is the one that worked
         return etag
@@ -117,7 +125,7 @@ class S3ControlStore:
                 raise
             stream = response["Body"]
             try:
-                return stream.read(1 << 20), str(response["ETag"])
+                return stream.read(1 << 20), str(response.get("ETag") or "")
             finally:
                 stream.close()
 

@@ -121,13 +121,17 @@ class S3Removal:
         async for attempt in _PER_KEY_RETRY.context():
             with attempt:
                 refused = await self._delete_batch(pending, bypass)
-                final += [r for r in refused if r[2] not in _PASSING]
-                again = {(key, version) for key, version, code, _ in refused if code in _PASSING}
-                if again:
-                    pending = [v for v in pending if (v[0], v[1]) in again]
+                asked = {k: v for k, v, _ in reversed(pending)}  # a refusal without a version: the key's first
+                final += [(k, v or asked.get(k), c, m) for k, v, c, m in refused if c not in _PASSING]
+                passing = [(key, version) for key, version, code, _ in refused if code in _PASSING]
+                if passing:
+                    # A refusal that names no version is about one of the key's: send them all again
+                    # (deleting a version already gone is a success), never guess which.
+                    whole = {key for key, version in passing if version is None}
+                    pending = [v for v in pending if (v[0], v[1]) in passing or v[0] in whole]
                     codes = sorted({code for _, _, code, _ in refused if code in _PASSING})
                     raise StoreUnavailable(
-                        f"{self._bucket.description} did not delete {len(again)} object(s) this time "
+                        f"{self._bucket.description} did not delete {len(passing)} object(s) this time "
                         f"({', '.join(codes)}), the first {pending[0][0]}"
                     )
         return final
@@ -135,7 +139,8 @@ class S3Removal:
     async def _delete_batch(
         self, batch: list[tuple[str, str | None, bool]], bypass: bool
     ) -> list[tuple[str, str | None, str, str]]:
-        """Delete *batch* in one request; (key, version, code, message) of each refused."""
+        """Delete *batch* in one request; (key, version, code, message) of each refused (version
+        None: the answer named none)."""
         objects = [{"Key": k, **({"VersionId": v} if v is not None else {})} for k, v, _ in batch]
         extra: dict[str, Any] = {"BypassGovernanceRetention": True} if bypass else {}
 
@@ -145,9 +150,8 @@ class S3Removal:
                 Delete={"Objects": objects, "Quiet": True},  # type: ignore[typeddict-item]
                 **extra,
             )
-            asked = {k: v for k, v, _ in reversed(batch)}  # an error may leave out the version it was about
             return [
-                (key := e.get("Key", ""), e.get("VersionId") or asked.get(key), e.get("Code", ""), e.get("Message", ""))
+                (e.get("Key", ""), e.get("VersionId") or None, e.get("Code", ""), e.get("Message", ""))
                 for e in answer.get("Errors", [])
             ]
 

@@ -107,7 +107,8 @@ async def test_a_write_the_store_keeps_refusing_is_retried_with_backoff(bucket: 
         await store.aclose()
     refusals = proxy.count("PutObject", status)
     assert 3 <= refusals <= 25  # not thousands: each attempt waited
-    assert len([e for e in logs if e["event"] == "stamina.retry_scheduled"]) == refusals - 1
+    waits = len([e for e in logs if e["event"] == "stamina.retry_scheduled"])
+    assert refusals - 1 <= waits <= refusals  # one line per wait (the last may have run into the patience)
     assert list(bucket.objects()) == [KEY.replace("09dc", "19dc")]
 
 
@@ -264,7 +265,7 @@ async def test_a_conflict_between_two_creators_is_a_lost_race(bucket: Bucket) ->
 
 async def test_a_conflict_on_a_lease_renewal_is_a_failed_condition_not_an_outage(bucket: Bucket) -> None:
     """A 409 on the renewal: the condition did not hold this time. The holder reads the lease,
-    finds it still its own, and takes it again; nothing raises."""
+    finds it still its own (its owner and this process's instance), and renews it; nothing raises."""
     clock = FakeClock(datetime(2026, 11, 1, 10, 0, tzinfo=TZ))
     writes: list[str] = []
 
@@ -277,7 +278,7 @@ async def test_a_conflict_on_a_lease_renewal_is_a_failed_condition_not_an_outage
 
     proxy, events = await renewal_behind(bucket, conflict_on_renewal, clock)
     assert proxy.count("PutObject", 409) == 1
-    assert [e for e in events if e.startswith("lease.")] == ["lease.lost", "lease.taken_over"]
+    assert [e for e in events if e.startswith("lease.")] == ["lease.lost", "lease.renewed"]
     assert json.loads(bucket.objects()[LEASE])["renewed_at"] == clock.now().isoformat()
 
 

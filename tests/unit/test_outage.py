@@ -99,8 +99,10 @@ async def test_a_step_the_store_keeps_refusing_backs_off_while_the_probe_answers
         await outage.run(step)
     assert 3 <= attempts <= 20
     retries = [e for e in logs if e["event"] == "stamina.retry_scheduled"]
-    assert len(retries) == attempts - 1  # one line per wait, counting the attempts
-    assert [r["retry_num"] for r in retries] == list(range(1, attempts))
+    # One line per wait, counting them: one before each attempt after the first, and perhaps a last
+    # wait that ran into the patience, after which no attempt starts.
+    assert attempts - 1 <= len(retries) <= attempts
+    assert [r["retry_num"] for r in retries] == list(range(1, len(retries) + 1))
     assert all("SlowDown" in r["caused_by"] for r in retries)
     assert not [e for e in logs if e["event"].startswith("store.")]  # no outage: the store answered each probe
     assert store.probes <= attempts
