@@ -38,7 +38,9 @@ def base_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def timezone(value: str) -> str:
+def timezone(value: str | None) -> str | None:
+    if value is None:
+        return None
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):

@@ -59,6 +59,9 @@ def checked(check: Callable[[Any], Any], **kwargs: Any) -> Any:
     return field(metadata={"check": check}, **kwargs)
 
 
+DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+
+
 @frozen(kw_only=True)
 class SourceConfig:
     """Where the CDRs come from and how to read them."""
@@ -67,7 +70,8 @@ class SourceConfig:
     api_secret: Secret
     base_url: str = checked(checks.base_url, default="https://api.ccall.vn")
     domain_name: str | None = None
-    timezone: str = checked(checks.timezone, default="Asia/Ho_Chi_Minh")
+    # None: not said; the days are then read in DEFAULT_TIMEZONE, but `expire` asks the archive.
+    timezone: str | None = checked(checks.timezone, default=None)
     page_size: int = checked(checks.between(1, 1000), default=100)
     allowed_recording_hosts: tuple[str, ...] = checked(checks.hosts, default=())
     request_timeout: timedelta = timedelta(seconds=30)
@@ -77,7 +81,13 @@ class SourceConfig:
 
     @property
     def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+        """The zone CDR times and the command line's dates are read in."""
+        return ZoneInfo(self.timezone or DEFAULT_TIMEZONE)
+
+    @property
+    def tz_given(self) -> ZoneInfo | None:
+        """The zone the configuration names (None when it names none: the default applies)."""
+        return ZoneInfo(self.timezone) if self.timezone else None
 
     @property
     def recording_hosts(self) -> tuple[str, ...]:

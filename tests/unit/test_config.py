@@ -267,7 +267,8 @@ def problems_all(data: object) -> list[str]:
 def test_a_read_only_command_needs_no_pbx_credentials_and_no_source_section(tmp_path: Path) -> None:
     """find, show, export, browse and verify: storage settings alone, unset ${VAR}s and unreadable secret files ignored."""
     alone = parse_configs({"storage": {"url": "file:///srv/archive"}}, environ={}, read_only=True)
-    assert alone[0].source.timezone == "Asia/Ho_Chi_Minh"
+    assert alone[0].source.tz.key == "Asia/Ho_Chi_Minh"  # dates are read in the default zone
+    assert alone[0].source.tz_given is None  # but the file did not say it: expire asks the archive
     assert alone[0].secrets() == ()
     raw = {
         "source": {"api_key": "${UNSET_KEY}", "api_secret_file": str(tmp_path / "absent"), "timezone": "UTC"},
@@ -275,6 +276,7 @@ def test_a_read_only_command_needs_no_pbx_credentials_and_no_source_section(tmp_
     }
     [config] = parse_configs(raw, environ={}, read_only=True)
     assert config.source.timezone == "UTC"
+    assert config.source.tz_given is not None
     with pytest.raises(ConfigError) as raised:  # the archiving commands still need them, and say which
         parse_configs(raw, environ={})
     assert any("UNSET_KEY" in p for p in raised.value.problems)
