@@ -3,12 +3,13 @@ erased on request. Each must account for what is gone, and nothing may outlive i
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from archiver.audit.findings import Problem, VerifyReport
 from archiver.core import dayfiles, keys, seal
+from archiver.core import retention as core_retention
 from archiver.core.clock import Clock
 from archiver.core.outcome import removed_by_erasure
 from archiver.store import Store
@@ -34,19 +35,31 @@ def check_expired_manifests(
     chain: seal.Chain,
     expired: dict[str, tuple[int, seal.Expiry]],
     sealed_in: dict[str, list[str]],
+    present: dict[str, set[str]],
     report: VerifyReport,
 ) -> None:
-    """A sealed manifest of an expired day went with it: the day's record must name it, with the
-    SHA-256 its seal sealed (nothing rewritten just before it expired). *sealed_in* loses the
-    folders of the expired days."""
+    """A sealed manifest of an expired day went with it: the day's records must name it, with the
+    SHA-256 its seal sealed (nothing rewritten just before it expired). One sealed after the day's
+    record and still there (an addendum written meanwhile) is the next expire's to record and
+    remove. *present*: the manifests each expired day still holds; *sealed_in* loses their folders."""
     sealed = chain.sealed()
     for folder, (number, expiry) in expired.items():
         named = {link.key for link in expiry.manifests}
-        report.problems += [
-            Problem(k, f"a sealed manifest gone, which the expiry record of {expiry.day} does not name")
-            for k in sealed_in.pop(folder, [])
-            if k not in named
-        ]
+        for key in sealed_in.pop(folder, []):
+            if key in named:
+                continue
+            if key in present.get(folder, set()):
+                report.history.append(
+                    Problem(
+                        key,
+                        f"sealed after its day's expiry was recorded (seal {number}): `archiver expire` "
+                        "records it and removes it",
+                    )
+                )
+            else:
+                report.problems.append(
+                    Problem(key, f"a sealed manifest gone, which the expiry record of {expiry.day} does not name")
+                )
         report.problems += [
             Problem(
                 link.key,
@@ -55,6 +68,70 @@ def check_expired_manifests(
             for link in expiry.manifests
             if sealed.get(link.key) and not chain.sealed_by(link.key, link.sha256)
         ]
+
+
+def check_expiry_records(
+    chain: seal.Chain, configured: tuple[timedelta, str, ZoneInfo] | None, report: VerifyReport
+) -> None:
+    """Each expiry record must be lawful: made at or after its day's end (in the zone the seals
+    state the days are filed in) plus its policy, under the policy in force when it was made, as
+    the chain states it (or, for records made before the chain stated one, ``retention.keep``)."""
+    zones = chain.timezones()
+    if len(zones) > 1:
+        first, second = sorted(zones, key=lambda z: zones[z][0])[:2]
+        report.problems.append(
+            Problem(
+                seal.seal_key(chain.prefix, zones[second][0]),
+                f"seal {zones[second][0]} says the days are filed in {second}, seal {zones[first][0]} in {first}: "
+                "an archive's days are filed in one zone",
+            )
+        )
+    policy: str | None = None
+    for number, (stated_seal, _) in sorted(chain.seals.items()):
+        if stated_seal.retention is not None and stated_seal.retention != policy:
+            was = f" (it was {policy})" if policy else ""
+            report.history.append(
+                Problem(
+                    seal.seal_key(chain.prefix, number), f"retention {stated_seal.retention} in force from here{was}"
+                )
+            )
+            policy = stated_seal.retention
+        for expiry in stated_seal.expired:
+            zone = stated_seal.timezone or chain.timezone or (configured[2].key if configured else None)
+            problem = _unlawful(expiry, number, zone, chain.retention_at(number), configured)
+            if problem:
+                report.problems.append(Problem(expiry.folder, problem))
+
+
+def _unlawful(
+    expiry: seal.Expiry,
+    number: int,
+    zone: str | None,
+    in_force: tuple[int, str] | None,
+    configured: tuple[timedelta, str, ZoneInfo] | None,
+) -> str | None:
+    """What is wrong with one expiry record (None: nothing)."""
+    where = f"the expiry record of {expiry.day} (seal {number})"
+    keep = core_retention.policy_span(expiry.policy)
+    if keep is None:
+        return f"{where} names a policy that is not a span of time: {expiry.policy!r}"
+    if in_force is not None and in_force[1] != expiry.policy:
+        return f"{where} says retention {expiry.policy}; the policy in force was {in_force[1]} (seal {in_force[0]})"
+    if in_force is None and configured is not None and configured[1] != expiry.policy:
+        return (
+            f"{where} says retention {expiry.policy}; retention.keep is {configured[1]}, and no change of it is "
+            "recorded in the seals"
+        )
+    try:
+        day, at = date.fromisoformat(expiry.day), datetime.fromisoformat(expiry.at)
+    except ValueError:
+        return f"{where} does not give its day and its time in the forms the archiver writes"
+    if zone is None or at.tzinfo is None:
+        return f"{where} cannot be weighed: no seal states the zone the days are filed in, and none is configured"
+    early = core_retention.expired_early(day, keep, at, ZoneInfo(zone))
+    if early is not None:
+        return f"{where} was made {early} before retention {expiry.policy} let the day go (in {zone})"
+    return None
 
 
 async def check_overdue(
@@ -67,8 +144,9 @@ async def check_overdue(
 ) -> None:
     """Days kept past ``retention.keep`` (by more than EXPIRY_GRACE: the daily expire's time to
     come round): personal data held longer than its policy allows is a problem to see."""
-    keep, policy, tz = retention
-    first_kept = (clock.now() - keep - EXPIRY_GRACE).astimezone(tz).date()
+    keep, policy, configured_tz = retention
+    tz = ZoneInfo(chain.timezone) if chain.timezone else configured_tz  # the archive's own zone first
+    first_kept = core_retention.first_kept(clock.now() - EXPIRY_GRACE, keep, tz)
     recorded = chain.expired()
     overdue = [
         day

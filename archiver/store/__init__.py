@@ -129,6 +129,17 @@ class Version:
 
 
 @dataclass(frozen=True)
+class StoredVersion:
+    """A version of a key, or a delete marker, as a listing of versions gives it (a store that
+    keeps no versions gives each key once, with no version id)."""
+
+    key: str
+    version_id: str | None
+    deleted: bool = False
+    latest: bool = True  # the key's current version
+
+
+@dataclass(frozen=True)
 class KeyHistory:
     """A key written more than once, or deleted: its versions, oldest first."""
 
@@ -137,11 +148,13 @@ class KeyHistory:
 
     @property
     def deleted(self) -> Version | None:
-        """The version a delete marker hides, when the key's current version is a delete marker."""
+        """When the key's current version is a delete marker, the version to put back: the first
+        written (the archive's own, create-only write, the one that was sealed); a later one is
+        someone's overwrite, never put back as the archive's."""
         if not self.versions[-1].deleted:
             return None
         kept = [v for v in self.versions if not v.deleted]
-        return kept[-1] if kept else None
+        return kept[0] if kept else None
 
 
 class VersionAudit(Protocol):
@@ -192,8 +205,9 @@ class Store(Protocol):
         """The object's size and stored checksum, or None when there is no such object."""
         ...
 
-    async def read(self, key: str, max_bytes: int = 1 << 20) -> bytes:
-        """The whole object (a sidecar, a manifest); raises CallError past *max_bytes*."""
+    async def read(self, key: str, max_bytes: int = 1 << 20, *, version_id: str | None = None) -> bytes:
+        """The whole object (a sidecar, a manifest), or that version of it; raises CallError past
+        *max_bytes*."""
         ...
 
     async def digest(self, key: str) -> tuple[int, bytes]:
@@ -211,8 +225,10 @@ class Store(Protocol):
         """Every key that starts with *prefix*, in lexical order."""
         ...
 
-    def list_folders(self, prefix: str) -> AsyncIterator[str]:
+    def list_folders(self, prefix: str, *, hidden: bool = False) -> AsyncIterator[str]:
         """The names of the folders directly under *prefix* (empty, or ending in ``/``), in order.
+        *hidden*: also those whose every object is behind a delete marker (on a versioned store,
+        where a listing of objects shows no such folder).
 
         One request per thousand folders on S3, however many objects they hold.
         """
@@ -233,9 +249,15 @@ class Store(Protocol):
         *bypass_governance* lifts GOVERNANCE retention (s3:BypassGovernanceRetention)."""
         ...
 
-    async def remove_folder(self, folder: str) -> Removal:
-        """Remove every version of every object under *folder* (a day's, ending in ``/``), also
-        of keys whose current version is a delete marker, which no listing of objects shows."""
+    async def versions_in(self, folder: str) -> list[StoredVersion]:
+        """Every version and delete marker under *folder* (a day's, ending in ``/``), also of keys
+        whose current version is a delete marker, which no listing of objects shows; on a store
+        that keeps no versions, each key once."""
+        ...
+
+    async def remove_versions(self, versions: Sequence[StoredVersion], *, bypass_governance: bool = False) -> Removal:
+        """Remove exactly *versions* (as :meth:`versions_in` listed them): what was written since
+        the listing stays. Holds are reported as by :meth:`remove`."""
         ...
 
     async def restore(self, key: str, days: int) -> None:

@@ -25,7 +25,7 @@ import structlog
 
 from archiver.config.models import ObjectLockConfig
 from archiver.errors import CallError, ObjectExists, SpoolError, StoreAccessError, StoreUnavailable
-from archiver.store import MULTIPART_THRESHOLD, Hold, ObjectInfo, Removal, VersionAudit
+from archiver.store import MULTIPART_THRESHOLD, Hold, ObjectInfo, Removal, StoredVersion, VersionAudit
 from archiver.store.s3_bucket import NOT_FOUND_CODES, S3Bucket, b64
 from archiver.store.s3_removal import S3Removal
 from archiver.store.s3_versions import S3VersionAudit
@@ -84,8 +84,8 @@ class S3Store:
     def list_keys(self, prefix: str) -> AsyncIterator[str]:
         return self._bucket.list_keys(prefix)
 
-    def list_folders(self, prefix: str) -> AsyncIterator[str]:
-        return self._bucket.list_folders(prefix)
+    def list_folders(self, prefix: str, *, hidden: bool = False) -> AsyncIterator[str]:
+        return self._bucket.list_folders(prefix, versions=hidden)
 
     def _lock_args(self) -> dict[str, Any]:
         """Retention, legal hold and encryption settings for every object written."""
@@ -307,9 +307,11 @@ class S3Store:
 
         return await self._call(head, key)
 
-    async def read(self, key: str, max_bytes: int = 1 << 20) -> bytes:
+    async def read(self, key: str, max_bytes: int = 1 << 20, *, version_id: str | None = None) -> bytes:
+        version = {"VersionId": version_id} if version_id not in (None, "null") else {}
+
         def read() -> bytes:
-            stream = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            stream = self._client.get_object(Bucket=self.bucket, Key=key, **version)["Body"]
             try:
                 return bytes(stream.read(max_bytes + 1))
             finally:
@@ -361,8 +363,11 @@ class S3Store:
     async def remove(self, keys: Sequence[str], *, bypass_governance: bool = False) -> Removal:
         return await self._removal.remove(keys, bypass_governance=bypass_governance)
 
-    async def remove_folder(self, folder: str) -> Removal:
-        return await self._removal.remove((), prefix=folder)
+    async def versions_in(self, folder: str) -> list[StoredVersion]:
+        return await self._removal.versions_in(folder)
+
+    async def remove_versions(self, versions: Sequence[StoredVersion], *, bypass_governance: bool = False) -> Removal:
+        return await self._removal.remove_versions(versions, bypass_governance=bypass_governance)
 
     async def restore(self, key: str, days: int) -> None:
         await self._removal.restore(key, days)

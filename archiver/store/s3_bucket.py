@@ -322,10 +322,28 @@ class S3Bucket:
             for key in page.keys:
                 yield key
 
-    async def list_folders(self, prefix: str) -> AsyncIterator[str]:
-        async for page in self._pages(prefix, delimiter="/"):
+    async def list_folders(self, prefix: str, *, versions: bool = False) -> AsyncIterator[str]:
+        """The folders directly under *prefix*; *versions*: from a listing of versions, so that a
+        folder whose every object is behind a delete marker is there too (a store that lists no
+        versions keeps none to hide: its plain listing)."""
+        pages = self._version_folder_pages(prefix) if versions else self._pages(prefix, delimiter="/")
+        async for page in pages:
             for folder in page.folders:
                 yield folder[len(prefix) :].rstrip("/")
+
+    async def _version_folder_pages(self, prefix: str) -> AsyncIterator[Page]:
+        args: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix, "Delimiter": "/"}
+        while True:
+            try:
+                page = await self.call(functools.partial(self._list_versions, dict(args)))
+            except NoVersionListing:
+                async for plain in self._pages(prefix, delimiter="/"):
+                    yield plain
+                return
+            yield Page(keys=[], folders=[common["Prefix"] for common in page.get("CommonPrefixes", [])])
+            if not page.get("IsTruncated"):
+                return
+            args["KeyMarker"], args["VersionIdMarker"] = page.get("NextKeyMarker"), page.get("NextVersionIdMarker", "")
 
     async def _pages(self, prefix: str, *, delimiter: str | None = None) -> AsyncIterator[Page]:
         """The listing of *prefix* a page (up to 1,000 entries) at a time, each page a request."""

@@ -21,7 +21,7 @@ import structlog
 
 from archiver.errors import StoreAccessError, StoreUnavailable
 from archiver.retry import RetryPolicy
-from archiver.store import ARCHIVE_TIERS, Hold, Removal
+from archiver.store import ARCHIVE_TIERS, Hold, Removal, StoredVersion
 from archiver.store.s3_bucket import NoVersionListing, S3Bucket
 
 log = structlog.get_logger("archiver.store")
@@ -39,6 +39,7 @@ class S3Removal:
     def __init__(self, bucket: S3Bucket, now: Callable[[], datetime]) -> None:
         self._bucket = bucket
         self._now = now
+        self._locks_readable = False  # whether these credentials may read Object Lock settings
 
     async def _versions(self, keys: Sequence[str], prefix: str | None = None) -> list[tuple[str, str | None, bool]]:
         """(key, version id, is a delete marker) of every version of *keys* (or, given *prefix*,
@@ -74,13 +75,50 @@ class S3Removal:
             if hold is not None:
                 held.append(hold)
 
+        versions = [(key, version) for key, version, marker in await self._versions(keys) if not marker]
+        if versions:  # asked once, before any other: a refusal ends it plainly
+            await self._may_read_locks(*versions[0])
         async with anyio.create_task_group() as tg:
-            for key, version, marker in await self._versions(keys):
-                if not marker:
-                    tg.start_soon(look, key, version)
+            for key, version in versions:
+                tg.start_soon(look, key, version)
         return sorted(held, key=lambda h: (h.key, h.version_id or ""))
 
+    async def _may_read_locks(self, key: str, version: str | None) -> None:
+        """S3 leaves a HEAD's Object Lock headers out for credentials without s3:GetObjectRetention
+        and s3:GetObjectLegalHold: a lock would look like none, and a removal be recorded that the
+        store then refuses. Asked once, of the first object looked at: a refusal is an error before
+        anything is written. (What they answer otherwise, a lock or none, is the HEAD's to say.)"""
+        if self._locks_readable:
+            return
+        args: dict[str, Any] = {"Bucket": self._bucket.name, "Key": key}
+        if version not in (None, "null"):
+            args["VersionId"] = version
+
+        def refused() -> list[str]:
+            denied = []
+            for ask, permission in (
+                (self._bucket.client.get_object_retention, "s3:GetObjectRetention"),
+                (self._bucket.client.get_object_legal_hold, "s3:GetObjectLegalHold"),
+            ):
+                try:
+                    ask(**args)
+                except botocore.exceptions.ClientError as exc:
+                    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                    if exc.response.get("Error", {}).get("Code") == "AccessDenied" or status == 403:
+                        denied.append(permission)
+            return denied
+
+        denied = await self._bucket.call(refused, key)
+        if denied:
+            raise StoreAccessError(
+                f"{self._bucket.description} does not let these credentials read Object Lock settings "
+                f"({' and '.join(denied)}): whether a lock forbids removing {key} cannot be known; grant them "
+                "(nothing was written)"
+            )
+        self._locks_readable = True
+
     async def _hold(self, key: str, version: str | None) -> Hold | None:
+        await self._may_read_locks(key, version)
         args: dict[str, Any] = {"Bucket": self._bucket.name, "Key": key}
         if version not in (None, "null"):
             args["VersionId"] = version
@@ -90,12 +128,32 @@ class S3Removal:
         legal = head.get("ObjectLockLegalHoldStatus") == "ON"
         return Hold(key, version, mode, until if mode else None, legal) if mode or legal else None
 
+    async def versions_in(self, folder: str) -> list[StoredVersion]:
+        """Every version and delete marker under *folder*, each key's current one marked (a store
+        that lists no versions: each key once, without a version)."""
+        try:
+            return [
+                StoredVersion(key, version.version_id, version.deleted, version.latest)
+                async for page in self._bucket.version_pages(folder)
+                for key, version in page.versions
+            ]
+        except NoVersionListing:
+            return [StoredVersion(key, None) async for key in self._bucket.list_keys(folder)]
+
+    async def remove_versions(self, versions: Sequence[StoredVersion], *, bypass_governance: bool = False) -> Removal:
+        """Delete exactly *versions*, data versions before delete markers; versions the store keeps
+        are returned as holds."""
+        ordered = sorted(versions, key=lambda v: v.deleted)
+        return await self._delete([(v.key, v.version_id, v.deleted) for v in ordered], bypass_governance)
+
     async def remove(
         self, keys: Sequence[str], *, bypass_governance: bool = False, prefix: str | None = None
     ) -> Removal:
         """Delete every version of *keys* (given *prefix*: of every key under it); versions the
         store keeps are returned as holds."""
-        versions = await self._versions(keys, prefix)
+        return await self._delete(await self._versions(keys, prefix), bypass_governance)
+
+    async def _delete(self, versions: list[tuple[str, str | None, bool]], bypass_governance: bool) -> Removal:
         result = Removal()
         for start in range(0, len(versions), _BATCH):
             batch = versions[start : start + _BATCH]

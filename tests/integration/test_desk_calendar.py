@@ -38,9 +38,9 @@ class ReadingFolder(LocalStore):
         super().__init__(root)
         self.read_keys: list[str] = []
 
-    async def read(self, key: str, max_bytes: int = 1 << 20) -> bytes:
+    async def read(self, key: str, max_bytes: int = 1 << 20, *, version_id: str | None = None) -> bytes:
         self.read_keys.append(key)
-        return await super().read(key, max_bytes)
+        return await super().read(key, max_bytes, version_id=version_id)
 
 
 def book_over(root: Path, clock: FakeClock) -> tuple[DayBook, ReadingFolder]:
