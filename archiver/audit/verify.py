@@ -24,7 +24,7 @@ from archiver.audit.recordings import RecordChecker
 from archiver.core import keys, seal
 from archiver.core.clock import Clock, SystemClock
 from archiver.store import Store
-from archiver.store.listing import DayListing, day_listings
+from archiver.store.listing import DayListing, archive_days, day_listings, day_of_folder
 from archiver.store.seals import ChainReader
 
 __all__ = ["MANIFEST_GRACE", "Problem", "Verifier", "VerifyReport"]
@@ -62,11 +62,14 @@ class Verifier:
         deep: bool = False,
         sample_percent: float = 0.0,
         recorded_seals: tuple[str, ...] = (),
+        every_sealed_day: bool = False,
     ) -> VerifyReport:
         """Check *days* (None: the whole archive) and the seal chain.
 
         *recorded_seals*: SHA-256 digests of seals recorded outside the bucket (a head printed by
-        an earlier verify); each must still be a seal of the chain.
+        an earlier verify); each must still be a seal of the chain. *every_sealed_day*: of the days
+        not checked, each the seals name must still have its folder (one listing a month: a whole
+        day deleted is found the night it goes, not when its turn comes).
         """
         report = VerifyReport()
         self._manifests.unsealed = []  # manifests no seal named when the chain was read
@@ -88,13 +91,15 @@ class Verifier:
         for key in sealed:
             sealed_in.setdefault(key.rsplit("/", 1)[0] + "/", []).append(key)
         expired = lifecycle.expired_in(chain, self._prefix, days, report)
+        lifecycle.check_expiry_records(chain, self._retention, report)
         if self._retention is not None:
             await lifecycle.check_overdue(self._store, self._prefix, chain, self._clock, self._retention, report)
-        lifecycle.check_expired_manifests(chain, expired, sealed_in, report)
+        present: dict[str, set[str]] = {}  # the manifests an expired day still holds
         async for listing in day_listings(self._store, self._prefix, days):
             if listing.folder in expired:
                 if listing.objects:
                     lifecycle.expired_leftovers(listing, expired[listing.folder], report)
+                    present[listing.folder] = set(listing.manifests.values())
                 continue
             for key in sealed_in.pop(listing.folder, []):  # a sealed manifest must stay
                 if key not in listing.manifests.values():
@@ -103,9 +108,19 @@ class Verifier:
                 continue
             report.days += 1
             await self._verify_day(listing, report, sealed, deep=deep, sample=sample_percent / 100)
+        lifecycle.check_expired_manifests(chain, expired, sealed_in, present, report)
         if days is None:  # the whole archive: a sealed day whose folder is gone lists nothing at all
             for gone in sealed_in.values():
                 report.problems += [Problem(k, "a sealed manifest is not in the archive any more") for k in gone]
+        elif every_sealed_day and sealed_in:
+            held = set(await archive_days(self._store, self._prefix))
+            for folder, gone in sorted(sealed_in.items()):
+                if day_of_folder(self._prefix, folder) not in held:
+                    report.problems.append(
+                        Problem(
+                            folder, f"a sealed day is gone: its folder holds nothing ({len(gone)} sealed manifest(s))"
+                        )
+                    )
         if self._manifests.unsealed:  # a day closed while this ran? Its seal comes just after its manifest
             await reader.read_newer()
             for key, number, digest in self._manifests.unsealed:
