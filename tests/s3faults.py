@@ -74,6 +74,9 @@ class S3Request:
                 if sub in q:
                     return name
             return "ListObjects"
+        for sub, name in (("retention", "GetObjectRetention"), ("legal-hold", "GetObjectLegalHold")):
+            if sub in q:
+                return name
         return "GetObject"
 
 
