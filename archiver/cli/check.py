@@ -38,6 +38,7 @@ from archiver.state.ledger import Ledger
 from archiver.store import ControlStore, Store, put_bytes
 from archiver.store.probe import refuses_second_create
 from archiver.store.s3 import S3Store
+from archiver.store.seals import ChainReader
 
 
 def check(args: argparse.Namespace, clock: Clock | None = None) -> int:
@@ -69,6 +70,7 @@ async def _check_one(config: Config, clock: Clock) -> int:
         if worst == EXIT_OK:
             worst = max(worst, await _sample(parts, config, clock.now().astimezone(config.source.tz)))
         print(_retention_line(config))
+        await _check_zone(parts.store, config)
         if isinstance(parts.store, S3Store):
             features, verdict = await _check_bucket_features(parts.store, config, parts.control)
             if verdict != EXIT_OK:
@@ -260,6 +262,31 @@ async def _check_checksums(store: S3Store, key: str) -> None:
         print(_CHECKSUMS[await store.checksum_kept(key)])
     except ArchiverError as exc:
         print(f"WARN  checksums: whether the store checks ChecksumSHA256 could not be probed: {exc}")
+
+
+async def _check_zone(store: Store, config: Config) -> None:
+    """The zone the archive's days are filed in, as its last seal states it, against the configuration's."""
+    reader = ChainReader(store, config.storage.prefix)
+    try:
+        await reader.read_head()
+    except ArchiverError as exc:
+        print(f"WARN  time zone: the seal chain could not be read: {exc}")
+        return
+    stated, named = reader.chain.timezone, config.source.timezone
+    if stated is not None and named is not None and stated != named:
+        print(
+            f"WARN  time zone: source.timezone says {named}, the archive's seals say its days are filed in {stated}: "
+            f"new days would be filed in another zone than the old; expire reads every day in {stated}"
+        )
+    elif stated is not None:
+        print(f"ok    time zone: the archive's days are filed in {stated}, as its seals say")
+    elif named is None:
+        print(
+            "WARN  time zone: no seal states the zone the archive's days are filed in yet, and source.timezone is "
+            f"not set: days are filed in {config.source.tz.key}; set it before `archiver expire` runs"
+        )
+    else:
+        print(f"ok    time zone: days are filed in {named} (source.timezone)")
 
 
 def _ledger_line(path: Path) -> str:

@@ -94,6 +94,17 @@ def test_backfill_exits_0_and_a_rerun_writes_nothing(secret_sim: Simulator, tmp_
     assert archive_objects(bucket) == objects
     assert '"shard.run_started"' in second.stderr  # a re-run is a new run: it read every day again
 
+    # The seals now state the zone the days are filed in; a configuration that names another is said.
+    moved = cli_config(tmp_path, secret_sim, s3(bucket))
+    raw = yaml.safe_load(moved.read_text())
+    raw["source"]["timezone"] = "UTC"
+    moved.write_text(yaml.safe_dump(raw))
+    checked = archiver("check", "-c", str(moved))
+    assert (
+        "WARN  time zone: source.timezone says UTC, the archive's seals say its days are filed in Asia/Ho_Chi_Minh"
+        in checked.stdout
+    ), checked.stdout
+
 
 def test_a_dry_run_prints_the_plan_and_writes_nothing(secret_sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
     """--dry-run lists calls per day and creates neither objects nor a ledger."""
@@ -165,6 +176,7 @@ def test_check_reports_each_part(secret_sim: Simulator, tmp_path: Path, bucket: 
     assert "ok    create-only: the store refuses a second multipart upload of a key too" in good.stdout
     # moto keeps the ChecksumSHA256 it is sent without checking it: said, so that no one takes it for proof
     assert "WARN  checksums: the store keeps the ChecksumSHA256 it is sent without checking it" in good.stdout
+    assert "WARN  time zone: no seal states the zone the archive's days are filed in yet" in good.stdout
     assert bucket.objects() == {}  # the probe object is removed again
     bad = archiver("check", "-c", str(config), secret="0badc0de")
     assert bad.returncode == 2
