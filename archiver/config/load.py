@@ -98,7 +98,7 @@ def parse_configs(
     assert isinstance(expanded, dict)
     _read_secret_files(expanded, problems)
     if base_dir is not None:
-        _resolve_state_path(expanded, base_dir)
+        _resolve_paths(expanded, base_dir)
     if ("source" in expanded) == ("sources" in expanded):
         # Said here, not only by the model, so that it comes with the file's other problems.
         problems.append(ONE_OR_MANY)
@@ -183,12 +183,14 @@ def _read_secret_file(where: str, section: dict[str, Any], problems: list[str]) 
             section[name] = ""
 
 
-def _resolve_state_path(data: dict[str, Any], base_dir: Path) -> None:
-    state = data.get("state")
-    if isinstance(state, dict) and isinstance(state.get("path"), str):
-        path = Path(state["path"])
-        if not path.is_absolute():
-            state["path"] = str(base_dir / path)
+def _resolve_paths(data: dict[str, Any], base_dir: Path) -> None:
+    """The local paths a file may give relative to its own folder: the ledger, the results folder."""
+    for name, key in (("state", "path"), ("metrics", "textfile_dir")):
+        section = data.get(name)
+        if isinstance(section, dict) and isinstance(section.get(key), str):
+            path = Path(section[key])
+            if not path.is_absolute():
+                section[key] = str(base_dir / path)
 
 
 def _dotted(loc: tuple[str | int, ...]) -> str:
