@@ -15,6 +15,7 @@ import contextlib
 import gc
 import importlib
 import json
+import os
 import signal
 import sys
 import time
@@ -77,7 +78,21 @@ def _failed(args: argparse.Namespace, error: BaseException | str, code: int) -> 
         print(json.dumps(event, ensure_ascii=False), file=sys.stderr)
     else:
         print(f"archiver: {error}", file=sys.stderr)
+    if os.environ.get("NOTIFY_SOCKET"):
+        _tell_systemd(error, code)
     return code
+
+
+def _tell_systemd(error: BaseException | str, code: int) -> None:
+    """Under systemd (``archiver.service`` is ``Type=notify``), say why the command stopped in the
+    unit's status line, which ``systemctl status`` shows in full after the process ended; the
+    journal's JSON line is cut to the terminal's width there."""
+    from archiver.service.notify import Notifier  # noqa: PLC0415 - only a command systemd started needs it
+
+    problems = error.problems if isinstance(error, ConfigError) else []
+    said = problems[0] if problems else (str(error).splitlines() or [""])[0]
+    more = f" (and {len(problems) - 1} more problem(s): journalctl -u archiver)" if len(problems) > 1 else ""
+    Notifier().status(f"stopped with exit code {code}: {said}{more}")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ from archiver.config.models import ONE_OR_MANY, Config
 from archiver.config.structure import Invalid, structure
 from archiver.errors import ConfigError
 
+SYSTEMD_CREDENTIALS = "/run/credentials/"  # where systemd hands a unit its LoadCredential= files
 _FILE_SECRETS = ("api_key", "api_secret")  # may also come from source.<name>_file
 _SECRET_KEYS = frozenset({*_FILE_SECRETS, "ping_url"})  # values never echoed in a problem
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")  # $$, ${VAR}, ${VAR:-default}
@@ -179,8 +180,19 @@ def _read_secret_file(where: str, section: dict[str, Any], problems: list[str]) 
             section[name] = Path(str(file_name)).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            problems.append(f"At '{where}.{file_key}': cannot read {file_name}: {reason}")
+            problems.append(f"At '{where}.{file_key}': cannot read {file_name}: {reason}{_credential_hint(file_name)}")
             section[name] = ""
+
+
+def _credential_hint(file_name: object) -> str:
+    """What to look at when a secret systemd was to hand the service is not there: the units load
+    /etc/archiver as credentials, so the file is missing from that folder (a package install
+    that was not yet given its secrets)."""
+    if not str(file_name).startswith(SYSTEMD_CREDENTIALS):
+        return ""
+    return (
+        " (a systemd credential: put the file in the folder the unit's LoadCredential= names, /etc/archiver as shipped)"
+    )
 
 
 def _resolve_paths(data: dict[str, Any], base_dir: Path) -> None:

@@ -175,7 +175,13 @@ def test_the_package_installs_upgrades_and_is_removed_on_a_booted_debian(
         assert machine.show("archiver.service", "NRestarts") == "0"
         status = machine.run("systemctl status archiver.service --no-pager --lines=20").stdout
         assert "status=2" in status
-        assert "At 'source.api_key_file': cannot read" in status
+        said = (
+            "Status: \"stopped with exit code 2: At 'source.api_key_file': cannot read "
+            "/run/credentials/archiver.service/archiver_ccall-api-key: No such file or directory (a systemd "
+            "credential: put the file in the folder the unit's LoadCredential= names, /etc/archiver as shipped) "
+            '(and 1 more problem(s): journalctl -u archiver)"'
+        )
+        assert said in status, status
 
         # Configured and started as the README says.
         secrets = {
