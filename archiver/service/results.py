@@ -51,7 +51,7 @@ def write_result(path: Path, command: str, *, started: float, finished: float, e
 def _last_success(path: Path, command: str) -> float | None:
     """The last success *path* records for *command*; None when it records none or is unreadable."""
     try:
-        families = _families(path.read_text(encoding="utf-8"))
+        families = _families(_read_small(path))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     for family in families:
@@ -59,6 +59,18 @@ def _last_success(path: Path, command: str) -> float | None:
             if sample.name == LAST_SUCCESS and sample.labels.get("command") == command:
                 return float(sample.value)
     return None
+
+
+MAX_RESULT_BYTES = 64 * 1024  # a command's result is a few hundred bytes; anything larger is not one
+
+
+def _read_small(path: Path) -> str:
+    """*path*'s text, read only when it is as small as a result is (a scrape reads every file)."""
+    with path.open("rb") as file:
+        data = file.read(MAX_RESULT_BYTES + 1)
+    if len(data) > MAX_RESULT_BYTES:
+        raise ValueError(f"{path} is larger than a result ({MAX_RESULT_BYTES} bytes)")
+    return data.decode("utf-8")
 
 
 def _families(text: str) -> list[Metric]:
@@ -81,7 +93,7 @@ class CommandResults(Collector):
         seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         for path in self._newest_first():
             try:
-                families = _families(path.read_text(encoding="utf-8"))
+                families = _families(_read_small(path))
             except (OSError, UnicodeDecodeError, ValueError):
                 unreadable += 1
                 continue

@@ -67,20 +67,24 @@ def test_a_command_that_never_succeeded_has_no_success_time(tmp_path: Path) -> N
 
 def test_the_daemon_serves_every_result_file_of_its_folder(tmp_path: Path) -> None:
     """verify's, reconcile's and expire's files are merged into one family each; other files'
-    families and files that are not the text format are not served, and are counted."""
+    families are not served; files that are not the text format, or far too large to be a result,
+    are counted instead."""
     write_result(tmp_path / "verify.prom", "verify", started=1.0, finished=2.0, exit_code=0)
     write_result(tmp_path / "reconcile.prom", "reconcile", started=1.0, finished=3.0, exit_code=1)
     write_result(tmp_path / "expire.prom", "expire", started=1.0, finished=4.0, exit_code=0)
     (tmp_path / "node.prom").write_text("# TYPE node_thing gauge\nnode_thing 1\n")
     (tmp_path / "broken.prom").write_bytes(b"\xff\xfe not text")
     (tmp_path / "notes.txt").write_text("not read: only *.prom files are\n")
+    huge = "# TYPE archiver_command_last_exit_code gauge\n" + 'archiver_command_last_exit_code{command="x"} 0\n' * 5000
+    (tmp_path / "huge.prom").write_text(huge)  # far larger than any result: not read at every scrape
     found = served(tmp_path)
     assert found[("archiver_command_last_exit_code", cmd("verify"))] == 0
     assert found[("archiver_command_last_exit_code", cmd("reconcile"))] == 1
     assert found[("archiver_command_last_run_timestamp_seconds", cmd("expire"))] == 4.0
     assert ("archiver_command_last_success_timestamp_seconds", cmd("reconcile")) not in found
     assert not any(name.startswith("node_") for name, _ in found)
-    assert found[("archiver_textfiles_unreadable", ())] == 1
+    assert ("archiver_command_last_exit_code", cmd("x")) not in found
+    assert found[("archiver_textfiles_unreadable", ())] == 2
 
 
 def test_a_series_in_two_files_is_served_once_from_the_newer(tmp_path: Path) -> None:
