@@ -1,11 +1,12 @@
-"""The README's wheel install (for other distributions), run verbatim on a booted Debian 12, gives working units.
+"""The README's wheel install (for other distributions), run verbatim on a booted Debian 12,
+gives working units.
 
 A minimal Debian 12 root is built once with debootstrap (from the Debian archive this machine's
 apt uses) and cached; each run boots a copy of it with systemd-nspawn, sharing the host's
-network, so the simulator and the moto S3 server on loopback are reachable from inside. The
-checkout's wheel, units and example config are put where an operator would have them, the
-README's wheel, secrets and start blocks are run as written, and then the units are put through what an
-operator relies on.
+network, so the simulator and the moto S3 server on loopback are reachable from inside
+(tests/booted.py). The checkout's wheel, units and example config are put where an operator would
+have them, the README's wheel, secrets and start blocks are run as written, and then the units
+are put through what an operator relies on. The Debian package's install is test_package.py.
 """
 
 from __future__ import annotations
