@@ -11,6 +11,7 @@
     ├── TransientError             retry later; nothing was changed
     │   ├── ApiUnavailable         5xx, 429, timeout, or a body that is not the API's JSON
     │   └── StoreUnavailable       the object store did not answer, or answered 5xx/SlowDown
+    │       └── StoreConflict      a conditional write raced another on one key (409)
     ├── RecordingError             this call's recording could not be archived now
     │   ├── RecordingRejected      refused by policy: host not allowed, body too large
     │   └── RecordingUnavailable   not served (yet): 404, 5xx, cut off, not audio
@@ -85,6 +86,12 @@ class ApiUnavailable(TransientError):
 
 class StoreUnavailable(TransientError):
     """The object store did not answer, or asked us to slow down."""
+
+
+class StoreConflict(StoreUnavailable):
+    """A conditional write met another conditional write on the same key in flight, and the store
+    refused this one (AWS's 409 ConditionalRequestConflict). For a control object the race is
+    lost (the condition failed); an archive write is tried again, and its condition decides."""
 
 
 class RecordingError(ArchiverError):

@@ -13,6 +13,8 @@ local disk at once, one sidecar-sized object per call). Runs are interleaved so 
 shared machine's load falls on all alike; each figure is a median.
 
     .venv/bin/python -m benchmarks.throughput                  # CPU per object, start-up, 5 runs each
+    .venv/bin/python -m benchmarks.throughput --short          # + 240 calls of short recordings (1 s to 6 s)
+    .venv/bin/python -m benchmarks.throughput --baseline DIR   # + the archiver of the checkout in DIR, interleaved
     .venv/bin/python -m benchmarks.throughput --latency        # + 100 ms per response, concurrency 8/16/32
     .venv/bin/python -m benchmarks.throughput --processes      # + one backfill by 1, 2 and 4 processes
     .venv/bin/python -m benchmarks.throughput --memory         # + 500 MiB recordings, + a 1M-call ledger
@@ -171,9 +173,10 @@ class Bench:
         ledger: Path | None = None,
         sidecars_to: Path | None = None,
         entry: tuple[str, ...] = ("-m", "archiver"),
+        python: str | None = None,
     ) -> Measure:
         """One backfill of DAY; with *sidecars_to*, the sidecars it stored are copied there.
-        *entry*: how Python is told to run the archiver."""
+        *entry*: how Python is told to run the archiver; *python*: another installation's."""
         self.runs += 1
         bucket = make_bucket(self.moto.endpoint)
         folder = self.workdir / f"run{self.runs}"
@@ -182,7 +185,7 @@ class Bench:
         server_before = self.moto.cpu_seconds()
         wall, cpu, rss, log = timed(
             [
-                self.python,
+                python or self.python,
                 *entry,
                 "--log-level",
                 "info",
@@ -365,13 +368,33 @@ def dataset_for(recordings: int, seed: int = 5) -> Dataset:
     return data
 
 
-def compare(bench: Bench, sim: Simulator, concurrency: int, runs: int, out: Callable[[str], None]) -> None:
+def short_dataset_for(calls: int, seed: int = 5) -> Dataset:
+    """*calls* calls on DAY whose recordings are short: 1 s to 6 s of 8 kHz audio (16 KB to 96 KB),
+    where the cost per object, not per byte, decides."""
+    data = Dataset(seed=seed, calls_per_day=calls, max_duration=6)
+    data.calls_on(DAY)
+    return data
+
+
+def compare(
+    bench: Bench,
+    sim: Simulator,
+    concurrency: int,
+    runs: int,
+    out: Callable[[str], None],
+    baseline: str | None = None,
+) -> None:
     """The archiver against rclone (its defaults, --http-no-head, and storing the contract's
-    objects), runs interleaved so that drift in a shared machine's load falls on all alike; medians."""
+    objects), runs interleaved so that drift in a shared machine's load falls on all alike; medians.
+    *baseline*: the Python of another installation of the archiver (an earlier commit's), run
+    interleaved with the rest, so that a change is measured against what it changed."""
     recordings = len(day_recordings(sim))
     sidecars = bench.workdir / f"sidecars-{bench.runs}"
     runs_of: dict[str, list[Measure]] = {"archiver": [], "rclone": [], "rclone --http-no-head": [], FLOOR: []}
+    before: list[Measure] = []
     for _ in range(runs):
+        if baseline is not None:
+            before.append(bench.archiver(sim, concurrency, python=baseline))
         runs_of["archiver"].append(bench.archiver(sim, concurrency, sidecars_to=sidecars))
         runs_of["rclone"].append(bench.rclone(sim, concurrency))
         runs_of["rclone --http-no-head"].append(bench.rclone(sim, concurrency, head=False))
@@ -382,6 +405,8 @@ def compare(bench: Bench, sim: Simulator, concurrency: int, runs: int, out: Call
     ours, theirs = got["archiver"], got["rclone"]
     out(HEADER)
     out(row(f"archiver (concurrency {concurrency})", ours, recordings))
+    if before:
+        out(row(f"archiver, baseline (concurrency {concurrency})", median(before), recordings))
     for name in ("rclone", "rclone --http-no-head"):
         out(row(f"{name} copy (--transfers {concurrency})", got[name], recordings))
     out(row(f"{FLOOR} (2 x --transfers {concurrency})", got[FLOOR], recordings))
@@ -397,6 +422,14 @@ def compare(bench: Bench, sim: Simulator, concurrency: int, runs: int, out: Call
         f"The archiver stored {ours.objects} objects for {ours.calls} calls ({recordings} recordings), "
         f"rclone {theirs.objects} files."
     )
+    if before:
+        was = median(before)
+        paired = [a.cpu_seconds / b.cpu_seconds for a, b in zip(runs_of["archiver"], before, strict=True)]
+        out(
+            f"Against the baseline: CPU {ours.cpu_seconds / was.cpu_seconds:.2f}x (paired runs {min(paired):.2f}x to "
+            f"{max(paired):.2f}x); the baseline's CPU per stored object was "
+            f"{was.cpu_ms_per_object / theirs.cpu_ms_per_object:.2f}x rclone's per file."
+        )
     out(
         f"Wall time: archiver / rclone {ours.seconds / theirs.seconds:.2f}x, / rclone storing the same objects "
         f"{ours.seconds / got[FLOOR].seconds:.2f}x. The S3 server spent {ours.server_cpu_seconds:.2f} CPU s "
@@ -474,7 +507,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recordings", type=int, default=300)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--short", action="store_true", help="also measure 240 calls of short recordings (1 s to 6 s)")
+    parser.add_argument("--only-short", action="store_true", help="measure only the short recordings (and start-up)")
     parser.add_argument("--latency", action="store_true", help="also measure with 100 ms per simulator response")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another commit (git worktree add): its archiver runs beside this one",
+    )
     parser.add_argument("--memory", action="store_true", help="also measure 500 MiB recordings and a 1M-call ledger")
     parser.add_argument("--hosts", action="store_true", help="also run one backfill on 1, 2 and 3 hosts at once")
     parser.add_argument("--processes", action="store_true", help="also run one backfill by 1, 2 and 4 processes")
@@ -488,14 +528,20 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
             bench = Bench(Path(tmp), moto, install(Path(tmp)))
+            baseline = install(Path(tmp), args.baseline) if args.baseline else None
             data = dataset_for(args.recordings)
-            with Simulator(data) as sim:
-                served = day_recordings(sim)
-                size = sum(served)
-                print(
-                    f"\n## Throughput: {len(served)} recordings, {size / (1 << 20):.0f} MiB, median of {args.runs} runs\n"
-                )
-                compare(bench, sim, 8, args.runs, print)
+            cases = [] if args.only_short else [(data, "")]
+            if args.short or args.only_short:
+                cases.append((short_dataset_for(240), "240 calls of short recordings: "))
+            for dataset, what in cases:
+                with Simulator(dataset) as sim:
+                    served = day_recordings(sim)
+                    size = sum(served)
+                    print(
+                        f"\n## Throughput: {what}{len(served)} recordings, {size / (1 << 20):.1f} MiB, "
+                        f"median of {args.runs} runs\n"
+                    )
+                    compare(bench, sim, 8, args.runs, print, baseline)
             print(f"\n## Start-up: median of {args.runs} runs\n")
             startup(bench, args.runs, print)
             if args.latency:
@@ -516,12 +562,13 @@ def main() -> int:
     return 0
 
 
-def install(tmp: Path) -> str:
+def install(tmp: Path, source: Path | None = None) -> str:
     """The archiver installed as an operator installs it (``pip install``, no development tools,
-    bytecode compiled) in a virtual environment of its own; its Python."""
-    venv = tmp / "installed"
+    bytecode compiled) in a virtual environment of its own; its Python. *source*: a checkout to
+    install from (default: this one)."""
+    venv = tmp / ("installed" if source is None else "baseline")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "pip"), "install", "-q", str(Path(__file__).resolve().parents[1])]
+    pip = [str(venv / "bin" / "pip"), "install", "-q", str(source or Path(__file__).resolve().parents[1])]
     subprocess.run(pip, check=True, env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
     return str(venv / "bin" / "python")
 

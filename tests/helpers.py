@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import json
 import os
 import re
@@ -335,79 +334,6 @@ class TinyServer:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> TinyServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-class StrippingProxy:
-    """An HTTP proxy in front of an S3 server that drops the headers a conditional write relies on
-    (If-None-Match, If-Match), as some S3-compatible servers ignore them; *alter_body* changes
-    each request body on the way (a damaged upload)."""
-
-    def __init__(
-        self,
-        target: str,
-        strip: tuple[str, ...] = ("if-none-match", "if-match"),
-        alter_body: Callable[[bytes], bytes] | None = None,
-        reply: Callable[[str, str], tuple[int, bytes] | None] | None = None,
-    ) -> None:
-        """*reply* (method, path) -> (status, XML body) answers a request itself, as a store that
-        lacks a feature does; None forwards it."""
-        host, port = target.removeprefix("http://").split(":")
-        dropped = {h.lower() for h in strip} | {"host", "connection", "transfer-encoding", "content-length"}
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                canned = reply(self.command, self.path) if reply is not None else None
-                if canned is not None:
-                    self.send_response(canned[0])
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(canned[1])))
-                    self.end_headers()
-                    self.wfile.write(canned[1])
-                    return
-                if body is not None and alter_body is not None:
-                    body = alter_body(body)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
-                if body is not None:
-                    headers["Content-Length"] = str(len(body))
-                upstream = http.client.HTTPConnection(host, int(port), timeout=30)
-                try:
-                    upstream.request(self.command, self.path, body=body, headers=headers)
-                    answer = upstream.getresponse()
-                    data = answer.read()
-                finally:
-                    upstream.close()
-                self.send_response(answer.status)
-                for name, value in answer.getheaders():
-                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(name, value)
-                # A HEAD's answer has no body: its Content-Length is the object's, as the server said.
-                declared = answer.getheader("Content-Length") or "0" if self.command == "HEAD" else str(len(data))
-                self.send_header("Content-Length", declared)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = forward
-
-            def log_message(self, *args: object) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> StrippingProxy:
         self._thread.start()
         return self
 
@@ -750,9 +676,10 @@ class Browse:
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
-        match = re.search(r"http://\S+", line)
-        assert match, line
+        match = re.search(r"https?://\S+", line)
+        assert match, line or log.read_text()[-2000:]
         self.url = match.group(0)
+        self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
 
     def close(self) -> int:
         self.process.terminate()

@@ -45,8 +45,9 @@ class Parked:
 CallOutcome = Recording | Parked
 
 
-def archived(key: str, download: Download, source_url: str) -> Archived:
-    """The record of a verified download stored under *key*."""
+def archived(key: str, download: Download, source_url: str, composite_sha256: str | None = None) -> Archived:
+    """The record of a verified download stored under *key* (*composite_sha256*: the store's
+    checksum of it, when it went up in parts)."""
     return Archived(
         key=key,
         size=download.size,
@@ -56,6 +57,7 @@ def archived(key: str, download: Download, source_url: str) -> Archived:
         audio=download.audio.as_dict() if download.audio else None,
         fetched_from=download.url,
         trailing_bytes=download.trailing_bytes,
+        composite_sha256=composite_sha256,
     )
 
 
@@ -138,8 +140,7 @@ class CallArchiver:
             return Rejected(url, exc.detail)
         with download:
             key = keys.audio_key(self._prefix, day, cdr.call_id, download.format, audio_revision)
-            await self._store_audio(key, download, cdr.call_id)
-            return archived(key, download, url)
+            return archived(key, download, url, await self._store_audio(key, download, cdr.call_id))
 
     async def _stored_audio(self, cdr: Cdr, day: date, record: PendingCall) -> Archived | None:
         """The audio an earlier run stored for this call and never finished (a crash between the
@@ -150,7 +151,8 @@ class CallArchiver:
         url = str(cdr.recording_url)
         for fmt in CONTENT_TYPES:
             key = keys.audio_key(self._prefix, day, cdr.call_id, fmt)
-            if await self._store.head(key) is None:
+            info = await self._store.head(key)
+            if info is None:
                 continue
             try:
                 download = await self._fetcher.take(self._store.stream(key), url=url)
@@ -164,7 +166,8 @@ class CallArchiver:
                     f"since ({record.attempts} tries until {utc_text(record.last_attempt)})"
                 )
                 log.warning("call.completed_from_store", call_id=cdr.call_id, key=key, attempts=record.attempts)
-                return dataclasses.replace(archived(key, download, url), completed_from_store=why)
+                stored = archived(key, download, url, info.composite_sha256)
+                return dataclasses.replace(stored, completed_from_store=why)
         return None
 
     def _park(self, cdr: Cdr, day: date, pending: PendingCall | None, exc: RecordingUnavailable) -> PendingCall:
@@ -193,10 +196,12 @@ class CallArchiver:
         )
         return record
 
-    async def _store_audio(self, key: str, download: Download, call_id: str) -> None:
-        async def put() -> None:
+    async def _store_audio(self, key: str, download: Download, call_id: str) -> str | None:
+        """Store the download create-only; the store's composite checksum of it (see Store.put)."""
+
+        async def put() -> str | None:
             try:
-                await self._store.put(
+                return await self._store.put(
                     key,
                     download.file,
                     size=download.size,
@@ -206,24 +211,25 @@ class CallArchiver:
                     storage_class=self._storage_class,
                 )
             except ObjectExists:
-                await self._check_existing_audio(key, download)
+                return await self._check_existing_audio(key, download)
 
-        await self._outage.run(put)
+        return await self._outage.run(put)
 
-    async def _check_existing_audio(self, key: str, download: Download) -> None:
-        """An audio object without its sidecar: keep it only if it has the same bytes."""
+    async def _check_existing_audio(self, key: str, download: Download) -> str | None:
+        """An audio object without its sidecar: keep it only if it has the same bytes, read and
+        hashed (a checksum in the object's metadata, or one a store keeps unchecked, is only its
+        writer's word). Returns the store's composite checksum of it."""
         info = await self._store.head(key)
         if info is None:
             raise ArchiveConflict(f"{key} was reported as existing but cannot be found")
-        digest = info.sha256 if info.sha256 is not None and info.size == download.size else None
-        if digest is None and info.size == download.size:
-            _, digest = await self._store.digest(key)
+        digest = (await self._store.digest(key))[1] if info.size == download.size else None
         if info.size != download.size or digest != download.sha256:
             raise ArchiveConflict(
                 f"{key} already holds {info.size} bytes that differ from the recording now served "
                 f"({download.size} bytes, sha256 {download.sha256.hex()[:16]}…); nothing was overwritten"
             )
         log.info("recording.already_stored", key=key)
+        return info.composite_sha256
 
     async def _store_sidecar(
         self, cdr: Cdr, day: date, recording: Recording, supersedes_call: str | None = None
@@ -231,16 +237,17 @@ class CallArchiver:
         """Store the sidecar create-only; returns what the day's files will say of the call,
         from the bytes now in the store (an earlier run's, if it got there first)."""
         key = keys.sidecar_key(self._prefix, day, cdr.call_id)
-        document = sidecar.build(
+        doc = sidecar.document(
             cdr, recording, archived_at=self._clock.now(), source=self._source_info, supersedes_call=supersedes_call
         )
+        data = sidecar.encode(doc)
 
-        async def put() -> bytes:
+        async def put() -> dayfiles.CallEntry:
             try:
-                await put_bytes(self._store, key, document, "application/json")
+                await put_bytes(self._store, key, data, "application/json")
             except ObjectExists:
                 log.info("sidecar.already_stored", key=key, call_id=cdr.call_id)
-                return await self._store.read(key)
-            return document
+                return dayfiles.CallEntry.from_sidecar(cdr.call_id, await self._store.read(key))
+            return dayfiles.CallEntry.from_document(cdr.call_id, doc, data)
 
-        return dayfiles.CallEntry.from_sidecar(cdr.call_id, await self._outage.run(put))
+        return await self._outage.run(put)

@@ -171,10 +171,12 @@ class DayCloser:
             name = row.sidecar_name
             if name in pending:
                 entries.append(pending[name])
-            elif listing.folder + name in records:
-                entries.append(await self._entry(row.call_id, listing.folder + name))
-            else:
+                continue
+            if listing.folder + name not in records:  # stored after our listing, by the writer of that set?
+                records = {key for _, _, key in (await list_day(self._store, self._prefix, listing.day)).sidecar_keys()}
+            if listing.folder + name not in records:
                 raise CallError(f"{csv_key} lists {name}, which is not a record of the day; run archiver verify")
+            entries.append(await self._entry(row.call_id, listing.folder + name))
         return entries
 
     async def _seal(self, digests: dict[str, str], *, fresh: Collection[str] = ()) -> None:

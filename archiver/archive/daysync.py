@@ -21,7 +21,7 @@ from archiver.core.clock import Clock
 from archiver.errors import ObjectInColdStorage, StoreAccessError
 from archiver.state.ledger import Ledger
 from archiver.store import ARCHIVE_TIERS, Store, VersionAudit
-from archiver.store.listing import stored_call_ids
+from archiver.store.listing import call_ids_of, list_day, unmanifested
 
 log = structlog.get_logger("archiver.archive")
 
@@ -46,8 +46,13 @@ class DaySync:
                 continue
             listed_at = self._clock.now()
             await self._outage.run(partial(self._put_back, day))
-            found = await self._outage.run(partial(stored_call_ids, self._store, self._prefix, day))
+            listing = await self._outage.run(partial(list_day, self._store, self._prefix, day))
+            found = await self._outage.run(partial(call_ids_of, self._store, listing))
             gone = self._ledger.calls.match_bucket(day, found, listed_at)
+            loose = await self._outage.run(partial(unmanifested, self._store, listing))
+            if loose:  # a record written while the day closed: the day's next close writes its addendum
+                self._ledger.days.reopen(day)
+                log.warning("day.records_unmanifested", day=day.isoformat(), records=len(loose), first=loose[0])
             if gone:
                 log.warning(
                     "day.calls_lost",

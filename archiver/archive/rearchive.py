@@ -229,13 +229,15 @@ class Rearchiver:
     ) -> None:
         call_id = call_id or cdr.call_id
         key = keys.sidecar_key(self._prefix, day, call_id, revision)
-        body = sidecar.build(
-            cdr,
-            recording,
-            archived_at=self._clock.now(),
-            source=self._source_info,
-            revision=sidecar.Revision(revision, supersedes, reason),
-            call_id=call_id,  # an nr- call keeps the id it is filed under, whatever its CDR hashes to now
+        body = sidecar.encode(
+            sidecar.document(
+                cdr,
+                recording,
+                archived_at=self._clock.now(),
+                source=self._source_info,
+                revision=sidecar.Revision(revision, supersedes, reason),
+                call_id=call_id,  # an nr- call keeps the id it is filed under, whatever its CDR hashes to now
+            )
         )
 
         async def put() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Collection
 from functools import partial
@@ -31,10 +32,15 @@ class Sealer:
     seals were kept.
     """
 
-    def __init__(self, store: Store, prefix: str, clock: Clock, *, concurrency: int = 8) -> None:
+    def __init__(
+        self, store: Store, prefix: str, clock: Clock, *, concurrency: int = 8, timezone: str | None = None
+    ) -> None:
+        """*timezone*: the zone the days of the archive are filed in, stated in every seal written
+        (so that retention, and whoever reads the chain, need no configuration to know it)."""
         self._store = store
         self._prefix = prefix
         self._clock = clock
+        self._timezone = timezone
         self._concurrency = concurrency
         self._reader = ChainReader(store, prefix, concurrency=concurrency)
         self._read = False  # whether the chain has been read at all
@@ -69,21 +75,41 @@ class Sealer:
                 self._read = True
             return self._reader.chain
 
-    async def record_expiry(self, expired: list[Expiry]) -> None:
-        """Record the expiry of days in the chain (one seal), unless a seal records them already."""
+    async def record_expiry(self, expired: list[Expiry], policy: str, *, timezone: str | None = None) -> None:
+        """Record in the chain (one seal) the expiry of days, under *policy*, unless a seal records
+        them already as they are: a record of a day recorded before names the manifests its
+        earlier records do not (an addendum written meanwhile). The seal states *policy* when the
+        chain does not yet say it is the one in force. The first seal of an archive also seals
+        every manifest written before seals were kept, as a manifest's seal would. *timezone*: the
+        zone the expired days were read in, stated in the seal (default: the sealer's)."""
         reader = self._reader
         async with self._lock:
             if not reader.whole:
                 await reader.read_all()
                 self._read = True
-            while todo := tuple(e for e in expired if e.folder not in reader.chain.expired()):
-                await self._append(partial(self._expiry_seal, todo))
+            earlier = {} if reader.listed else await self._manifests_before_seals()
+            while todo := _not_recorded(expired, reader.chain):
+                stated = reader.chain.retention_at(reader.chain.length)
+                change = policy if stated is None or stated[1] != policy else None
+                stating = timezone or self._timezone
+                key = await self._append(partial(self._expiry_seal, todo, earlier, change, stating))
+                if key is not None:
+                    earlier = {}
 
     def _manifest_seal(self, manifests: dict[str, str], number: int, head: Link | None) -> Seal:
-        return Seal.new(number, manifests, head, self._clock.now())
+        return Seal.new(number, manifests, head, self._clock.now(), timezone=self._timezone)
 
-    def _expiry_seal(self, expired: tuple[Expiry, ...], number: int, head: Link | None) -> Seal:
-        return Seal.new(number, {}, head, self._clock.now(), expired=expired)
+    def _expiry_seal(
+        self,
+        expired: tuple[Expiry, ...],
+        manifests: dict[str, str],
+        retention: str | None,
+        timezone: str | None,
+        number: int,
+        head: Link | None,
+    ) -> Seal:
+        now = self._clock.now()
+        return Seal.new(number, manifests, head, now, expired=expired, timezone=timezone, retention=retention)
 
     async def _append(self, make: Callable[[int, Link | None], Seal]) -> str | None:
         """Write the seal *make* gives for the chain's next number; its key, or None when another
@@ -130,3 +156,19 @@ class Sealer:
             for day in await archive_days(self._store, self._prefix):
                 tg.start_soon(day_manifests, keys.day_prefix(self._prefix, day))
         return found
+
+
+def _not_recorded(expired: list[Expiry], chain: Chain) -> tuple[Expiry, ...]:
+    """The records of *expired* the chain does not hold yet: a day not recorded at all, or one
+    whose records do not name all of these manifests (only the others are recorded again)."""
+    recorded = chain.expired()
+    out = []
+    for expiry in expired:
+        if expiry.folder not in recorded:
+            out.append(expiry)
+            continue
+        named = {link.key for link in recorded[expiry.folder][1].manifests}
+        more = tuple(link for link in expiry.manifests if link.key not in named)
+        if more:
+            out.append(dataclasses.replace(expiry, manifests=more))
+    return tuple(out)

@@ -28,6 +28,7 @@ log = structlog.get_logger("archiver.audit.access")
 
 FLUSH_EVERY = 60.0  # seconds: no event waits longer than this to be in the bucket
 TRAIL_LIMIT = 16 << 20  # bytes; one object holds a minute of one process's events
+MAX_PENDING = 10_000  # events kept for a store that refuses them; older ones live on in the log lines
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,26 @@ class AccessEvent:
     remote: str
     via: str  # browse, show, export
     file: str | None = None
+    source: str | None = None  # the source of the call, in a file of several (browse)
+    scope: str | None = None  # what browse.scopes let the user see of that source, and which rule
 
     def line(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def parse(cls, line: str) -> AccessEvent:
+        """An event from its line; the fields this version does not know are left out. ValueError
+        or TypeError when it is not an event."""
+        doc = json.loads(line)
+        if not isinstance(doc, dict):
+            raise ValueError("not an object")
+        event = cls(**{k: v for k, v in doc.items() if k in _FIELDS})
+        if not all(isinstance(getattr(event, name), str) for name in ("at", "user", "action", "call_id", "remote")):
+            raise ValueError("an event without its text fields")
+        return event
+
+
+_FIELDS = frozenset(AccessEvent.__dataclass_fields__)
 
 
 def trail_folder(prefix: str) -> str:
@@ -68,11 +86,42 @@ class AccessTrail:
         self._clock = clock
         self._pending: list[AccessEvent] = []
         self._lock = anyio.Lock()
+        self._last_written: datetime | None = None
 
-    def record(self, *, user: str, action: str, call_id: str, remote: str, via: str, file: str | None = None) -> None:
-        event = AccessEvent(self._clock.now().astimezone(UTC).isoformat(), user, action, call_id, remote, via, file)
+    @property
+    def pending(self) -> int:
+        """Events recorded and not yet in the bucket."""
+        return len(self._pending)
+
+    @property
+    def last_written(self) -> datetime | None:
+        """When this process last wrote events to the bucket."""
+        return self._last_written
+
+    def record(
+        self,
+        *,
+        user: str,
+        action: str,
+        call_id: str,
+        remote: str,
+        via: str,
+        file: str | None = None,
+        source: str | None = None,
+        scope: str | None = None,
+    ) -> None:
+        at = self._clock.now().astimezone(UTC).isoformat()
+        event = AccessEvent(at, user, action, call_id, remote, via, file, source, scope)
         self._pending.append(event)
+        self._bound()
         log.info("browse.access" if via == "browse" else f"{via}.access", **asdict(event))
+
+    def _bound(self) -> None:
+        """Keep at most MAX_PENDING events for a store that refuses them (each is in its log line)."""
+        excess = len(self._pending) - MAX_PENDING
+        if excess > 0:
+            del self._pending[:excess]
+            log.error("access.trail_dropped", events=excess, kept=MAX_PENDING)
 
     async def run(self) -> None:
         """Flush every FLUSH_EVERY seconds; when cancelled (the process stopping), flush what is left."""
@@ -98,11 +147,13 @@ class AccessTrail:
                 data = "".join(e.line() + "\n" for e in lines).encode()
                 try:
                     await put_bytes(self._store, key, data, "application/x-ndjson")
+                    self._last_written = self._clock.now()
                 except ObjectExists:  # a token drawn twice: nothing was overwritten; try another
-                    self._pending.extend(lines)
+                    self._pending[:0] = lines
                 except ArchiverError as exc:  # down, or credentials that may only read
-                    self._pending.extend(lines)
+                    self._pending[:0] = lines
                     log.error("access.trail_not_written", events=len(lines), error=str(exc))
+            self._bound()
 
 
 MAX_LISTED_DAYS = 366  # a range longer than this is read from one listing of the whole trail
@@ -121,9 +172,10 @@ async def read_trail(store: Store, prefix: str, since: date | None, until: date 
             continue
         if (since and when < since) or (until and when >= until):
             continue
-        for number, line in enumerate((await store.read(key, TRAIL_LIMIT)).decode().splitlines(), start=1):
+        text = (await store.read(key, TRAIL_LIMIT)).decode("utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
             try:
-                day_events.setdefault(day, []).append(AccessEvent(**json.loads(line)))
+                day_events.setdefault(day, []).append(AccessEvent.parse(line))
             except (ValueError, TypeError):
                 log.warning("access.line_unreadable", key=key, line=number)
     for day in sorted(day_events):
@@ -141,6 +193,28 @@ async def _trail_keys(store: Store, folder: str, since: date | None, until: date
     for n in range((until - since).days):
         async for key in store.list_keys(f"{folder}{since + timedelta(days=n):%Y/%m/%d}/"):
             yield key
+
+
+async def last_trail_write(store: Store, prefix: str) -> datetime | None:
+    """When the newest object of the trail was written (its day folder and the time its name
+    starts with, UTC): a listing per level, of the newest day's objects at the end."""
+    folder = trail_folder(prefix)
+    path = folder
+    for _ in range(3):  # YYYY/, MM/, DD/
+        names = [name async for name in store.list_folders(path) if name.rstrip("/").isdigit()]
+        if not names:
+            return None
+        path += max(names).rstrip("/") + "/"
+    newest = None
+    async for key in store.list_keys(path):
+        name = key[len(path) :]
+        newest = name if newest is None or name > newest else newest
+    if newest is None:
+        return None
+    try:
+        return datetime.strptime(path[len(folder) :] + newest[:6], "%Y/%m/%d/%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def days_window(since: datetime | None, until: datetime | None) -> tuple[date | None, date | None]:

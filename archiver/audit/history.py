@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from itertools import pairwise
 
-from archiver.store import KeyHistory, VersionAudit
+from archiver.store import ARCHIVE_TIERS, KeyHistory, VersionAudit
 
 
 async def describe(audit: VersionAudit, history: KeyHistory) -> tuple[str, bool]:
@@ -20,6 +20,14 @@ async def describe(audit: VersionAudit, history: KeyHistory) -> tuple[str, bool]
     if first.deleted:
         return "a delete marker before any version: it was deleted after it was archived", True
     if versions[-1].deleted:
+        kept = history.deleted
+        if kept is not None and kept.storage_class in ARCHIVE_TIERS:  # a copy needs a readable source
+            return (
+                f"deleted on {_when(versions[-1].at)} (a delete marker); the version to put back is in "
+                f"{kept.storage_class}: restore it (aws s3api restore-object --version-id {kept.version_id}), then "
+                "`archiver backfill` over its day puts it back",
+                True,
+            )
         return (
             f"deleted on {_when(versions[-1].at)} (a delete marker): `archiver backfill` over its day puts it back",
             True,

@@ -15,6 +15,7 @@ from archiver.cli.common import dates, days, heading, setup
 from archiver.cli.output import print_rearchive, print_report
 from archiver.compose import assemble
 from archiver.config.models import Config, StateConfig
+from archiver.core import retention
 from archiver.core.report import RunReport
 from archiver.core.windows import plan_windows
 from archiver.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
@@ -89,7 +90,7 @@ def _kept(config: Config, since: datetime, until: datetime) -> tuple[datetime, d
     if keep is None:
         return since, until
     tz = config.source.tz
-    first = datetime.combine((datetime.now(tz) - keep).date(), time(0), tz)
+    first = datetime.combine(retention.first_kept(datetime.now(tz), keep, tz), time(0), tz)  # as expire reckons
     if since >= first:
         return since, until
     log.warning(
@@ -196,7 +197,7 @@ def _dry_run(configs: tuple[Config, ...], config: Config, since: datetime, until
     title = heading(configs, config)
     if title:
         print(title)
-    print(f"plan for {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} ({config.source.timezone}), nothing written:")
+    print(f"plan for {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} ({config.source.tz.key}), nothing written:")
     print(f"{'day':<12}{'calls':>8}{'recordings':>12}{'stored':>8}{'to archive':>12}")
     total = dict.fromkeys(("calls", "recordings", "stored", "to_archive"), 0)
     for day, counts in found.items():

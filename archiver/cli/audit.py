@@ -28,7 +28,8 @@ from archiver.core.windows import nightly_days
 from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from archiver.state.ledger import Ledger
 from archiver.store import Store
-from archiver.store.listing import archive_days
+from archiver.store.listing import archive_days, day_of_folder
+from archiver.store.seals import read_chain
 
 log = structlog.get_logger("archiver.cli")
 
@@ -83,13 +84,19 @@ def verify(args: argparse.Namespace) -> int:
 async def _nightly(config: Config, store: Store, verifier: Verifier, *, recent: int, older: int) -> VerifyReport:
     """Re-hash the recent days and the next run of older ones; the ledger keeps where the run stopped."""
     today = datetime.now(config.source.tz).date()
-    found = await archive_days(store, config.storage.prefix)
+    prefix = config.storage.prefix
+    chain = await read_chain(store, prefix)
+    # The days drawn from are those with objects and those the seals name: a sealed day deleted
+    # whole has no folder to list, and must still come round.
+    sealed = {day_of_folder(prefix, key.rsplit("/", 1)[0] + "/") for key in chain.sealed()}
+    expired = {day_of_folder(prefix, folder) for folder in chain.expired()}
+    found = sorted(set(await archive_days(store, prefix)) | {d for d in sealed - expired if d is not None})
     ledger = Ledger.open(config.state.path, store_identity=store_identity(config)) if older else None
     try:
         after = ledger.progress.verify_after() if ledger else None
         chosen, after = nightly_days(found, today, recent=recent, older=older, after=after)
         log.info("verify.days_chosen", days=[d.isoformat() for d in chosen], archive_days=len(found))
-        report = await verifier.verify(chosen, deep=True)
+        report = await verifier.verify(chosen, deep=True, every_sealed_day=True)
         if ledger is not None and after is not None:
             ledger.progress.set_verify_after(after)
         return report

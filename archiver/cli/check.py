@@ -75,6 +75,7 @@ async def _check_one(config: Config, clock: Clock) -> int:
                 return verdict  # every write would be refused; no point probing
             await _check_lifecycle(parts.store, config, features)
             worst = max(worst, await _check_storage_class(parts.store, config))
+            await _check_checksums(parts.store, f"{config.control_prefix}/check/{uuid.uuid4()}.txt")
         elif config.storage.storage_class != "STANDARD":
             print(f"WARN  storage.storage_class {config.storage.storage_class} means nothing to a local folder")
         worst = max(worst, await _probe(parts.store, f"{config.control_prefix}/check/{uuid.uuid4()}.txt", "store"))
@@ -242,6 +243,23 @@ async def _check_storage_class(store: S3Store, config: Config) -> int:
     else:
         print(f"ok    storage class of recordings: {wanted}" + tail + (cold if info and info.in_archive_tier else ""))
     return EXIT_OK
+
+
+_CHECKSUMS = {
+    "refused": "ok    checksums: the store computes each object's SHA-256 from the bytes it receives and refuses a "
+    "body that disagrees with its ChecksumSHA256: verify compares recordings with it without reading them",
+    "kept unchecked": "WARN  checksums: the store keeps the ChecksumSHA256 it is sent without checking it against "
+    "the bytes: verify's comparison with it is only the writer's word; the nightly verify --deep reads the bytes",
+    "none": "ok    checksums: the store keeps no SHA-256 of its own: verify reads every recording back to hash it",
+}
+
+
+async def _check_checksums(store: S3Store, key: str) -> None:
+    """Whether the store's ChecksumSHA256 is its own (computed from the bytes) or the writer's word."""
+    try:
+        print(_CHECKSUMS[await store.checksum_kept(key)])
+    except ArchiverError as exc:
+        print(f"WARN  checksums: whether the store checks ChecksumSHA256 could not be probed: {exc}")
 
 
 def _ledger_line(path: Path) -> str:

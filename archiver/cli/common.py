@@ -28,7 +28,7 @@ def setup(
     json_lines = {"auto": None, "json": True, "console": False}[args.log_format]
     level = args.log_level or ("warning" if quiet else "info")
     secrets = tuple(secret for config in configs for secret in config.secrets())
-    logs.configure(level=level, json_lines=json_lines, secrets=secrets, stream=stream)
+    logs.configure(level=level, json_lines=json_lines, secrets=secrets, stream=stream, cache=True)
     return configs
 
 

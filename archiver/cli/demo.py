@@ -108,7 +108,7 @@ async def _years_later(config: Config, since: datetime, out: TextIO) -> bool:
             call.call_id, "demo: a data subject's request, ref. DSR-0001", bypass_governance=False, dry_run=False
         )
         keep, policy = config.retention.keep or timedelta(days=1), config.retention.policy or "1d"
-        sealer = Sealer(store, prefix, clock)
+        sealer = Sealer(store, prefix, clock, timezone=tz.key)
         expired = await Expirer(store, prefix, tz=tz, keep=keep, policy=policy, clock=clock, sealer=sealer).run()
         audit = await Verifier(store, prefix, clock=clock).verify(None)
     finally:

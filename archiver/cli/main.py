@@ -223,6 +223,15 @@ def _parser() -> argparse.ArgumentParser:
     trail.add_argument("--until", metavar="DATE", help="exclusive")
     trail.add_argument("--call", metavar="ID", help="only this call")
     trail.add_argument("--user", metavar="U", help="only this user")
+    trail.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="USER",
+        help="only what browse.scopes lets USER see (their groups from browse.users_file, and --group)",
+    )
+    trail.add_argument(
+        "--group", action="append", default=[], metavar="G", help="with --as: a group USER is in (repeatable)"
+    )
     trail.add_argument("--json", action="store_true", help="print a JSON list of the events")
     expire = command(
         "expire",

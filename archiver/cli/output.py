@@ -11,8 +11,8 @@ from archiver.core.quantities import format_size
 from archiver.core.report import RunReport
 
 if TYPE_CHECKING:  # the audit commands' reports; a backfill, which prints its own, does not load them
+    from archiver.audit.findings import VerifyReport
     from archiver.audit.reconcile import ReconcileReport
-    from archiver.audit.verify import VerifyReport
 
 
 def print_report(report: RunReport, out: TextIO) -> None:
@@ -110,17 +110,24 @@ def print_verify(report: VerifyReport, out: TextIO) -> None:
     for problem in report.problems:
         print(f"PROBLEM  {problem}", file=out)
     print(
-        f"verified {report.days} days: {report.calls} calls, {report.recordings} recordings "
-        f"({report.rehashed} re-hashed, {format_size(report.bytes_rehashed)}); "
+        f"verified {report.days} days: {report.calls} calls, {report.recordings} recordings; "
         f"{len(report.problems)} problem(s)"
         + (f"; {report.unmanifested} file(s) not yet in a manifest" if report.unmanifested else "")
         + (f"; {report.erased} call(s) erased on request" if report.erased else ""),
         file=out,
     )
+    compared = [
+        f"{report.rehashed} read back and hashed ({format_size(report.bytes_rehashed)})" if report.rehashed else "",
+        f"{report.store_checked} compared with the store's own checksum of their bytes, not read"
+        if report.store_checked
+        else "",
+    ]
+    if any(compared):
+        print("recordings: " + "; ".join(c for c in compared if c), file=out)
     if report.cold:
         print(
-            f"{report.cold} recording(s) in cold storage were not re-hashed (their size and stored checksum were "
-            "checked): `archiver restore` brings them back",
+            f"{report.cold} recording(s) in cold storage could not be read back: compared with the store's own "
+            "checksum instead; `archiver restore` brings them back",
             file=out,
         )
     for policy, count in sorted(report.expired.items()):

@@ -48,7 +48,7 @@ def expire(args: argparse.Namespace) -> int:
                 expirer = Expirer(
                     store,
                     config.storage.prefix,
-                    tz=config.source.tz,
+                    tz=config.source.tz_given,  # None: the archive's seals say the zone
                     keep=keep,
                     policy=policy,
                     clock=clock,

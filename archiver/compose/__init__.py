@@ -115,7 +115,7 @@ async def assemble(
             prefix=prefix,
             tz=source.tz,
             close_after=config.poll.lookback + config.poll.settle,
-            sealer=Sealer(store, prefix, clock, concurrency=download.concurrency),
+            sealer=Sealer(store, prefix, clock, concurrency=download.concurrency, timezone=source.tz.key),
         )
         archiver = Archiver(
             client=client,

@@ -12,7 +12,8 @@ One boto3 client per bucket, made in a worker thread at its first request (see
   upload (``aws-chunked`` bodies with ``x-amz-trailer``), which Ceph RGW before 18, older MinIO,
   and several other S3-compatible stores refuse. The archiver sends its own ``ChecksumSHA256``
   (computed while downloading) on every write instead, and validates nothing twice on reads;
-- ``max_pool_connections``: at least as many as requests can run at once.
+- ``max_pool_connections``: at least as many as requests can run at once;
+- timestamps in answers parsed by the standard library (``parse_timestamp``), not dateutil.
 
 Credentials come from the usual AWS chain (environment, shared-credentials file, profile,
 instance role, SSO, web identity), with ``storage.credentials_file`` first when it exists.
@@ -30,11 +31,14 @@ from archiver.source.http import USER_AGENT
 from archiver.store import ControlStore, Store
 from archiver.store.local import LocalStore
 from archiver.store.s3 import S3Store
-from archiver.store.s3_bucket import S3Bucket
+from archiver.store.s3_bucket import S3Bucket, parse_timestamp
 from archiver.store.s3_control import S3ControlStore
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+CONTROL_REQUESTS = 2  # control requests at once (leases, membership, shard claims)
 
 
 def store_identity(config: Config) -> str:
@@ -65,10 +69,13 @@ def make_control_store(config: Config, store: Store) -> ControlStore | None:
     """
     if not config.coordination.enabled or not isinstance(store, S3Store):
         return None
+    # A limiter of their own: a lease renewal must not wait behind the archive's part uploads on a
+    # slow uplink, or it misses its deadline and the lease passes to another instance.
+    limiter = anyio.CapacityLimiter(CONTROL_REQUESTS)
     if config.coordination.bucket is None:
-        return S3ControlStore(store.s3)
+        return S3ControlStore(store.s3.with_limiter(limiter))
     # A bucket of its own, without Object Lock: control objects are replaced as they are used.
-    return S3ControlStore(s3_bucket(config, config.coordination.bucket, anyio.CapacityLimiter(4)))
+    return S3ControlStore(s3_bucket(config, config.coordination.bucket, limiter))
 
 
 async def close_stores(config: Config, store: Store, control: ControlStore | None) -> None:
@@ -82,7 +89,8 @@ async def close_stores(config: Config, store: Store, control: ControlStore | Non
 def s3_bucket(config: Config, name: str, limiter: anyio.CapacityLimiter) -> S3Bucket:
     """The bucket *name* on ``storage``'s server; its client is made at its first request."""
     storage = config.storage
-    connections = int(limiter.total_tokens) + 2  # a pool as large as the requests at once, and spare
+    # A pool as large as the requests at once: the archive's and, sharing the client, the control store's.
+    connections = int(limiter.total_tokens) + CONTROL_REQUESTS
     return S3Bucket(
         lambda: s3_client(config, connections),
         name,
@@ -117,6 +125,7 @@ def s3_client(config: Config, connections: int) -> S3Client:
         s3={"addressing_style": style},
     )
     session = botocore.session.get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     if storage.credentials_file is not None and os.path.isfile(storage.credentials_file):
         session.set_config_variable("credentials_file", str(storage.credentials_file))
         session.set_config_variable("profile", "default")

@@ -38,7 +38,9 @@ def base_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def timezone(value: str) -> str:
+def timezone(value: str | None) -> str | None:
+    if value is None:
+        return None
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -142,6 +144,40 @@ def header_name(value: str) -> str:
     if not _HEADER_RE.match(value):
         raise ValueError(f"{value!r} is not an HTTP header name (letters, digits and dashes)")
     return value
+
+
+def optional_header_name(value: str | None) -> str | None:
+    return None if value is None else header_name(value)
+
+
+_SCOPE_WHO = re.compile(r"^(\*|group:[^\s:,]{1,64}|[^\s:]{1,128})$")
+_SCOPE_WHAT = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?(/[0-9A-Za-z+*#._-]{1,32})?$")
+
+
+def scopes(value: object) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    """browse.scopes: a mapping of a user name, ``group:NAME`` or ``*`` to ``all`` or a list of
+    ``SOURCE`` and ``SOURCE/EXTENSION`` entries, as (who, what) pairs in the file's order. That
+    each source exists is the whole file's check."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise ValueError('must map a user, "group:NAME" or "*" to a list of sources (or to all)')
+    out = []
+    for who, what in value.items():
+        if not isinstance(who, str) or not _SCOPE_WHO.match(who) or any(ord(c) < 32 for c in who):
+            raise ValueError(f'{who!r} is not a user name, "group:NAME" or "*"')
+        if what == "all":
+            out.append((who, ("all",)))
+            continue
+        if isinstance(what, str):  # alice: hq, for alice: [hq]
+            what = [what]
+        if not isinstance(what, list) or not what:
+            raise ValueError(f"{who}: must be all or a list of sources (SOURCE or SOURCE/EXTENSION)")
+        for item in what:
+            if not isinstance(item, str) or not _SCOPE_WHAT.match(item):
+                raise ValueError(f"{who}: {item!r} is not a source name or SOURCE/EXTENSION (such as hq/101)")
+        out.append((who, tuple(dict.fromkeys(what))))
+    return tuple(out)
 
 
 def networks(value: tuple[str, ...]) -> tuple[str, ...]:

@@ -25,6 +25,10 @@ from archiver.core.quantities import format_duration
 from archiver.errors import ConfigError
 
 Size = NewType("Size", int)  # bytes; written as 2GiB, 512MiB or a number of bytes
+# browse.scopes as written: (who, what they may see) pairs in the file's order; who is a user
+# name, "group:NAME" or "*"; what is ("all",) or source names and SOURCE/EXTENSION entries.
+ScopeRules = NewType("ScopeRules", tuple[tuple[str, tuple[str, ...]], ...])
+DEFAULT_SOURCE = "default"  # the name of a file's single source: (metrics and browse.scopes say it so)
 
 
 class Secret:
@@ -55,6 +59,9 @@ def checked(check: Callable[[Any], Any], **kwargs: Any) -> Any:
     return field(metadata={"check": check}, **kwargs)
 
 
+DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+
+
 @frozen(kw_only=True)
 class SourceConfig:
     """Where the CDRs come from and how to read them."""
@@ -63,7 +70,8 @@ class SourceConfig:
     api_secret: Secret
     base_url: str = checked(checks.base_url, default="https://api.ccall.vn")
     domain_name: str | None = None
-    timezone: str = checked(checks.timezone, default="Asia/Ho_Chi_Minh")
+    # None: not said; the days are then read in DEFAULT_TIMEZONE, but `expire` asks the archive.
+    timezone: str | None = checked(checks.timezone, default=None)
     page_size: int = checked(checks.between(1, 1000), default=100)
     allowed_recording_hosts: tuple[str, ...] = checked(checks.hosts, default=())
     request_timeout: timedelta = timedelta(seconds=30)
@@ -77,7 +85,13 @@ class SourceConfig:
 
     @property
     def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+        """The zone CDR times and the command line's dates are read in."""
+        return ZoneInfo(self.timezone or DEFAULT_TIMEZONE)
+
+    @property
+    def tz_given(self) -> ZoneInfo | None:
+        """The zone the configuration names (None when it names none: the default applies)."""
+        return ZoneInfo(self.timezone) if self.timezone else None
 
     @property
     def recording_hosts(self) -> tuple[str, ...]:
@@ -248,18 +262,36 @@ class TrustedProxyConfig:
 
     from_: tuple[str, ...] = field(metadata={"check": checks.networks, "key": "from"})
     header: str = checked(checks.header_name, default="X-Forwarded-User")
+    # The header in which the proxy names the user's groups, comma-separated (oauth2-proxy:
+    # X-Forwarded-Groups), for browse.scopes' "group:NAME"; null: the proxy names none.
+    groups_header: str | None = checked(checks.optional_header_name, default=None)
+
+
+@frozen(kw_only=True)
+class TlsConfig:
+    """The certificate (PEM, the chain after it) and its private key that ``browse`` serves HTTPS with."""
+
+    cert: Path
+    key: Path
 
 
 @frozen(kw_only=True)
 class BrowseConfig:
-    """Who may use ``browse``: an htpasswd file of bcrypt entries, or a trusted proxy (not both)."""
+    """Who may use ``browse`` (an htpasswd file of bcrypt entries, or a trusted proxy, not both),
+    what each may see (*scopes*), and the TLS it serves."""
 
     users_file: Path | None = None
     trusted_proxy: TrustedProxyConfig | None = None
+    scopes: ScopeRules | None = None
+    tls: TlsConfig | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.users_file is not None and self.trusted_proxy is not None:
             raise ValueError("set one of browse.users_file and browse.trusted_proxy, not both")
+        if self.scopes is not None and not self.login:
+            raise ValueError(
+                "browse.scopes says what each signed-in user may see: set browse.users_file or browse.trusted_proxy too"
+            )
 
     @property
     def login(self) -> bool:
@@ -336,6 +368,22 @@ class ConfigFile(_Sections):
                     raise ValueError(f"sources: prefix {second[:-1]!r} lies inside {first[:-1]!r}")
             if any(p.split("/")[0] == "_archiver" for p in prefixes):
                 raise ValueError("sources: the prefix _archiver is kept for control objects")
+        self._check_scopes()
+
+    def source_names(self) -> tuple[str, ...]:
+        """The sources' names, as browse.scopes names them (a single source: is ``default``)."""
+        return tuple(s.name for s in self.sources) if self.sources is not None else (DEFAULT_SOURCE,)
+
+    def _check_scopes(self) -> None:
+        known = self.source_names()
+        for who, grants in self.browse.scopes or ():
+            for grant in grants:
+                name = grant.split("/", 1)[0]
+                if grant != "all" and name not in known:
+                    raise ValueError(
+                        f"browse.scopes: {who!r} is given {grant!r}, but there is no source {name!r} "
+                        f"(known: {', '.join(known)})"
+                    )
 
     def configs(self) -> tuple[Config, ...]:
         """One Config per source, in the file's order (built from parts already validated)."""

@@ -19,7 +19,8 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from archiver.config.models import ConfigFile, Secret, Size
+from archiver.config import checks
+from archiver.config.models import ConfigFile, ScopeRules, Secret, Size
 from archiver.core.quantities import parse_duration, parse_size
 
 
@@ -100,6 +101,7 @@ def _converter() -> cattrs.Converter:
         converter.register_structure_hook(kind, hook)
     converter.register_structure_hook(timedelta, lambda value, _: parse_duration(value))
     converter.register_structure_hook(Size, lambda value, _: Size(parse_size(value)))
+    converter.register_structure_hook(ScopeRules, lambda value, _: ScopeRules(checks.scopes(value) or ()))
     converter.register_structure_hook_func(lambda kind: get_origin(kind) is Literal, _literal)  # type: ignore[comparison-overlap]
 
     def sections(kind: Any) -> Callable[[Any, Any], Any]:

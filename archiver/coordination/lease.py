@@ -43,6 +43,10 @@ class Lease:
         self._clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._etag: str | None = None
+        # This process's lease among processes that share an owner name (cloned hosts): only its own
+        # is renewed as its own; another's, live, is waited for like any instance's.
+        self._instance = uuid.uuid4().hex
+        self._watched: tuple[str, datetime] | None = None  # another's lease: its ETag, and when first seen
         # Before another instance could take the lease over (clocks a little apart included).
         self.margin = ttl / 5
         self._valid_until: datetime | None = None
@@ -85,16 +89,28 @@ class Lease:
         if current is None:
             return False  # released between our two requests; next time
         data, etag = current
-        holder, expires = _parse(data)
-        if holder != self.owner and expires is not None and expires > now:
+        holder, instance, expires = _parse(data)
+        ours = holder == self.owner and instance == self._instance  # a renewal whose answer we lost
+        if not ours and expires is not None and expires > now and not self._unchanged_for_a_ttl(etag, now):
+            if expires - now > self.ttl + self.margin:  # stamped by a clock ahead of ours (or by hand)
+                log.warning("lease.expiry_ahead", key=self.key, holder=holder, expires_at=expires.isoformat())
             log.debug("lease.standby", key=self.key, holder=holder, expires_at=expires.isoformat())
             return False
         try:
             self._held_from(now, await self._store.put_conditional(self.key, body, if_match=etag))
         except ObjectExists:
             return False  # another instance took it over first
-        log.info("lease.taken_over", key=self.key, owner=self.owner, previous=holder)
+        log.info("lease.renewed" if ours else "lease.taken_over", key=self.key, owner=self.owner, previous=holder)
         return True
+
+    def _unchanged_for_a_ttl(self, etag: str, now: datetime) -> bool:
+        """Whether the lease object has kept the ETag *etag* for longer than a ttl (and the
+        margin) while this instance watched it: a holder renews every third of a ttl, so one that
+        has not is gone, whatever expiry its object states (a clock far ahead, a hand-made object)."""
+        if self._watched is None or self._watched[0] != etag:
+            self._watched = (etag, now)
+            return False
+        return now - self._watched[1] > self.ttl + self.margin
 
     async def rescue(self, *, stale_for: timedelta) -> bool:
         """Take the lease only if it expired at least *stale_for* ago: nobody whose turn it is took
@@ -105,9 +121,9 @@ class Lease:
         if current is None:
             return False
         data, etag = current
-        holder, expires = _parse(data)
+        holder, _, expires = _parse(data)
         now = self._clock.now()
-        if expires is not None and expires + stale_for > now:
+        if expires is not None and expires + stale_for > now and not self._unchanged_for_a_ttl(etag, now):
             return False
         try:
             self._held_from(
@@ -121,7 +137,8 @@ class Lease:
     @staticmethod
     def read_holder(data: bytes) -> tuple[str | None, datetime | None]:
         """(owner, expires_at) of a lease object's bytes; (None, None) when unreadable."""
-        return _parse(data)
+        owner, _, expires = _parse(data)
+        return owner, expires
 
     async def release(self) -> None:
         """Let another instance take over at once (the lease is marked expired)."""
@@ -139,6 +156,7 @@ class Lease:
         return json.dumps(
             {
                 "owner": self.owner,
+                "instance": self._instance,
                 "renewed_at": now.isoformat(),
                 "expires_at": expires.isoformat(),
                 "ttl_seconds": self.ttl.total_seconds(),
@@ -146,9 +164,15 @@ class Lease:
         ).encode()
 
 
-def _parse(data: bytes) -> tuple[str | None, datetime | None]:
+def _parse(data: bytes) -> tuple[str | None, str | None, datetime | None]:
+    """(owner, instance, expires_at) of a lease object's bytes; Nones when unreadable."""
     try:
         doc = json.loads(data)
-        return str(doc["owner"]), datetime.fromisoformat(doc["expires_at"])
-    except (ValueError, KeyError, TypeError):
-        return None, None  # an unreadable lease counts as expired
+        instance = doc.get("instance")
+        return (
+            str(doc["owner"]),
+            instance if isinstance(instance, str) else None,
+            datetime.fromisoformat(doc["expires_at"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, None, None  # an unreadable lease counts as expired

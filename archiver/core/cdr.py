@@ -174,17 +174,17 @@ def _parse_start(value: Any, tz: ZoneInfo, problems: list[str]) -> datetime | No
         return None
     if isinstance(value, str):
         text = value.strip()
-        for fmt in _START_FORMATS:
-            try:
-                return datetime.strptime(text, fmt).replace(tzinfo=tz)
-            except ValueError:
-                continue
-        try:
+        try:  # the usual form, read at C speed; strptime below takes what it does not (2016-1-4 9:05:00)
             parsed = datetime.fromisoformat(text)
         except ValueError:
             pass
         else:
             return parsed.astimezone(tz) if parsed.tzinfo else parsed.replace(tzinfo=tz)
+        for fmt in _START_FORMATS:
+            try:
+                return datetime.strptime(text, fmt).replace(tzinfo=tz)
+            except ValueError:
+                continue
     problems.append(f"start {value!r} is not a time of the form YYYY-MM-DD HH:MM:SS")
     return None
 

@@ -18,6 +18,7 @@ import html
 import io
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -68,7 +69,12 @@ class CallEntry:
 
     @classmethod
     def from_sidecar(cls, call_id: str, raw: bytes) -> CallEntry:
-        doc = mapping(json.loads(raw))
+        """What the day's files say of a call whose current record is *raw* (its bytes)."""
+        return cls.from_document(call_id, mapping(json.loads(raw)), raw)
+
+    @classmethod
+    def from_document(cls, call_id: str, doc: Mapping[str, Any], raw: bytes) -> CallEntry:
+        """As :meth:`from_sidecar`, given the document already parsed (or built) from *raw*."""
         cdr, call, rec = mapping(doc.get("cdr")), mapping(doc.get("call")), mapping(doc.get("recording"))
         return cls(
             call_id=call_id,

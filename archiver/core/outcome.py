@@ -60,6 +60,8 @@ class Archived:
     # Why the audio was taken from the archive's own copy (stored by an earlier run that did not
     # finish the call) rather than from a fresh download; None for a download.
     completed_from_store: str | None = None
+    # The store's checksum of a recording uploaded in parts (see ObjectInfo.composite_sha256).
+    composite_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -77,6 +79,8 @@ class Archived:
             out["trailing_bytes"] = self.trailing_bytes
         if self.completed_from_store is not None:
             out["completed_from_store"] = self.completed_from_store
+        if self.composite_sha256 is not None:
+            out["composite_sha256"] = self.composite_sha256
         return out
 
 

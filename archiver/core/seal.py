@@ -15,6 +15,7 @@ elsewhere no longer matches, even on a bucket without Object Lock.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -93,6 +94,8 @@ class Seal:
     manifests: tuple[Link, ...]
     previous: Link | None  # None for the first seal
     expired: tuple[Expiry, ...] = ()  # days removed under retention (``archiver expire``)
+    timezone: str | None = None  # the zone the archive's days are filed in, as its writer says
+    retention: str | None = None  # the retention policy in force from this seal on (``2557d``)
 
     def to_bytes(self) -> bytes:
         doc: dict[str, Any] = {
@@ -104,6 +107,10 @@ class Seal:
         }
         if self.expired:
             doc["expired"] = [e.to_json() for e in self.expired]
+        if self.timezone is not None:
+            doc["timezone"] = self.timezone
+        if self.retention is not None:
+            doc["retention"] = self.retention
         return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
 
     @classmethod
@@ -114,6 +121,9 @@ class Seal:
         previous: Link | None,
         now: datetime,
         expired: tuple[Expiry, ...] = (),
+        *,
+        timezone: str | None = None,
+        retention: str | None = None,
     ) -> Seal:
         return cls(
             sequence=sequence,
@@ -121,6 +131,8 @@ class Seal:
             manifests=tuple(Link(k, v) for k, v in sorted(manifests.items())),
             previous=previous,
             expired=expired,
+            timezone=timezone,
+            retention=retention,
         )
 
     @classmethod
@@ -144,11 +156,19 @@ class Seal:
             manifests=tuple(_link(m) for m in manifests),
             previous=None if previous is None else _link(previous),
             expired=tuple(Expiry.parse(e) for e in expired),
+            timezone=_text(doc.get("timezone")),
+            retention=_text(doc.get("retention")),
         )
 
 
 def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _text(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError("a timezone or retention that is not text")
+    return value
 
 
 def _link(value: Any) -> Link:
@@ -193,12 +213,40 @@ class Chain:
         return out
 
     def expired(self) -> dict[str, tuple[int, Expiry]]:
-        """Every day recorded as expired: its folder -> (the seal's number, the first record)."""
+        """Every day recorded as expired: its folder -> (the number of the seal of its first
+        record, that record). A later record of the same day (an expire that found more of it: an
+        addendum written meanwhile) extends the first with the manifests it names."""
         out: dict[str, tuple[int, Expiry]] = {}
         for sequence, (seal, _) in sorted(self.seals.items()):
             for expiry in seal.expired:
-                out.setdefault(expiry.folder, (sequence, expiry))
+                if expiry.folder not in out:
+                    out[expiry.folder] = (sequence, expiry)
+                    continue
+                number, first = out[expiry.folder]
+                known = {link.key for link in first.manifests}
+                more = tuple(link for link in expiry.manifests if link.key not in known)
+                out[expiry.folder] = (number, dataclasses.replace(first, manifests=first.manifests + more))
         return out
+
+    def timezones(self) -> dict[str, list[int]]:
+        """Each zone a seal states the days are filed in -> the numbers of the seals that state it."""
+        out: dict[str, list[int]] = {}
+        for sequence, (seal, _) in sorted(self.seals.items()):
+            if seal.timezone is not None:
+                out.setdefault(seal.timezone, []).append(sequence)
+        return out
+
+    @property
+    def timezone(self) -> str | None:
+        """The zone the last seal that states one says the archive's days are filed in."""
+        stated = [(seal.sequence, seal.timezone) for seal, _ in self.seals.values() if seal.timezone is not None]
+        return max(stated)[1] if stated else None
+
+    def retention_at(self, sequence: int) -> tuple[int, str] | None:
+        """The retention policy in force at seal *sequence*: (the number of the seal that stated it,
+        the policy), from the last statement at or before it; None when none was made."""
+        stated = [(n, s.retention) for n, (s, _) in self.seals.items() if n <= sequence and s.retention is not None]
+        return max(stated) if stated else None
 
     def sealed_by(self, key: str, digest: str) -> tuple[int, ...]:
         """The numbers of the seals that name the manifest *key* with the SHA-256 *digest*."""

@@ -30,7 +30,12 @@ class Revision:
     reason: str
 
 
-def build(
+def encode(doc: dict[str, Any]) -> bytes:
+    """A sidecar document as the bytes stored: UTF-8 JSON, indented for a person reading it."""
+    return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def document(
     cdr: Cdr,
     recording: Recording,
     *,
@@ -39,8 +44,8 @@ def build(
     revision: Revision | None = None,
     supersedes_call: str | None = None,
     call_id: str | None = None,
-) -> bytes:
-    """The sidecar of *cdr* as UTF-8 JSON bytes: its first record, or a *revision* of it.
+) -> dict[str, Any]:
+    """The sidecar of *cdr*: its first record, or a *revision* of it.
 
     *supersedes_call* names the sidecar of a call without a recording that this call's
     recording shows to be the same call. *call_id* overrides the CDR's (a revision keeps the id
@@ -62,7 +67,7 @@ def build(
         doc |= {"revision": revision.number, "supersedes": revision.supersedes, "reason": revision.reason}
     if supersedes_call is not None:
         doc["supersedes_call"] = supersedes_call
-    return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    return doc
 
 
 def revised(current: dict[str, Any], recording: Recording, *, revision: Revision, archived_at: datetime) -> bytes:
@@ -78,7 +83,7 @@ def revised(current: dict[str, Any], recording: Recording, *, revision: Revision
         "supersedes": revision.supersedes,
         "reason": revision.reason,
     }
-    return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    return encode(doc)
 
 
 def missing(source_url: str, pending: PendingCall) -> Missing:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,7 +32,7 @@ from archiver.core.outcome import Erased, RemovedObject, removed_by_erasure
 from archiver.errors import ArchiverError, ObjectExists, ObjectInColdStorage
 from archiver.state.ledger import Ledger
 from archiver.store import Hold, Store, put_bytes
-from archiver.store.listing import SIDECAR_LIMIT
+from archiver.store.listing import SIDECAR_LIMIT, list_day
 
 log = structlog.get_logger("archiver.erase")
 
@@ -84,7 +84,7 @@ class Eraser:
             prefix=prefix,
             tz=tz,
             close_after=timedelta(0),  # unused: it closes one given day, never the days that are due
-            sealer=Sealer(store, prefix, clock, concurrency=concurrency),
+            sealer=Sealer(store, prefix, clock, concurrency=concurrency, timezone=tz.key),
         )
         catalog = Catalog(store, prefix, tz, concurrency=concurrency)
         return cls(store, prefix, catalog=catalog, closer=closer, clock=clock)
@@ -108,8 +108,8 @@ class Eraser:
             await self._check_holds(targets, bypass_governance)
             if not dry_run and targets:
                 await self._remove(report, targets, bypass_governance)
-            if not dry_run and files.listing.sets:  # the addendum, if the erase stopped before it
-                await self._closer.write_day_files(files.day)
+            if not dry_run:  # the addendum, if the erase stopped before it
+                await self._close_if_closed(files.day)
             return report
         if not targets:
             raise EraseRefused(
@@ -138,9 +138,15 @@ class Eraser:
         log.info("call.erased", call_id=call_id, day=day, revision=next_key, recordings=len(report.removed))
         if targets:
             await self._remove(report, targets, bypass_governance)
-        if files.listing.sets:  # a closed day: its addendum and seal take in the erasure now
-            await self._closer.write_day_files(files.day)
+        await self._close_if_closed(files.day)
         return report
+
+    async def _close_if_closed(self, day: date) -> None:
+        """A closed day's addendum and seal take in the erasure now. The day is listed again after
+        the revision: one that closed while this erase ran is closed again, and its addendum names
+        the revision (a listing from before would have missed the day files)."""
+        if (await list_day(self._store, self._prefix, day)).sets:
+            await self._closer.write_day_files(day)
 
     async def _read(self, key: str) -> dict[str, Any]:
         try:

@@ -1,15 +1,22 @@
 """``archiver expire``: removing what ``retention.keep`` no longer keeps, provably.
 
 A day expires when every call filed under it started longer than ``keep`` ago: the day's end,
-in the source's time zone, is ``keep`` or more in the past. Before anything of an expired day is
-deleted, one seal records the expiry of each such day (its folder, its manifests' keys and
-SHA-256, the policy, the time), so that ``verify`` accounts for the sealed manifests that are
-gone. Then every object of the day goes, every version of it; what Object Lock retention or a
-legal hold still protects is left and reported, never forced.
+in the zone the archive files its days in, is ``keep`` or more in the past. That zone is the one
+the archive's seals state (the configuration's ``source.timezone`` only for an archive whose seals
+state none; neither: nothing expires, and the command says what to set).
 
-Idempotent: a day the chain records as expired is not recorded again, and whatever of it is
-still in the bucket (an interrupted run, an object whose retention has ended since) is removed
-by the next run.
+The steps, a hundred days at a time:
+
+1. **Find** the days past retention from a listing of versions, not of objects: a day whose
+   every object hides behind a delete marker (``aws s3 rm --recursive`` on a versioned bucket, an
+   expire cut short) is past retention too.
+2. **List** each day's versions once; what is removed is exactly what this listing holds.
+3. **Record**, in one seal, each day's expiry: its folder, its manifests and the SHA-256 of each
+   (as they are now), the policy, the time. A day recorded before whose listing holds a manifest
+   its records do not name (an addendum written meanwhile) is recorded again, naming it.
+4. **Remove** the listed versions and delete markers. Object Lock retention and legal holds are
+   left and reported, never forced; what was written after the listing stays for the next run,
+   which records it first.
 """
 
 from __future__ import annotations
@@ -23,10 +30,11 @@ import anyio
 import structlog
 
 from archiver.archive.seal import Sealer
-from archiver.core import seal
+from archiver.core import dayfiles, keys, retention, seal
 from archiver.core.clock import Clock
-from archiver.store import Hold, Store
-from archiver.store.listing import MANIFEST_LIMIT, DayListing, archive_days, list_day
+from archiver.errors import ConfigError
+from archiver.store import Hold, Store, StoredVersion
+from archiver.store.listing import MANIFEST_LIMIT, archive_days
 
 log = structlog.get_logger("archiver.expire")
 
@@ -38,7 +46,7 @@ class ExpiredDay:
     """One day past retention: what it held, what was removed, and what is held."""
 
     day: date
-    objects: int
+    objects: int  # versions and delete markers listed
     recorded_now: bool  # this run recorded its expiry (False: a seal already did)
     removed: int = 0  # versions and delete markers removed
     held: list[Hold] = field(default_factory=list)
@@ -49,6 +57,7 @@ class ExpireReport:
     policy: str
     first_kept: date  # the oldest day retention keeps
     dry_run: bool
+    timezone: str = ""  # the zone the days were read in
     days: list[ExpiredDay] = field(default_factory=list)
 
     @property
@@ -59,6 +68,7 @@ class ExpireReport:
         return {
             "policy": self.policy,
             "first_kept_day": self.first_kept.isoformat(),
+            "timezone": self.timezone,
             "dry_run": self.dry_run,
             "days": [
                 {
@@ -74,14 +84,15 @@ class ExpireReport:
 
 
 class Expirer:
-    """Expires the days of the archive under *prefix* that *keep* no longer keeps."""
+    """Expires the days of the archive under *prefix* that *keep* no longer keeps. *tz*: the zone
+    the configuration names (None: it names none, and the archive's seals must)."""
 
     def __init__(
         self,
         store: Store,
         prefix: str,
         *,
-        tz: ZoneInfo,
+        tz: ZoneInfo | None,
         keep: timedelta,
         policy: str,
         clock: Clock,
@@ -97,67 +108,94 @@ class Expirer:
         self._sealer = sealer
         self._limiter = anyio.CapacityLimiter(concurrency)
 
-    def first_kept(self) -> date:
-        """The oldest day whose calls are not all older than ``keep``: a day before it ended
-        (at the next midnight, in the source's time zone) at least ``keep`` ago."""
-        return (self._clock.now() - self._keep).astimezone(self._tz).date()
+    async def zone(self) -> ZoneInfo:
+        """The zone the archive files its days in: as its seals state it; else as the configuration
+        names it. Raises ConfigError when neither does (no day is expired in a zone guessed)."""
+        stated = (await self._sealer.chain()).timezone
+        if stated is not None:
+            if self._tz is not None and self._tz.key != stated:
+                log.warning("expire.timezone_differs", archive=stated, configured=self._tz.key)
+            return ZoneInfo(stated)
+        if self._tz is None:
+            raise ConfigError(
+                [
+                    "At 'source.timezone': the archive's seals state no time zone and the configuration names none; "
+                    "set it to the zone the archive's days were filed in (nothing expires in a guessed zone)"
+                ]
+            )
+        return self._tz
 
     async def run(self, *, dry_run: bool = False) -> ExpireReport:
-        first_kept = self.first_kept()
-        report = ExpireReport(self._policy, first_kept, dry_run)
-        days = [d for d in await archive_days(self._store, self._prefix) if d < first_kept]
+        tz = await self.zone()
+        first_kept = retention.first_kept(self._clock.now(), self._keep, tz)
+        report = ExpireReport(self._policy, first_kept, dry_run, tz.key)
+        days = [d for d in await archive_days(self._store, self._prefix, hidden=True) if d < first_kept]
         for start in range(0, len(days), BATCH_DAYS):  # an old archive's first expiry: memory stays bounded
-            report.days += await self._expire(days[start : start + BATCH_DAYS], dry_run=dry_run)
+            report.days += await self._expire(days[start : start + BATCH_DAYS], tz, dry_run=dry_run)
         return report
 
-    async def _expire(self, days: list[date], *, dry_run: bool) -> list[ExpiredDay]:
-        """Record, then remove, *days*: one seal for those not recorded yet."""
-        listings = [listing for listing in await self._list(days) if listing.objects]
+    async def _expire(self, days: list[date], tz: ZoneInfo, *, dry_run: bool) -> list[ExpiredDay]:
+        """List, record, then remove exactly what was listed, of *days*: one seal for their records."""
+        listed = {day: versions for day, versions in (await self._list(days)).items() if versions}
         recorded = (await self._sealer.chain()).expired()
-        outcomes = [ExpiredDay(x.day, len(x.objects), x.folder not in recorded) for x in listings]
-        if dry_run or not listings:
-            return outcomes
-        expiries = [await self._expiry(listing) for listing in listings if listing.folder not in recorded]
-        if expiries:  # the record first: a sealed day is never gone without one
-            await self._sealer.record_expiry(expiries)
-            for expiry in expiries:
-                log.info("expire.recorded", day=expiry.day, manifests=len(expiry.manifests), policy=self._policy)
-        for listing, outcome in zip(listings, outcomes, strict=True):
-            removal = await self._store.remove_folder(listing.folder)  # hidden versions too
+        folders = {day: keys.day_prefix(self._prefix, day) for day in listed}
+        outcomes = {day: ExpiredDay(day, len(v), folders[day] not in recorded) for day, v in listed.items()}
+        if dry_run or not listed:
+            return list(outcomes.values())
+        expiries = [await self._expiry(day, folders[day], versions) for day, versions in listed.items()]
+        await self._sealer.record_expiry(expiries, self._policy, timezone=tz.key)  # the record first
+        for expiry in expiries:
+            log.info("expire.recorded", day=expiry.day, manifests=len(expiry.manifests), policy=self._policy)
+        for day, versions in listed.items():
+            removal = await self._store.remove_versions(versions)  # these, and nothing written since
+            outcome = outcomes[day]
             outcome.removed, outcome.held = removal.removed, removal.held
             log.info(
                 "expire.day_removed",
-                day=listing.day.isoformat(),
-                objects=len(listing.objects),
+                day=day.isoformat(),
+                objects=len(versions),
                 removed=removal.removed,
                 held=len(removal.held),
             )
             for hold in removal.held:
-                log.warning("expire.held", day=listing.day.isoformat(), key=hold.key, why=str(hold))
-        return outcomes
+                log.warning("expire.held", day=day.isoformat(), key=hold.key, why=str(hold))
+        return list(outcomes.values())
 
-    async def _list(self, days: list[date]) -> list[DayListing]:
-        found: dict[date, DayListing] = {}
+    async def _list(self, days: list[date]) -> dict[date, list[StoredVersion]]:
+        found: dict[date, list[StoredVersion]] = {}
 
         async def one(day: date) -> None:
             async with self._limiter:
-                found[day] = await list_day(self._store, self._prefix, day)
+                found[day] = await self._store.versions_in(keys.day_prefix(self._prefix, day))
 
         async with anyio.create_task_group() as tg:
             for day in days:
                 tg.start_soon(one, day)
-        return [found[d] for d in sorted(found)]
+        return {d: found[d] for d in sorted(found)}
 
-    async def _expiry(self, listing: DayListing) -> seal.Expiry:
-        """The record of *listing*'s day expiring: its manifests as they are now."""
+    async def _expiry(self, day: date, folder: str, versions: list[StoredVersion]) -> seal.Expiry:
+        """The record of *day* expiring: each of its manifests as it is now (or, deleted, as the
+        version the delete marker hides is)."""
         manifests = []
-        for key in listing.manifests.values():
-            raw = await self._store.read(key, MANIFEST_LIMIT)
+        for key, version in sorted(_manifest_versions(folder, versions).items()):
+            raw = await self._store.read(key, MANIFEST_LIMIT, version_id=version)
             manifests.append(seal.Link(key, hashlib.sha256(raw).hexdigest()))
         return seal.Expiry(
-            day=listing.day.isoformat(),
-            folder=listing.folder,
+            day=day.isoformat(),
+            folder=folder,
             manifests=tuple(manifests),
             policy=self._policy,
             at=seal.utc_text(self._clock.now()),
         )
+
+
+def _manifest_versions(folder: str, versions: list[StoredVersion]) -> dict[str, str | None]:
+    """Each manifest under *folder*: the version that says what it is now (its current one; for a
+    manifest behind a delete marker, the last version written before it)."""
+    out: dict[str, str | None] = {}
+    for version in versions:  # a key's versions come newest first
+        name = version.key[len(folder) :]
+        if version.deleted or not name.startswith("manifest-sha256") or dayfiles.set_number(name) is None:
+            continue
+        out.setdefault(version.key, version.version_id)
+    return out

@@ -1,5 +1,5 @@
 """``/metrics``, ``/healthz`` and ``/readyz`` on ``metrics.listen``: a Starlette application,
-served on uvicorn inside the daemon's task group (:mod:`archiver.service.asgi`).
+served on uvicorn inside the daemon's task group (:mod:`archiver.asgi`).
 
 ``/metrics`` is prometheus_client's own ASGI application over the archiver's registry (it
 negotiates the exposition format and gzip with the scraper).

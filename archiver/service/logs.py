@@ -32,8 +32,13 @@ def configure(
     json_lines: bool | None = None,
     secrets: Iterable[str] = (),
     stream: LogStream | None = None,
+    cache: bool = False,
 ) -> None:
-    """Set up structlog for the whole process. *json_lines* None: JSON unless on a terminal."""
+    """Set up structlog for the whole process. *json_lines* None: JSON unless on a terminal.
+
+    *cache*: each logger is built once, at its first use, instead of at every line (structlog's
+    advice for production); only for a process that configures logging once and for good, as a
+    command does (tests reconfigure it, to capture what is logged)."""
     out: LogStream = stream or sys.stderr
     if json_lines is None:
         json_lines = not out.isatty()
@@ -57,7 +62,7 @@ def configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=structlog.PrintLoggerFactory(cast(TextIO, out)),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache,
     )
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore", "uvicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -16,6 +16,7 @@ from datetime import timedelta
 import anyio
 import structlog
 
+from archiver.asgi import bind, serve
 from archiver.compose import Parts, assemble
 from archiver.config.models import Config
 from archiver.coordination.identity import owner, source_id
@@ -23,7 +24,6 @@ from archiver.coordination.lease import Lease
 from archiver.coordination.membership import Membership
 from archiver.core.clock import SystemClock
 from archiver.errors import ConfigError, TransientError
-from archiver.service.asgi import bind, serve
 from archiver.service.daemon import Daemon
 from archiver.service.endpoints import endpoints
 from archiver.service.health import Health

@@ -124,10 +124,17 @@ class Fetcher:
         Raises RecordingRejected (policy: never retry), RecordingUnavailable (after the
         tries), or SpoolError (the local buffer failed).
         """
+        try:  # most links serve at the first try: the retry machinery is set up only for the others
+            return await self._fetch_once(url)
+        except RecordingUnavailable as exc:
+            failure: RecordingUnavailable | None = exc
         async for not_found in self._not_found_retry.context(on=_is_not_found):
             with not_found:
                 async for flaky in self._retry.context(on=_is_flaky):
                     with flaky:
+                        if failure is not None:  # the first try's failure is the first attempt's: wait, then again
+                            first, failure = failure, None
+                            raise first
                         return await self._fetch_once(url)
         raise AssertionError("unreachable")  # pragma: no cover
 

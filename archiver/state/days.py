@@ -33,3 +33,13 @@ class DayFiles(Part):
         with self._transaction():
             self._db.execute("UPDATE days SET covered = ? WHERE day = ?", (covered, day.isoformat()))
             self._db.execute("DELETE FROM entries WHERE day=?", (day.isoformat(),))
+
+    def reopen(self, day: date) -> None:
+        """*day*'s manifests do not cover every record the bucket holds of it (a revision written
+        while the day closed): count it uncovered, so that its next close writes an addendum."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO days (day, done, covered) VALUES (?, 1, 0) "
+                "ON CONFLICT (day) DO UPDATE SET covered = 0, done = max(done, 1)",
+                (day.isoformat(),),
+            )

@@ -24,7 +24,13 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import IO, Protocol
 
+import structlog
+
+from archiver.errors import CallError, ObjectExists
+
+log = structlog.get_logger("archiver.store")
 ARCHIVE_TIERS = frozenset({"GLACIER", "DEEP_ARCHIVE"})  # classes whose objects must be restored to be read
+MULTIPART_THRESHOLD = 64 << 20  # bodies of this size and more go up in parts (S3)
 
 
 @dataclass(frozen=True)
@@ -33,10 +39,17 @@ class ObjectInfo:
 
     key: str
     size: int
-    sha256: bytes | None  # None when the store keeps no checksum for it
+    # The store's own SHA-256 of the whole object (S3's ChecksumSHA256 of a single upload, which
+    # AWS and MinIO compute from the bytes they receive); None when it keeps none.
+    sha256: bytes | None
     storage_class: str | None = None  # None: the store's standard class
     restore: str | None = None  # S3's x-amz-restore: 'ongoing-request="false", expiry-date="…"'
     archive_status: str | None = None  # INTELLIGENT_TIERING's ARCHIVE_ACCESS / DEEP_ARCHIVE_ACCESS
+    # A multipart upload's checksum: the SHA-256 of its parts' SHA-256s (base64, without S3's
+    # "-N" suffix), which the store computed part by part; the writer records it to compare.
+    composite_sha256: str | None = None
+    # The SHA-256 the writer put in the object's own metadata: its word, not the store's.
+    stated_sha256: bytes | None = None
 
     @property
     def in_archive_tier(self) -> bool:
@@ -116,6 +129,17 @@ class Version:
 
 
 @dataclass(frozen=True)
+class StoredVersion:
+    """A version of a key, or a delete marker, as a listing of versions gives it (a store that
+    keeps no versions gives each key once, with no version id)."""
+
+    key: str
+    version_id: str | None
+    deleted: bool = False
+    latest: bool = True  # the key's current version
+
+
+@dataclass(frozen=True)
 class KeyHistory:
     """A key written more than once, or deleted: its versions, oldest first."""
 
@@ -124,11 +148,13 @@ class KeyHistory:
 
     @property
     def deleted(self) -> Version | None:
-        """The version a delete marker hides, when the key's current version is a delete marker."""
+        """When the key's current version is a delete marker, the version to put back: the first
+        written (the archive's own, create-only write, the one that was sealed); a later one is
+        someone's overwrite, never put back as the archive's."""
         if not self.versions[-1].deleted:
             return None
         kept = [v for v in self.versions if not v.deleted]
-        return kept[-1] if kept else None
+        return kept[0] if kept else None
 
 
 class VersionAudit(Protocol):
@@ -164,12 +190,14 @@ class Store(Protocol):
         content_type: str,
         metadata: Mapping[str, str] | None = None,
         storage_class: str | None = None,
-    ) -> None:
+    ) -> str | None:
         """Store *body* under *key*, create-only and atomically, in *storage_class* (None: the
         standard class; a store without classes ignores it).
 
-        Raises ObjectExists when the key is taken, StoreUnavailable when the store did not
-        answer (nothing was stored), StoreAccessError when it refused us.
+        Returns the store's composite checksum of what it stored when the body went up in parts
+        (see ``ObjectInfo.composite_sha256``), else None. Raises ObjectExists when the key is
+        taken, StoreUnavailable when the store did not answer (nothing was stored),
+        StoreAccessError when it refused us.
         """
         ...
 
@@ -177,8 +205,9 @@ class Store(Protocol):
         """The object's size and stored checksum, or None when there is no such object."""
         ...
 
-    async def read(self, key: str, max_bytes: int = 1 << 20) -> bytes:
-        """The whole object (a sidecar, a manifest); raises CallError past *max_bytes*."""
+    async def read(self, key: str, max_bytes: int = 1 << 20, *, version_id: str | None = None) -> bytes:
+        """The whole object (a sidecar, a manifest), or that version of it; raises CallError past
+        *max_bytes*."""
         ...
 
     async def digest(self, key: str) -> tuple[int, bytes]:
@@ -196,8 +225,10 @@ class Store(Protocol):
         """Every key that starts with *prefix*, in lexical order."""
         ...
 
-    def list_folders(self, prefix: str) -> AsyncIterator[str]:
+    def list_folders(self, prefix: str, *, hidden: bool = False) -> AsyncIterator[str]:
         """The names of the folders directly under *prefix* (empty, or ending in ``/``), in order.
+        *hidden*: also those whose every object is behind a delete marker (on a versioned store,
+        where a listing of objects shows no such folder).
 
         One request per thousand folders on S3, however many objects they hold.
         """
@@ -218,9 +249,15 @@ class Store(Protocol):
         *bypass_governance* lifts GOVERNANCE retention (s3:BypassGovernanceRetention)."""
         ...
 
-    async def remove_folder(self, folder: str) -> Removal:
-        """Remove every version of every object under *folder* (a day's, ending in ``/``), also
-        of keys whose current version is a delete marker, which no listing of objects shows."""
+    async def versions_in(self, folder: str) -> list[StoredVersion]:
+        """Every version and delete marker under *folder* (a day's, ending in ``/``), also of keys
+        whose current version is a delete marker, which no listing of objects shows; on a store
+        that keeps no versions, each key once."""
+        ...
+
+    async def remove_versions(self, versions: Sequence[StoredVersion], *, bypass_governance: bool = False) -> Removal:
+        """Remove exactly *versions* (as :meth:`versions_in` listed them): what was written since
+        the listing stays. Holds are reported as by :meth:`remove`."""
         ...
 
     async def restore(self, key: str, days: int) -> None:
@@ -261,11 +298,25 @@ class ControlStore(Protocol):
 
 
 async def put_bytes(store: Store, key: str, data: bytes, content_type: str) -> None:
-    """Store a small document create-only, with its SHA-256."""
-    await store.put(
-        key,
-        io.BytesIO(data),
-        size=len(data),
-        sha256=hashlib.sha256(data).digest(),
-        content_type=content_type,
-    )
+    """Store a small document create-only, with its SHA-256.
+
+    A key that holds exactly *data* already is this write, landed: its answer was lost and the
+    retry met the write itself (S3 answers the retry 412). Raises ObjectExists only when the key
+    holds something else.
+    """
+    try:
+        await store.put(
+            key,
+            io.BytesIO(data),
+            size=len(data),
+            sha256=hashlib.sha256(data).digest(),
+            content_type=content_type,
+        )
+    except ObjectExists:
+        try:
+            stored = await store.read(key, max(len(data), 1))
+        except CallError:  # larger than ours, gone again, or unreadable: not ours
+            raise ObjectExists(key) from None
+        if stored != data:
+            raise
+        log.info("store.write_landed", key=key)

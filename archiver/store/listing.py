@@ -114,18 +114,19 @@ async def day_listings(store: Store, prefix: str, days: list[date] | None) -> As
         yield current
 
 
-async def archive_days(store: Store, prefix: str) -> list[date]:
+async def archive_days(store: Store, prefix: str, *, hidden: bool = False) -> list[date]:
     """Every day that has a folder in the archive, oldest first: a listing per year and per month
-    folder, never of the objects themselves."""
+    folder, never of the objects themselves. *hidden*: also the days whose every object is behind
+    a delete marker (listed from the versions: a listing of objects does not show them)."""
     root = f"{prefix}/" if prefix else ""
     days: list[date] = []
-    async for year in store.list_folders(root):
+    async for year in store.list_folders(root, hidden=hidden):
         if not (len(year) == 4 and year.isdigit()):
             continue  # _archiver/ and anything that is not a year
-        async for month in store.list_folders(f"{root}{year}/"):
+        async for month in store.list_folders(f"{root}{year}/", hidden=hidden):
             if not (len(month) == 2 and month.isdigit()):
                 continue
-            async for day in store.list_folders(f"{root}{year}/{month}/"):
+            async for day in store.list_folders(f"{root}{year}/{month}/", hidden=hidden):
                 found = _day_of(f"{year}/{month}/{day}/") if len(day) == 2 else None
                 if found is not None:
                     days.append(found)
@@ -139,7 +140,11 @@ async def stored_call_ids(store: Store, prefix: str, day: date, *, concurrency: 
     So a call archived before the ``nr-`` id became stable is known under both, and is not
     archived a second time. Costs a read of each ``nr-`` sidecar of the day.
     """
-    listing = await list_day(store, prefix, day)
+    return await call_ids_of(store, await list_day(store, prefix, day), concurrency=concurrency)
+
+
+async def call_ids_of(store: Store, listing: DayListing, *, concurrency: int = 8) -> set[str]:
+    """:func:`stored_call_ids` of a day already listed."""
     found = set(listing.sidecars)
     unrecorded = {cid: key for cid, key in listing.sidecars.items() if cid.startswith("nr-")}
     if unrecorded:
@@ -148,6 +153,20 @@ async def stored_call_ids(store: Store, prefix: str, day: date, *, concurrency: 
             if "cdr" in doc:
                 found.add(call_id_for_row(doc["cdr"]))
     return found
+
+
+async def unmanifested(store: Store, listing: DayListing) -> list[str]:
+    """The records (sidecars and revisions) of a day with day files that no manifest names: what
+    the day's next addendum must seal. Costs a read of each manifest; none for a day without."""
+    if not listing.manifests:
+        return []
+    named: set[str] = set()
+    for key in listing.manifests.values():
+        try:
+            named |= set(dayfiles.parse_manifest((await store.read(key, MANIFEST_LIMIT)).decode()))
+        except (CallError, ValueError, UnicodeDecodeError):
+            continue  # verify names a manifest that cannot be read; the closer stops at it
+    return [key for _, _, key in listing.sidecar_keys() if key[len(listing.folder) :] not in named]
 
 
 async def read_sidecars(
@@ -174,6 +193,12 @@ async def _read(store: Store, sidecars: dict[str, str], limiter: anyio.CapacityL
         for call_id, key in sidecars.items():
             tg.start_soon(read, call_id, key)
     return docs
+
+
+def day_of_folder(prefix: str, folder: str) -> date | None:
+    """The day whose folder is *folder* (``{prefix}/YYYY/MM/DD/``), or None."""
+    root = f"{prefix}/" if prefix else ""
+    return _day_of(folder[len(root) :] + "x") if folder.startswith(root) else None
 
 
 def _day_of(relative: str) -> date | None:

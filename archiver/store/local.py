@@ -30,7 +30,7 @@ from archiver.errors import (
     StoreAccessError,
     StoreUnavailable,
 )
-from archiver.store import Hold, ObjectInfo, Removal, VersionAudit
+from archiver.store import Hold, ObjectInfo, Removal, StoredVersion, VersionAudit
 
 log = structlog.get_logger("archiver.store")
 
@@ -77,7 +77,7 @@ class LocalStore:
         content_type: str,
         metadata: Mapping[str, str] | None = None,
         storage_class: str | None = None,  # a folder has one class
-    ) -> None:
+    ) -> str | None:
         path = self._path(key)
 
         def write() -> None:
@@ -107,6 +107,7 @@ class LocalStore:
                 os.unlink(tmp)
 
         await self._run(write)
+        return None  # a file has no checksum of its own
 
     async def head(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
@@ -117,8 +118,8 @@ class LocalStore:
         assert isinstance(stat, os.stat_result)
         return ObjectInfo(key=key, size=stat.st_size, sha256=None)
 
-    async def read(self, key: str, max_bytes: int = 1 << 20) -> bytes:
-        path = self._path(key)
+    async def read(self, key: str, max_bytes: int = 1 << 20, *, version_id: str | None = None) -> bytes:
+        path = self._path(key)  # a folder keeps one version of a file
 
         def read() -> bytes:
             with path.open("rb") as f:
@@ -196,7 +197,7 @@ class LocalStore:
         for key in keys:
             yield key
 
-    async def list_folders(self, prefix: str) -> AsyncIterator[str]:
+    async def list_folders(self, prefix: str, *, hidden: bool = False) -> AsyncIterator[str]:
         def scan() -> list[str]:
             folder = self.root / prefix if prefix else self.root
             try:
@@ -253,8 +254,11 @@ class LocalStore:
         assert isinstance(count, int)
         return Removal(removed=count)
 
-    async def remove_folder(self, folder: str) -> Removal:
-        return await self.remove([key async for key in self.list_keys(folder)])
+    async def versions_in(self, folder: str) -> list[StoredVersion]:
+        return [StoredVersion(key, None) async for key in self.list_keys(folder)]
+
+    async def remove_versions(self, versions: Sequence[StoredVersion], *, bypass_governance: bool = False) -> Removal:
+        return await self.remove([v.key for v in versions])
 
     async def restore(self, key: str, days: int) -> None:
         return None  # every file is readable

@@ -19,7 +19,7 @@ from typing import Any
 import botocore.exceptions
 import structlog
 
-from archiver.errors import ObjectExists
+from archiver.errors import ObjectExists, ObjectMissing, StoreAccessError, StoreConflict
 from archiver.store.s3_bucket import NOT_FOUND_CODES, S3Bucket, b64
 
 log = structlog.get_logger("archiver.store")
@@ -58,20 +58,29 @@ class S3ControlStore:
 
     async def put_conditional(self, key: str, data: bytes, *, if_match: str | None) -> str:
         """Write a small control object: create-only (*if_match* None) or only over the version
-        with that ETag. Returns the new ETag; raises ObjectExists when the condition fails."""
-        if if_match is None:
-            return await self._put(key, data, {"IfNoneMatch": "*"})
+        with that ETag. Returns the new ETag; raises ObjectExists when the condition fails.
+
+        What looks like a failed condition is read back before it is believed: the key may hold
+        *data* already (this write landed and only its answer was lost: botocore's retry then met
+        the write itself, 412), which is success; the key may be gone (If-Match on a deleted
+        object: 404 on AWS) or taken in the same instant (409 ConditionalRequestConflict), which
+        is a lost race, as is any other change; or the store wants the other ETag spelling.
+        """
+        condition = {"IfNoneMatch": "*"} if if_match is None else {"IfMatch": self._spell(if_match)}
         try:
-            return await self._put(key, data, {"IfMatch": self._spell(if_match)})
-        except ObjectExists:
-            if self._spelling_known:
-                raise
-            found = await self.read_with_etag(key)
-            if found is None or _bare(found[1]) != _bare(if_match):
-                raise  # the object changed (or went): a true refusal
+            return await self._put(key, data, condition)
+        except (ObjectExists, ObjectMissing, StoreConflict) as exc:
+            refused: Exception = exc
+        found = await self.read_with_etag(key)
+        if found is not None and found[0] == data:
+            log.info("store.conditional_write_landed", store=self.description, key=key, answer=type(refused).__name__)
+            return found[1]
+        spelling_in_doubt = if_match is not None and not self._spelling_known and isinstance(refused, ObjectExists)
+        if not spelling_in_doubt or found is None or _bare(found[1]) != _bare(str(if_match)):
+            raise ObjectExists(key) from None  # the object changed, went, or was taken: a true refusal
         # The store refused the object's own current ETag: it wants the other spelling.
         other = _bare if self._spell is _quoted else _quoted
-        etag = await self._put(key, data, {"IfMatch": other(if_match)})
+        etag = await self._put(key, data, {"IfMatch": other(str(if_match))})
         self._spell, self._spelling_known = other, True
         log.info("store.if_match_form_learned", store=self.description, form=self.if_match_form)
         return etag
@@ -89,9 +98,17 @@ class S3ControlStore:
                 **condition,
                 **self._bucket.encryption,
             )
-            return str(result["ETag"])
+            return str(result.get("ETag") or "")
 
         etag = await self._bucket.call(put, key)
+        if not etag:  # something in front of the store dropped it: the object's own, read back
+            found = await self.read_with_etag(key)
+            if found is None or found[0] != data or not found[1]:
+                raise StoreAccessError(
+                    f"{self.description} answered a conditional write without an ETag, and the object does not give "
+                    "one back: conditional writes cannot work through it (storage.endpoint_url, or coordination.bucket)"
+                )
+            etag = found[1]
         if "IfMatch" in condition:
             self._spelling_known = True  # this spelling is the one that worked
         return etag
@@ -108,7 +125,7 @@ class S3ControlStore:
                 raise
             stream = response["Body"]
             try:
-                return stream.read(1 << 20), str(response["ETag"])
+                return stream.read(1 << 20), str(response.get("ETag") or "")
             finally:
                 stream.close()
 

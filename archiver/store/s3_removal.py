@@ -19,14 +19,18 @@ import anyio
 import botocore.exceptions
 import structlog
 
-from archiver.errors import StoreAccessError
-from archiver.store import Hold, Removal
+from archiver.errors import StoreAccessError, StoreUnavailable
+from archiver.retry import RetryPolicy
+from archiver.store import ARCHIVE_TIERS, Hold, Removal, StoredVersion
 from archiver.store.s3_bucket import NoVersionListing, S3Bucket
 
 log = structlog.get_logger("archiver.store")
 
 _BATCH = 1000  # DeleteObjects takes up to 1,000 keys
 _LOCKED = frozenset({"AccessDenied", "ObjectLocked", "InvalidRequest"})
+# Per-key errors inside a DeleteObjects answer that may pass: those keys are sent again.
+_PASSING = frozenset({"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout", "OperationAborted"})
+_PER_KEY_RETRY = RetryPolicy(attempts=5, timeout=60.0, wait_initial=0.2, wait_max=5.0)
 
 
 class S3Removal:
@@ -35,6 +39,7 @@ class S3Removal:
     def __init__(self, bucket: S3Bucket, now: Callable[[], datetime]) -> None:
         self._bucket = bucket
         self._now = now
+        self._locks_readable = False  # whether these credentials may read Object Lock settings
 
     async def _versions(self, keys: Sequence[str], prefix: str | None = None) -> list[tuple[str, str | None, bool]]:
         """(key, version id, is a delete marker) of every version of *keys* (or, given *prefix*,
@@ -70,13 +75,50 @@ class S3Removal:
             if hold is not None:
                 held.append(hold)
 
+        versions = [(key, version) for key, version, marker in await self._versions(keys) if not marker]
+        if versions:  # asked once, before any other: a refusal ends it plainly
+            await self._may_read_locks(*versions[0])
         async with anyio.create_task_group() as tg:
-            for key, version, marker in await self._versions(keys):
-                if not marker:
-                    tg.start_soon(look, key, version)
+            for key, version in versions:
+                tg.start_soon(look, key, version)
         return sorted(held, key=lambda h: (h.key, h.version_id or ""))
 
+    async def _may_read_locks(self, key: str, version: str | None) -> None:
+        """S3 leaves a HEAD's Object Lock headers out for credentials without s3:GetObjectRetention
+        and s3:GetObjectLegalHold: a lock would look like none, and a removal be recorded that the
+        store then refuses. Asked once, of the first object looked at: a refusal is an error before
+        anything is written. (What they answer otherwise, a lock or none, is the HEAD's to say.)"""
+        if self._locks_readable:
+            return
+        args: dict[str, Any] = {"Bucket": self._bucket.name, "Key": key}
+        if version not in (None, "null"):
+            args["VersionId"] = version
+
+        def refused() -> list[str]:
+            denied = []
+            for ask, permission in (
+                (self._bucket.client.get_object_retention, "s3:GetObjectRetention"),
+                (self._bucket.client.get_object_legal_hold, "s3:GetObjectLegalHold"),
+            ):
+                try:
+                    ask(**args)
+                except botocore.exceptions.ClientError as exc:
+                    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                    if exc.response.get("Error", {}).get("Code") == "AccessDenied" or status == 403:
+                        denied.append(permission)
+            return denied
+
+        denied = await self._bucket.call(refused, key)
+        if denied:
+            raise StoreAccessError(
+                f"{self._bucket.description} does not let these credentials read Object Lock settings "
+                f"({' and '.join(denied)}): whether a lock forbids removing {key} cannot be known; grant them "
+                "(nothing was written)"
+            )
+        self._locks_readable = True
+
     async def _hold(self, key: str, version: str | None) -> Hold | None:
+        await self._may_read_locks(key, version)
         args: dict[str, Any] = {"Bucket": self._bucket.name, "Key": key}
         if version not in (None, "null"):
             args["VersionId"] = version
@@ -86,16 +128,36 @@ class S3Removal:
         legal = head.get("ObjectLockLegalHoldStatus") == "ON"
         return Hold(key, version, mode, until if mode else None, legal) if mode or legal else None
 
+    async def versions_in(self, folder: str) -> list[StoredVersion]:
+        """Every version and delete marker under *folder*, each key's current one marked (a store
+        that lists no versions: each key once, without a version)."""
+        try:
+            return [
+                StoredVersion(key, version.version_id, version.deleted, version.latest)
+                async for page in self._bucket.version_pages(folder)
+                for key, version in page.versions
+            ]
+        except NoVersionListing:
+            return [StoredVersion(key, None) async for key in self._bucket.list_keys(folder)]
+
+    async def remove_versions(self, versions: Sequence[StoredVersion], *, bypass_governance: bool = False) -> Removal:
+        """Delete exactly *versions*, data versions before delete markers; versions the store keeps
+        are returned as holds."""
+        ordered = sorted(versions, key=lambda v: v.deleted)
+        return await self._delete([(v.key, v.version_id, v.deleted) for v in ordered], bypass_governance)
+
     async def remove(
         self, keys: Sequence[str], *, bypass_governance: bool = False, prefix: str | None = None
     ) -> Removal:
         """Delete every version of *keys* (given *prefix*: of every key under it); versions the
         store keeps are returned as holds."""
-        versions = await self._versions(keys, prefix)
+        return await self._delete(await self._versions(keys, prefix), bypass_governance)
+
+    async def _delete(self, versions: list[tuple[str, str | None, bool]], bypass_governance: bool) -> Removal:
         result = Removal()
         for start in range(0, len(versions), _BATCH):
             batch = versions[start : start + _BATCH]
-            refused = await self._delete_batch(batch, bypass_governance)
+            refused = await self._delete_retrying(batch, bypass_governance)
             result.removed += len(batch) - len(refused)
             for key, version, code, message in refused:
                 hold = await self._hold(key, version) if code in _LOCKED else None
@@ -106,10 +168,37 @@ class S3Removal:
             log.warning("object.held", objects=len(result.held), first=str(result.held[0]))
         return result
 
+    async def _delete_retrying(
+        self, batch: list[tuple[str, str | None, bool]], bypass: bool
+    ) -> list[tuple[str, str | None, str, str]]:
+        """Delete *batch*; the keys a DeleteObjects answer says failed for a passing reason
+        (InternalError, SlowDown, …) are sent again, a few times with backoff, and then the
+        removal stops as StoreUnavailable (a later run finishes it). The other refusals are
+        returned: (key, version, code, message)."""
+        pending, final = batch, []
+        async for attempt in _PER_KEY_RETRY.context():
+            with attempt:
+                refused = await self._delete_batch(pending, bypass)
+                asked = {k: v for k, v, _ in reversed(pending)}  # a refusal without a version: the key's first
+                final += [(k, v or asked.get(k), c, m) for k, v, c, m in refused if c not in _PASSING]
+                passing = [(key, version) for key, version, code, _ in refused if code in _PASSING]
+                if passing:
+                    # A refusal that names no version is about one of the key's: send them all again
+                    # (deleting a version already gone is a success), never guess which.
+                    whole = {key for key, version in passing if version is None}
+                    pending = [v for v in pending if (v[0], v[1]) in passing or v[0] in whole]
+                    codes = sorted({code for _, _, code, _ in refused if code in _PASSING})
+                    raise StoreUnavailable(
+                        f"{self._bucket.description} did not delete {len(passing)} object(s) this time "
+                        f"({', '.join(codes)}), the first {pending[0][0]}"
+                    )
+        return final
+
     async def _delete_batch(
         self, batch: list[tuple[str, str | None, bool]], bypass: bool
     ) -> list[tuple[str, str | None, str, str]]:
-        """Delete *batch* in one request; (key, version, code, message) of each refused."""
+        """Delete *batch* in one request; (key, version, code, message) of each refused (version
+        None: the answer named none)."""
         objects = [{"Key": k, **({"VersionId": v} if v is not None else {})} for k, v, _ in batch]
         extra: dict[str, Any] = {"BypassGovernanceRetention": True} if bypass else {}
 
@@ -119,9 +208,8 @@ class S3Removal:
                 Delete={"Objects": objects, "Quiet": True},  # type: ignore[typeddict-item]
                 **extra,
             )
-            asked = {k: v for k, v, _ in reversed(batch)}  # an error may leave out the version it was about
             return [
-                (key := e.get("Key", ""), e.get("VersionId") or asked.get(key), e.get("Code", ""), e.get("Message", ""))
+                (e.get("Key", ""), e.get("VersionId") or None, e.get("Code", ""), e.get("Message", ""))
                 for e in answer.get("Errors", [])
             ]
 
@@ -129,8 +217,11 @@ class S3Removal:
 
     async def restore(self, key: str, days: int) -> None:
         """Ask for a readable copy of *key* for *days* days (Standard retrieval); one already on
-        its way is left to finish."""
+        its way is left to finish, and an object not in an archive tier is readable as it is:
+        nothing is asked."""
         head = await self._bucket.call(lambda: self._bucket.client.head_object(Bucket=self._bucket.name, Key=key), key)
+        if head.get("StorageClass") not in ARCHIVE_TIERS and head.get("ArchiveStatus") is None:
+            return
         request: dict[str, Any] = (
             {}  # INTELLIGENT_TIERING's archive tiers restore to its frequent tier, for no set time
             if head.get("StorageClass") == "INTELLIGENT_TIERING"
@@ -141,7 +232,8 @@ class S3Removal:
             try:
                 self._bucket.client.restore_object(Bucket=self._bucket.name, Key=key, RestoreRequest=request)  # type: ignore[arg-type]
             except botocore.exceptions.ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "RestoreAlreadyInProgress":
+                # Already on its way; or the object left its archive tier since the HEAD (InvalidObjectState).
+                if exc.response.get("Error", {}).get("Code") not in ("RestoreAlreadyInProgress", "InvalidObjectState"):
                     raise
 
         await self._bucket.call(restore, key)

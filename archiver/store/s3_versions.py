@@ -10,46 +10,61 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
+
+import structlog
 
 from archiver.errors import ObjectExists, StoreAccessError
 from archiver.store import KeyHistory, Version
-from archiver.store.s3_bucket import S3Bucket
+from archiver.store.s3_bucket import NoVersionListing, S3Bucket
 
 _CHUNK = 1 << 20
+log = structlog.get_logger("archiver.store")
 
 
 class S3VersionAudit:
     """The :class:`~archiver.store.VersionAudit` of one bucket."""
 
-    def __init__(self, bucket: S3Bucket) -> None:
+    def __init__(self, bucket: S3Bucket, protection: Callable[[Mapping[str, Any]], dict[str, Any]]) -> None:
         self._bucket = bucket
+        self._protection = protection  # a version's HEAD -> what its put-back copy carries
         self._versioned: bool | None = None  # whether the bucket has had versioning, once asked
 
     async def histories(self, prefix: str) -> AsyncIterator[KeyHistory]:
         """Every key under *prefix* with more than one version or a delete marker, its versions
         oldest first. A key's versions may span pages: each is yielded once it is whole.
 
-        A bucket that never had versioning keeps one version per key: nothing is listed there.
+        A bucket that never had versioning keeps one version per key, and a store that lists no
+        versions (R2, and stores that answer NotImplemented) shows none: nothing is listed there.
         """
         if not await self._ever_versioned():
             return
         pending: dict[str, list[Version]] = {}
-        async for page in self._bucket.version_pages(prefix):
-            for key, version in page.versions:
-                pending.setdefault(key, []).append(version)
-            for key in sorted(pending):
-                if key == page.next_key:
-                    continue  # more of its versions may come on the next page
-                # Oldest first; LastModified has whole seconds on some stores, so the current one is last.
-                versions = sorted(pending.pop(key), key=lambda v: (v.latest, v.at))
-                if len(versions) > 1:
-                    yield KeyHistory(key, tuple(versions))
+        try:
+            async for page in self._bucket.version_pages(prefix):
+                for key, version in page.versions:
+                    pending.setdefault(key, []).append(version)
+                for key in sorted(pending):
+                    if key == page.next_key:
+                        continue  # more of its versions may come on the next page
+                    # Oldest first; LastModified has whole seconds on some stores, so the current one is last.
+                    versions = sorted(pending.pop(key), key=lambda v: (v.latest, v.at))
+                    if len(versions) > 1:
+                        yield KeyHistory(key, tuple(versions))
+        except NoVersionListing:
+            self._versioned = False
+            log.warning(
+                "store.versions_not_listed",
+                store=self._bucket.description,
+                hint="the store lists no object versions: deleted or overwritten objects cannot be put back or "
+                "shown in verify's history; archived calls lost from the bucket are archived again from the PBX",
+            )
 
     async def _ever_versioned(self) -> bool:
         """Whether the bucket has (or had) versioning: asked once. Where the credentials may not
-        ask (no s3:GetBucketVersioning), the versions are listed as if it had."""
+        ask (no s3:GetBucketVersioning) or the store does not answer the question, the versions
+        are listed as if it had (a store that lists none says so then)."""
         if self._versioned is None:
             try:
                 answer = await self._bucket.call(
@@ -62,9 +77,24 @@ class S3VersionAudit:
 
     async def put_back(self, key: str, version: Version) -> None:
         """Make *version* of *key* (deleted: its current version is a delete marker) current again,
-        by copying it: the delete marker stays in the history. Create-only."""
+        by copying it: the delete marker stays in the history. Create-only.
+
+        A copy inherits neither storage class, encryption nor Object Lock: the copy is given the
+        version's class, and what *protection* makes of the version's HEAD (its retention and
+        legal hold, the bucket's encryption settings).
+        """
+        head = await self._bucket.call(
+            lambda: self._bucket.client.head_object(Bucket=self._bucket.name, Key=key, VersionId=version.version_id),
+            key,
+        )
         source = {"Bucket": self._bucket.name, "Key": key, "VersionId": version.version_id}
-        args: dict[str, Any] = {"Bucket": self._bucket.name, "Key": key, "CopySource": source, "IfNoneMatch": "*"}
+        args: dict[str, Any] = {
+            "Bucket": self._bucket.name,
+            "Key": key,
+            "CopySource": source,
+            "IfNoneMatch": "*",
+            **self._protection(head),
+        }
         if version.storage_class not in (None, "STANDARD"):  # a copy is STANDARD unless told
             args["StorageClass"] = version.storage_class
         with contextlib.suppress(ObjectExists):  # put back already, by another run

@@ -53,6 +53,19 @@ def chromium(profile: Path) -> webdriver.Chrome:
     return webdriver.Chrome(options=options, service=Service(executable_path=DRIVER or "chromedriver"))
 
 
+def open_and_play(driver: webdriver.Chrome, links: str, call_id: str) -> None:
+    """Click the link to *call_id* among the *links* (a CSS selector), see the call verified, and
+    play its recording (muted) past its first fifth of a second."""
+    wait = WebDriverWait(driver, 30)
+    [link] = [a for a in driver.find_elements(By.CSS_SELECTOR, links) if call_id in (a.get_attribute("href") or "")]
+    link.click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "p.verdict"))
+    assert "Verified now" in driver.find_element(By.CSS_SELECTOR, "p.verdict").text
+    audio = driver.find_element(By.TAG_NAME, "audio")
+    driver.execute_script("arguments[0].muted = true; arguments[0].play()", audio)
+    wait.until(lambda d: d.execute_script("return arguments[0].currentTime", audio) > 0.2)
+
+
 async def archived_call(sim: Simulator, tmp_path: Path, root: Path) -> SimCall:
     """The simulator's days archived into *root*; a recorded call of four seconds or more from a
     mobile number written 0…, to be found as +84…."""
@@ -130,17 +143,7 @@ async def test_an_auditor_signs_in_plays_a_call_and_downloads_its_bundle_under_t
         field.send_keys(f"+84{call.source[1:]}")
         field.submit()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "table.calls tbody tr"))
-        [link] = [
-            a
-            for a in driver.find_elements(By.CSS_SELECTOR, "table.calls tbody tr td a")
-            if call.uuid in (a.get_attribute("href") or "")
-        ]
-        link.click()
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "p.verdict"))
-        assert "Verified now" in driver.find_element(By.CSS_SELECTOR, "p.verdict").text
-        audio = driver.find_element(By.TAG_NAME, "audio")
-        driver.execute_script("arguments[0].muted = true; arguments[0].play()", audio)
-        wait.until(lambda d: d.execute_script("return arguments[0].currentTime", audio) > 0.2)
+        open_and_play(driver, "table.calls tbody tr td a", call.uuid)
         driver.find_element(By.ID, "evidence").click()
         wait.until(lambda _: [p for p in downloads.iterdir() if p.suffix == ".zip"])
     finally:

@@ -163,6 +163,8 @@ def test_check_reports_each_part(secret_sim: Simulator, tmp_path: Path, bucket: 
     assert good.stdout.count("ok    row ") == 5  # recent calls as parsed
     assert "ok    recording 127.0.0.1: the first bytes are WAV audio" in good.stdout
     assert "ok    create-only: the store refuses a second multipart upload of a key too" in good.stdout
+    # moto keeps the ChecksumSHA256 it is sent without checking it: said, so that no one takes it for proof
+    assert "WARN  checksums: the store keeps the ChecksumSHA256 it is sent without checking it" in good.stdout
     assert bucket.objects() == {}  # the probe object is removed again
     bad = archiver("check", "-c", str(config), secret="0badc0de")
     assert bad.returncode == 2
@@ -193,6 +195,58 @@ def test_check_says_what_the_store_answered(secret_sim: Simulator, tmp_path: Pat
     assert gone.returncode == 1, gone.stdout + gone.stderr
     assert "did not answer" in gone.stdout
     assert "Traceback" not in busy.stderr + gone.stderr
+
+
+SSO_PROFILES = """[profile sso-never-logged-in]
+sso_session = corp
+sso_account_id = 123456789012
+sso_role_name = Archiver
+[sso-session corp]
+sso_start_url = https://example.awsapps.com/start
+sso_region = us-east-1
+"""
+
+
+@pytest.mark.parametrize(
+    ("profile", "says"),
+    [
+        ("no-such-profile", "the AWS profile for s3://"),
+        ("sso-never-logged-in", "the AWS SSO session for s3://"),
+    ],
+)
+def test_an_aws_profile_that_gives_no_credentials_stops_with_what_to_do(
+    profile: str, says: str, secret_sim: Simulator, tmp_path: Path, bucket: Bucket
+) -> None:
+    """AWS_PROFILE names a profile that does not exist, or an SSO profile nobody logged in to:
+    check and backfill stop once (exit 2) saying what to do, not an internal error per request."""
+    aws_config = tmp_path / "aws-config"
+    aws_config.write_text(SSO_PROFILES)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {
+        "AWS_PROFILE": profile,
+        "AWS_CONFIG_FILE": str(aws_config),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "TEST_CCALL_SECRET": SECRET,
+    }
+    config = str(cli_config(tmp_path, secret_sim, s3(bucket)))
+    runs = {
+        command: subprocess.run(
+            [sys.executable, "-m", "archiver", command, "-c", config, *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        for command, extra in (("check", ()), ("backfill", ("--since", "2026-11-01", "--until", "2026-11-02")))
+    }
+    for result in runs.values():
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert says in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        assert "internal error" not in (result.stdout + result.stderr).lower()
+    assert "AWS_PROFILE" in runs["check"].stdout
+    assert bucket.objects() == {}
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from archiver.simulator import Simulator
-from tests.helpers import Bucket, StrippingProxy, archive_objects, config_dict, run_cli, write_config
+from tests.helpers import Bucket, archive_objects, config_dict, run_cli, write_config
+from tests.s3faults import FaultProxy
 
 
 def test_a_store_that_ignores_if_none_match_stops_check_backfill_and_run(
@@ -13,7 +14,7 @@ def test_a_store_that_ignores_if_none_match_stops_check_backfill_and_run(
 ) -> None:
     """Exit 2 naming conditional writes, before anything is archived; look_before_write lets a
     single instance work (coordination needs If-Match, which this store also drops: refused, named)."""
-    with StrippingProxy(bucket.endpoint) as proxy:
+    with FaultProxy(bucket.endpoint, strip=("if-none-match", "if-match")) as proxy:
         raw = config_dict(api=sim, storage=bucket.url, state=tmp_path / "ledger.sqlite3", endpoint=proxy.endpoint)
         config = write_config(tmp_path, raw)
         check = run_cli("check", "-c", str(config))

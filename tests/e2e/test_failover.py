@@ -67,15 +67,7 @@ def test_a_standby_daemon_takes_over_when_the_holder_is_killed(tmp_path: Path, b
         stopped = datetime.now(TZ)
     assert "lease.taken_over" in log_events(logs["b"])
     assert took_over - killed < timedelta(seconds=3 + 1 + 10)  # lease ttl + poll interval + slack
-    objects = archive_objects(bucket)  # nothing was written twice (the lease object is renewed, by design)
-    ended = [
-        c
-        for c in dataset.calls_between(killed - timedelta(minutes=5), stopped, stopped)
-        if c.has_recording and c.end < stopped - timedelta(seconds=3)
-    ]
-    assert ended
-    for call in ended:
-        assert f"archive/{call.start:%Y/%m/%d}/{call.uuid}.json" in objects
+    _assert_recorded_calls_archived(bucket, dataset, killed - timedelta(minutes=5), stopped, settle=3)
 
 
 def test_a_holder_cut_off_from_the_store_stops_polling_before_a_standby_takes_over(
@@ -113,6 +105,54 @@ def test_a_holder_cut_off_from_the_store_stops_polling_before_a_standby_takes_ov
         for b_start, b_end in polls_b:
             assert a_end <= b_start or b_end <= a_start, f"both polled: a {a_start}-{a_end}, b {b_start}-{b_end}"
     archive_objects(bucket)  # nothing written twice
+
+
+def test_the_daemon_keeps_archiving_while_its_control_objects_are_deleted_under_it(
+    tmp_path: Path, bucket: Bucket
+) -> None:
+    """Someone (or a lifecycle rule) deletes the daemon's lease and member objects again and again:
+    each costs at most a lost lease, taken again at once; the daemon keeps polling and archiving,
+    and stops cleanly."""
+    dataset = Dataset(seed=9, calls_per_day=30000, max_duration=2, business_hours_share=0)
+    with reaping() as processes, Simulator(dataset) as sim:
+        log = tmp_path / "a.log"
+        processes["a"] = _start(tmp_path, "a", sim, bucket, log)
+        wait_until(lambda: log_events(log).count("poll.completed") >= 1, timeout=30)
+        deleted = 0
+        until = time.monotonic() + 8  # more than two lease lifetimes (3 s)
+        while time.monotonic() < until:
+            listed = bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="archive/_archiver/")
+            for item in listed.get("Contents", []):
+                if "/leases/" in item["Key"] or "/members/" in item["Key"]:
+                    bucket.client.delete_object(Bucket=bucket.name, Key=item["Key"])
+                    deleted += 1
+            time.sleep(0.3)
+        after = log_events(log).count("poll.completed")
+        wait_until(lambda: log_events(log).count("poll.completed") >= after + 2, timeout=30)
+        assert processes["a"].poll() is None  # still running
+        assert terminate(processes["a"]) == 0
+        stopped = datetime.now(TZ)
+    events = log_events(log)
+    assert deleted >= 4
+    assert events.count("lease.acquired") >= 2  # taken again after its object went
+    assert "command.failed" not in events
+    _assert_recorded_calls_archived(bucket, dataset, stopped - timedelta(seconds=20), stopped, settle=4)
+
+
+def _assert_recorded_calls_archived(
+    bucket: Bucket, dataset: Dataset, since: datetime, stopped: datetime, *, settle: float
+) -> None:
+    """Every recorded call that started after *since* and ended *settle* seconds before *stopped*
+    has its record in *bucket*, and nothing was written twice (the lease object is renewed, by design)."""
+    objects = archive_objects(bucket)
+    ended = [
+        c
+        for c in dataset.calls_between(since, stopped, stopped)
+        if c.has_recording and c.end < stopped - timedelta(seconds=settle)
+    ]
+    assert ended
+    for call in ended:
+        assert f"archive/{call.start:%Y/%m/%d}/{call.uuid}.json" in objects
 
 
 def _polls(log: Path) -> list[tuple[datetime, datetime]]:

@@ -52,6 +52,7 @@ def test_every_command_works_on_rgw(sim: Simulator, tmp_path: Path, rgw_bucket: 
     config = rgw_config(tmp_path, sim, rgw_bucket)
     checked = ok(run_cli("check", "-c", str(config)))
     assert "ok    create-only: the store refuses a second write of a key" in checked.stdout
+    assert "ok    checksums: the store keeps no SHA-256 of its own: verify reads every recording back" in checked.stdout
     assert "WARN  create-only: the store ignores If-None-Match on completing a multipart upload" in checked.stdout
     assert archive_objects(rgw_bucket) == {}  # every probe object removed again
     calls = sim.dataset.calls_between(SINCE, UNTIL, sim.now())

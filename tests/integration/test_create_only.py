@@ -12,7 +12,8 @@ import pytest
 from archiver.errors import ObjectExists
 from archiver.store.local import LocalStore
 from archiver.store.probe import compare_and_swap_fault, refuses_second_create
-from tests.helpers import Bucket, StrippingProxy, control_store, s3_store
+from tests.helpers import Bucket, control_store, s3_store
+from tests.s3faults import FaultProxy
 
 pytestmark = pytest.mark.anyio
 KEY = "archive/_archiver/check/probe"
@@ -31,7 +32,7 @@ async def test_a_store_that_honours_the_conditions_is_proved_so(bucket: Bucket, 
 
 async def test_a_store_that_ignores_the_conditions_is_caught(bucket: Bucket) -> None:
     """Behind a proxy that drops If-None-Match and If-Match both probes say so."""
-    with StrippingProxy(bucket.endpoint) as proxy:
+    with FaultProxy(bucket.endpoint, strip=("if-none-match", "if-match")) as proxy:
         store = s3_store(proxy.endpoint, bucket.name)
         control = control_store(proxy.endpoint, bucket.name)
         assert not await refuses_second_create(store, KEY + ".txt")
@@ -45,7 +46,7 @@ async def test_a_store_that_ignores_the_conditions_is_caught(bucket: Bucket) -> 
 async def test_looking_before_writing_keeps_create_only_on_such_a_store(bucket: Bucket) -> None:
     """With look_before_write, a second write of a key is refused by the archiver itself: one version."""
     data = b"RIFF once"
-    with StrippingProxy(bucket.endpoint) as proxy:
+    with FaultProxy(bucket.endpoint, strip=("if-none-match", "if-match")) as proxy:
         store = s3_store(proxy.endpoint, bucket.name, look_before_write=True)
         for attempt in range(2):
             try:

@@ -162,3 +162,44 @@ async def test_verify_reports_a_record_of_a_closed_day_that_no_manifest_covers(s
     after = await Verifier(LocalStore(root), "", clock=FakeClock(stored + timedelta(days=2))).verify([DAY])
     assert after.problems == []
     assert after.unmanifested == 0
+
+
+async def test_a_set_stored_by_a_writer_that_saw_more_is_adopted_not_called_foreign(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The other way round: the writer that loses set 1 listed the day before the late call's
+    record was stored, the winner after, and the winner's CSV names it. The loser lists the day
+    again before it calls that record foreign: a benign race, not "run archiver verify"."""
+    root = tmp_path / "archive"
+    await backfill(config_for(sim, f"file://{root}", tmp_path))
+    folder = open_day(root)
+    late = sorted(folder.glob("*.json"))[-1]
+    aside = tmp_path / late.name
+    late.rename(aside)
+
+    early, knowing = GatedStore(root), GatedStore(root)
+    covered: dict[str, int] = {}
+    knowing_done = anyio.Event()
+
+    async def close(name: str, store: LocalStore, done: anyio.Event | None = None) -> None:
+        covered[name] = await closer_for(store).write_day_files(DAY)
+        if done is not None:
+            done.set()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(close, "early", early)
+            await early.reached.wait()  # listed the day without the late call
+            aside.rename(late)
+            tg.start_soon(close, "knowing", knowing, knowing_done)
+            await knowing.reached.wait()  # listed it with the late call
+            knowing.gate.set()
+            await knowing_done.wait()  # its set 1 names the late call's record
+            early.gate.set()
+
+    objects = local_objects(root)
+    records = {p.name for p in folder.glob("*.json")}
+    counts = manifested(objects, "2026/11/01/")
+    assert {name: counts[name] for name in records} == dict.fromkeys(records, 1)
+    assert covered == {"early": len(records), "knowing": len(records)}
+    assert_sealed(objects, "")

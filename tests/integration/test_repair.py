@@ -138,7 +138,7 @@ async def test_version_histories_are_listed_only_where_the_bucket_keeps_versions
     client = s3_client(moto_server.endpoint)
     listed: list[str] = []
     client.meta.events.register("before-call.s3.ListObjectVersions", lambda **_: listed.append("versions"))
-    audit = S3VersionAudit(S3Bucket(client, made.name))
+    audit = S3VersionAudit(S3Bucket(client, made.name), protection=lambda head: {})
     for day in ("2026/11/01/", "2026/11/02/"):
         assert [h async for h in audit.histories(day)] == []
     assert len(listed) == (2 if versioned else 0)

@@ -18,7 +18,7 @@ from archiver.archive.seal import Sealer
 from archiver.audit.catalog import Catalog, Query
 from archiver.audit.evidence import examine
 from archiver.audit.verify import Verifier
-from archiver.core import dayfiles, keys
+from archiver.core import dayfiles, keys, seal
 from archiver.core.outcome import RecordingStatus
 from archiver.errors import StoreUnavailable
 from archiver.lifecycle.erase import Eraser, EraseRefused
@@ -26,6 +26,7 @@ from archiver.lifecycle.expire import Expirer
 from archiver.lifecycle.restore import Restorer
 from archiver.simulator import Simulator
 from archiver.store import ObjectInfo, Removal, Store
+from archiver.store.listing import list_day
 from archiver.store.local import LocalStore
 from archiver.store.seals import read_chain
 from tests.helpers import (
@@ -33,7 +34,6 @@ from tests.helpers import (
     Bucket,
     FakeClock,
     MotoServer,
-    StrippingProxy,
     backfill,
     check_sidecar,
     config_for,
@@ -43,6 +43,7 @@ from tests.helpers import (
     s3_store,
     store_target,
 )
+from tests.s3faults import FaultProxy, refused
 
 pytestmark = pytest.mark.anyio
 STORED = datetime(2026, 11, 5, 9, tzinfo=UTC)
@@ -203,9 +204,12 @@ async def test_an_expire_cut_short_is_finished_by_the_next(sim: Simulator, tmp_p
     root = tmp_path / "archive"
     await backfill(config_for(sim, f"file://{root}", tmp_path), clock=FakeClock(STORED))
     store, clock = LocalStore(root), FakeClock(EXPIRY_TIME)
-    first = expirer(store, "", clock)
-    listing = (await first._list([FIRST]))[0]
-    await Sealer(store, "", clock).record_expiry([await first._expiry(listing)])  # then the run stopped
+    listing = await list_day(store, "", FIRST)
+    manifests = tuple(
+        [seal.Link(key, hashlib.sha256(await store.read(key)).hexdigest()) for key in listing.manifests.values()]
+    )
+    record = seal.Expiry(FIRST.isoformat(), listing.folder, manifests, "30d", seal.utc_text(clock.now()))
+    await Sealer(store, "", clock).record_expiry([record], "30d")  # what expire records first; then the run stopped
     between = await Verifier(store, "", clock=clock).verify(None)
     assert between.problems == []
     assert any("expired under retention 30d" in h.what for h in between.history)  # recorded, objects remain
@@ -549,19 +553,11 @@ async def test_an_erasure_record_must_state_what_the_record_stated(sim: Simulato
     ]
 
 
-def no_version_listing(method: str, path: str) -> tuple[int, bytes] | None:
-    """A store that lists no versions (as Cloudflare R2): 501 NotImplemented for ``?versions``."""
-    if method == "GET" and "versions" in path.split("?", 1)[-1].split("&"):
-        body = b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code><Message>no</Message></Error>"
-        return 501, body
-    return None
-
-
 async def test_erase_and_expire_on_a_store_that_lists_no_versions(
     sim: Simulator, moto_server: MotoServer, tmp_path: Path
 ) -> None:
     plain = make_bucket(moto_server.endpoint, versioned=False)
-    with StrippingProxy(moto_server.endpoint, strip=(), reply=no_version_listing) as proxy:
+    with FaultProxy(moto_server.endpoint, refused("ListObjectVersions", 501, "NotImplemented")) as proxy:
         config = config_for(sim, f"s3://{plain.name}/archive", tmp_path, endpoint=proxy.endpoint)
         await backfill(config, clock=FakeClock(STORED))
         store = s3_store(proxy.endpoint, plain.name)

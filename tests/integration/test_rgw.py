@@ -16,7 +16,8 @@ from archiver.store.s3 import S3Store
 from archiver.store.s3_bucket import S3Bucket
 from archiver.store.s3_control import S3ControlStore
 from tests.ceph import CephRgw
-from tests.helpers import AWS_ENV, Bucket, StrippingProxy, control_store, make_bucket, s3_store
+from tests.helpers import AWS_ENV, Bucket, control_store, make_bucket, s3_store
+from tests.s3faults import Answer, FaultProxy, Forward, S3Request
 
 pytestmark = pytest.mark.anyio
 KEY = "archive/2026/11/01/09dc3fa8-ba86-11e5-a8af-dbc80e22bddb.wav"
@@ -70,10 +71,11 @@ async def test_a_body_changed_on_the_way_is_refused_by_its_signed_hash(rgw_bucke
     signed; RGW says SignatureDoesNotMatch where AWS says XAmzContentSHA256Mismatch) and the
     archiver stops with what to look at, instead of retrying it for ever."""
 
-    def flip_last_byte(body: bytes) -> bytes:
-        return body[:-1] + bytes([body[-1] ^ 1]) if body else body
+    def flip_last_byte(request: S3Request, forward: Forward) -> Answer | None:
+        body = request.body
+        return forward(body[:-1] + bytes([body[-1] ^ 1])) if body else None
 
-    with StrippingProxy(rgw_bucket.endpoint, strip=(), alter_body=flip_last_byte) as proxy:
+    with FaultProxy(rgw_bucket.endpoint, flip_last_byte) as proxy:
         store = s3_store(proxy.endpoint, rgw_bucket.name)
         with pytest.raises(StoreAccessError, match=r"something between here and the store changed the request"):
             await put(store, KEY, b"RIFF" + bytes(1000))

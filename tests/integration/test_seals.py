@@ -98,9 +98,9 @@ class CountingStore(LocalStore):
         super().__init__(root)
         self.reads: list[str] = []
 
-    async def read(self, key: str, max_bytes: int = 1 << 20) -> bytes:
+    async def read(self, key: str, max_bytes: int = 1 << 20, *, version_id: str | None = None) -> bytes:
         self.reads.append(key)
-        return await super().read(key, max_bytes)
+        return await super().read(key, max_bytes, version_id=version_id)
 
 
 class LateStore(LocalStore):

@@ -204,3 +204,21 @@ def test_a_start_that_is_not_a_time_still_files_the_call_under_its_date(start: s
     cdr = parse_row({"Cdr": {**DOC_ROW["Cdr"], "start": start}}, TZ)
     assert cdr.start_local is None
     assert cdr.day(date(2000, 1, 1)) == day
+
+
+@pytest.mark.parametrize(
+    ("start", "local"),
+    [
+        ("2016-01-14 13:14:15", datetime(2016, 1, 14, 13, 14, 15, tzinfo=TZ)),
+        ("2016-01-14T13:14:15", datetime(2016, 1, 14, 13, 14, 15, tzinfo=TZ)),
+        ("2016-01-14 13:14", datetime(2016, 1, 14, 13, 14, tzinfo=TZ)),
+        ("2016-1-4 9:05:00", datetime(2016, 1, 4, 9, 5, tzinfo=TZ)),  # fields without their leading zero
+        (" 2016-01-14 13:14:15 ", datetime(2016, 1, 14, 13, 14, 15, tzinfo=TZ)),
+        ("2016-01-14T06:14:15+00:00", datetime(2016, 1, 14, 13, 14, 15, tzinfo=TZ)),  # an offset: the same moment
+    ],
+)
+def test_each_form_of_start_is_read_in_the_source_time_zone(start: str, local: datetime) -> None:
+    """The usual form, its variants and an explicit offset all give the call's start in the source's zone."""
+    cdr = parse_row({"Cdr": {**DOC_ROW["Cdr"], "start": start}}, TZ)
+    assert cdr.start_local == local
+    assert cdr.problems == ()

@@ -267,7 +267,8 @@ def problems_all(data: object) -> list[str]:
 def test_a_read_only_command_needs_no_pbx_credentials_and_no_source_section(tmp_path: Path) -> None:
     """find, show, export, browse and verify: storage settings alone, unset ${VAR}s and unreadable secret files ignored."""
     alone = parse_configs({"storage": {"url": "file:///srv/archive"}}, environ={}, read_only=True)
-    assert alone[0].source.timezone == "Asia/Ho_Chi_Minh"
+    assert alone[0].source.tz.key == "Asia/Ho_Chi_Minh"  # dates are read in the default zone
+    assert alone[0].source.tz_given is None  # but the file did not say it: expire asks the archive
     assert alone[0].secrets() == ()
     raw = {
         "source": {"api_key": "${UNSET_KEY}", "api_secret_file": str(tmp_path / "absent"), "timezone": "UTC"},
@@ -275,6 +276,7 @@ def test_a_read_only_command_needs_no_pbx_credentials_and_no_source_section(tmp_
     }
     [config] = parse_configs(raw, environ={}, read_only=True)
     assert config.source.timezone == "UTC"
+    assert config.source.tz_given is not None
     with pytest.raises(ConfigError) as raised:  # the archiving commands still need them, and say which
         parse_configs(raw, environ={})
     assert any("UNSET_KEY" in p for p in raised.value.problems)
@@ -305,6 +307,53 @@ def test_values_from_the_environment_are_read_as_their_fields_type() -> None:
     assert problems(data, {"PAGE": "250", "HOLD": "maybe"}) == [
         "At 'storage.legal_hold': must be true or false (got 'maybe')"
     ]
+
+
+def test_browse_scopes_and_tls_are_read_and_every_source_they_name_must_exist() -> None:
+    """browse.scopes maps users, groups and * to sources (or SOURCE/EXTENSION, or all); a source
+    it names must be one of the file's; browse.tls needs both files; scopes need a login."""
+    sources = [{"name": "hq", "api_key": "k", "api_secret": "s"}, {"name": "danang", "api_key": "k", "api_secret": "s"}]
+    browse = {
+        "users_file": "/etc/archiver/browse-users",
+        "scopes": {"alice": ["hq"], "group:qa": ["hq", "danang/101"], "bob": "danang", "*": "all"},
+        "tls": {"cert": "/etc/archiver/browse.crt", "key": "/etc/archiver/browse.key"},
+    }
+    [config, _] = parse_configs(
+        {"sources": sources, "storage": {"url": "s3://call-recordings"}, "browse": browse}, environ={}
+    )
+    assert config.browse.scopes == (
+        ("alice", ("hq",)),
+        ("group:qa", ("hq", "danang/101")),
+        ("bob", ("danang",)),
+        ("*", ("all",)),
+    )
+    assert config.browse.tls is not None
+    assert config.browse.tls.key == Path("/etc/archiver/browse.key")
+
+    def found(**section: object) -> list[str]:
+        with pytest.raises(ConfigError) as caught:
+            parse_configs(
+                {"sources": sources, "storage": {"url": "s3://call-recordings"}, "browse": section}, environ={}
+            )
+        return caught.value.problems
+
+    assert found(users_file="/u", scopes={"alice": ["hqq"]}) == [
+        "At '(top level)': browse.scopes: 'alice' is given 'hqq', but there is no source 'hqq' (known: hq, danang)"
+    ]
+    assert found(scopes={"alice": ["hq"]})[0].startswith(
+        "At 'browse': browse.scopes says what each signed-in user may see"
+    )
+    assert found(users_file="/u", scopes={"alice": ["hq/1 2"]})[0].startswith(
+        "At 'browse.scopes': alice: 'hq/1 2' is not"
+    )
+    assert found(users_file="/u", scopes={"alice": []})[0].startswith(
+        "At 'browse.scopes': alice: must be all or a list"
+    )
+    assert found(users_file="/u", tls={"cert": "/c"}) == ["At 'browse.tls.key': required"]
+    single = parse_config(
+        {**minimal(), "browse": {"users_file": "/u", "scopes": {"alice": ["default/101"]}}}, environ={}
+    )
+    assert single.browse.scopes == (("alice", ("default/101",)),)
 
 
 def test_the_pbx_retention_is_a_duration_of_days_or_null() -> None:

@@ -72,3 +72,54 @@ async def test_past_its_patience_the_step_fails_as_unavailable() -> None:
     with anyio.fail_after(5), pytest.raises(StoreUnavailable):
         await outage.run(step)
     assert 1 < store.probes < 20
+
+
+class RefusingStore(FlakyStore):
+    """Answers the probe at once, while the step keeps being refused (SlowDown on one prefix)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = True
+
+
+async def test_a_step_the_store_keeps_refusing_backs_off_while_the_probe_answers() -> None:
+    """A store that answers the probe but refuses one write: the step waits, jittered and growing,
+    before each new attempt (a handful in a second, not thousands), each wait logged once, and it
+    fails as unavailable when the patience is spent."""
+    store = RefusingStore()
+    outage = StoreOutage(store, "p/_archiver/outage-probe", RetryPolicy(timeout=1.0, wait_initial=0.05, wait_max=0.2))  # type: ignore[arg-type]
+    attempts = 0
+
+    async def step() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise StoreUnavailable("s3://b (key 'p/2026/x.wav') answered SlowDown")
+
+    with capture_logs() as logs, anyio.fail_after(5), pytest.raises(StoreUnavailable, match="SlowDown"):
+        await outage.run(step)
+    assert 3 <= attempts <= 20
+    retries = [e for e in logs if e["event"] == "stamina.retry_scheduled"]
+    # One line per wait, counting them: one before each attempt after the first, and perhaps a last
+    # wait that ran into the patience, after which no attempt starts.
+    assert attempts - 1 <= len(retries) <= attempts
+    assert [r["retry_num"] for r in retries] == list(range(1, len(retries) + 1))
+    assert all("SlowDown" in r["caused_by"] for r in retries)
+    assert not [e for e in logs if e["event"].startswith("store.")]  # no outage: the store answered each probe
+    assert store.probes <= attempts
+
+
+async def test_a_step_that_passes_after_a_refusal_runs_once_more_after_a_wait() -> None:
+    """A step refused once (a 409 on a contended key) runs again after its backoff and its result is returned."""
+    store = RefusingStore()
+    outage = StoreOutage(store, "p/_archiver/outage-probe", RetryPolicy(timeout=5, wait_initial=0.1, wait_max=0.1))  # type: ignore[arg-type]
+    runs: list[float] = []
+
+    async def step() -> str:
+        runs.append(anyio.current_time())
+        if len(runs) == 1:
+            raise StoreUnavailable("conflict")
+        return "stored"
+
+    assert await outage.run(step) == "stored"
+    assert len(runs) == 2
+    assert runs[1] - runs[0] >= 0.05  # waited (jitter included) before the second attempt

@@ -3,13 +3,14 @@ what a HEAD says of cold storage, and the configuration keys."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from archiver.config.load import load_config
-from archiver.core import lifecycle, seal
+from archiver.core import lifecycle, retention, seal
 from archiver.errors import ConfigError
 from archiver.store import Hold, ObjectInfo
 
@@ -173,3 +174,26 @@ def test_retention_keep_is_read_as_days_and_must_be_a_day_at_least(tmp_path: Pat
         load_config(path, environ={})
     assert "retention.keep" in raised.value.problems[0]
     assert "at least 1d" in raised.value.problems[0]
+
+
+LA = ZoneInfo("America/Los_Angeles")
+
+
+def test_the_oldest_day_kept_is_reckoned_on_absolute_time_across_a_change_of_clocks() -> None:
+    """Daylight saving time ended on 2026-11-01 in Los Angeles: 30 days before 23:30 on 30
+    November is 00:30 on 1 November by absolute time, 23:30 on 31 October by the wall clock.
+    retention reckons absolute time, so 31 October (which ended 30 days ago) is the last day let go."""
+    now = datetime(2026, 11, 30, 23, 30, tzinfo=LA)
+    assert retention.first_kept(now, timedelta(days=30), LA) == date(2026, 11, 1)
+    assert (now - timedelta(days=30)).date() == date(2026, 10, 31)  # what wall-clock arithmetic gives
+
+
+@pytest.mark.parametrize("hour", range(0, 48))
+def test_expire_backfill_and_verify_agree_on_every_day_hour_by_hour_across_the_change(hour: int) -> None:
+    """Whatever the hour, around the change of clocks: a day is before the oldest day kept exactly
+    when its end plus keep has passed (what verify asks of an expiry record)."""
+    now = datetime(2026, 11, 30, tzinfo=UTC) + timedelta(hours=hour)
+    keep = timedelta(days=30)
+    first = retention.first_kept(now, keep, LA)
+    for day in (date(2026, 10, 30) + timedelta(days=n) for n in range(5)):
+        assert (day < first) == (retention.expired_early(day, keep, now, LA) is None), (hour, day)
