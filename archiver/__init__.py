@@ -2,6 +2,6 @@
 
 # The one place the version is written (pyproject.toml reads it from here): reading it from the
 # installed metadata costs every start of the daemon ~40 ms of imports.
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]

@@ -15,8 +15,10 @@ import contextlib
 import gc
 import importlib
 import json
+import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +32,17 @@ from archiver.service import logs
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    started = time.time()
+    code = EXIT_FAILED  # unless the command says otherwise: an error no handler mapped
+    try:
+        code = _run(args)
+    finally:
+        if getattr(args, "metrics_file", None) is not None:
+            _record(args, started, code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
@@ -39,6 +52,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _failed(args, exc, EXIT_FAILED)
     except KeyboardInterrupt:
         return _failed(args, "interrupted", EXIT_FAILED)
+
+
+def _record(args: argparse.Namespace, started: float, code: int) -> None:
+    """Write how a scheduled command ended to --metrics-file, whatever the end; a file that cannot
+    be written is said on stderr and leaves the exit code alone (the alert on a result that
+    stopped coming covers it)."""
+    from archiver.service.results import write_result  # noqa: PLC0415 - only scheduled runs load prometheus_client
+
+    try:
+        write_result(args.metrics_file, args.command, started=started, finished=time.time(), exit_code=code)
+    except OSError as exc:
+        print(f"archiver: cannot write --metrics-file {args.metrics_file}: {exc.strerror}", file=sys.stderr)
 
 
 def _failed(args: argparse.Namespace, error: BaseException | str, code: int) -> int:
@@ -53,7 +78,21 @@ def _failed(args: argparse.Namespace, error: BaseException | str, code: int) -> 
         print(json.dumps(event, ensure_ascii=False), file=sys.stderr)
     else:
         print(f"archiver: {error}", file=sys.stderr)
+    if os.environ.get("NOTIFY_SOCKET"):
+        _tell_systemd(error, code)
     return code
+
+
+def _tell_systemd(error: BaseException | str, code: int) -> None:
+    """Under systemd (``archiver.service`` is ``Type=notify``), say why the command stopped in the
+    unit's status line, which ``systemctl status`` shows in full after the process ended; the
+    journal's JSON line is cut to the terminal's width there."""
+    from archiver.service.notify import Notifier  # noqa: PLC0415 - only a command systemd started needs it
+
+    problems = error.problems if isinstance(error, ConfigError) else []
+    said = problems[0] if problems else (str(error).splitlines() or [""])[0]
+    more = f" (and {len(problems) - 1} more problem(s): journalctl -u archiver)" if len(problems) > 1 else ""
+    Notifier().status(f"stopped with exit code {code}: {said}{more}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,6 +118,15 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--source", metavar="NAME", help="only this one of the file's sources: (default: all)")
         sub.set_defaults(handler=handler)
         return sub
+
+    def scheduled(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--metrics-file",
+            type=Path,
+            metavar="FILE.prom",
+            help="write how the run ended (time, exit code) there as Prometheus metrics, for the daemon's "
+            "/metrics (metrics.textfile_dir) or the node exporter's textfile collector",
+        )
 
     command("run", _lazy("archive", "run"), "the daemon: poll the API and archive new calls until stopped")
     backfill = command("backfill", _lazy("archive", "backfill"), "archive every call in a date range, then exit")
@@ -120,12 +168,14 @@ def _parser() -> argparse.ArgumentParser:
         help="a seal digest recorded elsewhere (a head an earlier verify printed): it must still be in the chain",
     )
     verify.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    scheduled(verify)
     reconcile = command(
         "reconcile", _lazy("audit", "reconcile"), "compare the calls the API lists with the archive, both ways"
     )
     reconcile.add_argument("--since", required=True, metavar="DATE")
     reconcile.add_argument("--until", metavar="DATE", help="exclusive; default now")
     reconcile.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    scheduled(reconcile)
     rearchive = command(
         "rearchive",
         _lazy("archive", "rearchive"),
@@ -190,6 +240,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     expire.add_argument("--dry-run", action="store_true", help="list the days that would expire; change nothing")
     expire.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    scheduled(expire)
     erase = command(
         "erase",
         _lazy("retention", "erase"),

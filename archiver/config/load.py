@@ -23,6 +23,7 @@ from archiver.config.models import ONE_OR_MANY, Config
 from archiver.config.structure import Invalid, structure
 from archiver.errors import ConfigError
 
+SYSTEMD_CREDENTIALS = "/run/credentials/"  # where systemd hands a unit its LoadCredential= files
 _FILE_SECRETS = ("api_key", "api_secret")  # may also come from source.<name>_file
 _SECRET_KEYS = frozenset({*_FILE_SECRETS, "ping_url"})  # values never echoed in a problem
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")  # $$, ${VAR}, ${VAR:-default}
@@ -98,7 +99,7 @@ def parse_configs(
     assert isinstance(expanded, dict)
     _read_secret_files(expanded, problems)
     if base_dir is not None:
-        _resolve_state_path(expanded, base_dir)
+        _resolve_paths(expanded, base_dir)
     if ("source" in expanded) == ("sources" in expanded):
         # Said here, not only by the model, so that it comes with the file's other problems.
         problems.append(ONE_OR_MANY)
@@ -179,16 +180,29 @@ def _read_secret_file(where: str, section: dict[str, Any], problems: list[str]) 
             section[name] = Path(str(file_name)).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            problems.append(f"At '{where}.{file_key}': cannot read {file_name}: {reason}")
+            problems.append(f"At '{where}.{file_key}': cannot read {file_name}: {reason}{_credential_hint(file_name)}")
             section[name] = ""
 
 
-def _resolve_state_path(data: dict[str, Any], base_dir: Path) -> None:
-    state = data.get("state")
-    if isinstance(state, dict) and isinstance(state.get("path"), str):
-        path = Path(state["path"])
-        if not path.is_absolute():
-            state["path"] = str(base_dir / path)
+def _credential_hint(file_name: object) -> str:
+    """What to look at when a secret systemd was to hand the service is not there: the units load
+    /etc/archiver as credentials, so the file is missing from that folder (a package install
+    that was not yet given its secrets)."""
+    if not str(file_name).startswith(SYSTEMD_CREDENTIALS):
+        return ""
+    return (
+        " (a systemd credential: put the file in the folder the unit's LoadCredential= names, /etc/archiver as shipped)"
+    )
+
+
+def _resolve_paths(data: dict[str, Any], base_dir: Path) -> None:
+    """The local paths a file may give relative to its own folder: the ledger, the results folder."""
+    for name, key in (("state", "path"), ("metrics", "textfile_dir")):
+        section = data.get(name)
+        if isinstance(section, dict) and isinstance(section.get(key), str):
+            path = Path(section[key])
+            if not path.is_absolute():
+                section[key] = str(base_dir / path)
 
 
 def _dotted(loc: tuple[str | int, ...]) -> str:

@@ -78,6 +78,10 @@ class SourceConfig:
     # The country calling code of the PBX's own numbers: `find --number +84 986…` matches the
     # 0986… the PBX stores.
     country_code: str = checked(checks.country_code, default="84")
+    # How long the PBX keeps a recording before it deletes it (None: not said). Served as a
+    # metric, so that the cursor-lag alert fires while the calls behind the cursor can still be
+    # fetched.
+    recording_retention: timedelta | None = checked(checks.at_least_a_day, default=None)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -234,6 +238,9 @@ class StateConfig:
 @frozen(kw_only=True)
 class MetricsConfig:
     listen: str | None = checked(checks.listen, default=None)
+    # Where the scheduled commands' results are (`--metrics-file`): the daemon serves every *.prom
+    # file there on /metrics. None: metrics/ beside state.path, where the units write them.
+    textfile_dir: Path | None = None
 
 
 @frozen(kw_only=True)
@@ -303,6 +310,11 @@ class _Sections:
     metrics: MetricsConfig = field(factory=MetricsConfig)
     coordination: CoordinationConfig = field(factory=CoordinationConfig)
     browse: BrowseConfig = field(factory=BrowseConfig)
+
+    @property
+    def textfile_dir(self) -> Path:
+        """The folder of the scheduled commands' results: metrics.textfile_dir, else metrics/ beside the ledger."""
+        return self.metrics.textfile_dir or self.state.path.parent / "metrics"
 
 
 @frozen(kw_only=True)

@@ -69,6 +69,11 @@ class Daemon:
         self._label = f"{label}: " if label else ""
         self._source = label or DEFAULT_SOURCE  # the source label of its metrics
         metrics.add_source(self._source)
+        held = metrics.lease_held.labels(source=self._source)
+        if lease is None:
+            held.set(1)  # no peers: this instance always polls
+        else:
+            held.set_function(lambda: float(lease.held))
         self._poll_scope: anyio.CancelScope | None = None
 
     async def run(self) -> None:
@@ -123,6 +128,8 @@ class Daemon:
         except TransientError as exc:
             log.warning("lease.unavailable", error=str(exc), seconds_left=round(self._lease.seconds_left(), 1))
             held = self._lease.held
+        if held != was_held:
+            self._metrics.lease_changed(self._source, held=held)
         if self._poll_scope is not None:
             if was_held and not held:
                 self._poll_scope.cancel()  # another instance polls now; stop duplicating its work
@@ -157,12 +164,9 @@ class Daemon:
             await self._failed(f"{len(report.failed)} call(s) failed, e.g. {call_id}: {error}", None, report)
             return report
         now = self._clock.now()
-        cursor = self._ledger.progress.cursor()
-        lag = (now - cursor).total_seconds() if cursor else None
+        lag = self._ledger_state()
         self._health.poll_succeeded()
-        self._metrics.poll_succeeded(self._source, lag)
-        self._metrics.pending.labels(source=self._source).set(self._ledger.retries.count_pending())
-        self._metrics.quarantined.labels(source=self._source).set(self._ledger.retries.count_quarantined())
+        self._metrics.poll_succeeded(self._source)
         self._ledger.progress.record_poll(now, ok=True, summary=report.summary())
         status = self._label + self._status_line(lag)
         if self._ready:
@@ -180,6 +184,7 @@ class Daemon:
         self._health.poll_failed(error)
         if exc is not None:
             self._metrics.failed(self._source, exc)
+        self._ledger_state()
         self._ledger.progress.record_poll(
             self._clock.now(), ok=False, error=error, summary=report.summary() if report else None
         )
@@ -187,6 +192,22 @@ class Daemon:
         log.error("poll.failed", error=error)
         if self._ping:
             await self._ping.failure(error, self._source)
+
+    def _ledger_state(self) -> float | None:
+        """Put what the ledger says (cursor lag, waiting, quarantined and overdue calls) into the
+        metrics, after every poll; the cursor lag in seconds."""
+        now = self._clock.now()
+        cursor = self._ledger.progress.cursor()
+        lag = (now - cursor).total_seconds() if cursor else None
+        retries = self._ledger.retries
+        self._metrics.ledger_state(
+            self._source,
+            lag_seconds=lag,
+            pending=retries.count_pending(),
+            quarantined=retries.count_quarantined(),
+            overdue_seconds=retries.overdue(now).total_seconds(),
+        )
+        return lag
 
     async def _count_registrations(self) -> None:
         try:

@@ -2,16 +2,23 @@
 
 ``Metrics`` owns a private registry (so tests and several archivers in one process do not
 collide). :class:`SourceMetrics` is one source's :class:`~archiver.archive.events.ArchiveEvents`
-observer; the daemon updates the poll gauges itself.
+observer; the daemon updates the poll, ledger and lease gauges itself.
+
+The alerting rules in ``monitoring/`` read these names, and a test holds every name they use to
+what a running daemon serves; rename one only together with the rules and the dashboard.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+from datetime import timedelta
+from pathlib import Path
 
 import stamina.instrumentation
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 from archiver import __version__
 from archiver.archive.events import ArchiveEvents
@@ -96,9 +103,43 @@ class Metrics:
         )
         self.poll_age = Gauge(
             "archiver_last_successful_poll_age_seconds",
-            "Seconds since the last poll that succeeded (NaN before the first).",
+            "Seconds since the last poll that succeeded (before the first: since the daemon started).",
             per_source,
             registry=r,
+        )
+        self.overdue = Gauge(
+            "archiver_pending_overdue_seconds",
+            "How long past download.missing_after the most overdue call still waiting is (0: none is).",
+            per_source,
+            registry=r,
+        )
+        self.lease_held = Gauge(
+            "archiver_lease_held",
+            "1 while this instance holds the source's lease and polls it (always, without coordination); 0 on standby.",
+            per_source,
+            registry=r,
+        )
+        self.lease_changes = Counter(
+            "archiver_lease_changes",
+            "Times this instance took a source's lease or lost it.",
+            ["source", "change"],
+            registry=r,
+        )
+        self.recording_retention = Gauge(
+            "archiver_source_recording_retention_seconds",
+            "How long the PBX keeps a recording (source.recording_retention), where the configuration says.",
+            per_source,
+            registry=r,
+        )
+        self.poll_interval = Gauge("archiver_poll_interval_seconds", "The daemon's poll.interval.", registry=r)
+        self.poll_lookback = Gauge("archiver_poll_lookback_seconds", "The daemon's poll.lookback.", registry=r)
+        self.spool_free = Gauge(
+            "archiver_spool_free_bytes",
+            "Bytes free to the archiver on the file system of download.spool_dir (the temporary folder by default).",
+            registry=r,
+        )
+        self.spool_size = Gauge(
+            "archiver_spool_size_bytes", "Size of the file system of download.spool_dir.", registry=r
         )
         self.registered = Gauge(
             "archiver_registered_extensions", "Extensions with a registered device (ext_reg).", per_source, registry=r
@@ -111,8 +152,26 @@ class Metrics:
         )
         info = Gauge("archiver_build_info", "The archiver's version.", ["version"], registry=r)
         info.labels(version=__version__).set(1)
+        ProcessCollector(registry=r)  # process_start_time_seconds, memory, CPU, open files
+        self._started_at = time.time()
         self._last_success_at: dict[str, float] = {}
         self._sources: set[str] = set()
+
+    def describe(self, *, interval: timedelta, lookback: timedelta, spool_dir: Path | None) -> None:
+        """The settings the alerting rules compare against, and the spool's file system, read at
+        each scrape (an unreadable one reads as NaN)."""
+        self.poll_interval.set(interval.total_seconds())
+        self.poll_lookback.set(lookback.total_seconds())
+        folder = str(spool_dir or tempfile.gettempdir())
+
+        def usage(field: str) -> float:
+            try:
+                return float(getattr(shutil.disk_usage(folder), field))
+            except OSError:
+                return float("nan")
+
+        self.spool_free.set_function(lambda: usage("free"))
+        self.spool_size.set_function(lambda: usage("total"))
 
     def add_source(self, source: str) -> None:
         """Start *source*'s series at zero (its poll age is NaN until a poll succeeds)."""
@@ -129,18 +188,33 @@ class Metrics:
         self.parked.labels(source=source)
         self.quarantined.labels(source=source)
         self.suspicious.labels(source=source)
+        self.pending.labels(source=source)
+        self.overdue.labels(source=source)
+        for change in ("taken", "lost"):
+            self.lease_changes.labels(source=source, change=change)
 
         def age() -> float:
-            at = self._last_success_at.get(source)
-            return time.time() - at if at else float("nan")
+            return time.time() - self._last_success_at.get(source, self._started_at)
 
         self.poll_age.labels(source=source).set_function(age)
 
-    def poll_succeeded(self, source: str, lag_seconds: float | None) -> None:
+    def poll_succeeded(self, source: str) -> None:
         self._last_success_at[source] = time.time()
         self.last_success.labels(source=source).set(self._last_success_at[source])
+
+    def ledger_state(
+        self, source: str, *, lag_seconds: float | None, pending: int, quarantined: int, overdue_seconds: float
+    ) -> None:
+        """What the ledger says after a poll, whether it succeeded or not (a lag that grows while
+        polls fail is what the cursor-lag alerts watch)."""
         if lag_seconds is not None:
             self.cursor_lag.labels(source=source).set(lag_seconds)
+        self.pending.labels(source=source).set(pending)
+        self.quarantined.labels(source=source).set(quarantined)
+        self.overdue.labels(source=source).set(overdue_seconds)
+
+    def lease_changed(self, source: str, *, held: bool) -> None:
+        self.lease_changes.labels(source=source, change="taken" if held else "lost").inc()
 
     def failed(self, source: str, exc: BaseException) -> None:
         self.failures.labels(source=source, **{"class": failure_class(exc)}).inc()

@@ -31,6 +31,7 @@ from archiver.service.metrics import DEFAULT_SOURCE, Metrics, SourceMetrics
 from archiver.service.notify import Notifier
 from archiver.service.ping import DeadManPing
 from archiver.service.preflight import ensure_create_only
+from archiver.service.results import CommandResults
 from archiver.service.shutdown import SHUTDOWN_GRACE, supervised
 from archiver.store import ControlStore, Store
 
@@ -46,6 +47,12 @@ class Supervisor:
         interval = poll.interval.total_seconds()
         self.metrics = Metrics()
         self.metrics.install_retry_hook()
+        self.metrics.describe(interval=poll.interval, lookback=poll.lookback, spool_dir=configs[0].download.spool_dir)
+        self.metrics.registry.register(CommandResults(configs[0].textfile_dir))
+        for config in configs:
+            if config.source.recording_retention is not None:
+                retention = config.source.recording_retention.total_seconds()
+                self.metrics.recording_retention.labels(source=config.name or DEFAULT_SOURCE).set(retention)
         self._notifier = notifier or Notifier()
         stall = max(300.0, 3 * interval, 2 * (self._notifier.watchdog_seconds or 0))
         self.health = Health(stall_after=stall, ready_within=max(180.0, 3 * interval))

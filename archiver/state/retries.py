@@ -48,6 +48,12 @@ class Retries(Part):
     def count_pending(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
 
+    def overdue(self, now: datetime) -> timedelta:
+        """How far past its deadline (the end of the call plus ``download.missing_after``) the most
+        overdue waiting call is: such a call should have been recorded missing at its last try."""
+        deadline = self._db.execute("SELECT min(deadline) FROM pending").fetchone()[0]
+        return max(timedelta(0), now - datetime.fromtimestamp(deadline, UTC)) if deadline is not None else timedelta(0)
+
     def record_failure(self, call_id: str, day: date, error: str, now: datetime) -> int:
         """Record that *call_id* failed in this run; how many runs in a row it has failed."""
         with self._transaction():

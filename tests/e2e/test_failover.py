@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import yaml
 
 from archiver.simulator import Dataset, Faults, Simulator
@@ -19,9 +20,11 @@ from tests.helpers import (
     MotoServer,
     ToggleProxy,
     archive_objects,
+    free_port,
     is_sidecar,
     log_events,
     make_bucket,
+    metric,
     reaping,
     start_archiver,
     terminate,
@@ -32,17 +35,25 @@ TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 def test_a_standby_daemon_takes_over_when_the_holder_is_killed(tmp_path: Path, bucket: Bucket) -> None:
-    """Two `archiver run` on one bucket: one polls; after kill -9 the other archives on; nothing twice."""
+    """Two `archiver run` on one bucket: one polls; after kill -9 the other archives on; nothing
+    twice. /metrics says who holds the lease, and counts the takeover."""
     dataset = Dataset(seed=9, calls_per_day=30000, max_duration=2, business_hours_share=0)
+    ports = {"a": free_port(), "b": free_port()}
+
+    def lease(name: str, sample: str = "archiver_lease_held", **labels: str) -> float:
+        return metric(httpx.get(f"http://127.0.0.1:{ports[name]}/metrics").text, sample, source="default", **labels)
+
     with reaping() as processes, Simulator(dataset) as sim:
         logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
-        processes["a"] = _start(tmp_path, "a", sim, bucket, logs["a"])
+        processes["a"] = _start(tmp_path, "a", sim, bucket, logs["a"], metrics_port=ports["a"])
         wait_until(lambda: "lease.acquired" in log_events(logs["a"]))
-        processes["b"] = _start(tmp_path, "b", sim, bucket, logs["b"])
+        processes["b"] = _start(tmp_path, "b", sim, bucket, logs["b"], metrics_port=ports["b"])
         wait_until(lambda: "daemon.store_answered" in log_events(logs["b"]))
         polls = log_events(logs["a"]).count("poll.completed")
         wait_until(lambda: log_events(logs["a"]).count("poll.completed") >= polls + 2, timeout=30)
         assert "poll.completed" not in log_events(logs["b"])  # b stood by while a polled
+        assert (lease("a"), lease("b")) == (1, 0)
+        assert lease("b", "archiver_lease_changes_total", change="taken") == 0
         processes["a"].send_signal(signal.SIGKILL)
         processes["a"].wait()
         killed = datetime.now(TZ)
@@ -50,6 +61,8 @@ def test_a_standby_daemon_takes_over_when_the_holder_is_killed(tmp_path: Path, b
         took_over = datetime.now(TZ)
         polls = log_events(logs["b"]).count("poll.completed")
         wait_until(lambda: log_events(logs["b"]).count("poll.completed") >= polls + 3, timeout=30)  # >= 3 s
+        assert lease("b") == 1
+        assert lease("b", "archiver_lease_changes_total", change="taken") == 1
         assert terminate(processes["b"]) == 0
         stopped = datetime.now(TZ)
     assert "lease.taken_over" in log_events(logs["b"])
@@ -170,6 +183,7 @@ def _start(
     *command: str,
     endpoint: str | None = None,
     level: str = "info",
+    metrics_port: int | None = None,
 ) -> subprocess.Popen[bytes]:
     raw: dict[str, Any] = {
         "source": {"base_url": sim.url, "api_key": sim.api_key, "api_secret": sim.api_secret},
@@ -178,6 +192,8 @@ def _start(
         "poll": {"interval": "1s", "settle": "1s", "lookback": "5m"},
         "coordination": {"lease_ttl": "3s"},
     }
+    if metrics_port is not None:
+        raw["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
     config = tmp_path / f"{name}.yaml"
     config.write_text(yaml.safe_dump(raw))
     command = command or ("run",)

@@ -1,40 +1,35 @@
-"""The README's install, run verbatim on a booted Debian 12, gives working units.
+"""The README's wheel install (for other distributions), run verbatim on a booted Debian 12,
+gives working units.
 
 A minimal Debian 12 root is built once with debootstrap (from the Debian archive this machine's
 apt uses) and cached; each run boots a copy of it with systemd-nspawn, sharing the host's
-network, so the simulator and the moto S3 server on loopback are reachable from inside. The
-checkout's wheel, units and example config are put where an operator would have them, the
-README's two install blocks are run as written, and then the units are put through what an
-operator relies on.
+network, so the simulator and the moto S3 server on loopback are reachable from inside
+(tests/booted.py). The checkout's wheel, units and example config are put where an operator would
+have them, the README's wheel, secrets and start blocks are run as written, and then the units
+are put through what an operator relies on. The Debian package's install is test_package.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 import yaml
 
 from archiver.simulator import Dataset, Simulator
-from tests.helpers import AWS_ENV, Bucket, archive_objects, need_os_tools, wait_until
+from tests.booted import REPO, Machine, booted, readme_block, wheelhouse
+from tests.helpers import AWS_ENV, Bucket, archive_objects, free_port, metric, need_os_tools, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("ARCHIVER_TEST_CACHE", "/var/cache/ccall-archiver-tests"))
-PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "ca-certificates", "util-linux")
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 SECRET = "0a1b2c3d"
 
@@ -44,156 +39,16 @@ def _booting_needs_root_and_tools() -> None:
     need_os_tools("booting Debian 12 in a container", "debootstrap", "systemd-nspawn", root=True)
 
 
-def readme_block(marker: str) -> str:
-    """The shell block that follows ``<!-- install:MARKER`` in the README."""
-    text = (REPO / "README.md").read_text()
-    match = re.search(r"<!-- install:" + marker + r"\b[^\n]*-->\n```sh\n(.*?)```", text, re.S)
-    assert match, f"README has no install:{marker} block"
-    return match.group(1)
-
-
-def debian_mirror() -> str:
-    """The Debian archive this machine's apt uses (deb.debian.org where none is named)."""
-    sources = [*Path("/etc/apt").glob("sources.list.d/*.sources"), Path("/etc/apt/sources.list")]
-    for source in sources:
-        with contextlib.suppress(OSError):
-            for url in re.findall(r"(https?://\S+/debian)/?(?:\s|$)", source.read_text()):
-                return str(url)
-    return "http://deb.debian.org/debian"
-
-
-def base_root() -> Path:
-    """A booted-systemd-ready Debian 12 root, built once and kept in CACHE."""
-    key = hashlib.sha256(",".join(PACKAGES).encode()).hexdigest()[:12]
-    root = CACHE / f"debian12-{key}"
-    if (root / "usr/lib/systemd/systemd").exists():
-        return root
-    CACHE.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=CACHE, prefix="building-"))
-    command = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", "bookworm", str(building)]
-    result = subprocess.run([*command, debian_mirror()], capture_output=True, text=True, check=False, timeout=1200)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    building.chmod(0o755)  # mkdtemp made it 0700: inside the container, / must be traversable by all
-    _settle(building, root)
-    return root
-
-
-def wheelhouse() -> Path:
-    """Wheels of every dependency, built once per dependency list: the container installs offline."""
-    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:12]
-    house = CACHE / f"wheelhouse-{key}"
-    if not house.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(dir=CACHE, prefix="wheels-"))
-        pip = [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(building), str(REPO)]
-        result = subprocess.run(pip, capture_output=True, text=True, check=False, timeout=900)
-        assert result.returncode == 0, result.stderr[-3000:]
-        _settle(building, house)
-    return house
-
-
-def _settle(built: Path, final: Path) -> None:
-    """Move a finished build into the cache; a run that finished the same build first wins."""
-    try:
-        built.rename(final)
-    except OSError:
-        if not final.exists():
-            raise
-        shutil.rmtree(built, ignore_errors=True)
-
-
-class Machine:
-    """A copy of a Debian root, booted with systemd-nspawn; commands run in it through nsenter."""
-
-    def __init__(self, root: Path, log: Path, binds: dict[Path, str]) -> None:
-        self.root = root
-        self._log = log
-        self._binds = binds
-        self._nspawn: subprocess.Popen[bytes] | None = None
-        self.pid = 0
-
-    def boot(self) -> None:
-        binds = [f"--bind-ro={host}:{inside}" for host, inside in self._binds.items()]
-        # --register=no --keep-unit: no machined, no transient scope (the host need not run systemd).
-        command = ["systemd-nspawn", "-q", "-D", str(self.root), "--register=no", "--keep-unit", *binds, "-b"]
-        with self._log.open("ab") as out:
-            self._nspawn = subprocess.Popen(
-                [*command, "--console=pipe"],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-            )
-        wait_until(lambda: self._find_init() != 0, timeout=30)
-        self.pid = self._find_init()
-        wait_until(lambda: self.run("test -S /run/systemd/private").returncode == 0, timeout=60)  # the manager's socket
-        booted = self.run("systemctl is-system-running --wait", timeout=120)
-        state = booted.stdout.strip()
-        assert state in ("running", "degraded"), booted.stderr + self.run("systemctl --failed --no-legend").stdout
-
-    def _find_init(self) -> int:
-        """The container's systemd: a descendant of nspawn called systemd."""
-        assert self._nspawn is not None
-        children: dict[int, list[int]] = {}
-        for status in Path("/proc").glob("[0-9]*/status"):
-            with contextlib.suppress(OSError, ValueError, StopIteration):
-                ppid = int(
-                    next(line for line in status.read_text().splitlines() if line.startswith("PPid:")).split()[1]
-                )
-                children.setdefault(ppid, []).append(int(status.parent.name))
-        queue = [self._nspawn.pid]
-        while queue:
-            pid = queue.pop()
-            with contextlib.suppress(OSError):
-                if pid != self._nspawn.pid and Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
-                    return pid
-            queue += children.get(pid, [])
-        return 0
-
-    def run(
-        self, script: str, *, env: dict[str, str] | None = None, cwd: str = "/root", timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        """*script* in a root shell inside, with a clean environment plus *env*."""
-        variables = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
-        variables |= {"LANG": "C.UTF-8", **(env or {})}
-        command = ["nsenter", "-t", str(self.pid), "-m", "-u", "-i", "-n", "-p", "--", "/usr/bin/env", "-i"]
-        command += [f"{k}={v}" for k, v in variables.items()]
-        command += ["/bin/bash", "-euo", "pipefail", "-c", f"cd {cwd}\n{script}"]
-        return subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
-
-    def ok(self, script: str, **kwargs: object) -> str:
-        """Run *script*; fail the test with its output unless it exits 0. Its stdout."""
-        result = self.run(script, **kwargs)  # type: ignore[arg-type]
-        assert result.returncode == 0, f"{script}\n-> {result.returncode}\n{result.stdout}\n{result.stderr}"
-        return result.stdout
-
-    def show(self, unit: str, prop: str) -> str:
-        return self.ok(f"systemctl show {unit} -p {prop} --value").strip()
-
-    def shutdown(self) -> None:
-        """Power the container off; failing that, kill it. A container whose nspawn dies keeps
-        running on its own (its PID 1 ignores SIGTERM), so its init is killed too."""
-        if self._nspawn is None:
-            return
-        if self._nspawn.poll() is None and self.pid:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.run("systemctl poweroff --no-block", timeout=10)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._nspawn.wait(timeout=30)
-        with contextlib.suppress(OSError):
-            if self.pid and Path(f"/proc/{self.pid}/comm").read_text().strip() == "systemd":
-                os.kill(self.pid, signal.SIGKILL)
-        if self._nspawn.poll() is None:
-            self._nspawn.kill()
-        self._nspawn.wait(timeout=30)
-
-
 @pytest.fixture
 def machine(tmp_path: Path) -> Iterator[Machine]:
-    base, house = base_root(), wheelhouse()
-    root = tmp_path / "root"
-    subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(root)], check=True, timeout=300)
-    root.chmod(0o755)  # / of the container (a root cached by an earlier version may be 0700)
-    checkout = root / "root/ccall-archiver"
+    with booted(tmp_path, {wheelhouse(): "/root/wheelhouse"}) as box:
+        prepare_checkout(box.root / "root/ccall-archiver")
+        box.boot()
+        yield box
+
+
+def prepare_checkout(checkout: Path) -> None:
+    """What the wheel path starts from: the checkout's wheel, units and example config."""
     (checkout / "dist").mkdir(parents=True)
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(checkout / "dist"), str(REPO)],
@@ -205,18 +60,11 @@ def machine(tmp_path: Path) -> Iterator[Machine]:
     assert built.returncode == 0, built.stderr
     shutil.copytree(REPO / "systemd", checkout / "systemd")
     shutil.copy(REPO / "config.example.yaml", checkout)
-    box = Machine(root, tmp_path / "nspawn.log", {house: "/root/wheelhouse"})
-    try:
-        box.boot()
-        yield box
-    finally:
-        box.shutdown()
-        shutil.rmtree(root, ignore_errors=True)
 
 
-def set_addresses(machine: Machine, sim: Simulator, bucket: Bucket) -> None:
-    """What the operator does between the two blocks: point the config at the PBX and the bucket
-    (here also a faster poll, so the test need not wait minutes)."""
+def set_addresses(machine: Machine, sim: Simulator, bucket: Bucket, **sections: dict[str, Any]) -> None:
+    """What the operator does between the blocks: point the config at the PBX and the bucket
+    (here also a faster poll, so the test need not wait minutes), and set *sections*' keys."""
     path = machine.root / "etc/archiver/config.yaml"
     config = yaml.safe_load(path.read_text())
     config["source"]["base_url"] = sim.url
@@ -224,6 +72,8 @@ def set_addresses(machine: Machine, sim: Simulator, bucket: Bucket) -> None:
     config["storage"]["endpoint_url"] = bucket.endpoint
     config["poll"] = {**config.get("poll", {}), "interval": "1s", "settle": "1s", "lookback": "2h"}
     config["retention"] = {"keep": "3650d"}  # ten years: the daily expire reads it and removes nothing here
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
     path.write_text(yaml.safe_dump(config))
 
 
@@ -244,8 +94,10 @@ def test_the_readme_install_gives_working_units_on_a_booted_debian(
             "AWS_SECRET_ACCESS_KEY": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
         }
         offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/root/wheelhouse", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-        machine.ok(readme_block("files"), env=secrets | offline, cwd="/root/ccall-archiver", timeout=600)
-        set_addresses(machine, sim, bucket)
+        machine.ok(readme_block("wheel"), env=offline, cwd="/root/ccall-archiver", timeout=600)
+        machine.ok(readme_block("secrets"), env=secrets, cwd="/root/ccall-archiver")
+        metrics_port = free_port()  # the container shares this machine's network
+        set_addresses(machine, sim, bucket, metrics={"listen": f"127.0.0.1:{metrics_port}"})
         started = machine.ok(readme_block("start"), cwd="/root/ccall-archiver", timeout=180)
         assert "FAIL" not in started
 
@@ -325,6 +177,13 @@ def test_the_readme_install_gives_working_units_on_a_booted_debian(
         assert machine.show("archiver-expire.service", "Result") == "success"
         said = machine.ok("journalctl -u archiver-expire.service -o cat --no-pager")
         assert "retention 3650d: the days before" in said  # the installed config's retention.keep was read
+
+        # The three scheduled units wrote how they ended where the daemon reads it, and it serves them.
+        assert machine.ok("ls /var/lib/archiver/metrics").split() == ["expire.prom", "reconcile.prom", "verify.prom"]
+        served = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        for command in ("verify", "reconcile", "expire"):
+            assert metric(served, "archiver_command_last_exit_code", command=command) == 0
+            assert metric(served, "archiver_command_last_success_timestamp_seconds", command=command) > 0
 
         # The auditors' web UI: the unit starts, serves a call page on 127.0.0.1:8080 and, stopped,
         # leaves the access trail in the bucket.

@@ -89,6 +89,29 @@ def test_the_daemon_speaks_the_systemd_notify_protocol(live_sim: Simulator, tmp_
     assert messages.index("STOPPING=1") > messages.index("READY=1")
 
 
+def test_a_daemon_that_cannot_start_says_why_in_its_systemd_status(tmp_path: Path) -> None:
+    """Exit 2 for a configuration error, and STATUS= with the first problem and how many more:
+    `systemctl status` shows that line whole, where the journal's JSON line is cut."""
+    path = str(tmp_path / "notify.sock")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "source: {api_key_file: /nowhere/key, api_secret_file: /nowhere/secret}\n"
+        "storage: {url: s3://call-recordings/ccall}\n"
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(5)
+        process = start_daemon(config, NOTIFY_SOCKET=path)
+        _, err = process.communicate(timeout=30)
+        said = sock.recv(4096).decode()
+    assert process.returncode == 2
+    assert "At 'source.api_key_file'" in err
+    assert said == (
+        "STATUS=stopped with exit code 2: At 'source.api_key_file': cannot read /nowhere/key: "
+        "No such file or directory (and 1 more problem(s): journalctl -u archiver)"
+    )
+
+
 def test_metrics_count_what_was_archived_and_health_endpoints_answer(live_sim: Simulator, tmp_path: Path) -> None:
     """/metrics moves with the archive; /healthz and /readyz say 200 once a poll succeeded."""
     port = free_port()

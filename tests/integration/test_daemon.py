@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ import yaml
 from archiver.compose import assemble
 from archiver.config.load import parse_config
 from archiver.core.clock import SystemClock
+from archiver.core.parking import PendingCall
 from archiver.errors import ApiUnavailable, ArchiveConflict, StoreUnavailable
 from archiver.retry import RetryPolicy
 from archiver.service.daemon import Daemon
@@ -24,7 +26,7 @@ from archiver.service.metrics import FAILURE_CLASSES, Metrics, SourceMetrics, fa
 from archiver.service.notify import Notifier
 from archiver.service.ping import DeadManPing
 from archiver.source.http import HttpClient
-from tests.helpers import DAEMON_SECRET, FAST, TinyServer, daemon_config, free_port, metric
+from tests.helpers import DAEMON_SECRET, FAST, FakeClock, TinyServer, daemon_config, free_port, metric
 
 SECRET = DAEMON_SECRET
 
@@ -163,3 +165,70 @@ async def test_retries_are_counted_under_the_source_whose_task_retried() -> None
     text = metrics.exposition().decode()
     assert metric(text, "archiver_retries_total", source="hq", **{"class": "store"}) == 2
     assert metric(text, "archiver_retries_total", source="default", **{"class": "store"}) == 1
+
+
+@pytest.mark.anyio
+async def test_failing_polls_still_report_the_cursor_lag_and_overdue_calls(tmp_path: Path) -> None:
+    """While polls fail (the API unreachable), the cursor's lag grows in /metrics and a call still
+    waiting past download.missing_after is reported overdue: the alerts read both."""
+    config = parse_config(
+        yaml.safe_load(daemon_config(tmp_path, f"http://127.0.0.1:{free_port()}").read_text()), environ={}
+    )
+    metrics = Metrics()
+    clock = FakeClock(datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+    async with assemble(config, api_retry=FAST, observers=[SourceMetrics(metrics)]) as parts:
+        parts.ledger.progress.set_cursor(clock.now() - timedelta(hours=30))
+        waiting = clock.now() - timedelta(hours=3)
+        parts.ledger.retries.park(
+            PendingCall(
+                call_id="0b3f6a1e-7c2d-4e58-9a61-3d2c1b0a9f8e",
+                day=waiting.date(),
+                row={},
+                attempts=5,
+                first_attempt=waiting - timedelta(hours=24),
+                last_attempt=waiting,
+                next_attempt=waiting,
+                deadline=waiting,
+                last_error={"error": "404"},
+            )
+        )
+        daemon = Daemon(
+            parts.archiver,
+            ledger=parts.ledger,
+            client=parts.client,
+            poll=config.poll,
+            clock=clock,
+            metrics=metrics,
+            health=Health(stall_after=60, ready_within=60),
+            notifier=Notifier({}),
+        )
+        assert await daemon.poll_once() is None  # failed
+    text = metrics.exposition().decode()
+    assert metric(text, "archiver_cursor_lag_seconds", source="default") == 30 * 3600
+    assert metric(text, "archiver_pending_overdue_seconds", source="default") == 3 * 3600
+    assert metric(text, "archiver_pending_calls", source="default") == 1
+    assert metric(text, "archiver_lease_held", source="default") == 1  # no coordination: it always polls
+
+
+def test_before_the_first_successful_poll_its_age_counts_from_the_start() -> None:
+    """A daemon that never polled successfully reports a growing age, not NaN, so that
+    ArchiverNotPolling fires for it too."""
+    metrics = Metrics()
+    metrics.add_source("hq")
+    age = metric(metrics.exposition().decode(), "archiver_last_successful_poll_age_seconds", source="hq")
+    assert 0 <= age < 60
+    metrics.poll_succeeded("hq")
+    assert metric(metrics.exposition().decode(), "archiver_last_successful_poll_age_seconds", source="hq") < 1
+
+
+def test_the_settings_the_alerts_compare_against_and_the_spool_disk_are_served(tmp_path: Path) -> None:
+    """poll.interval, poll.lookback, and the spool folder's file system as the OS reports it."""
+    metrics = Metrics()
+    metrics.describe(interval=timedelta(seconds=60), lookback=timedelta(hours=6), spool_dir=tmp_path)
+    text = metrics.exposition().decode()
+    assert metric(text, "archiver_poll_interval_seconds") == 60
+    assert metric(text, "archiver_poll_lookback_seconds") == 6 * 3600
+    usage = shutil.disk_usage(tmp_path)
+    assert metric(text, "archiver_spool_size_bytes") == usage.total
+    assert abs(metric(text, "archiver_spool_free_bytes") - usage.free) < 64 * 2**20
+    assert metric(text, "process_start_time_seconds") > 0

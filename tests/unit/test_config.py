@@ -354,3 +354,26 @@ def test_browse_scopes_and_tls_are_read_and_every_source_they_name_must_exist() 
         {**minimal(), "browse": {"users_file": "/u", "scopes": {"alice": ["default/101"]}}}, environ={}
     )
     assert single.browse.scopes == (("alice", ("default/101",)),)
+
+
+def test_the_pbx_retention_is_a_duration_of_days_or_null() -> None:
+    """source.recording_retention (for the cursor-lag alert) reads as a duration, defaults to
+    null, and a value under a day is refused with its key."""
+    assert parse_config(minimal(), environ={}).source.recording_retention is None
+    assert parse_config(minimal(recording_retention="90d"), environ={}).source.recording_retention == timedelta(days=90)
+    found = problems(minimal(recording_retention="12h"))
+    assert any(p.startswith("At 'source.recording_retention': must be at least 1d") for p in found), found
+
+
+def test_a_secret_systemd_did_not_hand_over_says_where_to_put_it() -> None:
+    """Started by its unit before the secrets were put in /etc/archiver (a fresh package install),
+    the problem names the key, the file, and the folder the unit loads credentials from."""
+    data = minimal()
+    del data["source"]["api_key"]  # type: ignore[attr-defined]
+    data["source"]["api_key_file"] = "/run/credentials/archiver.service/archiver_ccall-api-key"  # type: ignore[index]
+    found = problems(data)
+    assert found == [
+        "At 'source.api_key_file': cannot read /run/credentials/archiver.service/archiver_ccall-api-key: "
+        "No such file or directory (a systemd credential: put the file in the folder the unit's "
+        "LoadCredential= names, /etc/archiver as shipped)"
+    ]
