@@ -485,6 +485,24 @@ async def test_an_erase_that_cannot_see_a_compliance_lock_writes_nothing(
     assert locked.objects() == before  # nothing written, nothing removed
 
 
+async def test_an_erase_of_a_cold_recording_is_not_taken_for_a_refusal(
+    sim: Simulator, moto_server: MotoServer, tmp_path: Path
+) -> None:
+    """Some stores answer GetObjectRetention on an object in an archive tier with 403
+    InvalidObjectState (moto does): that says nothing of the credentials, and the erase goes on."""
+    bucket = make_bucket(moto_server.endpoint)
+    storage = {"storage_class": "GLACIER"}
+    await backfill(
+        config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint, storage=storage), clock=FakeClock(STORED)
+    )
+    store = s3_store(bucket.endpoint, bucket.name, now=lambda: STORED)
+    call_id, record = await a_recording(store)
+    eraser = Eraser.on(store, "archive", tz=TZ, clock=FakeClock(STORED))
+    await eraser.erase(call_id, "DSR-9", bypass_governance=False, dry_run=False)
+    await store.aclose()
+    assert record["key"] not in {v["Key"] for v in bucket.versions()}  # every version of it gone
+
+
 # -- the zone days are filed in ---------------------------------------------------------------------
 
 
