@@ -38,6 +38,7 @@ from archiver.config.models import Config
 from archiver.core import seal
 from archiver.core.clock import Clock
 from archiver.core.dayfiles import set_number
+from archiver.core.encryption import Identity, public
 from archiver.core.identity import call_id_for_row
 from archiver.core.keys import audio_key, parse_call_key, sidecar_key
 from archiver.core.report import RunReport
@@ -206,6 +207,23 @@ class FakeClock:
 
     def advance(self, **delta: float) -> None:
         self.moment += timedelta(**delta)
+
+
+def age_identity(folder: Path, name: str = "age-identity") -> Identity:
+    """A fresh age identity, written to *folder*/*name* (mode 0600) as age-keygen writes one."""
+    identity = Identity.generate()
+    path = folder / name
+    path.write_text(f"# created by the tests\n# public key: {public(identity)}\n{identity}\n")
+    path.chmod(0o600)
+    return identity
+
+
+def encryption_section(keys_url: str, *recipients: Identity, identity_file: Path | None = None) -> dict[str, Any]:
+    """``storage.encryption`` to *recipients*, keys at *keys_url* (a storage section's keys)."""
+    section: dict[str, Any] = {"age_recipients": [public(r) for r in recipients], "keys_url": keys_url}
+    if identity_file is not None:
+        section["identity_file"] = str(identity_file)
+    return {"encryption": section}
 
 
 def config_dict(
@@ -552,9 +570,14 @@ UNTIL = datetime(2026, 11, 3, tzinfo=TZ)
 
 
 async def backfill(
-    config: Config, since: datetime = SINCE, until: datetime = UNTIL, clock: Clock | None = None
+    config: Config,
+    since: datetime = SINCE,
+    until: datetime = UNTIL,
+    clock: Clock | None = None,
+    *,
+    store_retry: RetryPolicy = PATIENT_STORE,
 ) -> RunReport:
-    async with assemble(config, clock=clock, api_retry=FAST, download_retry=FAST, store_retry=PATIENT_STORE) as parts:
+    async with assemble(config, clock=clock, api_retry=FAST, download_retry=FAST, store_retry=store_retry) as parts:
         return await parts.archiver.backfill(since, until)
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from archiver.core.documents import parse_document
+
 SCHEMA = "ccall-archiver/seal/v1"
 FOLDER = "seals"
 _NAME = re.compile(r"^(\d{8,})\.json$")
@@ -138,12 +140,7 @@ class Seal:
     @classmethod
     def parse(cls, raw: bytes) -> Seal:
         """A seal from its bytes; ValueError saying what is wrong with them."""
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            raise ValueError("not valid JSON") from None
-        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-            raise ValueError(f"not a {SCHEMA} document")
+        doc = parse_document(raw, SCHEMA)
         sequence, manifests, previous = doc.get("sequence"), doc.get("manifests"), doc.get("previous")
         if not isinstance(sequence, int) or not isinstance(manifests, list):
             raise ValueError("no sequence number or manifest list")
