@@ -196,6 +196,17 @@ def make_bucket(endpoint: str, *, object_lock: bool = False, versioned: bool = T
     return Bucket(endpoint, name, client)
 
 
+def retain_by_default(bucket: Bucket, mode: str = "GOVERNANCE", days: int = 30) -> None:
+    """Give *bucket* (made with Object Lock) a default retention: every object written is locked."""
+    bucket.client.put_object_lock_configuration(
+        Bucket=bucket.name,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": mode, "Days": days}},
+        },
+    )
+
+
 class FakeClock:
     """A clock the test moves by hand; shared by the simulator and the archiver."""
 

@@ -17,6 +17,7 @@ import anyio
 import structlog
 
 from archiver.audit import lifecycle
+from archiver.audit.encrypted import KeyChecker
 from archiver.audit.findings import Problem, VerifyReport
 from archiver.audit.history import describe
 from archiver.audit.manifests import MANIFEST_GRACE, ManifestChecker, check_sealed
@@ -45,10 +46,13 @@ class Verifier:
         rng: random.Random | None = None,
         clock: Clock | None = None,
         retention: tuple[timedelta, str, ZoneInfo] | None = None,
+        keys: KeyChecker | None = None,
     ) -> None:
         """*retention*: ``retention.keep``, its text, and the zone days are read in; a day past it
-        by more than EXPIRY_GRACE that no expiry record names is a problem."""
+        by more than EXPIRY_GRACE that no expiry record names is a problem. *keys*: the keys of
+        encrypted recordings are checked too (``storage.encryption``)."""
         self._retention = retention
+        self._keys = keys
         self._store = store
         self._clock = clock or SystemClock()
         self._prefix = prefix
@@ -160,5 +164,7 @@ class Verifier:
                 (report.problems if problem else report.history).append(
                     Problem(history.key, what, parsed.call_id if parsed else None)
                 )
+        if self._keys is not None:
+            await self._keys.check_day(listing, found.docs, report)
         gone = {k[len(listing.folder) :]: sha for r in erased.values() for k, sha in r.items()}
         await self._manifests.check_day(listing, found.docs, report, sealed, gone)

@@ -100,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--until", metavar="DATE", help="day after the last to check (exclusive)")
     verify.add_argument("--deep", action="store_true", help="download and re-hash every recording")
     verify.add_argument(
+        "--decrypt",
+        action="store_true",
+        help="also decrypt every encrypted recording with storage.encryption.identity_file and compare it with the "
+        "plaintext its record states",
+    )
+    verify.add_argument(
         "--sample", type=float, default=0.0, metavar="PERCENT", help="re-hash this share of the recordings"
     )
     verify.add_argument(

@@ -15,7 +15,7 @@ from archiver.archive.seal import Sealer
 from archiver.audit.catalog import Catalog
 from archiver.cli.common import days, print_title, setup
 from archiver.cli.lookup import only_config
-from archiver.compose.stores import make_store
+from archiver.compose.stores import make_key_store, make_store
 from archiver.config.models import Config
 from archiver.core.clock import SystemClock
 from archiver.core.quantities import format_size
@@ -104,6 +104,7 @@ def erase(args: argparse.Namespace) -> int:
 
     async def go() -> EraseReport:
         store = make_store(config)
+        keys = make_key_store(config)
         try:
             eraser = Eraser.on(
                 store,
@@ -111,6 +112,7 @@ def erase(args: argparse.Namespace) -> int:
                 tz=config.source.tz,
                 clock=SystemClock(),
                 concurrency=config.download.concurrency,
+                keys=keys,
             )
             try:
                 return await eraser.erase(
@@ -120,6 +122,8 @@ def erase(args: argparse.Namespace) -> int:
                 raise ConfigError([f"At 'CALL_ID': {exc}"], source="the command line") from None
         finally:
             await store.aclose()
+            if keys is not None:
+                await keys.aclose()
 
     report = anyio.run(go)
     if args.json:
@@ -134,10 +138,22 @@ def erase(args: argparse.Namespace) -> int:
         print(f"erased call {report.call_id} ({report.day}): the erasure is recorded in {report.revision_key}")
     for removed in report.removed:
         print(f"  {removed.key}  {removed.size} bytes  sha256 {removed.sha256}")
+    for shredded in report.shredded:
+        print(
+            f"  {shredded.key}  {shredded.size} bytes  sha256 {shredded.sha256}  encrypted: crypto-shredded, its key "
+            f"destroyed ({len(shredded.key_objects)} key object version(s)); the recording stays, unreadable"
+        )
     if report.dry_run:
-        print(f"dry run: nothing was written or removed ({len(report.removed)} recording(s), {format_size(total)})")
+        print(
+            f"dry run: nothing was written or removed ({len(report.removed)} recording(s), {format_size(total)}"
+            + (f"; {len(report.shredded)} to crypto-shred" if report.shredded else "")
+            + ")"
+        )
     else:
-        print(f"{report.versions_removed} object version(s) removed")
+        print(
+            f"{report.versions_removed} object version(s) removed"
+            + (f"; {report.key_versions_removed} key version(s) destroyed" if report.shredded else "")
+        )
     return EXIT_OK
 
 
