@@ -12,7 +12,7 @@ import structlog
 
 from archiver.core import keys, seal
 from archiver.core.clock import Clock
-from archiver.core.seal import Chain, Expiry, Link, Seal
+from archiver.core.seal import Chain, Expiry, Link, Rekey, Seal
 from archiver.errors import CallError, ObjectExists
 from archiver.store import Store, put_bytes
 from archiver.store.listing import MANIFEST_LIMIT, archive_days
@@ -95,6 +95,22 @@ class Sealer:
                 key = await self._append(partial(self._expiry_seal, todo, earlier, change, stating))
                 if key is not None:
                     earlier = {}
+
+    async def record_rekey(self, rekey: Rekey) -> str:
+        """Record a finished key rotation in the chain (one seal); the seal's key. The first seal
+        of an archive also seals every manifest written before seals were kept."""
+        reader = self._reader
+        async with self._lock:
+            if not reader.whole:
+                await reader.read_all()
+                self._read = True
+            earlier = {} if reader.listed else await self._manifests_before_seals()
+            while (key := await self._append(partial(self._rekey_seal, rekey, earlier))) is None:
+                earlier = {}  # another archiver sealed first: the chain's first seal took the earlier manifests
+            return key
+
+    def _rekey_seal(self, rekey: Rekey, manifests: dict[str, str], number: int, head: Link | None) -> Seal:
+        return Seal.new(number, manifests, head, self._clock.now(), timezone=self._timezone, rekeyed=(rekey,))
 
     def _manifest_seal(self, manifests: dict[str, str], number: int, head: Link | None) -> Seal:
         return Seal.new(number, manifests, head, self._clock.now(), timezone=self._timezone)

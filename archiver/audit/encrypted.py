@@ -22,9 +22,9 @@ import anyio
 
 from archiver.audit.findings import Problem, VerifyReport
 from archiver.audit.plaintext import Decrypter
-from archiver.core import dayfiles, keyobjects
+from archiver.core import dayfiles, keyobjects, seal
 from archiver.core.outcome import Encrypted, shredded_by_erasure
-from archiver.errors import CallError, ObjectInColdStorage
+from archiver.errors import CallError, ObjectInColdStorage, collapse
 from archiver.store import Store
 from archiver.store.keys import KeyStore, RecordingKeys
 from archiver.store.listing import DayListing
@@ -92,9 +92,12 @@ class KeyChecker:
                 to_decrypt.append(rec)
         self._strays(listing, held, named, report)
         if self._decrypter is not None:
-            async with anyio.create_task_group() as tg:
-                for rec in to_decrypt:
-                    tg.start_soon(self._decrypt, self._decrypter, rec, report)
+            try:
+                async with anyio.create_task_group() as tg:
+                    for rec in to_decrypt:
+                        tg.start_soon(self._decrypt, self._decrypter, rec, report)
+            except BaseExceptionGroup as group:  # a store that stopped answering: verify stops, saying so
+                raise collapse(group) from None
 
     def _shredded(
         self,
@@ -171,3 +174,16 @@ class KeyChecker:
                 return
         report.decrypted += 1
         report.bytes_decrypted += digest.size
+
+
+def rekeys(chain: seal.Chain, report: VerifyReport) -> None:
+    """Each key rotation the seals record, as history: when, to how many recipients, how many keys."""
+    for number, (stated, _) in sorted(chain.seals.items()):
+        for rekey in stated.rekeyed:
+            report.history.append(
+                Problem(
+                    seal.seal_key(chain.prefix, number),
+                    f"keys wrapped again on {rekey.at} to {len(rekey.recipients)} recipient(s) (set "
+                    f"{rekey.fingerprint}): {rekey.rewrapped} of {rekey.keys} key(s) written again",
+                )
+            )

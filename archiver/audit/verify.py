@@ -17,7 +17,7 @@ import anyio
 import structlog
 
 from archiver.audit import lifecycle
-from archiver.audit.encrypted import KeyChecker
+from archiver.audit.encrypted import KeyChecker, rekeys
 from archiver.audit.findings import Problem, VerifyReport
 from archiver.audit.history import describe
 from archiver.audit.manifests import MANIFEST_GRACE, ManifestChecker, check_sealed
@@ -94,6 +94,7 @@ class Verifier:
         sealed_in: dict[str, list[str]] = {}  # day folder -> the sealed manifests in it
         for key in sealed:
             sealed_in.setdefault(key.rsplit("/", 1)[0] + "/", []).append(key)
+        rekeys(chain, report)
         expired = lifecycle.expired_in(chain, self._prefix, days, report)
         lifecycle.check_expiry_records(chain, self._retention, report)
         if self._retention is not None:

@@ -220,6 +220,15 @@ def _parser() -> argparse.ArgumentParser:
         "--days", type=int, default=7, metavar="N", help="how long the copy stays readable (default 7)"
     )
     restore.add_argument("--json", action="store_true", help="print a JSON list")
+    rekey = command(
+        "rekey",
+        _lazy("retention", "rekey"),
+        "wrap every encrypted recording's key again to today's storage.encryption.age_recipients",
+    )
+    rekey.add_argument(
+        "--dry-run", action="store_true", help="count the keys that would be wrapped again; change nothing"
+    )
+    rekey.add_argument("--json", action="store_true", help="print the report as one JSON document")
     command("check", _lazy("check", "check"), "check the configuration, the API credentials and the bucket")
     status = command("status", _lazy("audit", "status"), "show the daemon's progress from its ledger (no network)")
     status.add_argument("--json", action="store_true", help="print one JSON document")

@@ -1,4 +1,4 @@
-"""The commands of an archive's later years: ``expire``, ``erase`` and ``restore``.
+"""The commands of an archive's later years: ``expire``, ``erase``, ``restore`` and ``rekey``.
 
 None of them needs the PBX: a configuration without its credentials serves them.
 """
@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import timedelta
+from typing import Any
 
 import anyio
+from tqdm import tqdm
 
 from archiver.archive.seal import Sealer
 from archiver.audit.catalog import Catalog
 from archiver.cli.common import days, print_title, setup
 from archiver.cli.lookup import only_config
 from archiver.compose.stores import make_key_store, make_store
+from archiver.config.identity import identities
 from archiver.config.models import Config
 from archiver.core.clock import SystemClock
 from archiver.core.quantities import format_size
 from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from archiver.lifecycle.erase import Eraser, EraseReport
 from archiver.lifecycle.expire import Expirer, ExpireReport
+from archiver.lifecycle.rekey import Rekeyer, RekeyReport
 from archiver.lifecycle.restore import Restorer, RestoreState
 
 # -- expire -----------------------------------------------------------------------------------
@@ -193,3 +198,77 @@ def restore(args: argparse.Namespace) -> int:
             print(f"{state.call_id}  {state.key or '-'}  {state.state}")
         print(f"{len(states)} call(s)")
     return EXIT_FAILED if any(s.state == "not in the archive" for s in states) else EXIT_OK
+
+
+# -- rekey ------------------------------------------------------------------------------------
+
+
+def rekey(args: argparse.Namespace) -> int:
+    configs = setup(args, read_only=True, quiet=not args.json and sys.stderr.isatty())
+    documents: list[dict[str, object]] = []
+    failed = False
+    for config in configs:
+        encryption = config.storage.encryption
+        if encryption is None:
+            raise ConfigError(["At 'storage.encryption': not set: there are no keys to re-wrap"])
+        found = identities(
+            config, why="to open the keys rekey wraps again (it may hold the old identities and the new)"
+        )
+
+        async def go(
+            config: Config = config, recipients: tuple[str, ...] = encryption.age_recipients, found: Any = found
+        ) -> RekeyReport:
+            store = make_store(config)
+            keys = make_key_store(config)
+            assert keys is not None
+            try:
+                clock = SystemClock()
+                sealer = Sealer(store, config.storage.prefix, clock, concurrency=config.download.concurrency)
+                rekeyer = Rekeyer(
+                    keys, found, recipients, sealer=sealer, clock=clock, concurrency=config.download.concurrency
+                )
+                days = await rekeyer.days()
+                terminal = sys.stderr.isatty() and not args.json
+                with tqdm(total=len(days), unit="day", disable=not terminal, file=sys.stderr, leave=False) as bar:
+                    return await rekeyer.run(days, dry_run=args.dry_run, progress=bar.update)
+            finally:
+                await store.aclose()
+                await keys.aclose()
+
+        if not args.json:
+            print_title(configs, config)
+        report = anyio.run(go)
+        failed = failed or bool(report.problems)
+        documents.append(report.as_dict())
+        if not args.json:
+            _print_rekey(report)
+    if args.json:
+        print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _print_rekey(report: RekeyReport) -> None:
+    to = f"{len(report.recipients)} recipient(s) (set {report.fingerprint})"
+    for problem in report.problems:
+        print(f"PROBLEM  {problem}")
+    if report.dry_run:
+        print(
+            f"{report.keys} key(s) of recordings: {report.rewrapped} would be wrapped again to {to}, "
+            f"{report.current} are already (dry run: nothing was written)"
+        )
+        return
+    print(
+        f"{report.keys} key(s) of recordings: {report.rewrapped} wrapped again to {to}, {report.current} were already"
+        + (f" ({report.leftovers} old wrapping(s) an earlier run left removed)" if report.leftovers else "")
+    )
+    if report.unchecked:
+        print(
+            f"{report.unchecked} new key object(s) read back but not opened again: storage.encryption.identity_file "
+            "holds none of today's recipients' identities"
+        )
+    if report.seal_key:
+        print(f"the rotation is recorded in the seal chain: {report.seal_key}")
+    elif report.problems:
+        print(
+            f"{len(report.problems)} key(s) not re-wrapped: run rekey again once they can be (nothing is recorded yet)"
+        )
