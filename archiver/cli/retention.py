@@ -47,6 +47,7 @@ def expire(args: argparse.Namespace) -> int:
 
         async def go(config: Config = config, keep: timedelta = keep, policy: str = policy) -> ExpireReport:
             store = make_store(config)
+            keys = make_key_store(config)
             try:
                 clock = SystemClock()
                 sealer = Sealer(store, config.storage.prefix, clock, concurrency=config.download.concurrency)
@@ -59,10 +60,13 @@ def expire(args: argparse.Namespace) -> int:
                     clock=clock,
                     sealer=sealer,
                     concurrency=config.download.concurrency,
+                    keys=keys,
                 )
                 return await expirer.run(dry_run=args.dry_run)
             finally:
                 await store.aclose()
+                if keys is not None:
+                    await keys.aclose()
 
         report = anyio.run(go)
         documents.append(report.as_dict())
@@ -80,7 +84,10 @@ def _print_expire(report: ExpireReport) -> None:
             print(f"would expire {day.day.isoformat()}: {day.objects} object(s)")
             continue
         verb = "expired" if day.recorded_now else "finished expiring"
-        print(f"{verb} {day.day.isoformat()}: {day.removed} object version(s) removed")
+        print(
+            f"{verb} {day.day.isoformat()}: {day.removed} object version(s) removed"
+            + (f", {day.keys_removed} key version(s) destroyed" if day.keys_removed else "")
+        )
         for hold in day.held:
             print(f"HELD  {hold}: left in place until it may be removed")
     if report.dry_run:

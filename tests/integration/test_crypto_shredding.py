@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from archiver.archive.seal import Sealer
 from archiver.audit.encrypted import KeyChecker
 from archiver.audit.plaintext import Decrypter
 from archiver.audit.verify import Verifier
@@ -19,6 +20,7 @@ from archiver.core import keyobjects
 from archiver.core.encryption import Identity
 from archiver.errors import KeyObjectError, StoreAccessError
 from archiver.lifecycle.erase import Eraser, EraseRefused
+from archiver.lifecycle.expire import Expirer
 from archiver.simulator import Simulator
 from archiver.store.keys import KeyStore
 from tests.helpers import (
@@ -210,3 +212,52 @@ async def test_an_encrypted_call_cannot_be_erased_without_the_keys_store_configu
     with pytest.raises(EraseRefused, match="sets no storage.encryption"):
         await eraser.erase(call_id, "DSR-5", bypass_governance=False, dry_run=False)
     assert archive.objects() == before
+
+
+async def test_expire_destroys_the_keys_of_the_day_it_removes_but_of_what_a_lock_keeps(
+    sim: Simulator, tmp_path: Path, moto_server: Any
+) -> None:
+    """A day past retention loses its recordings and their keys, every version; a recording under
+    a legal hold stays, and so does its key (it stays readable while it stays); the other day's
+    keys are untouched."""
+    archive = make_bucket(moto_server.endpoint, object_lock=True)
+    keys = make_bucket(moto_server.endpoint)
+    identity, _, _ = await encrypted_archive(sim, tmp_path, archive, keys)
+    first_day = "2026/11/01"  # past retention at the clock below; 2026/11/02 is not
+    record = next(
+        doc
+        for key, raw in sorted(archive.objects().items())
+        if key.startswith(f"archive/{first_day}/")
+        and key.endswith(".json")
+        and "manifest" not in key
+        and (doc := json.loads(raw)).get("recording", {}).get("status") == "archived"
+    )
+    call_id = record["call_id"]
+    archive.client.put_object_legal_hold(
+        Bucket=archive.name, Key=record["recording"]["key"], LegalHold={"Status": "ON"}
+    )
+    others = {k for k in keys.objects() if f"keys/{first_day}/" not in k}
+    store = s3_store(archive.endpoint, archive.name)
+    key_store = keys_of(keys)
+    clock = FakeClock(datetime(2026, 12, 2, 12, tzinfo=TZ))
+    expirer = Expirer(
+        store,
+        "archive",
+        tz=TZ,
+        keep=timedelta(days=30),
+        policy="30d",
+        clock=clock,
+        sealer=Sealer(store, "archive", clock),
+        keys=key_store,
+    )
+    report = await expirer.run()
+    [day] = report.days
+    assert day.keys_removed > 0
+    left = set(keys.objects())
+    stem = keyobjects.stem("keys", day.day, call_id)
+    assert {k for k in left if f"keys/{first_day}/" in k} == {
+        k for k in left if k.startswith(stem + ".")
+    }  # the held one's
+    assert others <= left
+    assert not [v for v in keys.versions() if f"keys/{first_day}/" in v["Key"] and not v["Key"].startswith(stem + ".")]
+    await Decrypter(key_store, [identity]).check(store, record["recording"])  # still readable while it stays
