@@ -75,15 +75,23 @@ class Decrypter:
         raise KeyObjectError(f"the key of {recording} cannot be used: {'; '.join(reasons)}")
 
     async def decrypt(
-        self, store: Store, rec: Mapping[str, Any], write: Write, *, start: int = 0, end: int | None = None
+        self,
+        store: Store,
+        rec: Mapping[str, Any],
+        write: Write,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        key: Identity | None = None,
     ) -> Digest | None:
-        """Decrypt the recording *rec* names, handing *write* (in a worker thread) the plaintext
-        from *start* up to *end* (exclusive; None: its end). Returns the whole plaintext's size
-        and SHA-256 when it was read to its end (None when it stopped at *end*).
+        """Decrypt the recording *rec* names (with *key*, when the caller opened it already),
+        handing *write* (in a worker thread) the plaintext from *start* up to *end* (exclusive;
+        None: its end). Returns the whole plaintext's size and SHA-256 when it was read to its end
+        (None when it stopped at *end*).
 
         Raises KeyObjectError, DecryptionError (damaged, cut short, another key's), and what the
         store raises (ObjectInColdStorage among them)."""
-        key = await self.key_for(rec)
+        key = key or await self.key_for(rec)
         recording = str(rec["key"])
         chunks = store.stream(recording)
         window = _Window(write, start, end)
