@@ -30,7 +30,7 @@ from archiver.core import encryption, keyobjects
 from archiver.core.encryption import CallKey
 from archiver.core.keyobjects import Label
 from archiver.core.outcome import Archived, Encrypted
-from archiver.errors import ArchiveConflict, CallError, ObjectExists, ObjectMissing, SpoolError
+from archiver.errors import ArchiveConflict, CallError, ObjectExists, ObjectMissing, SpoolError, StoreUnavailable
 from archiver.source.fetch import Download
 from archiver.store import Store
 from archiver.store.keys import KeyStore, put_new
@@ -110,7 +110,13 @@ class Encryptor:
         with await self.encrypt(download) as sealed:
             download.close()  # the plaintext is not needed any more: its buffer goes at once
             label = self._label(key, sealed, download)
-            encrypted = await self._keys_outage.run(partial(self._store_key, label, sealed.key))
+            try:
+                encrypted = await self._keys_outage.run(partial(self._store_key, label, sealed.key))
+            except StoreUnavailable as exc:
+                raise StoreUnavailable(
+                    f"the keys store (storage.encryption.keys_url) did not take the key of {key}, so the recording "
+                    f"was not stored: {exc}"
+                ) from None
             try:
                 composite = await put(sealed)
             except ObjectExists:

@@ -236,3 +236,39 @@ async def test_a_crypto_shredded_call_reads_as_erased_everywhere(sim: Simulator,
             assert "Key destroyed" in client.get(f"/calls/{call.uuid}").text
     finally:
         assert server.close() == 0
+
+
+async def test_a_key_object_gone_or_damaged_is_named_by_verify_show_and_browse(sim: Simulator, tmp_path: Path) -> None:
+    """A key deleted behind the archiver's back: verify names the recording it opened, even without
+    --decrypt; a key object damaged: verify --decrypt and show name it; browse answers 409 saying why.
+    Nothing of the secret is printed."""
+    raw, identity, calls = await encrypted(sim, tmp_path)
+    config = str(auditor(tmp_path, raw))
+    lost, damaged = calls[0], calls[1]
+    [lost_key] = list((tmp_path / "keys").rglob(f"{lost.uuid}.*.age"))
+    lost_key.unlink()
+    [damaged_key] = list((tmp_path / "keys").rglob(f"{damaged.uuid}.*.age"))
+    damaged_key.chmod(0o644)
+    damaged_key.write_bytes(damaged_key.read_bytes()[:-40] + bytes(40))
+
+    plain = run_cli("verify", "-c", config, "--json")
+    assert plain.returncode == 1
+    found = {p["call_id"]: p["problem"] for p in json.loads(plain.stdout)["problems"]}
+    assert "whose key is not in" in found[lost.uuid]
+    assert damaged.uuid not in found  # the object is there: only decrypting finds it damaged
+
+    deep = run_cli("verify", "-c", config, "--decrypt", "--json")
+    found = {p["call_id"]: p["problem"] for p in json.loads(deep.stdout)["problems"]}
+    assert "it is damaged" in found[damaged.uuid]
+    shown = run_cli("show", "-c", config, damaged.uuid)
+    assert shown.returncode == 1
+    assert "it is damaged" in shown.stdout
+    server = Browse(Path(config), tmp_path / "browse.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            gone = client.get(f"/calls/{lost.uuid}/audio")
+            assert gone.status_code == 409
+            assert "cannot be decrypted" in gone.text
+    finally:
+        assert server.close() == 0
+    assert str(identity) not in plain.stdout + deep.stdout + shown.stdout

@@ -273,6 +273,7 @@ async def test_the_keys_store_down_while_the_archive_is_up_stores_no_recording_w
     calls = recorded(sim)
     assert {cid for cid, _ in report.failed} == {c.uuid for c in calls}
     assert all(keys.name in why and "did not answer" in why for _, why in report.failed)
+    assert all("storage.encryption.keys_url" in why for _, why in report.failed)
     assert not [k for k in local_objects(root) if k.endswith(".age")]
     again = await backfill(config)
     assert again.outcomes[RecordingStatus.ARCHIVED] == len(calls)
