@@ -140,6 +140,11 @@ class Expirer:
         days = [d for d in await archive_days(self._store, self._prefix, hidden=True) if d < first_kept]
         for start in range(0, len(days), BATCH_DAYS):  # an old archive's first expiry: memory stays bounded
             report.days += await self._expire(days[start : start + BATCH_DAYS], tz, dry_run=dry_run)
+        if self._keys is not None and not dry_run:  # keys an expire cut short left behind their day
+            gone = {d.day for d in report.days}
+            for day in await self._keys.days():
+                if day < first_kept and day not in gone:
+                    await self._destroy_keys(day, [])
         return report
 
     async def _expire(self, days: list[date], tz: ZoneInfo, *, dry_run: bool) -> list[ExpiredDay]:

@@ -261,3 +261,14 @@ async def test_expire_destroys_the_keys_of_the_day_it_removes_but_of_what_a_lock
     assert others <= left
     assert not [v for v in keys.versions() if f"keys/{first_day}/" in v["Key"] and not v["Key"].startswith(stem + ".")]
     await Decrypter(key_store, [identity]).check(store, record["recording"])  # still readable while it stays
+
+    archive.client.put_object_legal_hold(
+        Bucket=archive.name, Key=record["recording"]["key"], LegalHold={"Status": "OFF"}
+    )
+    await expirer.run()  # the hold lifted: the recording goes, and its key with it
+    assert not [k for k in keys.objects() if f"keys/{first_day}/" in k]
+    assert not archive.objects(f"archive/{first_day}/")
+    left_behind = f"keys/{first_day}/{'0' * 8}-0000-4000-8000-{'0' * 12}.{'1' * 16}.{'2' * 12}.age"
+    keys.client.put_object(Bucket=keys.name, Key=left_behind, Body=b"a key an expire cut short left")
+    await expirer.run()
+    assert left_behind not in keys.objects()  # its day is gone from the archive: found by the keys' own days
