@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 
 from archiver.audit.findings import Problem, VerifyReport
-from archiver.audit.plaintext import Decrypter
+from archiver.audit.plaintext import NOT_OURS, Decrypter
 from archiver.core import dayfiles, keyobjects, seal
 from archiver.core.outcome import Encrypted, shredded_by_erasure
 from archiver.errors import CallError, ObjectInColdStorage, collapse
@@ -48,6 +48,8 @@ class KeyChecker:
         self._fingerprint = fingerprint
         self._decrypter = decrypter
         self._limiter = limiter or anyio.CapacityLimiter(4)
+        self.opened = 0  # keys the identity file opened
+        self.not_ours = 0  # keys it could not open because they are not wrapped to it
 
     async def check_day(
         self, listing: DayListing, docs: dict[str, tuple[str, dict[str, Any]]], report: VerifyReport
@@ -170,8 +172,10 @@ class KeyChecker:
                 report.cold += 1
                 return
             except CallError as exc:  # KeyObjectError, DecryptionError, a read that failed
+                self.not_ours += NOT_OURS in str(exc)
                 report.problems.append(Problem(key, str(exc), call_id))
                 return
+        self.opened += 1
         report.decrypted += 1
         report.bytes_decrypted += digest.size
 

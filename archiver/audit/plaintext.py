@@ -26,6 +26,7 @@ from archiver.store import Store
 from archiver.store.keys import KeyStore
 
 Write = Callable[[bytes], object]  # called in a worker thread with each piece of plaintext
+NOT_OURS = "not encrypted to any identity"  # what a key says that the identity file cannot open
 
 
 class _Enough(Exception):

@@ -63,6 +63,7 @@ def verify(args: argparse.Namespace) -> int:
         async def go(config: Config = config, chosen: Any = chosen, identities: Any = identities) -> VerifyReport:
             store = make_store(config)
             keys = make_key_store(config)
+            checker = key_checker(config, store, keys, identities)
             try:
                 keep, policy = config.retention.keep, config.retention.policy
                 verifier = Verifier(
@@ -71,13 +72,22 @@ def verify(args: argparse.Namespace) -> int:
                     concurrency=config.download.concurrency,
                     rng=random.Random(seed),
                     retention=(keep, policy, config.source.tz) if keep is not None and policy is not None else None,
-                    keys=key_checker(config, store, keys, identities),
+                    keys=checker,
                 )
                 if nightly:
-                    return await _nightly(config, store, verifier, recent=args.recent, older=args.older)
-                return await verifier.verify(
-                    chosen, deep=args.deep, sample_percent=args.sample, recorded_seals=tuple(args.recorded_seal)
-                )
+                    done = await _nightly(config, store, verifier, recent=args.recent, older=args.older)
+                else:
+                    done = await verifier.verify(
+                        chosen, deep=args.deep, sample_percent=args.sample, recorded_seals=tuple(args.recorded_seal)
+                    )
+                if checker is not None and checker.not_ours and not checker.opened:
+                    raise ConfigError(
+                        [
+                            f"At 'storage.encryption.identity_file': it opens none of the {checker.not_ours} key(s) "
+                            "tried: give the identity of one of the recipients the keys are wrapped to"
+                        ]
+                    )
+                return done
             finally:
                 await store.aclose()
                 if keys is not None:

@@ -28,6 +28,7 @@ import anyio
 import structlog
 
 from archiver.archive.seal import Sealer
+from archiver.audit.plaintext import NOT_OURS
 from archiver.core import encryption, keyobjects, seal
 from archiver.core.clock import Clock
 from archiver.core.encryption import Identity, KeyUnreadable
@@ -35,7 +36,6 @@ from archiver.errors import CallError, ConfigError, ObjectMissing, collapse
 from archiver.store.keys import KeyStore, put_new
 
 log = structlog.get_logger("archiver.rekey")
-NOT_OURS = "not encrypted to any identity"  # what unwrap says of a key the identity file cannot open
 
 
 @dataclass

@@ -207,6 +207,12 @@ async def test_verify_decrypt_on_the_command_line_reads_every_recording(sim: Sim
     blind = run_cli("verify", "-c", str(auditor(tmp_path, raw, identity_file=None)), "--decrypt")
     assert blind.returncode == 2
     assert "storage.encryption.identity_file" in blind.stderr
+    age_identity(tmp_path, "stranger")  # an identity, but no recipient's: a configuration error, not tampering
+    foreign = run_cli(
+        "verify", "-c", str(auditor(tmp_path, raw, identity_file=str(tmp_path / "stranger"))), "--decrypt"
+    )
+    assert foreign.returncode == 2, foreign.stdout
+    assert "it opens none of the" in foreign.stderr
     assert str(identity) not in blind.stderr + found.stdout + done.stdout  # the secret never printed
 
 
