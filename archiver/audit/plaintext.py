@@ -51,10 +51,14 @@ class Decrypter:
         recording = str(rec.get("key"))
         if stated is None:
             raise KeyObjectError(f"the record of {recording} does not say how it was encrypted")
-        stem = self.keys.stem(recording)
+        stem = keyobjects.stem_of(self.keys.prefix, recording)
+        if stem is None:
+            raise KeyObjectError(f"{recording} is not the key of a recording")
         held = await self.keys.of(stem)
         tag = keyobjects.tag(stated.recipient)
-        candidates = [stated.key_object, *sorted(set(held.objects.get(tag, {}).values()) - {stated.key_object})]
+        # Only this recording's keys, of the tag its record states: a record naming any other object
+        # (another call's key, a path out of the keys' folder) is never followed.
+        candidates = sorted(held.objects.get(tag, {}).values(), key=lambda k: k != stated.key_object)
         reasons = []
         for key_object in candidates:
             try:

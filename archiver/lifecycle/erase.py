@@ -134,7 +134,8 @@ class Eraser:
         stated = _stated(docs)
         every = sorted(set(files.audio) | set(stated))
         targets = [k for k in every if not k.endswith(keys.ENCRYPTED)]
-        sealed = [k for k in every if k not in targets]  # encrypted: their keys go, not they
+        # Encrypted: their keys go, not they; only a recording's own (a record naming anything else is not followed).
+        sealed = [k for k in every if k not in targets and keys.parse_call_key(k) is not None]
         day = files.day.isoformat()
         if sealed and self._keys is None:
             raise EraseRefused(

@@ -278,3 +278,21 @@ async def test_a_key_object_gone_or_damaged_is_named_by_verify_show_and_browse(s
     finally:
         assert server.close() == 0
     assert str(identity) not in plain.stdout + deep.stdout + shown.stdout
+
+
+async def test_a_record_that_names_a_key_object_elsewhere_is_not_followed(sim: Simulator, tmp_path: Path) -> None:
+    """Someone rewrites a record to name a key object outside the keys' folder (or another call's):
+    nothing but this recording's own keys is read; show and browse still open the right one, and
+    nothing fails with a traceback."""
+    raw, _, calls = await encrypted(sim, tmp_path)
+    call, other = calls[0], calls[1]
+    [other_key] = list((tmp_path / "keys").rglob(f"{other.uuid}.*.age"))
+    sidecar = tmp_path / "archive" / f"{call.start:%Y/%m/%d}/{call.uuid}.json"
+    for named in ("../../../etc/passwd", str(other_key.relative_to(tmp_path / "keys"))):
+        doc = json.loads(sidecar.read_text())
+        doc["recording"]["encryption"]["key_object"] = named
+        sidecar.write_text(json.dumps(doc))
+        shown = run_cli("show", "-c", str(auditor(tmp_path, raw)), call.uuid)
+        assert "Traceback" not in shown.stderr
+        served = sim.dataset.recording_bytes(call)
+        assert f"decrypts to {len(served)} bytes, sha256 {hashlib.sha256(served).hexdigest()}" in shown.stdout
