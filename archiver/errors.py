@@ -18,7 +18,9 @@
     └── CallError                  skip this call, report it, keep going
         ├── ObjectExists           a create-only (or conditional) write found the key taken
         ├── ArchiveConflict        the bucket holds different bytes under this call's key
-        └── SpoolError             the local download buffer could not be written (disk full?)
+        ├── SpoolError             the local download buffer could not be written (disk full?)
+        ├── KeyObjectError         an encrypted recording's key is gone, damaged, or not for this identity
+        └── DecryptionError        an encrypted recording does not decrypt to what its record states
 
 Third-party exceptions (httpx, botocore, sqlite3) are translated once, at the module that
 talks to them (``source.http``, ``store.s3_bucket``, ``state.ledger``); nothing above that layer
@@ -171,6 +173,15 @@ class ObjectInColdStorage(CallError):
 
 class ArchiveConflict(CallError):
     """The bucket holds other bytes under this call's key; nothing was overwritten."""
+
+
+class KeyObjectError(CallError):
+    """An encrypted recording's key object is gone, damaged, or opens with no identity given."""
+
+
+class DecryptionError(CallError):
+    """An encrypted recording does not decrypt (damaged, or not for its key), or not to the
+    plaintext its record states."""
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -19,6 +19,7 @@ shared machine's load falls on all alike; each figure is a median.
     .venv/bin/python -m benchmarks.throughput --processes      # + one backfill by 1, 2 and 4 processes
     .venv/bin/python -m benchmarks.throughput --memory         # + 500 MiB recordings, + a 1M-call ledger
     .venv/bin/python -m benchmarks.throughput --hosts          # + one backfill shared by 1, 2 and 3 hosts
+    .venv/bin/python -m benchmarks.throughput --encryption     # + storage.encryption on against off (with --memory: 500 MiB too)
 
 Needs ``rclone`` (Debian package ``rclone``). The archiver runs as an operator installs it (``pip
 install`` into a fresh virtual environment: no development tools, bytecode compiled). Compare
@@ -43,10 +44,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
 
+from archiver.core.encryption import Identity, public
 from archiver.simulator import Dataset, Faults, Simulator
 from archiver.state.ledger import Ledger
 from tests.helpers import AWS_ENV, MotoServer, make_bucket
@@ -154,14 +157,19 @@ class Bench:
         self.env = {k: v for k, v in {**os.environ, **AWS_ENV}.items() if k != "PYTHONDONTWRITEBYTECODE"}
         self.runs = 0
 
-    def _config(self, folder: Path, sim: Simulator, bucket: str, concurrency: int, ledger: Path) -> Path:
+    def _config(
+        self, folder: Path, sim: Simulator, bucket: str, concurrency: int, ledger: Path, keys: str | None = None
+    ) -> Path:
         config = folder / "config.yaml"
-        raw = {
+        raw: dict[str, dict[str, Any]] = {
             "source": {"base_url": sim.url, "api_key": sim.api_key, "api_secret": sim.api_secret, "page_size": 500},
             "storage": {"url": f"s3://{bucket}/archive", "endpoint_url": self.moto.endpoint},
             "download": {"concurrency": concurrency, "spool_dir": str(folder)},
             "state": {"path": str(ledger)},
         }
+        if keys is not None:  # storage.encryption: to two recipients (operations and an escrow), as operators do
+            recipients = [public(Identity.generate()), public(Identity.generate())]
+            raw["storage"]["encryption"] = {"age_recipients": recipients, "keys_url": f"s3://{keys}/keys"}
         config.write_text(yaml.safe_dump(raw))
         return config
 
@@ -174,14 +182,19 @@ class Bench:
         sidecars_to: Path | None = None,
         entry: tuple[str, ...] = ("-m", "archiver"),
         python: str | None = None,
+        encrypted: bool = False,
     ) -> Measure:
         """One backfill of DAY; with *sidecars_to*, the sidecars it stored are copied there.
-        *entry*: how Python is told to run the archiver; *python*: another installation's."""
+        *entry*: how Python is told to run the archiver; *python*: another installation's;
+        *encrypted*: with storage.encryption (its keys in a bucket of their own, counted as stored)."""
         self.runs += 1
         bucket = make_bucket(self.moto.endpoint)
+        keys = make_bucket(self.moto.endpoint) if encrypted else None
         folder = self.workdir / f"run{self.runs}"
         folder.mkdir()
-        config = self._config(folder, sim, bucket.name, concurrency, ledger or folder / "ledger.sqlite3")
+        config = self._config(
+            folder, sim, bucket.name, concurrency, ledger or folder / "ledger.sqlite3", keys.name if keys else None
+        )
         server_before = self.moto.cpu_seconds()
         wall, cpu, rss, log = timed(
             [
@@ -203,8 +216,10 @@ class Bench:
         )
         server = self.moto.cpu_seconds() - server_before
         objects = {k: v for k, v in bucket.objects("archive/").items() if "/_archiver/" not in k}
-        stored = sum(len(v) for k, v in objects.items() if k.endswith(".wav"))
-        calls = sum(1 for k in objects if k.endswith(".json") and "/seals/" not in k)
+        stored = sum(len(v) for k, v in objects.items() if k.endswith((".wav", ".wav.age")))
+        calls = sum(1 for k in objects if k.endswith(".json") and "/seals/" not in k and "manifest" not in k)
+        if keys is not None:
+            objects |= keys.objects("keys/")
         if sidecars_to is not None:
             sidecars_to.mkdir(exist_ok=True)
             for key, data in objects.items():
@@ -518,6 +533,7 @@ def main() -> int:
     parser.add_argument("--memory", action="store_true", help="also measure 500 MiB recordings and a 1M-call ledger")
     parser.add_argument("--hosts", action="store_true", help="also run one backfill on 1, 2 and 3 hosts at once")
     parser.add_argument("--processes", action="store_true", help="also run one backfill by 1, 2 and 4 processes")
+    parser.add_argument("--encryption", action="store_true", help="also measure storage.encryption on against off")
     args = parser.parse_args()
     if shutil.which("rclone") is None:
         print("rclone is not installed (apt-get install rclone)", file=sys.stderr)
@@ -553,13 +569,39 @@ def main() -> int:
             if args.processes:
                 print("\n## One backfill, several processes (--processes)\n")
                 processes(bench, print)
+            if args.encryption:
+                with Simulator(data) as sim:
+                    print(f"\n## Encryption on against off: median of {args.runs} runs, interleaved\n")
+                    encryption(bench, sim, args.runs, print)
             if args.memory:
-                memory(bench, Path(tmp))
+                memory(bench, Path(tmp), encrypted=args.encryption)
             if args.hosts:
                 hosts(bench, Path(tmp))
     finally:
         moto.stop()
     return 0
+
+
+def encryption(bench: Bench, sim: Simulator, runs: int, out: Callable[[str], None]) -> None:
+    """storage.encryption on against off, runs interleaved: CPU per call and per object stored (an
+    encrypted recording brings two objects more: its key object and its label, in the keys bucket)."""
+    recordings = len(day_recordings(sim))
+    plain: list[Measure] = []
+    sealed: list[Measure] = []
+    for _ in range(runs):
+        plain.append(bench.archiver(sim, 8))
+        sealed.append(bench.archiver(sim, 8, encrypted=True))
+    off, on = median(plain), median(sealed)
+    out(HEADER)
+    out(row("archiver, encryption off", off, recordings))
+    out(row("archiver, storage.encryption (age, 2 recipients)", on, recordings))
+    per_call = [e.cpu_seconds / p.cpu_seconds for p, e in zip(plain, sealed, strict=True)]
+    out(
+        f"\n**Encryption on / off: CPU per call {on.cpu_ms_per_call / off.cpu_ms_per_call:.2f}x** (paired runs "
+        f"{min(per_call):.2f}x to {max(per_call):.2f}x), CPU per object stored {on.cpu_ms_per_object / off.cpu_ms_per_object:.2f}x "
+        f"({on.objects} objects against {off.objects}: each recording's key object and label), peak RSS "
+        f"{on.peak_rss_mib:.0f} against {off.peak_rss_mib:.0f} MiB."
+    )
 
 
 def install(tmp: Path, source: Path | None = None) -> str:
@@ -573,7 +615,7 @@ def install(tmp: Path, source: Path | None = None) -> str:
     return str(venv / "bin" / "python")
 
 
-def memory(bench: Bench, tmp: Path) -> None:
+def memory(bench: Bench, tmp: Path, *, encrypted: bool = False) -> None:
     big = Dataset(seed=3, calls_per_day=11, max_duration=1, long_call_rate=1.0, long_call_seconds=32768)
     big.calls_on(DAY)
     with Simulator(big) as sim:
@@ -583,6 +625,10 @@ def memory(bench: Bench, tmp: Path) -> None:
         measure = bench.archiver(sim, 8)
         print(HEADER)
         print(row("archiver (concurrency 8)", measure, len(served)))
+        if encrypted:
+            print(
+                row("archiver, storage.encryption (concurrency 8)", bench.archiver(sim, 8, encrypted=True), len(served))
+            )
     small = dataset_for(100)
     with Simulator(small) as sim:
         print("\n## Memory as the ledger grows (the same 100-recording backfill)\n")

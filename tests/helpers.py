@@ -38,6 +38,7 @@ from archiver.config.models import Config
 from archiver.core import seal
 from archiver.core.clock import Clock
 from archiver.core.dayfiles import set_number
+from archiver.core.encryption import Identity, public
 from archiver.core.identity import call_id_for_row
 from archiver.core.keys import audio_key, parse_call_key, sidecar_key
 from archiver.core.report import RunReport
@@ -195,6 +196,17 @@ def make_bucket(endpoint: str, *, object_lock: bool = False, versioned: bool = T
     return Bucket(endpoint, name, client)
 
 
+def retain_by_default(bucket: Bucket, mode: str = "GOVERNANCE", days: int = 30) -> None:
+    """Give *bucket* (made with Object Lock) a default retention: every object written is locked."""
+    bucket.client.put_object_lock_configuration(
+        Bucket=bucket.name,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": mode, "Days": days}},
+        },
+    )
+
+
 class FakeClock:
     """A clock the test moves by hand; shared by the simulator and the archiver."""
 
@@ -206,6 +218,23 @@ class FakeClock:
 
     def advance(self, **delta: float) -> None:
         self.moment += timedelta(**delta)
+
+
+def age_identity(folder: Path, name: str = "age-identity") -> Identity:
+    """A fresh age identity, written to *folder*/*name* (mode 0600) as age-keygen writes one."""
+    identity = Identity.generate()
+    path = folder / name
+    path.write_text(f"# created by the tests\n# public key: {public(identity)}\n{identity}\n")
+    path.chmod(0o600)
+    return identity
+
+
+def encryption_section(keys_url: str, *recipients: Identity, identity_file: Path | None = None) -> dict[str, Any]:
+    """``storage.encryption`` to *recipients*, keys at *keys_url* (a storage section's keys)."""
+    section: dict[str, Any] = {"age_recipients": [public(r) for r in recipients], "keys_url": keys_url}
+    if identity_file is not None:
+        section["identity_file"] = str(identity_file)
+    return {"encryption": section}
 
 
 def config_dict(
@@ -552,9 +581,14 @@ UNTIL = datetime(2026, 11, 3, tzinfo=TZ)
 
 
 async def backfill(
-    config: Config, since: datetime = SINCE, until: datetime = UNTIL, clock: Clock | None = None
+    config: Config,
+    since: datetime = SINCE,
+    until: datetime = UNTIL,
+    clock: Clock | None = None,
+    *,
+    store_retry: RetryPolicy = PATIENT_STORE,
 ) -> RunReport:
-    async with assemble(config, clock=clock, api_retry=FAST, download_retry=FAST, store_retry=PATIENT_STORE) as parts:
+    async with assemble(config, clock=clock, api_retry=FAST, download_retry=FAST, store_retry=store_retry) as parts:
         return await parts.archiver.backfill(since, until)
 
 

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import anyio
 import structlog
 
+from archiver.archive.encrypt import Ciphertext, Encryptor
 from archiver.archive.outage import StoreOutage
 from archiver.core import dayfiles, keys, sidecar
 from archiver.core.audio import CONTENT_TYPES
@@ -83,7 +84,9 @@ class CallArchiver:
         downloads: anyio.CapacityLimiter,
         source_info: dict[str, Any],
         storage_class: str = "STANDARD",
+        encryptor: Encryptor | None = None,
     ) -> None:
+        """*encryptor*: recordings are encrypted before they are stored (``storage.encryption``)."""
         self._fetcher = fetcher
         self._store = store
         self._ledger = ledger
@@ -95,6 +98,7 @@ class CallArchiver:
         self._downloads = downloads
         self._source_info = source_info
         self._storage_class = storage_class  # of each recording (records stay STANDARD)
+        self._encryptor = encryptor
 
     async def archive(
         self, cdr: Cdr, day: date, pending: PendingCall | None, *, supersedes_call: str | None = None
@@ -139,8 +143,12 @@ class CallArchiver:
         except RecordingRejected as exc:
             return Rejected(url, exc.detail)
         with download:
+            if self._encryptor is not None:
+                key = keys.audio_key(self._prefix, day, cdr.call_id, download.format, audio_revision, encrypted=True)
+                put = partial(self._store_audio, key, call_id=cdr.call_id, check_existing=False)
+                return await self._encryptor.store(key, download, url, put)
             key = keys.audio_key(self._prefix, day, cdr.call_id, download.format, audio_revision)
-            return archived(key, download, url, await self._store_audio(key, download, cdr.call_id))
+            return archived(key, download, url, await self._store_audio(key, download, call_id=cdr.call_id))
 
     async def _stored_audio(self, cdr: Cdr, day: date, record: PendingCall) -> Archived | None:
         """The audio an earlier run stored for this call and never finished (a crash between the
@@ -150,6 +158,18 @@ class CallArchiver:
         """
         url = str(cdr.recording_url)
         for fmt in CONTENT_TYPES:
+            found = await self._stored_encrypted(
+                keys.audio_key(self._prefix, day, cdr.call_id, fmt, encrypted=True), url
+            )
+            if found is not None:
+                log.warning("call.completed_from_store", call_id=cdr.call_id, key=found.key, attempts=record.attempts)
+                why = (
+                    f"stored, encrypted, by an earlier run that did not finish the call; the link has not served the "
+                    f"recording since ({record.attempts} tries until {utc_text(record.last_attempt)}); the archiver "
+                    "holds no key to check its audio: the plaintext's size and SHA-256 are as its key's label states "
+                    "them (`verify --decrypt` proves them)"
+                )
+                return dataclasses.replace(found, completed_from_store=why)
             key = keys.audio_key(self._prefix, day, cdr.call_id, fmt)
             info = await self._store.head(key)
             if info is None:
@@ -169,6 +189,18 @@ class CallArchiver:
                 stored = archived(key, download, url, info.composite_sha256)
                 return dataclasses.replace(stored, completed_from_store=why)
         return None
+
+    async def _stored_encrypted(self, key: str, url: str) -> Archived | None:
+        """The encrypted recording an earlier run stored under *key*, as its key's label describes
+        it; None when there is none."""
+        if await self._store.head(key) is None:
+            return None
+        if self._encryptor is None:
+            raise ArchiveConflict(
+                f"{key} holds an encrypted recording an earlier run stored, and storage.encryption is not configured: "
+                "its key cannot be looked up; nothing was written"
+            )
+        return await self._encryptor.earlier(key, url)
 
     def _park(self, cdr: Cdr, day: date, pending: PendingCall | None, exc: RecordingUnavailable) -> PendingCall:
         """The call's record after this failed try; parked in the ledger unless past its deadline."""
@@ -196,8 +228,12 @@ class CallArchiver:
         )
         return record
 
-    async def _store_audio(self, key: str, download: Download, call_id: str) -> str | None:
-        """Store the download create-only; the store's composite checksum of it (see Store.put)."""
+    async def _store_audio(
+        self, key: str, download: Download | Ciphertext, *, call_id: str, check_existing: bool = True
+    ) -> str | None:
+        """Store the download (or its ciphertext) create-only; the store's composite checksum of it
+        (see Store.put). A taken key is checked here (*check_existing*), else raised as ObjectExists."""
+        content_type = CONTENT_TYPES[download.format] if isinstance(download, Download) else "application/octet-stream"
 
         async def put() -> str | None:
             try:
@@ -206,11 +242,13 @@ class CallArchiver:
                     download.file,
                     size=download.size,
                     sha256=download.sha256,
-                    content_type=CONTENT_TYPES[download.format],
+                    content_type=content_type,
                     metadata={"call-id": call_id},
                     storage_class=self._storage_class,
                 )
             except ObjectExists:
+                if not check_existing or not isinstance(download, Download):
+                    raise
                 return await self._check_existing_audio(key, download)
 
         return await self._outage.run(put)

@@ -12,7 +12,7 @@ import structlog
 
 from archiver.core import keys, seal
 from archiver.core.clock import Clock
-from archiver.core.seal import Chain, Expiry, Link, Seal
+from archiver.core.seal import Chain, Expiry, Link, Rekey, Seal
 from archiver.errors import CallError, ObjectExists
 from archiver.store import Store, put_bytes
 from archiver.store.listing import MANIFEST_LIMIT, archive_days
@@ -84,10 +84,7 @@ class Sealer:
         zone the expired days were read in, stated in the seal (default: the sealer's)."""
         reader = self._reader
         async with self._lock:
-            if not reader.whole:
-                await reader.read_all()
-                self._read = True
-            earlier = {} if reader.listed else await self._manifests_before_seals()
+            earlier = await self._read_whole()
             while todo := _not_recorded(expired, reader.chain):
                 stated = reader.chain.retention_at(reader.chain.length)
                 change = policy if stated is None or stated[1] != policy else None
@@ -95,6 +92,26 @@ class Sealer:
                 key = await self._append(partial(self._expiry_seal, todo, earlier, change, stating))
                 if key is not None:
                     earlier = {}
+
+    async def record_rekey(self, rekey: Rekey) -> str:
+        """Record a finished key rotation in the chain (one seal); the seal's key. The first seal
+        of an archive also seals every manifest written before seals were kept."""
+        async with self._lock:
+            earlier = await self._read_whole()
+            while (key := await self._append(partial(self._rekey_seal, rekey, earlier))) is None:
+                earlier = {}  # another archiver sealed first: the chain's first seal took the earlier manifests
+            return key
+
+    async def _read_whole(self) -> dict[str, str]:
+        """Read the whole chain (once); the manifests written before seals were kept, which the
+        archive's first seal takes in (none once a seal exists). Called under the lock."""
+        if not self._reader.whole:
+            await self._reader.read_all()
+            self._read = True
+        return {} if self._reader.listed else await self._manifests_before_seals()
+
+    def _rekey_seal(self, rekey: Rekey, manifests: dict[str, str], number: int, head: Link | None) -> Seal:
+        return Seal.new(number, manifests, head, self._clock.now(), timezone=self._timezone, rekeyed=(rekey,))
 
     def _manifest_seal(self, manifests: dict[str, str], number: int, head: Link | None) -> Seal:
         return Seal.new(number, manifests, head, self._clock.now(), timezone=self._timezone)

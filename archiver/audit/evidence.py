@@ -2,11 +2,14 @@
 manifests and the seal chain (``show``), and the bundle that hands it over (``export``).
 
 The check reads every stored byte of the call: a recording's SHA-256 is computed from the
-bytes, never taken from the store's metadata.
+bytes, never taken from the store's metadata. An encrypted recording is checked as stored (the
+ciphertext), and, given a :class:`~archiver.audit.plaintext.Decrypter`, decrypted and compared with
+the plaintext its record states; without one, it is named as not decrypted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -15,8 +18,10 @@ from typing import Any
 
 from archiver import __version__
 from archiver.audit.catalog import CallFiles
+from archiver.audit.plaintext import Decrypter
 from archiver.core import dayfiles, seal
-from archiver.core.outcome import removed_by_erasure
+from archiver.core.encryption import Digest
+from archiver.core.outcome import Encrypted, removed_by_erasure, shredded_by_erasure
 from archiver.errors import CallError, ObjectInColdStorage
 from archiver.store import Store
 from archiver.store.listing import MANIFEST_LIMIT, SIDECAR_LIMIT
@@ -49,10 +54,14 @@ class Recording:
     sha256: str
     stated_size: int | None
     stated_sha256: str | None
+    # An encrypted recording: what its record states it decrypts to, and (decrypted) what it does.
+    stated_plaintext: tuple[int, str] | None = None
+    plaintext: tuple[int, str] | None = None
 
     @property
     def ok(self) -> bool:
-        return self.size == self.stated_size and self.sha256 == self.stated_sha256
+        stored = self.size == self.stated_size and self.sha256 == self.stated_sha256
+        return stored and (self.plaintext is None or self.plaintext == self.stated_plaintext)
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,8 @@ class Evidence:
     entry: dayfiles.CallEntry | None = None  # what the current record says of the call
     cold: list[str] = field(default_factory=list)  # recordings in cold storage: not read, so not checked
     erased: dict[str, Any] | None = None  # the current record's ``recording`` when it says ``erased``
+    not_decrypted: list[str] = field(default_factory=list)  # encrypted, and no identity to decrypt them with
+    shredded: list[str] = field(default_factory=list)  # encrypted, their keys destroyed by an erasure
 
     @property
     def ok(self) -> bool:
@@ -102,6 +113,8 @@ class Evidence:
             "problems": self.problems,
             "in_cold_storage": self.cold,
             "erased": self.erased,
+            "not_decrypted": self.not_decrypted,
+            "crypto_shredded": self.shredded,
             "current_revision": self.current.revision if self.current else None,
             "call": None if self.entry is None else {c: getattr(self.entry, c) for c in dayfiles.CSV_COLUMNS},
             "records": [asdict(r) for r in self.records],
@@ -123,17 +136,22 @@ async def examine(
     *,
     digests: dict[str, tuple[int, str]] | None = None,
     read: Read | None = None,
+    decrypter: Decrypter | None = None,
+    decrypted: dict[str, Digest] | None = None,
 ) -> Evidence:
     """Check everything the archive holds of one call.
 
     *digests*: (size, SHA-256) of audio objects already read (``export`` hashes them as it
     copies them); the others are read here. *read* reads the records and manifests (default:
     the store's own read; ``export`` passes one that keeps what it read, to copy it).
+    *decrypter* decrypts encrypted recordings to check their plaintext (*decrypted*: those
+    ``export`` decrypted already, as it copied them).
     """
     read = read or store.read
     evidence = Evidence(files.call_id, files.day.isoformat(), seal_head=chain.head)
     own: dict[str, str] = {}  # file name -> SHA-256 of its bytes now
     stated: dict[str, tuple[int | None, str | None]] = {}  # audio key -> what a record says of it
+    sealed: dict[str, dict[str, Any]] = {}  # encrypted audio key -> the ``recording`` of the record naming it
     current: bytes | None = None  # the last record read: the call's current state
     for revision, key in files.records.items():
         try:
@@ -148,6 +166,9 @@ async def examine(
         own[key.rsplit("/", 1)[-1]] = record.sha256
         if record.status == "archived" and record.recording_key:
             stated[record.recording_key] = (record.size, record.recording_sha256)
+            rec = dayfiles.mapping(doc.get("recording"))
+            if Encrypted.of(rec) is not None:
+                sealed[record.recording_key] = rec
         if doc.get("call_id") != files.call_id:
             evidence.problems.append(f"record {revision} ({key}) is not this call's")
     gone: dict[str, str | None] = {}  # recordings erased on request: key -> the SHA-256 the erasure states
@@ -157,6 +178,7 @@ async def examine(
         if rec.get("status") == "erased":
             evidence.erased = rec
             gone = {r.key: r.sha256 for r in removed_by_erasure(rec)}
+            evidence.shredded = [r.key for r in shredded_by_erasure(rec)]
     for key in sorted(set(files.audio) | set(stated)):
         if key in gone:
             if key in files.audio:
@@ -174,6 +196,8 @@ async def examine(
             continue
         size_stated, sha_stated = stated.get(key, (None, None))
         recording = Recording(key, size, digest, size_stated, sha_stated)
+        if key in sealed and key not in evidence.shredded:
+            recording = await _decrypted(store, recording, sealed[key], evidence, decrypter, decrypted or {})
         evidence.recordings.append(recording)
         own[key.rsplit("/", 1)[-1]] = digest
         if key not in stated:
@@ -184,6 +208,33 @@ async def examine(
     if chain.problems:
         evidence.problems.append(f"the seal chain has {len(chain.problems)} problem(s); `archiver verify` names them")
     return evidence
+
+
+async def _decrypted(
+    store: Store,
+    recording: Recording,
+    rec: dict[str, Any],
+    evidence: Evidence,
+    decrypter: Decrypter | None,
+    done: dict[str, Digest],
+) -> Recording:
+    """*recording* (encrypted), with what it decrypts to when it can be decrypted."""
+    stated = Encrypted.of(rec)
+    assert stated is not None
+    recording = dataclasses.replace(recording, stated_plaintext=(stated.plaintext_size, stated.plaintext_sha256))
+    if decrypter is None:
+        evidence.not_decrypted.append(recording.key)
+        return recording
+    try:
+        digest = done.get(recording.key) or await decrypter.decrypt(store, rec, lambda _: None)
+    except CallError as exc:  # its key gone or damaged, or a ciphertext that does not decrypt
+        evidence.problems.append(str(exc))
+        return recording
+    assert digest is not None  # read to its end
+    found = dataclasses.replace(recording, plaintext=(digest.size, digest.sha256.hex()))
+    if found.plaintext != found.stated_plaintext:
+        evidence.problems.append(f"the recording {recording.key} does not decrypt to the plaintext its record states")
+    return found
 
 
 async def _check_manifests(

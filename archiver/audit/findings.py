@@ -40,6 +40,12 @@ class VerifyReport:
     seals: int = 0
     erased: int = 0  # calls whose recordings were erased on request
     cold: int = 0  # in cold storage, not read back: compared with the store's checksum (of store_checked)
+    encrypted: int = 0  # recordings that are age files (storage.encryption); checked as stored, ciphertext
+    keys_checked: int = 0  # of them, those whose key was looked for in the keys store (and found, or a problem)
+    keys_stale: int = 0  # of them, those whose key is wrapped to other recipients than today's (`archiver rekey`)
+    decrypted: int = 0  # decrypted and compared with the plaintext their record states (verify --decrypt)
+    bytes_decrypted: int = 0
+    crypto_shredded: int = 0  # erased calls whose encrypted recordings stay, their keys destroyed
     expired: dict[str, int] = field(default_factory=dict)  # retention policy -> days expired under it
     seal_head: seal.Link | None = None  # the chain's last seal: what an operator records elsewhere
     problems: list[Problem] = field(default_factory=list)
@@ -61,6 +67,12 @@ class VerifyReport:
             "not_yet_in_a_manifest": self.unmanifested,
             "erased": self.erased,
             "in_cold_storage": self.cold,
+            "encrypted": self.encrypted,
+            "keys_checked": self.keys_checked,
+            "keys_wrapped_to_earlier_recipients": self.keys_stale,
+            "decrypted": self.decrypted,
+            "bytes_decrypted": self.bytes_decrypted,
+            "crypto_shredded": self.crypto_shredded,
             "expired_days": self.expired,
             "problems": [{"call_id": p.call_id, "key": p.key, "problem": p.what} for p in self.problems],
             "history": [{"call_id": p.call_id, "key": p.key, "what": p.what} for p in self.history],

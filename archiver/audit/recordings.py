@@ -102,6 +102,7 @@ class RecordChecker:
         if rec.get("status") != "archived":
             return digest, doc
         report.recordings += 1
+        report.encrypted += int(isinstance(rec.get("encryption"), dict))
         if rec.get("key") not in listing.audio.get(call_id, []):
             found.absent.append((call_id, str(rec.get("key"))))  # a problem, unless the call was erased
             return digest, doc

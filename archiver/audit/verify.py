@@ -20,6 +20,7 @@ import anyio
 import structlog
 
 from archiver.audit import lifecycle
+from archiver.audit.encrypted import KeyChecker, rekeys
 from archiver.audit.findings import Problem, VerifyReport
 from archiver.audit.history import describe
 from archiver.audit.manifests import MANIFEST_GRACE, ManifestChecker, check_sealed
@@ -50,15 +51,18 @@ class Verifier:
         clock: Clock | None = None,
         retention: tuple[timedelta, str, ZoneInfo] | None = None,
         checksum_probe: str | None = None,
+        keys: KeyChecker | None = None,
     ) -> None:
         """*retention*: ``retention.keep``, its text, and the zone days are read in; a day past it
         by more than EXPIRY_GRACE that no expiry record names is a problem. *checksum_probe*: a key
         under the control folder where a throwaway object asks the store whether it checks the
         checksums it is sent (:meth:`Store.checksum_kept`); where it keeps them unchecked, every
         recording is read and hashed. None: not asked (a store that refuses writes); its checksums
-        are taken as its own."""
+        are taken as its own. *keys*: the keys of encrypted recordings are checked too
+        (``storage.encryption``)."""
         self._retention = retention
         self._probe = checksum_probe
+        self._keys = keys
         self._store = store
         self._clock = clock or SystemClock()
         self._prefix = prefix
@@ -105,6 +109,7 @@ class Verifier:
         sealed_in: dict[str, list[str]] = {}  # day folder -> the sealed manifests in it
         for key in sealed:
             sealed_in.setdefault(key.rsplit("/", 1)[0] + "/", []).append(key)
+        rekeys(chain, report)
         expired = lifecycle.expired_in(chain, self._prefix, days, report)
         lifecycle.check_expiry_records(chain, self._retention, self._clock.now(), report)
         if self._retention is not None:
@@ -188,6 +193,8 @@ class Verifier:
                 (report.problems if problem else report.history).append(
                     Problem(history.key, what, parsed.call_id if parsed else None)
                 )
+        if self._keys is not None:
+            await self._keys.check_day(listing, found.docs, report)
         gone = {k[len(listing.folder) :]: sha for r in erased.values() for k, sha in r.items()}
         await self._manifests.check_day(listing, found.docs, report, sealed, gone)
 

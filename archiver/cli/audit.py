@@ -17,18 +17,24 @@ from typing import Any
 import anyio
 import structlog
 
+from archiver.audit.encrypted import KeyChecker
+from archiver.audit.plaintext import Decrypter
 from archiver.audit.reconcile import ReconcileReport
 from archiver.audit.reconcile import reconcile as reconcile_calls
 from archiver.audit.verify import Verifier, VerifyReport
 from archiver.cli.common import dates, days, emit_json, print_title, setup
 from archiver.cli.output import print_reconcile, print_status, print_verify
 from archiver.compose import assemble
-from archiver.compose.stores import make_store, store_identity
+from archiver.compose.stores import make_key_store, make_store, store_identity
+from archiver.config.identity import identities
 from archiver.config.models import Config
+from archiver.core.encryption import Identity
+from archiver.core.encryption import recipients_fingerprint as encryption_fingerprint
 from archiver.core.windows import nightly_days
 from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from archiver.state.ledger import Ledger
 from archiver.store import Store
+from archiver.store.keys import KeyStore
 from archiver.store.listing import archive_days, day_of_folder
 from archiver.store.seals import read_chain
 
@@ -53,8 +59,12 @@ def verify(args: argparse.Namespace) -> int:
     for config in configs:
         chosen = days(args, config) if args.since or args.until else None
 
-        async def go(config: Config = config, chosen: Any = chosen) -> VerifyReport:
+        identities = verify_identities(config) if args.decrypt else None
+
+        async def go(config: Config = config, chosen: Any = chosen, identities: Any = identities) -> VerifyReport:
             store = make_store(config)
+            keys = make_key_store(config)
+            checker = key_checker(config, store, keys, identities)
             try:
                 keep, policy = config.retention.keep, config.retention.policy
                 verifier = Verifier(
@@ -64,16 +74,28 @@ def verify(args: argparse.Namespace) -> int:
                     rng=random.Random(seed),
                     retention=(keep, policy, config.source.tz) if keep is not None and policy is not None else None,
                     checksum_probe=f"{config.control_prefix}/check/{uuid.uuid4()}.txt",
+                    keys=checker,
                 )
                 if nightly:
-                    return await _nightly(
+                    done = await _nightly(
                         config, store, verifier, recent=args.recent, older=args.older, seals=tuple(args.recorded_seal)
                     )
-                return await verifier.verify(
-                    chosen, deep=args.deep, sample_percent=args.sample, recorded_seals=tuple(args.recorded_seal)
-                )
+                else:
+                    done = await verifier.verify(
+                        chosen, deep=args.deep, sample_percent=args.sample, recorded_seals=tuple(args.recorded_seal)
+                    )
+                if checker is not None and checker.not_ours and not checker.opened:
+                    raise ConfigError(
+                        [
+                            f"At 'storage.encryption.identity_file': it opens none of the {checker.not_ours} key(s) "
+                            "tried: give the identity of one of the recipients the keys are wrapped to"
+                        ]
+                    )
+                return done
             finally:
                 await store.aclose()
+                if keys is not None:
+                    await keys.aclose()
 
         report = anyio.run(go)
         reports.append(report)
@@ -83,6 +105,21 @@ def verify(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(configs, [{**r.as_dict(), "sample_seed": seed if args.sample else None} for r in reports])
     return EXIT_OK if not any(r.problems for r in reports) else EXIT_FAILED
+
+
+def verify_identities(config: Config) -> list[Identity]:
+    """The identities ``verify --decrypt`` decrypts with (ConfigError naming what is missing)."""
+    return identities(config, why="for verify --decrypt")
+
+
+def key_checker(config: Config, store: Store, keys: KeyStore | None, found: list[Identity] | None) -> KeyChecker | None:
+    """The check of encrypted recordings' keys (None: storage.encryption is not set); with *found*
+    identities, every recording is decrypted too."""
+    encryption = config.storage.encryption
+    if keys is None or encryption is None:
+        return None
+    decrypter = Decrypter(keys, found) if found is not None else None
+    return KeyChecker(store, keys, fingerprint=encryption_fingerprint(encryption.age_recipients), decrypter=decrypter)
 
 
 async def _nightly(

@@ -13,8 +13,8 @@ import anyio
 
 from archiver.asgi import bind, serve, url_of
 from archiver.audit.access import AccessTrail
-from archiver.cli.common import setup
-from archiver.compose.stores import make_store
+from archiver.cli.common import decrypter, setup
+from archiver.compose.stores import make_key_store, make_store
 from archiver.config.models import DEFAULT_SOURCE, BrowseConfig, Config
 from archiver.core.clock import SystemClock
 from archiver.errors import EXIT_OK, ConfigError
@@ -54,6 +54,10 @@ def browse(args: argparse.Namespace) -> int:
             for name, config in zip(names, configs, strict=True):
                 store = make_store(config)
                 stores.append(store)
+                keys = make_key_store(config)
+                if keys is not None:
+                    stores.append(keys.store)
+                reader, why_not = decrypter(config, keys, why="to play encrypted recordings")
                 desks.append(
                     Desk.open(
                         name,
@@ -66,6 +70,8 @@ def browse(args: argparse.Namespace) -> int:
                         trail=AccessTrail(store, config.storage.prefix, clock),
                         watched=_watched(browse_config, name),
                         cold_class=config.storage.storage_class,
+                        decrypter=reader,
+                        why_not=why_not,
                     )
                 )
             browser = Browser(desks, scopes=scopes, login=login, clock=clock, tls=tls is not None)

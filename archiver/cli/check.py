@@ -18,6 +18,7 @@ from pathlib import Path
 import anyio
 
 from archiver.audit.sample import host, peek_recording, recent_rows
+from archiver.cli.check_keys import check_encryption
 from archiver.cli.common import print_title, setup
 from archiver.compose import Parts, assemble
 from archiver.config.models import Config
@@ -87,6 +88,8 @@ async def _check_one(config: Config, clock: Clock) -> int:
         if parts.control is not None and config.coordination.bucket is not None:
             key = f"{config.control_prefix}/check/{uuid.uuid4()}.json"
             worst = max(worst, await _probe_control(parts.control, key))
+        if parts.keys is not None:
+            worst = max(worst, await check_encryption(config, parts.keys))
     return worst
 
 

@@ -7,11 +7,14 @@ import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from archiver.audit.plaintext import Decrypter
+from archiver.config.identity import identities
 from archiver.config.load import load_configs
 from archiver.config.models import Config, pick
 from archiver.core.windows import parse_date_argument
 from archiver.errors import ConfigError
 from archiver.service import logs
+from archiver.store.keys import KeyStore
 
 
 def setup(
@@ -74,3 +77,15 @@ def days(args: argparse.Namespace, config: Config) -> list[date]:
     since, until = dates(args, config)
     last = (until - timedelta(microseconds=1)).astimezone(config.source.tz).date()
     return [since.date() + timedelta(days=i) for i in range((last - since.date()).days + 1)]
+
+
+def decrypter(config: Config, keys: KeyStore | None, *, why: str) -> tuple[Decrypter | None, str]:
+    """What reads *config*'s encrypted recordings (None: nothing can, and why not, naming the
+    setting): the keys store and the identity file. An identity file that is set but unreadable
+    is a ConfigError: it was meant to be used."""
+    if keys is None:
+        return None, "storage.encryption is not set"
+    encryption = config.storage.encryption
+    if encryption is None or encryption.identity_file is None:
+        return None, "storage.encryption.identity_file is not set"
+    return Decrypter(keys, identities(config, why=why)), ""

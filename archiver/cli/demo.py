@@ -1,4 +1,6 @@
-"""``archiver demo``: the simulator, a two-day backfill into a local folder, and a tour of it.
+"""``archiver demo``: the simulator, a two-day backfill into a local folder, and a tour of it;
+then the same days archived encrypted (``storage.encryption``), read back, and one call erased by
+destroying its key.
 
 Needs no credentials and no network beyond loopback. Running it again writes nothing new,
 which is the point it ends on.
@@ -20,6 +22,7 @@ import yaml
 from archiver.archive.seal import Sealer
 from archiver.audit.catalog import Catalog
 from archiver.audit.verify import Verifier
+from archiver.cli.demo_encrypted import encrypted_config, encrypted_tour
 from archiver.cli.output import print_report
 from archiver.compose import assemble
 from archiver.compose.stores import make_store
@@ -86,12 +89,20 @@ def run_demo(directory: Path, out: TextIO) -> int:
             f"second pass: {second.done} calls written, {second.skipped} already archived (nothing is written twice)",
             file=out,
         )
+        sealed = encrypted_config(directory, raw)
+        encrypted = anyio.run(_backfill, sealed, since, until)
 
     _tour(archive, out)
     aged = anyio.run(_years_later, config, since, out)
-    ok = first.complete and second.complete and second.done == 0 and aged
+    shredded = anyio.run(encrypted_tour, sealed, directory, out) and encrypted.complete
+    ok = first.complete and second.complete and second.done == 0 and aged and shredded
     print("demo ok" if ok else "demo FAILED: see above", file=out)
     return 0 if ok else 1
+
+
+async def _backfill(config: Config, since: datetime, until: datetime) -> RunReport:
+    async with assemble(config) as parts:
+        return await parts.archiver.backfill(since, until)
 
 
 async def _years_later(config: Config, since: datetime, out: TextIO) -> bool:

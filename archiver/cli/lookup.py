@@ -22,9 +22,9 @@ from archiver.audit import bundle
 from archiver.audit.access import AccessTrail, os_user
 from archiver.audit.catalog import CallFiles, Catalog, Found, Query, parse_statuses
 from archiver.audit.evidence import Evidence, examine
-from archiver.cli.common import dates, setup
+from archiver.cli.common import dates, decrypter, setup
 from archiver.compose import assemble
-from archiver.compose.stores import make_store
+from archiver.compose.stores import make_key_store, make_store
 from archiver.config.models import Config
 from archiver.core import dayfiles
 from archiver.core.cdr import parse_row
@@ -208,22 +208,29 @@ def only_config(configs: tuple[Config, ...]) -> Config:
 def show(args: argparse.Namespace) -> int:
     config = only_config(setup(args, quiet=True, read_only=True))
 
+    why_not = ""
+
     async def go() -> Evidence:
+        nonlocal why_not
         store = make_store(config)
+        keys = make_key_store(config)
         try:
+            reader, why_not = decrypter(config, keys, why="to check the audio of encrypted recordings")
             [files] = await _locate_all(config, store, [args.call_id])
             chain = await read_chain(store, config.storage.prefix, concurrency=config.download.concurrency)
-            evidence = await examine(store, files, chain)
+            evidence = await examine(store, files, chain, decrypter=reader)
             await _tell_trail(config, store, "show", [files.call_id])
             return evidence
         finally:
             await store.aclose()
+            if keys is not None:
+                await keys.aclose()
 
     evidence = anyio.run(go)
     if args.json:
         print(json.dumps(evidence.as_dict(), indent=2, ensure_ascii=False))
     else:
-        print_evidence(evidence, sys.stdout, restore_hint=_restore_hint(args, [evidence.call_id]))
+        print_evidence(evidence, sys.stdout, restore_hint=_restore_hint(args, [evidence.call_id]), why_not=why_not)
     return EXIT_OK if evidence.verified else EXIT_FAILED
 
 
@@ -239,7 +246,13 @@ async def _tell_trail(config: Config, store: Store, action: str, call_ids: list[
     await trail.flush()
 
 
-def print_evidence(evidence: Evidence, out: TextIO, *, restore_hint: str = "`archiver restore` brings it back") -> None:
+def print_evidence(
+    evidence: Evidence,
+    out: TextIO,
+    *,
+    restore_hint: str = "`archiver restore` brings it back",
+    why_not: str = "storage.encryption.identity_file is not set",
+) -> None:
     e = evidence.entry
     current = evidence.current
     revision = current.revision if current else "?"
@@ -267,6 +280,10 @@ def print_evidence(evidence: Evidence, out: TextIO, *, restore_hint: str = "`arc
     for rec in evidence.recordings:
         verdict = "OK, its bytes match its record" if rec.ok else "MISMATCH with its record"
         print(f"  recording {rec.key}  {rec.size} bytes  sha256 {rec.sha256}  {verdict}", file=out)
+        if rec.plaintext is not None:
+            print(f"    encrypted (age); decrypts to {rec.plaintext[0]} bytes, sha256 {rec.plaintext[1]}", file=out)
+        elif rec.key in evidence.not_decrypted:
+            print(f"    encrypted (age); its audio was not decrypted: {why_not}", file=out)
     for key in evidence.cold:
         print(f"  recording {key}  in cold storage: not read now; {restore_hint}", file=out)
     if evidence.erased is not None:
@@ -275,6 +292,13 @@ def print_evidence(evidence: Evidence, out: TextIO, *, restore_hint: str = "`arc
         for item in erased.get("removed") or []:
             if isinstance(item, dict):
                 print(f"    removed {item.get('key')}  {item.get('size')} bytes  sha256 {item.get('sha256')}", file=out)
+        for item in erased.get("crypto_shredded") or []:
+            if isinstance(item, dict):
+                print(
+                    f"    crypto-shredded {item.get('key')}  {item.get('size')} bytes  sha256 {item.get('sha256')}: "
+                    "its key destroyed; the recording stays, unreadable",
+                    file=out,
+                )
     manifests: dict[str, list[str]] = {}
     for line in evidence.manifest_lines:
         manifests.setdefault(line.manifest, []).append(line.name)
@@ -314,14 +338,20 @@ def export(args: argparse.Namespace) -> int:
 
     async def go(f: IO[bytes]) -> list[Evidence]:
         store = make_store(config)
+        keys = make_key_store(config)
         try:
+            reader, why_not = decrypter(config, keys, why="to export the audio of encrypted recordings")
             calls = await _locate_all(config, store, list(dict.fromkeys(args.call_ids)))
             chain = await read_chain(store, config.storage.prefix, concurrency=config.download.concurrency)
-            evidence = await bundle.export(store, config.storage.prefix, calls, chain, f)
+            evidence = await bundle.export(
+                store, config.storage.prefix, calls, chain, f, decrypter=reader, why_not=why_not
+            )
             await _tell_trail(config, store, "export", [c.call_id for c in calls])
             return evidence
         finally:
             await store.aclose()
+            if keys is not None:
+                await keys.aclose()
 
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:

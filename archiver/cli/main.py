@@ -148,6 +148,12 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--until", metavar="DATE", help="day after the last to check (exclusive)")
     verify.add_argument("--deep", action="store_true", help="download and re-hash every recording")
     verify.add_argument(
+        "--decrypt",
+        action="store_true",
+        help="also decrypt every encrypted recording with storage.encryption.identity_file and compare it with the "
+        "plaintext its record states",
+    )
+    verify.add_argument(
         "--sample", type=float, default=0.0, metavar="PERCENT", help="re-hash this share of the recordings"
     )
     verify.add_argument(
@@ -265,6 +271,15 @@ def _parser() -> argparse.ArgumentParser:
         "--days", type=int, default=7, metavar="N", help="how long the copy stays readable (default 7)"
     )
     restore.add_argument("--json", action="store_true", help="print a JSON list")
+    rekey = command(
+        "rekey",
+        _lazy("retention", "rekey"),
+        "wrap every encrypted recording's key again to today's storage.encryption.age_recipients",
+    )
+    rekey.add_argument(
+        "--dry-run", action="store_true", help="count the keys that would be wrapped again; change nothing"
+    )
+    rekey.add_argument("--json", action="store_true", help="print the report as one JSON document")
     command("check", _lazy("check", "check"), "check the configuration, the API credentials and the bucket")
     status = command("status", _lazy("audit", "status"), "show the daemon's progress from its ledger (no network)")
     status.add_argument("--json", action="store_true", help="print one JSON document")

@@ -122,7 +122,8 @@ def print_verify(report: VerifyReport, out: TextIO) -> None:
         f"verified {report.days} days: {report.calls} calls, {report.recordings} recordings; "
         f"{len(report.problems)} problem(s)"
         + (f"; {report.unmanifested} file(s) not yet in a manifest" if report.unmanifested else "")
-        + (f"; {report.erased} call(s) erased on request" if report.erased else ""),
+        + (f"; {report.erased} call(s) erased on request" if report.erased else "")
+        + (f" ({report.crypto_shredded} by destroying their keys)" if report.crypto_shredded else ""),
         file=out,
     )
     compared = [
@@ -140,6 +141,7 @@ def print_verify(report: VerifyReport, out: TextIO) -> None:
             "checksum instead; `archiver restore` brings them back",
             file=out,
         )
+    _print_encrypted(report, out)
     for policy, count in sorted(report.expired.items()):
         print(f"{count} days expired under retention {policy}", file=out)
     head = report.seal_head
@@ -149,6 +151,29 @@ def print_verify(report: VerifyReport, out: TextIO) -> None:
         print(
             f"seal chain: {report.seals} seals; head {head.key} sha256 {head.sha256} "
             "(record it elsewhere; `verify --recorded-seal SHA256` checks it later)",
+            file=out,
+        )
+
+
+def _print_encrypted(report: VerifyReport, out: TextIO) -> None:
+    """What verify found of encrypted recordings and their keys."""
+    if report.encrypted:
+        keys = (
+            f"{report.keys_checked} had their key looked for in the keys store"
+            if report.keys_checked
+            else "their keys were not looked for (storage.encryption is not configured here)"
+        )
+        print(f"encrypted recordings (age): {report.encrypted}; {keys}", file=out)
+    if report.decrypted:
+        print(
+            f"{report.decrypted} decrypted ({format_size(report.bytes_decrypted)}) and found to be the plaintext their "
+            "records state",
+            file=out,
+        )
+    if report.keys_stale:
+        print(
+            f"{report.keys_stale} key(s) wrapped to other recipients than storage.encryption.age_recipients: "
+            "`archiver rekey` re-wraps them",
             file=out,
         )
 

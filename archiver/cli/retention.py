@@ -1,4 +1,4 @@
-"""The commands of an archive's later years: ``expire``, ``erase`` and ``restore``.
+"""The commands of an archive's later years: ``expire``, ``erase``, ``restore`` and ``rekey``.
 
 None of them needs the PBX: a configuration without its credentials serves them.
 """
@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import timedelta
+from typing import Any
 
 import anyio
+from tqdm import tqdm
 
 from archiver.archive.seal import Sealer
 from archiver.audit.catalog import Catalog
 from archiver.cli.common import days, print_title, setup
 from archiver.cli.lookup import only_config
-from archiver.compose.stores import make_store
+from archiver.compose.stores import make_key_store, make_store
+from archiver.config.identity import identities
 from archiver.config.models import Config
 from archiver.core.clock import SystemClock
 from archiver.core.quantities import format_size
 from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from archiver.lifecycle.erase import Eraser, EraseReport
 from archiver.lifecycle.expire import Expirer, ExpireReport
+from archiver.lifecycle.rekey import Rekeyer, RekeyReport
 from archiver.lifecycle.restore import Restorer, RestoreState
 
 # -- expire -----------------------------------------------------------------------------------
@@ -42,6 +47,7 @@ def expire(args: argparse.Namespace) -> int:
 
         async def go(config: Config = config, keep: timedelta = keep, policy: str = policy) -> ExpireReport:
             store = make_store(config)
+            keys = make_key_store(config)
             try:
                 clock = SystemClock()
                 sealer = Sealer(store, config.storage.prefix, clock, concurrency=config.download.concurrency)
@@ -54,10 +60,13 @@ def expire(args: argparse.Namespace) -> int:
                     clock=clock,
                     sealer=sealer,
                     concurrency=config.download.concurrency,
+                    keys=keys,
                 )
                 return await expirer.run(dry_run=args.dry_run)
             finally:
                 await store.aclose()
+                if keys is not None:
+                    await keys.aclose()
 
         report = anyio.run(go)
         documents.append(report.as_dict())
@@ -75,7 +84,10 @@ def _print_expire(report: ExpireReport) -> None:
             print(f"would expire {day.day.isoformat()}: {day.objects} object(s)")
             continue
         verb = "expired" if day.recorded_now else "finished expiring"
-        print(f"{verb} {day.day.isoformat()}: {day.removed} object version(s) removed")
+        print(
+            f"{verb} {day.day.isoformat()}: {day.removed} object version(s) removed"
+            + (f", {day.keys_removed} key version(s) destroyed" if day.keys_removed else "")
+        )
         for hold in day.held:
             print(f"HELD  {hold}: left in place until it may be removed")
     if report.dry_run:
@@ -104,6 +116,7 @@ def erase(args: argparse.Namespace) -> int:
 
     async def go() -> EraseReport:
         store = make_store(config)
+        keys = make_key_store(config)
         try:
             eraser = Eraser.on(
                 store,
@@ -111,6 +124,7 @@ def erase(args: argparse.Namespace) -> int:
                 tz=config.source.tz,
                 clock=SystemClock(),
                 concurrency=config.download.concurrency,
+                keys=keys,
             )
             try:
                 return await eraser.erase(
@@ -120,6 +134,8 @@ def erase(args: argparse.Namespace) -> int:
                 raise ConfigError([f"At 'CALL_ID': {exc}"], source="the command line") from None
         finally:
             await store.aclose()
+            if keys is not None:
+                await keys.aclose()
 
     report = anyio.run(go)
     if args.json:
@@ -134,10 +150,22 @@ def erase(args: argparse.Namespace) -> int:
         print(f"erased call {report.call_id} ({report.day}): the erasure is recorded in {report.revision_key}")
     for removed in report.removed:
         print(f"  {removed.key}  {removed.size} bytes  sha256 {removed.sha256}")
+    for shredded in report.shredded:
+        print(
+            f"  {shredded.key}  {shredded.size} bytes  sha256 {shredded.sha256}  encrypted: crypto-shredded, its key "
+            f"destroyed ({len(shredded.key_objects)} key object version(s)); the recording stays, unreadable"
+        )
     if report.dry_run:
-        print(f"dry run: nothing was written or removed ({len(report.removed)} recording(s), {format_size(total)})")
+        print(
+            f"dry run: nothing was written or removed ({len(report.removed)} recording(s), {format_size(total)}"
+            + (f"; {len(report.shredded)} to crypto-shred" if report.shredded else "")
+            + ")"
+        )
     else:
-        print(f"{report.versions_removed} object version(s) removed")
+        print(
+            f"{report.versions_removed} object version(s) removed"
+            + (f"; {report.key_versions_removed} key version(s) destroyed" if report.shredded else "")
+        )
     return EXIT_OK
 
 
@@ -177,3 +205,77 @@ def restore(args: argparse.Namespace) -> int:
             print(f"{state.call_id}  {state.key or '-'}  {state.state}")
         print(f"{len(states)} call(s)")
     return EXIT_FAILED if any(s.state == "not in the archive" for s in states) else EXIT_OK
+
+
+# -- rekey ------------------------------------------------------------------------------------
+
+
+def rekey(args: argparse.Namespace) -> int:
+    configs = setup(args, read_only=True, quiet=not args.json and sys.stderr.isatty())
+    documents: list[dict[str, object]] = []
+    failed = False
+    for config in configs:
+        encryption = config.storage.encryption
+        if encryption is None:
+            raise ConfigError(["At 'storage.encryption': not set: there are no keys to re-wrap"])
+        found = identities(
+            config, why="to open the keys rekey wraps again (it may hold the old identities and the new)"
+        )
+
+        async def go(
+            config: Config = config, recipients: tuple[str, ...] = encryption.age_recipients, found: Any = found
+        ) -> RekeyReport:
+            store = make_store(config)
+            keys = make_key_store(config)
+            assert keys is not None
+            try:
+                clock = SystemClock()
+                sealer = Sealer(store, config.storage.prefix, clock, concurrency=config.download.concurrency)
+                rekeyer = Rekeyer(
+                    keys, found, recipients, sealer=sealer, clock=clock, concurrency=config.download.concurrency
+                )
+                days = await rekeyer.days()
+                terminal = sys.stderr.isatty() and not args.json
+                with tqdm(total=len(days), unit="day", disable=not terminal, file=sys.stderr, leave=False) as bar:
+                    return await rekeyer.run(days, dry_run=args.dry_run, progress=bar.update)
+            finally:
+                await store.aclose()
+                await keys.aclose()
+
+        if not args.json:
+            print_title(configs, config)
+        report = anyio.run(go)
+        failed = failed or bool(report.problems)
+        documents.append(report.as_dict())
+        if not args.json:
+            _print_rekey(report)
+    if args.json:
+        print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _print_rekey(report: RekeyReport) -> None:
+    to = f"{len(report.recipients)} recipient(s) (set {report.fingerprint})"
+    for problem in report.problems:
+        print(f"PROBLEM  {problem}")
+    if report.dry_run:
+        print(
+            f"{report.keys} key(s) of recordings: {report.rewrapped} would be wrapped again to {to}, "
+            f"{report.current} are already (dry run: nothing was written)"
+        )
+        return
+    print(
+        f"{report.keys} key(s) of recordings: {report.rewrapped} wrapped again to {to}, {report.current} were already"
+        + (f" ({report.leftovers} old wrapping(s) an earlier run left removed)" if report.leftovers else "")
+    )
+    if report.unchecked:
+        print(
+            f"{report.unchecked} new key object(s) read back but not opened again: storage.encryption.identity_file "
+            "holds none of today's recipients' identities"
+        )
+    if report.seal_key:
+        print(f"the rotation is recorded in the seal chain: {report.seal_key}")
+    elif report.problems:
+        print(
+            f"{len(report.problems)} key(s) not re-wrapped: run rekey again once they can be (nothing is recorded yet)"
+        )

@@ -17,12 +17,13 @@ import anyio
 from archiver.archive.call import CallArchiver
 from archiver.archive.dayclose import DayCloser
 from archiver.archive.daysync import DaySync
+from archiver.archive.encrypt import Encryptor
 from archiver.archive.events import ArchiveEvents, EventFanout
 from archiver.archive.outage import StoreOutage
 from archiver.archive.rearchive import Rearchiver
 from archiver.archive.runner import Archiver
 from archiver.archive.seal import Sealer
-from archiver.compose.stores import close_stores, make_control_store, make_store, store_identity
+from archiver.compose.stores import close_stores, make_control_store, make_key_store, make_store, store_identity
 from archiver.config.models import Config
 from archiver.core.clock import Clock, SystemClock
 from archiver.core.parking import ParkingSchedule
@@ -32,6 +33,7 @@ from archiver.source.fetch import Fetcher, LinkPolicy
 from archiver.source.http import HttpClient
 from archiver.state.ledger import Ledger
 from archiver.store import ControlStore, Store
+from archiver.store.keys import KeyStore
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Parts:
     fetcher: Fetcher
     rearchiver: Rearchiver
     control: ControlStore | None = None  # where leases and claims live; None: no coordination
+    keys: KeyStore | None = None  # where recordings' keys live (storage.encryption); None: not encrypted
 
 
 @asynccontextmanager
@@ -72,6 +75,7 @@ async def assemble(
     download_http = HttpClient(timeout=download.timeout.total_seconds(), connections=download.concurrency)
     store = make_store(config)
     control = make_control_store(config, store)
+    keys = make_key_store(config)
     own_ledger = ledger is None
     if ledger is None:
         ledger = Ledger.open(config.state.path, store_identity=store_identity(config))
@@ -96,6 +100,19 @@ async def assemble(
         prefix = config.storage.prefix
         outage = StoreOutage(store, f"{config.control_prefix}/outage-probe", store_retry or STORE_PATIENCE)
         source_info = {"host": urlsplit(source.base_url).hostname, "domain_name": source.domain_name}
+        encryptor = None
+        if keys is not None and config.storage.encryption is not None:
+            encryptor = Encryptor(
+                keys,
+                config.storage.encryption.age_recipients,
+                store=store,
+                outage=outage,
+                keys_outage=StoreOutage(
+                    keys.store, f"{keys.prefix}/outage-probe".lstrip("/"), store_retry or STORE_PATIENCE
+                ),
+                spool_dir=download.spool_dir,
+                limiter=anyio.CapacityLimiter(download.concurrency),
+            )
         calls = CallArchiver(
             fetcher=fetcher,
             store=store,
@@ -108,6 +125,7 @@ async def assemble(
             downloads=anyio.CapacityLimiter(download.concurrency),
             source_info=source_info,
             storage_class=config.storage.storage_class,
+            encryptor=encryptor,
         )
         closer = DayCloser(
             store,
@@ -151,10 +169,13 @@ async def assemble(
                 outage=outage,
             ),
             control=control,
+            keys=keys,
         )
     finally:
         await api_http.aclose()
         await download_http.aclose()
         await close_stores(config, store, control)
+        if keys is not None:
+            await keys.aclose()
         if own_ledger:
             ledger.close()

@@ -29,6 +29,7 @@ import anyio
 from archiver.config.models import Config
 from archiver.source.http import USER_AGENT
 from archiver.store import ControlStore, Store
+from archiver.store.keys import KeyStore
 from archiver.store.local import LocalStore
 from archiver.store.s3 import S3Store
 from archiver.store.s3_bucket import S3Bucket, parse_timestamp
@@ -61,6 +62,21 @@ def make_store(config: Config) -> Store:
     )
 
 
+def make_key_store(config: Config) -> KeyStore | None:
+    """The keys store ``storage.encryption.keys_url`` names (None: recordings are not encrypted):
+    a bucket on ``storage``'s server, with its credentials, or a folder. No Object Lock, no legal
+    hold: a key object must be deletable (erasure destroys it)."""
+    encryption = config.storage.encryption
+    if encryption is None:
+        return None
+    limiter = anyio.CapacityLimiter(config.download.concurrency + 4)
+    if encryption.kind == "file":
+        return KeyStore(LocalStore(encryption.path, limiter=limiter), "")
+    bucket = s3_bucket(config, encryption.bucket, limiter, setting="storage.encryption.keys_url")
+    store = S3Store(bucket, look_before_write=config.storage.create_only == "look_before_write")
+    return KeyStore(store, encryption.prefix)
+
+
 def make_control_store(config: Config, store: Store) -> ControlStore | None:
     """Where coordination objects go: the archive's bucket, ``coordination.bucket``, or nowhere
     (None: coordination off, or a local archive).
@@ -86,7 +102,7 @@ async def close_stores(config: Config, store: Store, control: ControlStore | Non
         await control.aclose()
 
 
-def s3_bucket(config: Config, name: str, limiter: anyio.CapacityLimiter) -> S3Bucket:
+def s3_bucket(config: Config, name: str, limiter: anyio.CapacityLimiter, *, setting: str = "storage.url") -> S3Bucket:
     """The bucket *name* on ``storage``'s server; its client is made at its first request."""
     storage = config.storage
     # A pool as large as the requests at once: the archive's and, sharing the client, the control store's.
@@ -98,6 +114,7 @@ def s3_bucket(config: Config, name: str, limiter: anyio.CapacityLimiter) -> S3Bu
         limiter=limiter,
         sse=storage.sse,
         sse_kms_key_id=storage.sse_kms_key_id,
+        setting=setting,
     )
 
 

@@ -11,6 +11,8 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from archiver.core import encryption
+
 _HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9._=-]+$")
@@ -191,3 +193,17 @@ def networks(value: tuple[str, ...]) -> tuple[str, ...]:
         except ValueError:
             raise ValueError(f"{text!r} is not an IP address or network") from None
     return tuple(out)
+
+
+def age_recipients(value: tuple[str, ...]) -> tuple[str, ...]:
+    """storage.encryption.age_recipients: at least one, each an X25519 recipient (``age1…``)."""
+    if not value:
+        raise ValueError("must list at least one age recipient (age1…, from `age-keygen -y IDENTITY_FILE`)")
+    out = []
+    for number, text in enumerate(value, start=1):
+        try:
+            encryption.recipient(text)
+        except ValueError as exc:
+            raise ValueError(f"item {number}: {exc}") from None
+        out.append(text.strip())
+    return tuple(dict.fromkeys(out))

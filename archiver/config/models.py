@@ -131,8 +131,53 @@ class ObjectLockConfig:
     mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
 
 
+class _Located:
+    """What a store's URL (``s3://bucket/prefix`` or ``file:///path``, its ``location``) says."""
+
+    @property
+    def location(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def kind(self) -> Literal["s3", "file"]:
+        return "s3" if self.location.startswith("s3:") else "file"
+
+    @property
+    def bucket(self) -> str:
+        return urlsplit(self.location).netloc
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix without slashes at either end; '' for none (a folder's keys have none)."""
+        return urlsplit(self.location).path.strip("/") if self.kind == "s3" else ""
+
+    @property
+    def path(self) -> Path:
+        return Path(urlsplit(self.location).path)
+
+
 @frozen(kw_only=True)
-class StorageConfig:
+class EncryptionConfig(_Located):
+    """Recordings encrypted before they leave the host: each to a key of its own, that key
+    age-encrypted to *age_recipients* and kept in the keys store at *keys_url* (a bucket without
+    default retention: erasing a call destroys its key). *identity_file* is read only to read
+    recordings (show, export, browse, verify --decrypt, rekey), never to archive them."""
+
+    age_recipients: tuple[str, ...] = checked(checks.age_recipients)
+    keys_url: str = checked(checks.storage_url)
+    identity_file: Path | None = None
+
+    @property
+    def location(self) -> str:
+        return self.keys_url
+
+    def under(self, prefix: str) -> EncryptionConfig:
+        """The same, for the source whose key prefix is *prefix* (its keys under a folder of their own)."""
+        return attrs.evolve(self, keys_url=f"{self.keys_url.rstrip('/')}/{prefix}")
+
+
+@frozen(kw_only=True)
+class StorageConfig(_Located):
     """Where the archive lives: ``s3://bucket/prefix`` or ``file:///path``."""
 
     url: str = checked(checks.storage_url)
@@ -167,27 +212,31 @@ class StorageConfig:
         "DEEP_ARCHIVE",
         "REDUCED_REDUNDANCY",
     ] = "STANDARD"
+    # Recordings encrypted with age before they are stored (null: stored as the PBX served them).
+    encryption: EncryptionConfig | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.sse_kms_key_id and self.sse != "aws:kms":
             raise ValueError("storage.sse_kms_key_id needs storage.sse: aws:kms")
+        if self.encryption is not None:
+            self._check_keys_apart(self.encryption)
+
+    def _check_keys_apart(self, encryption: EncryptionConfig) -> None:
+        """The keys live apart from the archive: neither inside the other (an archive's listing,
+        expire and erase must never meet a key object, nor the keys store a recording)."""
+        if encryption.kind != self.kind or (self.kind == "s3" and encryption.bucket != self.bucket):
+            return
+        mine = (self.prefix if self.kind == "s3" else str(self.path).rstrip("/")) + "/"
+        theirs = (encryption.prefix if self.kind == "s3" else str(encryption.path).rstrip("/")) + "/"
+        if mine.startswith(theirs) or theirs.startswith(mine) or "/" in (mine, theirs):
+            raise ValueError(
+                f"storage.encryption.keys_url ({encryption.keys_url}) and storage.url ({self.url}) overlap: keep "
+                "the keys in a bucket of their own (without default retention), or at least apart from the archive"
+            )
 
     @property
-    def kind(self) -> Literal["s3", "file"]:
-        return "s3" if self.url.startswith("s3:") else "file"
-
-    @property
-    def bucket(self) -> str:
-        return urlsplit(self.url).netloc
-
-    @property
-    def prefix(self) -> str:
-        """The key prefix without slashes at either end; '' for none."""
-        return urlsplit(self.url).path.strip("/") if self.kind == "s3" else ""
-
-    @property
-    def path(self) -> Path:
-        return Path(urlsplit(self.url).path)
+    def location(self) -> str:
+        return self.url
 
 
 @frozen(kw_only=True)
@@ -394,7 +443,11 @@ class ConfigFile(_Sections):
         return tuple(
             self._config(
                 named.plain(),
-                attrs.evolve(self.storage, url=f"{self.storage.url.rstrip('/')}/{named.key_prefix}"),
+                attrs.evolve(
+                    self.storage,
+                    url=f"{self.storage.url.rstrip('/')}/{named.key_prefix}",
+                    encryption=self.storage.encryption.under(named.key_prefix) if self.storage.encryption else None,
+                ),
                 StateConfig(path=path.with_name(f"{path.stem}.{named.name}{path.suffix}")),
                 name=named.name,
             )

@@ -256,6 +256,9 @@ def index_html(day: date, entries: list[CallEntry], *, number: int = 1) -> bytes
         cells = "".join(f"<td>{_h(v)}</td>" for v in shown)
         audio = entry.audio_name
         player = f'<audio controls preload="none" src="{_h(audio)}"></audio>' if audio else ""
+        if audio and audio.endswith(".age"):  # encrypted: `archiver browse` plays it to those who hold the key
+            player = f'<a href="{_h(audio)}">encrypted (age)</a>'
+
         digest = f'<code class="sha">{_h(entry.audio_sha256)}</code>' if audio else ""
         revision = f" (revision {entry.revision})" if entry.revision > 1 else ""
         rows.append(

@@ -2,7 +2,8 @@
 
 ``{prefix}/{YYYY}/{MM}/{DD}/{call_id}.{ext}`` and ``….json``; a revision N (2, 3, …) of a call
 adds ``{call_id}.rev{N}.json`` and, when it brings audio to a call that already had some,
-``{call_id}.rev{N}.{ext}``. Nothing from the API but the call id enters a key, and a call id is
+``{call_id}.rev{N}.{ext}``. An encrypted recording (``storage.encryption``) is an age file named
+``{call_id}.{ext}.age``. Nothing from the API but the call id enters a key, and a call id is
 checked against :data:`archiver.core.identity.CALL_ID_RE` first, so no key can leave the prefix
 whatever the API sends.
 """
@@ -16,16 +17,24 @@ from typing import NamedTuple
 from archiver.core.identity import CALL_ID_RE
 
 AUDIO_EXTENSIONS = ("wav", "mp3", "ogg", "flac")
-_DAY_KEY = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/([^/]+?)(?:\.rev([1-9]\d*))?\.(json|wav|mp3|ogg|flac)$")
+ENCRYPTED = ".age"  # what an encrypted recording's key ends in, after its audio extension
+_DAY_KEY = re.compile(
+    r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/([^/]+?)(?:\.rev([1-9]\d*))?\.(json|(?:wav|mp3|ogg|flac)(?:\.age)?)$"
+)
 
 
 class CallKey(NamedTuple):
-    """What a call object's key says: its day, call id, extension and revision (1: the first)."""
+    """What a call object's key says: its day, call id, extension (``wav``, ``wav.age`` for an
+    encrypted one, ``json``) and revision (1: the first)."""
 
     day: date
     call_id: str
     ext: str
     revision: int
+
+    @property
+    def encrypted(self) -> bool:
+        return self.ext.endswith(ENCRYPTED)
 
 
 def day_prefix(prefix: str, day: date) -> str:
@@ -39,12 +48,13 @@ def sidecar_key(prefix: str, day: date, call_id: str, revision: int = 1) -> str:
     return day_prefix(prefix, day) + _checked(call_id) + _revision(revision) + ".json"
 
 
-def audio_key(prefix: str, day: date, call_id: str, ext: str, revision: int = 1) -> str:
+def audio_key(prefix: str, day: date, call_id: str, ext: str, revision: int = 1, *, encrypted: bool = False) -> str:
     """The audio of a call: ``{call_id}.{ext}``, or ``{call_id}.rev{N}.{ext}`` for audio a revision
-    adds to a call that already had some."""
+    adds to a call that already had some; *encrypted*: an age file, ``….{ext}.age``."""
     if ext not in AUDIO_EXTENSIONS:
         raise ValueError(f"not an audio extension: {ext!r}")
-    return day_prefix(prefix, day) + _checked(call_id) + _revision(revision) + "." + ext
+    name = day_prefix(prefix, day) + _checked(call_id) + _revision(revision) + "." + ext
+    return name + ENCRYPTED if encrypted else name
 
 
 def parse_call_key(key: str) -> CallKey | None:

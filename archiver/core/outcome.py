@@ -45,8 +45,44 @@ def utc_text(moment: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class Encrypted:
+    """An encrypted recording (an age file): the recipient of the key it was encrypted to alone,
+    that key's object in the keys store as written, and the size and SHA-256 of the plaintext
+    (the recording's own ``size`` and ``sha256`` are of the bytes stored: the ciphertext)."""
+
+    recipient: str
+    key_object: str
+    plaintext_size: int
+    plaintext_sha256: str  # hex
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scheme": "age-encryption.org/v1",
+            "recipient": self.recipient,
+            "key_object": self.key_object,
+            "plaintext_size": self.plaintext_size,
+            "plaintext_sha256": self.plaintext_sha256,
+        }
+
+    @classmethod
+    def of(cls, recording: Mapping[str, Any]) -> Encrypted | None:
+        """What a sidecar's ``recording`` object says of its encryption (None: not encrypted, or
+        not said in the form the archiver writes)."""
+        value = recording.get("encryption")
+        if not isinstance(value, dict):
+            return None
+        recipient, key, size, sha = (
+            value.get(k) for k in ("recipient", "key_object", "plaintext_size", "plaintext_sha256")
+        )
+        if not (isinstance(recipient, str) and isinstance(key, str) and isinstance(size, int) and isinstance(sha, str)):
+            return None
+        return cls(recipient, key, size, sha)
+
+
+@dataclass(frozen=True)
 class Archived:
-    """The recording is stored under ``key``, byte-identical to what ``source_url`` served."""
+    """The recording is stored under ``key``, byte-identical to what ``source_url`` served (or,
+    *encryption* given, encrypted from those bytes)."""
 
     status: ClassVar[RecordingStatus] = RecordingStatus.ARCHIVED
     key: str
@@ -62,6 +98,7 @@ class Archived:
     completed_from_store: str | None = None
     # The store's checksum of a recording uploaded in parts (see ObjectInfo.composite_sha256).
     composite_sha256: str | None = None
+    encryption: Encrypted | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -81,6 +118,8 @@ class Archived:
             out["completed_from_store"] = self.completed_from_store
         if self.composite_sha256 is not None:
             out["composite_sha256"] = self.composite_sha256
+        if self.encryption is not None:
+            out["encryption"] = self.encryption.to_json()
         return out
 
 
@@ -154,22 +193,47 @@ class RemovedObject:
 
 
 @dataclass(frozen=True)
+class Shredded:
+    """An encrypted recording erased by destroying its key: the recording stays in the archive
+    (its key, size and ciphertext SHA-256 as its record states them), unreadable; *key_objects*
+    are the versions of its key objects destroyed: (key in the keys store, version id)."""
+
+    key: str
+    size: int | None
+    sha256: str | None
+    key_objects: tuple[tuple[str, str | None], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "size": self.size,
+            "sha256": self.sha256,
+            "key_objects": [{"key": k, "version_id": v} for k, v in self.key_objects],
+        }
+
+
+@dataclass(frozen=True)
 class Erased:
     """The call's recordings were removed on request (a data subject's, a court's): why, when,
-    and what was removed, so that their absence is accounted for."""
+    and what was removed, so that their absence is accounted for; an encrypted recording is
+    *crypto_shredded* instead: its key destroyed, the recording left as it was, unreadable."""
 
     status: ClassVar[RecordingStatus] = RecordingStatus.ERASED
     reason: str
     erased_at: datetime
     removed: tuple[RemovedObject, ...]
+    crypto_shredded: tuple[Shredded, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "status": str(self.status),
             "reason": self.reason,
             "erased_at": utc_text(self.erased_at),
             "removed": [r.to_json() for r in self.removed],
         }
+        if self.crypto_shredded:
+            out["crypto_shredded"] = [s.to_json() for s in self.crypto_shredded]
+        return out
 
 
 Recording = Archived | NoRecording | Rejected | Missing | Superseded | Erased
@@ -188,3 +252,26 @@ def removed_by_erasure(recording: Mapping[str, Any]) -> tuple[RemovedObject, ...
         for item in (removed if isinstance(removed, list) else [])
         if isinstance(item, dict) and isinstance(item.get("key"), str)
     )
+
+
+def shredded_by_erasure(recording: Mapping[str, Any]) -> tuple[Shredded, ...]:
+    """What a sidecar's ``recording`` object says an erasure crypto-shredded (none unless it says
+    ``erased``); read as :func:`removed_by_erasure` reads what it removed."""
+    found = recording.get("crypto_shredded") if recording.get("status") == RecordingStatus.ERASED else None
+    out = []
+    for item in found if isinstance(found, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+            continue
+        objects = item.get("key_objects")
+        destroyed = tuple(
+            (o["key"], o.get("version_id") if isinstance(o.get("version_id"), str) else None)
+            for o in (objects if isinstance(objects, list) else [])
+            if isinstance(o, dict) and isinstance(o.get("key"), str)
+        )
+        size, sha = item.get("size"), item.get("sha256")
+        out.append(
+            Shredded(
+                item["key"], size if isinstance(size, int) else None, sha if isinstance(sha, str) else None, destroyed
+            )
+        )
+    return tuple(out)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from archiver.core.documents import parse_document
+
 SCHEMA = "ccall-archiver/seal/v1"
 FOLDER = "seals"
 _NAME = re.compile(r"^(\d{8,})\.json$")
@@ -88,6 +90,40 @@ class Expiry:
 
 
 @dataclass(frozen=True)
+class Rekey:
+    """A key rotation (``archiver rekey``) finished: every key object of the archive's encrypted
+    recordings wrapped, from then on, to *recipients* (their set's fingerprint: the ``{set}`` in
+    the key objects' names); how many keys there were, and how many this rotation wrote again."""
+
+    at: str  # when it finished, UTC
+    recipients: tuple[str, ...]  # age X25519 recipients (public keys)
+    fingerprint: str
+    keys: int
+    rewrapped: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "recipients": list(self.recipients),
+            "fingerprint": self.fingerprint,
+            "keys": self.keys,
+            "rewrapped": self.rewrapped,
+        }
+
+    @classmethod
+    def parse(cls, value: Any) -> Rekey:
+        if not isinstance(value, dict) or not isinstance(value.get("fingerprint"), str):
+            raise ValueError("a rekey record without its recipients' fingerprint")
+        recipients = value.get("recipients")
+        if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
+            raise ValueError("a rekey record without its recipients")
+        keys, rewrapped = value.get("keys"), value.get("rewrapped")
+        if not isinstance(keys, int) or not isinstance(rewrapped, int):
+            raise ValueError("a rekey record without its counts")
+        return cls(str(value.get("at")), tuple(recipients), value["fingerprint"], keys, rewrapped)
+
+
+@dataclass(frozen=True)
 class Seal:
     sequence: int
     sealed_at: str
@@ -96,6 +132,7 @@ class Seal:
     expired: tuple[Expiry, ...] = ()  # days removed under retention (``archiver expire``)
     timezone: str | None = None  # the zone the archive's days are filed in, as its writer says
     retention: str | None = None  # the retention policy in force from this seal on (``2557d``)
+    rekeyed: tuple[Rekey, ...] = ()  # key rotations finished (``archiver rekey``)
 
     def to_bytes(self) -> bytes:
         doc: dict[str, Any] = {
@@ -111,6 +148,8 @@ class Seal:
             doc["timezone"] = self.timezone
         if self.retention is not None:
             doc["retention"] = self.retention
+        if self.rekeyed:
+            doc["rekeyed"] = [r.to_json() for r in self.rekeyed]
         return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
 
     @classmethod
@@ -124,6 +163,7 @@ class Seal:
         *,
         timezone: str | None = None,
         retention: str | None = None,
+        rekeyed: tuple[Rekey, ...] = (),
     ) -> Seal:
         return cls(
             sequence=sequence,
@@ -133,23 +173,19 @@ class Seal:
             expired=expired,
             timezone=timezone,
             retention=retention,
+            rekeyed=rekeyed,
         )
 
     @classmethod
     def parse(cls, raw: bytes) -> Seal:
         """A seal from its bytes; ValueError saying what is wrong with them."""
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            raise ValueError("not valid JSON") from None
-        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-            raise ValueError(f"not a {SCHEMA} document")
+        doc = parse_document(raw, SCHEMA)
         sequence, manifests, previous = doc.get("sequence"), doc.get("manifests"), doc.get("previous")
         if not isinstance(sequence, int) or not isinstance(manifests, list):
             raise ValueError("no sequence number or manifest list")
-        expired = doc.get("expired", [])
-        if not isinstance(expired, list):
-            raise ValueError("an expired member that is not a list")
+        expired, rekeyed = doc.get("expired", []), doc.get("rekeyed", [])
+        if not isinstance(expired, list) or not isinstance(rekeyed, list):
+            raise ValueError("an expired or rekeyed member that is not a list")
         return cls(
             sequence=sequence,
             sealed_at=str(doc.get("sealed_at")),
@@ -158,6 +194,7 @@ class Seal:
             expired=tuple(Expiry.parse(e) for e in expired),
             timezone=_text(doc.get("timezone")),
             retention=_text(doc.get("retention")),
+            rekeyed=tuple(Rekey.parse(r) for r in rekeyed),
         )
 
 
@@ -241,6 +278,11 @@ class Chain:
         """The zone the last seal that states one says the archive's days are filed in."""
         stated = [(seal.sequence, seal.timezone) for seal, _ in self.seals.values() if seal.timezone is not None]
         return max(stated)[1] if stated else None
+
+    def last_rekey(self) -> Rekey | None:
+        """The latest key rotation the seals record (None: none)."""
+        done = [r for _, (stated, _) in sorted(self.seals.items()) for r in stated.rekeyed]
+        return done[-1] if done else None
 
     def retention_at(self, sequence: int) -> tuple[int, str] | None:
         """The retention policy in force at seal *sequence*: (the number of the seal that stated it,

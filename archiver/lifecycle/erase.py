@@ -11,11 +11,18 @@ manifest and its seal take in the revision at once.
 Object Lock decides first, before anything is written: COMPLIANCE retention and legal holds
 refuse the erase (the lock's end, or the hold, is named); GOVERNANCE retention is lifted only
 with ``--bypass-governance``.
+
+An encrypted recording (``storage.encryption``) is erased by destroying its key instead
+(crypto-shredding): every version of its key objects (and labels) in the keys store, listed in
+the revision before they are removed, with the recording's ciphertext digest. The recording is
+not touched, so no lock on it stands in the way; it stays, intact and unreadable. Before anything
+is written, the keys store must show that it deletes (a probe object written and removed there).
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -28,10 +35,11 @@ from archiver.archive.seal import Sealer
 from archiver.audit.catalog import Catalog
 from archiver.core import dayfiles, keys, sidecar
 from archiver.core.clock import Clock
-from archiver.core.outcome import Erased, RemovedObject, removed_by_erasure
-from archiver.errors import ArchiverError, ObjectExists, ObjectInColdStorage
+from archiver.core.outcome import Erased, RemovedObject, Shredded, removed_by_erasure, shredded_by_erasure
+from archiver.errors import ArchiverError, ObjectExists, ObjectInColdStorage, StoreAccessError
 from archiver.state.ledger import Ledger
-from archiver.store import Hold, Store, put_bytes
+from archiver.store import Hold, Store, StoredVersion, put_bytes
+from archiver.store.keys import KeyStore
 from archiver.store.listing import SIDECAR_LIMIT, list_day
 
 log = structlog.get_logger("archiver.erase")
@@ -47,7 +55,9 @@ class EraseReport:
     day: str
     revision_key: str  # the erasure record (written now, or by an earlier erase)
     removed: list[RemovedObject] = field(default_factory=list)  # what the record says was removed
+    shredded: list[Shredded] = field(default_factory=list)  # encrypted recordings whose keys go
     versions_removed: int = 0
+    key_versions_removed: int = 0
     already_erased: bool = False
     dry_run: bool = False
     held: list[Hold] = field(default_factory=list)
@@ -58,7 +68,9 @@ class EraseReport:
             "day": self.day,
             "revision_key": self.revision_key,
             "removed": [r.to_json() for r in self.removed],
+            "crypto_shredded": [r.to_json() for r in self.shredded],
             "versions_removed": self.versions_removed,
+            "key_versions_removed": self.key_versions_removed,
             "already_erased": self.already_erased,
             "dry_run": self.dry_run,
             "held": [str(h) for h in self.held],
@@ -66,17 +78,37 @@ class EraseReport:
 
 
 class Eraser:
-    """Erases calls of the archive under *prefix*; *closer* writes the addendum of a closed day."""
+    """Erases calls of the archive under *prefix*; *closer* writes the addendum of a closed day;
+    *keys*: the keys store of encrypted recordings (None: storage.encryption is not set)."""
 
-    def __init__(self, store: Store, prefix: str, *, catalog: Catalog, closer: DayCloser, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        prefix: str,
+        *,
+        catalog: Catalog,
+        closer: DayCloser,
+        clock: Clock,
+        keys: KeyStore | None = None,
+    ) -> None:
         self._store = store
+        self._keys = keys
         self._prefix = prefix
         self._catalog = catalog
         self._closer = closer
         self._clock = clock
 
     @classmethod
-    def on(cls, store: Store, prefix: str, *, tz: ZoneInfo, clock: Clock, concurrency: int = 8) -> Eraser:
+    def on(
+        cls,
+        store: Store,
+        prefix: str,
+        *,
+        tz: ZoneInfo,
+        clock: Clock,
+        concurrency: int = 8,
+        keys: KeyStore | None = None,
+    ) -> Eraser:
         """An eraser of the archive in *store*, with a catalog, a day closer and a sealer of its own."""
         closer = DayCloser(
             store,
@@ -87,7 +119,7 @@ class Eraser:
             sealer=Sealer(store, prefix, clock, concurrency=concurrency, timezone=tz.key),
         )
         catalog = Catalog(store, prefix, tz, concurrency=concurrency)
-        return cls(store, prefix, catalog=catalog, closer=closer, clock=clock)
+        return cls(store, prefix, catalog=catalog, closer=closer, clock=clock, keys=keys)
 
     async def erase(self, call_id: str, reason: str, *, bypass_governance: bool, dry_run: bool) -> EraseReport:
         """Erase *call_id*'s recordings. Raises EraseRefused (nothing written) when the call is not
@@ -100,18 +132,32 @@ class Eraser:
         current = docs[current_number]
         rec = dayfiles.mapping(current.get("recording"))
         stated = _stated(docs)
-        targets = sorted(set(files.audio) | set(stated))
+        every = sorted(set(files.audio) | set(stated))
+        targets = [k for k in every if not k.endswith(keys.ENCRYPTED)]
+        # Encrypted: their keys go, not they; only a recording's own (a record naming anything else is not followed).
+        sealed = [k for k in every if k not in targets and keys.parse_call_key(k) is not None]
         day = files.day.isoformat()
+        if sealed and self._keys is None:
+            raise EraseRefused(
+                f"call {call_id}'s recordings are encrypted, and this configuration sets no storage.encryption: "
+                "their keys (in storage.encryption.keys_url) cannot be destroyed; nothing was written"
+            )
         if rec.get("status") == "erased":  # an earlier erase: finish what it left
             report = EraseReport(call_id, day, files.current_key, already_erased=True, dry_run=dry_run)
             report.removed = list(removed_by_erasure(rec))
-            await self._check_holds(targets, bypass_governance)
-            if not dry_run and targets:
-                await self._remove(report, targets, bypass_governance)
+            report.shredded = list(shredded_by_erasure(rec))
+            shred = {s.key for s in report.shredded}
+            plain = [k for k in targets if k not in shred]
+            await self._check_holds(plain, bypass_governance)
+            left = await self._key_versions([k for k in sealed if k in shred])
+            if not dry_run and plain:
+                await self._remove(report, plain, bypass_governance)
+            if not dry_run and left:
+                await self._shred(report, left)
             if not dry_run:  # the addendum, if the erase stopped before it
                 await self._close_if_closed(files.day)
             return report
-        if not targets:
+        if not every:
             raise EraseRefused(
                 f"call {call_id} has no recording in the archive (its record says {rec.get('status')}); "
                 "nothing was written"
@@ -119,10 +165,22 @@ class Eraser:
         next_key = keys.sidecar_key(self._prefix, files.day, call_id, current_number + 1)
         report = EraseReport(call_id, day, next_key, dry_run=dry_run)
         report.removed = [await self._described(key, stated) for key in targets]
+        versions = await self._key_versions(sealed)
+        for key in sealed:
+            described = await self._described(key, stated)
+            destroyed = tuple((v.key, v.version_id) for v in versions if not v.deleted and _of(v, key, self._keys))
+            report.shredded.append(Shredded(key, described.size, described.sha256, destroyed))
         await self._check_holds(targets, bypass_governance)
+        if sealed:
+            await self._check_keys_deletable(versions, sealed[0])
         if dry_run:
             return report
-        erased = Erased(reason=reason, erased_at=self._clock.now(), removed=tuple(report.removed))
+        erased = Erased(
+            reason=reason,
+            erased_at=self._clock.now(),
+            removed=tuple(report.removed),
+            crypto_shredded=tuple(report.shredded),
+        )
         body = sidecar.revised(
             current,
             erased,
@@ -135,11 +193,69 @@ class Eraser:
             raise EraseRefused(
                 f"{next_key} was written by someone else while this erase ran; run the erase again"
             ) from None
-        log.info("call.erased", call_id=call_id, day=day, revision=next_key, recordings=len(report.removed))
+        log.info(
+            "call.erased",
+            call_id=call_id,
+            day=day,
+            revision=next_key,
+            recordings=len(report.removed),
+            crypto_shredded=len(report.shredded),
+        )
         if targets:
             await self._remove(report, targets, bypass_governance)
+        if versions:
+            await self._shred(report, versions)
         await self._close_if_closed(files.day)
         return report
+
+    async def _key_versions(self, recordings: list[str]) -> list[StoredVersion]:
+        """Every version of every key object and label of *recordings* (encrypted) in the keys store."""
+        if self._keys is None:
+            return []
+        found: list[StoredVersion] = []
+        for key in recordings:
+            found += await self._keys.versions_of(self._keys.stem(key))
+        return found
+
+    async def _check_keys_deletable(self, versions: list[StoredVersion], recording: str) -> None:
+        """Before anything is written: the keys store holds no key under Object Lock, and deletes
+        (a probe object beside the recording's keys, written and removed)."""
+        assert self._keys is not None
+        held = await self._keys.store.holds(sorted({v.key for v in versions}))
+        if held:
+            raise StoreAccessError(
+                "the keys store keeps " + "; ".join(map(str, held)) + ": the bucket of storage.encryption.keys_url "
+                "must have no retention and no legal holds (its keys must be deletable); nothing was written"
+            )
+        probe = f"{self._keys.stem(recording)}.erase-probe-{uuid.uuid4().hex}"
+        await self._keys.put(probe, b"archiver erase: may keys be deleted here?\n")
+        try:
+            await self._keys.remove([probe])
+        except StoreAccessError as exc:
+            raise StoreAccessError(
+                f"the keys store refused to delete (storage.encryption.keys_url: {exc}); the erase destroys keys, so "
+                "these credentials need s3:DeleteObject and s3:DeleteObjectVersion there; nothing was written "
+                f"(the probe object {probe} is left)"
+            ) from None
+
+    async def _shred(self, report: EraseReport, versions: list[StoredVersion]) -> None:
+        """Destroy the listed versions of the keys; the keys store keeping one is a configuration error."""
+        assert self._keys is not None
+        try:
+            removal = await self._keys.remove_versions(versions)
+        except StoreAccessError as exc:
+            raise StoreAccessError(
+                f"the erasure is recorded in {report.revision_key}, but the keys store refused to destroy the keys "
+                f"(storage.encryption.keys_url: {exc}): run the erase again once it deletes"
+            ) from None
+        report.key_versions_removed += removal.removed
+        if removal.held:
+            raise StoreAccessError(
+                f"the erasure is recorded in {report.revision_key}, but the keys store keeps "
+                + "; ".join(map(str, removal.held))
+                + ": the bucket of storage.encryption.keys_url must have no retention; lift it, then erase again"
+            )
+        log.info("call.keys_destroyed", call_id=report.call_id, versions=removal.removed)
 
     async def _close_if_closed(self, day: date) -> None:
         """A closed day's addendum and seal take in the erasure now. The day is listed again after
@@ -206,3 +322,8 @@ def _stated(docs: dict[int, dict[str, Any]]) -> dict[str, tuple[int | None, str 
             size, sha = rec.get("size"), rec.get("sha256")
             out[rec["key"]] = (size if isinstance(size, int) else None, sha if isinstance(sha, str) else None)
     return out
+
+
+def _of(version: StoredVersion, recording: str, keys_store: KeyStore | None) -> bool:
+    """Whether *version* is of one of *recording*'s keys."""
+    return keys_store is not None and version.key.startswith(keys_store.stem(recording) + ".")

@@ -17,6 +17,8 @@ The steps, a hundred days at a time:
 4. **Remove** the listed versions and delete markers. Object Lock retention and legal holds are
    left and reported, never forced; what was written after the listing stays for the next run,
    which records it first.
+5. **Destroy the keys** of the day's encrypted recordings (``storage.encryption``), every version,
+   but those of a recording a lock kept: it stays readable as long as it stays.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ import anyio
 import structlog
 
 from archiver.archive.seal import Sealer
-from archiver.core import dayfiles, keys, retention, seal
+from archiver.core import dayfiles, keyobjects, keys, retention, seal
 from archiver.core.clock import Clock
 from archiver.errors import ConfigError
 from archiver.store import Hold, Store, StoredVersion
+from archiver.store.keys import KeyStore
 from archiver.store.listing import MANIFEST_LIMIT, archive_days
 
 log = structlog.get_logger("archiver.expire")
@@ -50,6 +53,7 @@ class ExpiredDay:
     recorded_now: bool  # this run recorded its expiry (False: a seal already did)
     removed: int = 0  # versions and delete markers removed
     held: list[Hold] = field(default_factory=list)
+    keys_removed: int = 0  # versions of its recordings' keys destroyed (storage.encryption)
 
 
 @dataclass
@@ -77,6 +81,7 @@ class ExpireReport:
                     "recorded_now": d.recorded_now,
                     "removed": d.removed,
                     "held": [str(h) for h in d.held],
+                    "key_versions_removed": d.keys_removed,
                 }
                 for d in self.days
             ],
@@ -85,7 +90,8 @@ class ExpireReport:
 
 class Expirer:
     """Expires the days of the archive under *prefix* that *keep* no longer keeps. *tz*: the zone
-    the configuration names (None: it names none, and the archive's seals must)."""
+    the configuration names (None: it names none, and the archive's seals must); *keys*: the keys
+    store of encrypted recordings, whose keys go with their days."""
 
     def __init__(
         self,
@@ -98,8 +104,10 @@ class Expirer:
         clock: Clock,
         sealer: Sealer,
         concurrency: int = 8,
+        keys: KeyStore | None = None,
     ) -> None:
         self._store = store
+        self._keys = keys
         self._prefix = prefix
         self._tz = tz
         self._keep = keep
@@ -132,6 +140,11 @@ class Expirer:
         days = [d for d in await archive_days(self._store, self._prefix, hidden=True) if d < first_kept]
         for start in range(0, len(days), BATCH_DAYS):  # an old archive's first expiry: memory stays bounded
             report.days += await self._expire(days[start : start + BATCH_DAYS], tz, dry_run=dry_run)
+        if self._keys is not None and not dry_run:  # keys an expire cut short left behind their day
+            gone = {d.day for d in report.days}
+            for day in await self._keys.days():
+                if day < first_kept and day not in gone:
+                    await self._destroy_keys(day, [])
         return report
 
     async def _expire(self, days: list[date], tz: ZoneInfo, *, dry_run: bool) -> list[ExpiredDay]:
@@ -159,7 +172,24 @@ class Expirer:
             )
             for hold in removal.held:
                 log.warning("expire.held", day=day.isoformat(), key=hold.key, why=str(hold))
+            outcome.keys_removed = await self._destroy_keys(day, removal.held)
         return list(outcomes.values())
+
+    async def _destroy_keys(self, day: date, held: list[Hold]) -> int:
+        """Every version of the keys of *day*'s encrypted recordings, but of those a lock kept."""
+        if self._keys is None:
+            return 0
+        kept = {stem for h in held if (stem := keyobjects.stem_of(self._keys.prefix, h.key)) is not None}
+        versions = [
+            v
+            for v in await self._keys.store.versions_in(keys.day_prefix(self._keys.prefix, day))
+            if (name := keyobjects.parse(v.key)) is None or name.stem not in kept
+        ]
+        if not versions:
+            return 0
+        removal = await self._keys.remove_versions(versions)
+        log.info("expire.keys_destroyed", day=day.isoformat(), versions=removal.removed, kept=len(kept))
+        return removal.removed
 
     async def _list(self, days: list[date]) -> dict[date, list[StoredVersion]]:
         found: dict[date, list[StoredVersion]] = {}

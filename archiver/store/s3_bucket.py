@@ -152,6 +152,7 @@ class S3Bucket:
     *client* is the boto3 client, or a function that makes it: called once, in a worker thread,
     at the first request (making one reads the AWS config files and may ask an instance role for
     credentials, which must not happen on the event loop). *limiter* bounds the requests at once.
+    *setting* is the configuration key that names the bucket, for messages.
     """
 
     def __init__(
@@ -163,8 +164,10 @@ class S3Bucket:
         limiter: anyio.CapacityLimiter | None = None,
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
+        setting: str = "storage.url",
     ) -> None:
         self._holder = _Client(client)
+        self.setting = setting
         self.name = bucket
         self.description = f"s3://{bucket}" + (f" at {_without_userinfo(endpoint)}" if endpoint else "")
         self._limiter = limiter or anyio.CapacityLimiter(16)
@@ -257,7 +260,7 @@ class S3Bucket:
         if code == "InvalidObjectState" and key:  # a GET of an object in an archive tier
             return ObjectInColdStorage(key, error.get("StorageClass"))
         if code == "NoSuchBucket":
-            return StoreAccessError(f"bucket {self.name!r} does not exist ({self.description}): check storage.url")
+            return StoreAccessError(f"bucket {self.name!r} does not exist ({self.description}): check {self.setting}")
         if code in _REGION_CODES:
             region = error.get("Region") or _region_in(message)
             hint = f"set storage.region: {region}" if region else "check storage.region and storage.endpoint_url"

@@ -10,7 +10,8 @@ from elsewhere; :mod:`archiver.web.guard` stands in front of every route.
   trail's last write, and a calendar of every day with its figures); ``/days/{YYYY-MM-DD}``: one
   day's figures, manifests and calls;
 - ``/calls/{call_id}``: one call, checked when the page is asked for (every byte re-read);
-- ``/calls/{call_id}/audio``: the current recording's stored bytes, with HTTP Range support;
+- ``/calls/{call_id}/audio``: the current recording's stored bytes, with HTTP Range support (an
+  encrypted one decrypted on the fly, with the archive's identity);
 - ``/calls/{call_id}/files/{name}``: any of that call's objects as stored;
 - ``/calls/{call_id}/evidence.zip``: the bundle ``archiver export`` writes.
 
@@ -240,11 +241,23 @@ class Browser:
     async def call(self, request: Request) -> Response:
         desk, files = await self._files(request)
         chain = await desk.chain()
-        evidence = await examine(desk.store, files, chain)
+        evidence = await examine(desk.store, files, chain, decrypter=desk.decrypter)
         current = evidence.current
         readable = current and current.status == "archived" and current.recording_key not in evidence.cold
+        sealed = current is not None and current.recording_key in evidence.not_decrypted
         audio = f"/calls/{files.call_id}/audio{pages.where(self._named(desk), day=files.day.isoformat())}"
-        page = pages.call_page(evidence, self._named(desk), audio if readable else None, chain.head)
+        note = (
+            f"This recording is encrypted; to play it, browse needs the archive's identity: {desk.why_not}."
+            if sealed
+            else None
+        )
+        page = pages.call_page(
+            evidence,
+            self._named(desk),
+            audio if readable and not sealed else None,
+            chain.head,
+            note=note if sealed else None,
+        )
         response = self._page(request, 200, page)
         if request.method == "GET":
             self._record(request, desk, files.call_id, "view")
@@ -259,7 +272,10 @@ class Browser:
         key = rec.get("key") if isinstance(rec, dict) and rec.get("status") == "archived" else None
         if not isinstance(key, str) or key not in files.audio:
             raise HTTPException(404, "This call has no recording in the archive.")
-        return await self._send(request, desk, files.call_id, key, "play")
+        served = self._served(request, desk, files.call_id, key, "play")
+        if isinstance(rec, dict) and isinstance(rec.get("encryption"), dict):
+            return await self._delivery.decrypted(request, desk, rec, served)
+        return await self._delivery.object(request, desk, key, served)
 
     async def file(self, request: Request) -> Response:
         desk, files = await self._files(request)
@@ -267,7 +283,8 @@ class Browser:
         keys = {k.rsplit("/", 1)[-1]: k for k in [*files.records.values(), *files.audio]}
         if name not in keys:
             raise HTTPException(404, f"The call has no file {name}.")
-        return await self._send(request, desk, files.call_id, keys[name], "download")
+        served = self._served(request, desk, files.call_id, keys[name], "download")
+        return await self._delivery.object(request, desk, keys[name], served)
 
     async def evidence(self, request: Request) -> Response:
         """The call's evidence bundle: byte for byte what ``archiver export`` writes for it."""
@@ -353,9 +370,11 @@ class Browser:
                 "browse.access", user=user, action=action, call_id=call_id, file=file, remote=remote, source=source
             )
 
-    async def _send(self, request: Request, desk: Desk, call_id: str, key: str, action: str) -> Response:
-        """The object's bytes, or the range asked for; a GET that yields bytes is recorded: every
-        download, and a play as :mod:`archiver.web.ranges` counts it."""
+    def _served(
+        self, request: Request, desk: Desk, call_id: str, key: str, action: str
+    ) -> Callable[[int, int, int], None]:
+        """What is recorded of bytes served: every download, and a play as :mod:`archiver.web.ranges`
+        counts it."""
 
         def served(start: int, end: int, size: int) -> None:
             if action == "download":
@@ -363,7 +382,7 @@ class Browser:
             elif self._plays.served(self._who(request), key, size, start, end):
                 self._record(request, desk, call_id, "play")
 
-        return await self._delivery.object(request, desk, key, served)
+        return served
 
 
 def _html(status: int, body: bytes) -> HTMLResponse:

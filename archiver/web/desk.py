@@ -14,6 +14,7 @@ import anyio
 from archiver.audit.access import AccessTrail
 from archiver.audit.catalog import CallFiles, Catalog
 from archiver.audit.daybook import DayBook
+from archiver.audit.plaintext import Decrypter
 from archiver.core import seal
 from archiver.core.clock import Clock
 from archiver.store import Store
@@ -24,7 +25,8 @@ REMEMBERED_DAYS = 100_000  # call id -> day, as pages have shown it
 
 @dataclass
 class Desk:
-    """*name* is the source's name (``default`` for a file's single ``source:``)."""
+    """*name* is the source's name (``default`` for a file's single ``source:``); *decrypter* reads
+    its encrypted recordings (None: nothing here can, and *why_not* says which setting is missing)."""
 
     name: str
     store: Store
@@ -37,6 +39,8 @@ class Desk:
     daybook: DayBook
     trail: AccessTrail | None = None
     days_of: OrderedDict[str, date] = field(default_factory=OrderedDict)
+    decrypter: Decrypter | None = None
+    why_not: str = "storage.encryption is not set"
 
     @classmethod
     def open(
@@ -52,6 +56,8 @@ class Desk:
         trail: AccessTrail | None = None,
         watched: frozenset[str] = frozenset(),
         cold_class: str | None = None,
+        decrypter: Decrypter | None = None,
+        why_not: str = "storage.encryption is not set",
     ) -> Desk:
         """The parts of a desk over *store*'s archive under *prefix*; *watched*: the extensions
         browse.scopes narrows this source to; *cold_class*: the class recordings are written in."""
@@ -61,7 +67,20 @@ class Desk:
             store, prefix, tz, seals, lock, clock, watched=watched, cold_class=cold_class, concurrency=concurrency
         )
         catalog = Catalog(store, prefix, tz, concurrency=concurrency)
-        return cls(name, store, prefix, tz, country_code, catalog, seals, lock, book, trail)
+        return cls(
+            name,
+            store,
+            prefix,
+            tz,
+            country_code,
+            catalog,
+            seals,
+            lock,
+            book,
+            trail,
+            decrypter=decrypter,
+            why_not=why_not,
+        )
 
     async def chain(self) -> seal.Chain:
         """The seal chain, with the seals written since it was last read."""

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from archiver.audit.catalog import STATUSES, Found
-from archiver.audit.evidence import Evidence
+from archiver.audit.evidence import Evidence, Recording
 from archiver.core import seal
 
 STYLE = """
@@ -231,7 +231,21 @@ def day_page(
     return page(title, f"{summary}<h2>Manifests</h2>{closed}<h2>Calls</h2>{rows}{back}")
 
 
-def call_page(evidence: Evidence, source: str | None, audio_url: str | None, head: seal.Link | None) -> bytes:
+def _plaintext(recording: Recording, evidence: Evidence) -> str:
+    """What the page says of an encrypted recording's plaintext."""
+    if recording.plaintext is not None:
+        size, digest = recording.plaintext
+        return f"; encrypted (age), decrypts to {size} bytes, sha256 <code>{h(digest)}</code>"
+    if recording.key in evidence.not_decrypted:
+        return "; encrypted (age), not decrypted here"
+    if recording.key in evidence.shredded:
+        return "; encrypted (age), its key destroyed"
+    return ""
+
+
+def call_page(
+    evidence: Evidence, source: str | None, audio_url: str | None, head: seal.Link | None, *, note: str | None = None
+) -> bytes:
     e = evidence.entry
     verdict = (
         '<p class="verdict ok">Verified now: every stored byte of this call matches its record, '
@@ -264,6 +278,8 @@ def call_page(evidence: Evidence, source: str | None, audio_url: str | None, hea
             + "</table>"
         )
     player = f'<audio controls preload="metadata" src="{h(audio_url)}"></audio>' if audio_url else ""
+    if note:
+        player += f'<p class="verdict" id="sealed">{h(note)}</p>'
     for key in evidence.cold:
         player += f'<p class="verdict cold" id="cold">{h(cold_text(None, key))}</p>'
     if evidence.erased is not None:
@@ -273,9 +289,16 @@ def call_page(evidence: Evidence, source: str | None, audio_url: str | None, hea
             for item in erased.get("removed") or []
             if isinstance(item, dict)
         )
+        shredded = ", ".join(
+            f"{item.get('key')} ({item.get('size')} bytes, sha256 {item.get('sha256')})"
+            for item in erased.get("crypto_shredded") or []
+            if isinstance(item, dict)
+        )
         player += (
             f'<p class="verdict" id="erased">Erased on {h(erased.get("erased_at"))}: {h(erased.get("reason"))}. '
-            f"Removed: {h(removed)}.</p>"
+            + (f"Removed: {h(removed)}. " if removed else "")
+            + (f"Key destroyed (crypto-shredded; the recording stays, unreadable): {h(shredded)}." if shredded else "")
+            + "</p>"
         )
     records = "".join(
         f'<tr><td>{r.revision}</td><td><a href="{h(_file_url(evidence, source, r.key))}">'
@@ -288,7 +311,7 @@ def call_page(evidence: Evidence, source: str | None, audio_url: str | None, hea
     recordings = "".join(
         f'<tr><td><a href="{h(_file_url(evidence, source, r.key))}"><code>{h(r.key)}</code></a></td><td>{r.size}</td>'
         f'<td><code class="sha256">{h(r.sha256)}</code></td>'
-        f"<td>{_MATCHES if r.ok else _DIFFERS}</td></tr>"
+        f"<td>{_MATCHES if r.ok else _DIFFERS}{_plaintext(r, evidence)}</td></tr>"
         for r in evidence.recordings
     )
     lines = "".join(

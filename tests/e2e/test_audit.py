@@ -28,6 +28,7 @@ from tests.helpers import (
     config_dict,
     config_for,
     make_bucket,
+    retain_by_default,
     run_cli,
     write_config,
 )
@@ -319,13 +320,7 @@ async def test_control_objects_go_to_a_bucket_that_object_lock_does_not_freeze(
     """A default retention on the archive bucket would freeze every lease renewal: check warns,
     and with coordination.bucket the claims of a backfill land there, none in the archive."""
     locked = make_bucket(moto_server.endpoint, object_lock=True)
-    locked.client.put_object_lock_configuration(
-        Bucket=locked.name,
-        ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 30}},
-        },
-    )
+    retain_by_default(locked)
     control = make_bucket(moto_server.endpoint)
     storage = {"url": locked.url, "endpoint_url": locked.endpoint}
     alone = run_cli("check", "-c", str(audit_config(_folder(tmp_path, "alone"), sim, storage)))

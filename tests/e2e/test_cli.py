@@ -402,12 +402,20 @@ def test_help_and_version_answer_without_loading_the_archiving_stack() -> None:
 
 
 def test_the_demo_runs_from_nothing(tmp_path: Path) -> None:
-    """archiver demo archives two days from the simulator into a folder and says so."""
+    """archiver demo archives two days from the simulator into a folder and says so; then the same
+    days encrypted, each recording an age file whose key is in a folder apart, one call erased by
+    destroying its key."""
     result = archiver("demo", "--dir", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo ok" in result.stdout
     assert "second pass: 0 calls written" in result.stdout
     assert list((tmp_path / "demo" / "archive").rglob("*.wav"))
+    sealed = list((tmp_path / "demo" / "archive-encrypted").rglob("*.wav.age"))
+    assert sealed
+    assert not list((tmp_path / "demo" / "archive-encrypted").rglob("*.wav"))
+    assert len(list((tmp_path / "demo" / "keys").rglob("*.age"))) == len(sealed) - 1  # one key destroyed
+    assert f"{len(sealed)} recordings decrypted" in result.stdout
+    assert "1 call(s) erased by destroying their keys" in result.stdout
 
 
 def test_simulate_serves_the_api_on_the_given_port(tmp_path: Path) -> None:

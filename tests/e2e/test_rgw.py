@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from archiver.core.encryption import Identity, public
 from archiver.simulator import Dataset, Simulator
 from tests.ceph import CephRgw
 from tests.helpers import (
@@ -22,10 +23,12 @@ from tests.helpers import (
     SINCE,
     UNTIL,
     Bucket,
+    age_identity,
     archive_objects,
     config_dict,
     is_sidecar,
     make_bucket,
+    need_os_tools,
     run_cli,
     write_config,
 )
@@ -184,3 +187,67 @@ def test_wrong_store_credentials_exit_2_naming_the_setting(sim: Simulator, tmp_p
         assert AWS_ENV["AWS_SECRET_ACCESS_KEY"] not in result.stderr + result.stdout
         assert time.monotonic() - started < 60  # stopped, not retried
     assert archive_objects(rgw_bucket) == {}
+
+
+def test_an_encrypted_archive_end_to_end_on_rgw(sim: Simulator, tmp_path: Path, rgw: CephRgw) -> None:
+    """storage.encryption on RGW (every request signed and checked), the keys in a bucket of their
+    own: check, backfill, verify --deep --decrypt, show, export (the bundle holds the audio), the
+    README's two age commands on objects fetched from RGW, erase by destroying a key, rekey to a new
+    identity, and verify --decrypt with it."""
+    archive, keys = make_bucket(rgw.endpoint, versioned=False), make_bucket(rgw.endpoint, versioned=False)
+    identity = age_identity(tmp_path)
+    section = {
+        "age_recipients": [public(identity)],
+        "keys_url": f"s3://{keys.name}/keys",
+        "identity_file": str(tmp_path / "age-identity"),
+    }
+    raw = config_dict(api=sim, storage=archive.url, state=tmp_path / "ledger.sqlite3", endpoint=archive.endpoint)
+    raw["storage"]["encryption"] = section
+    config = write_config(tmp_path / "config.yaml", raw)
+    checked = ok(run_cli("check", "-c", str(config)))
+    assert "WARN  storage.encryption.keys_url: versioning is off" in checked.stdout
+    assert "a key can be written create-only, read and deleted" in checked.stdout
+    ok(run_cli("backfill", "-c", str(config), *SPAN))
+    calls = [c for c in sim.dataset.calls_between(SINCE, UNTIL, sim.now()) if c.serves_recording]
+    objects = archive_objects(archive)
+    assert not [k for k in objects if k.endswith(".wav")]
+    assert len([k for k in objects if k.endswith(".wav.age")]) == len(calls)
+    verified = ok(run_cli("verify", "-c", str(config), "--deep", "--decrypt"))
+    assert f"{len(calls)} decrypted" in verified.stdout
+    assert "0 problem(s)" in verified.stdout
+
+    call = calls[0]
+    ok(run_cli("show", "-c", str(config), call.uuid))
+    bundle = tmp_path / "evidence.zip"
+    ok(run_cli("export", "-c", str(config), call.uuid, "--out", str(bundle)))
+    with zipfile.ZipFile(bundle) as z:
+        assert z.read(f"{call.start:%Y/%m/%d}/{call.uuid}.wav") == sim.dataset.recording_bytes(call)
+
+    need_os_tools("decrypting by hand", "age")
+    record = json.loads(objects[f"archive/{call.start:%Y/%m/%d}/{call.uuid}.json"])
+    (tmp_path / "key.age").write_bytes(keys.objects()[record["recording"]["encryption"]["key_object"]])
+    (tmp_path / "recording.age").write_bytes(objects[record["recording"]["key"]])
+    for step in (
+        ["age", "-d", "-i", str(tmp_path / "age-identity"), "-o", "call.key", "key.age"],
+        ["age", "-d", "-i", "call.key", "-o", "call.wav", "recording.age"],
+    ):
+        subprocess.run(step, cwd=tmp_path, check=True, capture_output=True)
+    assert (tmp_path / "call.wav").read_bytes() == sim.dataset.recording_bytes(call)
+
+    erased = ok(run_cli("erase", "-c", str(config), call.uuid, "--reason", "DSR-RGW"))
+    assert "crypto-shredded" in erased.stdout
+    assert not [k for k in keys.objects() if f"/{call.uuid}." in k]
+    assert archive.objects()[record["recording"]["key"]] == objects[record["recording"]["key"]]
+
+    newcomer = Identity.generate()
+    (tmp_path / "both").write_text(f"{identity}\n{newcomer}\n")
+    raw["storage"]["encryption"] |= {"age_recipients": [public(newcomer)], "identity_file": str(tmp_path / "both")}
+    write_config(config, raw)
+    rekeyed = ok(run_cli("rekey", "-c", str(config)))
+    assert f"{len(calls) - 1} key(s) of recordings: {len(calls) - 1} wrapped again" in rekeyed.stdout
+    (tmp_path / "new-identity").write_text(f"{newcomer}\n")
+    raw["storage"]["encryption"]["identity_file"] = str(tmp_path / "new-identity")
+    write_config(config, raw)
+    again = ok(run_cli("verify", "-c", str(config), "--decrypt"))
+    assert f"{len(calls) - 1} decrypted" in again.stdout
+    assert "1 call(s) erased on request (1 by destroying their keys)" in again.stdout

@@ -377,3 +377,67 @@ def test_a_secret_systemd_did_not_hand_over_says_where_to_put_it() -> None:
         "No such file or directory (a systemd credential: put the file in the folder the unit's "
         "LoadCredential= names, /etc/archiver as shipped)"
     ]
+
+
+RECIPIENT = "age1ud5dtkkxux8x9dr8t86h53e8kgpxm0dnxcvpanxwapr0m83fasls5rr6w9"
+
+
+@pytest.mark.parametrize(
+    ("encryption", "message"),
+    [
+        (
+            {"age_recipients": ["age1notakey"], "keys_url": "s3://call-keys/ccall"},
+            "At 'storage.encryption.age_recipients': item 1: 'age1notakey' is not an age X25519 recipient",
+        ),
+        (
+            {"age_recipients": [], "keys_url": "s3://call-keys/ccall"},
+            "At 'storage.encryption.age_recipients': must list at least one age recipient",
+        ),
+        (
+            {"age_recipients": [RECIPIENT, "ssh-ed25519 AAAA"], "keys_url": "s3://call-keys/ccall"},
+            "item 2: 'ssh-ed25519 ' is not an age X25519 recipient (they start with age1…)",
+        ),
+        (
+            {"age_recipients": RECIPIENT, "keys_url": "s3://call-keys/ccall"},
+            "At 'storage.encryption.age_recipients': must be a list",
+        ),
+        ({"age_recipients": [RECIPIENT]}, "At 'storage.encryption.keys_url': required"),
+        (
+            {"age_recipients": [RECIPIENT], "keys_url": "https://keys"},
+            "At 'storage.encryption.keys_url': must start with s3://",
+        ),
+        (
+            {"age_recipients": [RECIPIENT], "keys_url": "s3://call-recordings/ccall/keys"},
+            "storage.encryption.keys_url (s3://call-recordings/ccall/keys) and storage.url (s3://call-recordings/ccall) overlap",
+        ),
+        ({"age_recipients": [RECIPIENT], "keys_url": "s3://call-recordings"}, "overlap"),
+        (
+            {"age_recipients": [RECIPIENT], "keys_url": "s3://call-keys/ccall", "recipients": []},
+            "At 'storage.encryption.recipients': unknown key",
+        ),
+    ],
+)
+def test_a_bad_encryption_setting_is_refused_naming_its_key(encryption: dict[str, object], message: str) -> None:
+    """Recipients must parse as age X25519 recipients; the keys must live apart from the archive."""
+    data = minimal()
+    data["storage"] = {"url": "s3://call-recordings/ccall", "encryption": encryption}
+    found = problems(data)
+    assert any(message in p for p in found), found
+
+
+def test_each_source_keeps_its_keys_under_its_own_prefix() -> None:
+    """With sources:, a source's keys go under the keys prefix and the source's prefix, as its calls do."""
+    data: dict[str, object] = {
+        "sources": [
+            {"name": "hq", "api_key": "k", "api_secret": "s"},
+            {"name": "dn", "prefix": "danang", "api_key": "k", "api_secret": "s"},
+        ],
+        "storage": {
+            "url": "s3://call-recordings/ccall",
+            "encryption": {"age_recipients": [RECIPIENT], "keys_url": "s3://call-keys/k"},
+        },
+    }
+    hq, dn = parse_configs(data, environ={})
+    assert (hq.storage.encryption and hq.storage.encryption.prefix) == "k/hq"
+    assert (dn.storage.encryption and dn.storage.encryption.prefix) == "k/danang"
+    assert dn.storage.encryption.age_recipients == (RECIPIENT,)  # type: ignore[union-attr]

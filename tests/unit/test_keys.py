@@ -39,6 +39,10 @@ def test_only_known_audio_extensions_make_keys() -> None:
         ("2026/12/31/nr-" + "a" * 32 + ".json", (date(2026, 12, 31), "nr-" + "a" * 32, "json", 1)),
         (f"p/2026/03/07/{UUID}.rev2.json", (date(2026, 3, 7), UUID, "json", 2)),
         (f"p/2026/03/07/{UUID}.rev12.wav", (date(2026, 3, 7), UUID, "wav", 12)),
+        (f"p/2026/03/07/{UUID}.wav.age", (date(2026, 3, 7), UUID, "wav.age", 1)),
+        (f"p/2026/03/07/{UUID}.rev2.mp3.age", (date(2026, 3, 7), UUID, "mp3.age", 2)),
+        (f"p/2026/03/07/{UUID}.json.age", None),
+        (f"p/2026/03/07/{UUID}.age", None),
         (f"p/2026/03/07/{UUID}.rev1.json", None),  # never written: the first record has no .rev
         (f"p/2026/03/07/{UUID}.rev02.json", None),
         ("p/2026/03/07/manifest-sha256.txt", None),
@@ -57,3 +61,17 @@ def test_revisions_have_their_own_keys() -> None:
     assert sidecar_key("p", day, UUID, 2) == f"p/2026/03/07/{UUID}.rev2.json"
     assert audio_key("p", day, UUID, "wav", 3) == f"p/2026/03/07/{UUID}.rev3.wav"
     assert sidecar_key("p", day, UUID, 1) == sidecar_key("p", day, UUID)
+
+
+def test_an_encrypted_recording_is_an_age_file_beside_the_sidecar() -> None:
+    """With storage.encryption: {call_id}.{ext}.age, and the listing knows it for the call's audio."""
+    day = date(2026, 3, 7)
+    key = audio_key("p", day, UUID, "wav", encrypted=True)
+    assert key == f"p/2026/03/07/{UUID}.wav.age"
+    parsed = parse_call_key(key)
+    assert parsed is not None
+    assert parsed.encrypted
+    assert parsed.call_id == UUID
+    plain = parse_call_key(audio_key("p", day, UUID, "wav"))
+    assert plain is not None
+    assert not plain.encrypted
