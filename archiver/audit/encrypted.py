@@ -5,7 +5,7 @@ Read after the day's records (:mod:`.recordings` checks each ciphertext as any r
 - every encrypted recording a record names has its key: a key object of its tag (the recipient
   its record states), unless its call was crypto-shredded; one wrapped to other recipients than
   today's is counted (``rekey`` re-wraps it);
-- a crypto-shredded recording's key is gone, every key object of its tag, and the erasure
+- a crypto-shredded recording's keys are gone, every one (not only those its erasure lists), and the erasure
   states the ciphertext digest its record stated (the ciphertext itself stays, checked as any
   recording is);
 - with a :class:`~archiver.audit.plaintext.Decrypter` (``verify --decrypt``), every encrypted
@@ -130,9 +130,10 @@ class KeyChecker:
                             entry.key, "the erasure record gives the recording another SHA-256 than its record", call_id
                         )
                     )
+                # Any key of the recording left is one the erase missed or someone put back: the erase
+                # destroys them all, not only those its record lists (which may be none).
                 stem = keyobjects.stem_of(self._keys.prefix, entry.key)
-                tags = {n.tag for k, _ in entry.key_objects if (n := keyobjects.parse(k)) is not None}
-                left = [k for tag in tags for k in (held.get(stem, RecordingKeys(stem)).keys_of(tag) if stem else [])]
+                left = held.get(stem, RecordingKeys(stem)).all if stem else []
                 if left:
                     report.problems.append(
                         Problem(

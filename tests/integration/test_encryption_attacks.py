@@ -4,6 +4,7 @@ destroy, or say falsely. Each test is one finding of the review of issue 32."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from archiver.audit.plaintext import Decrypter
 from archiver.audit.verify import Verifier
 from archiver.core import encryption, keyobjects
 from archiver.core.encryption import Identity
+from archiver.lifecycle.erase import Eraser
 from archiver.lifecycle.rekey import Rekeyer, RekeyReport
 from archiver.simulator import Simulator
 from archiver.store.keys import KeyStore
-from tests.helpers import Bucket, FakeClock, encrypted_backfill, s3_store
+from tests.helpers import TZ, Bucket, FakeClock, encrypted_backfill, s3_store
 
 pytestmark = pytest.mark.anyio
 CLOCK = FakeClock(datetime(2026, 11, 20, 9, tzinfo=UTC))
@@ -101,3 +103,37 @@ async def test_rekey_removes_an_old_wrapping_beside_a_current_one_only_once_the_
     assert victim in keys.objects(), "the recording's only real key was destroyed"
     assert any(planted in p for p in report.problems), report.problems
     assert report.seal_key is None
+
+
+def recorded_call(archive: Bucket) -> dict[str, Any]:
+    """The record of one archived call."""
+    return next(
+        doc
+        for key, raw in sorted(archive.objects("archive/2026/11/01/").items())
+        if key.endswith(".json")
+        and "manifest" not in key
+        and (doc := json.loads(raw)).get("recording", {}).get("status") == "archived"
+    )
+
+
+async def test_a_key_put_back_after_crypto_shredding_is_found_even_when_the_erase_destroyed_none(
+    sim: Simulator, tmp_path: Path, moto_server: Any
+) -> None:
+    """Someone copies a call's key object, removes it (and its label), waits for the call to be erased (the erase
+    finds no key to destroy, and says so), then puts the copy back: the recording opens again.
+    verify looked for what is left only among the key objects the erasure names (none), so it
+    counted the call crypto-shredded, its key gone, and found nothing wrong."""
+    identity = Identity.generate()
+    archive, keys = await archived(sim, tmp_path, moto_server, identity)
+    record = recorded_call(archive)
+    key_object = record["recording"]["encryption"]["key_object"]
+    saved = keys.objects()[key_object]
+    for key in [k for k in keys.objects() if k.startswith(key_object.rsplit(".", 2)[0])]:
+        keys.purge(key)  # the key object and its label, every version
+    eraser = Eraser.on(s3_store(archive.endpoint, archive.name), "archive", tz=TZ, clock=CLOCK, keys=key_store(keys))
+    await eraser.erase(record["call_id"], "DSR-9", bypass_governance=False, dry_run=False)
+    keys.client.put_object(Bucket=keys.name, Key=key_object, Body=saved)
+
+    problems = await decrypt_audit(archive, keys, identity)
+
+    assert any(key_object in p and "crypto-shredded, but its key is still in" in p for p in problems), problems
