@@ -5,7 +5,7 @@ destroy, or say falsely. Each test is one finding of the review of issue 32."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from archiver.audit.verify import Verifier
 from archiver.core import encryption, keyobjects
 from archiver.core.encryption import Identity
 from archiver.lifecycle.erase import Eraser
+from archiver.lifecycle.expire import Expirer
 from archiver.lifecycle.rekey import Rekeyer, RekeyReport
 from archiver.simulator import Simulator
 from archiver.store.keys import KeyStore
@@ -137,3 +138,32 @@ async def test_a_key_put_back_after_crypto_shredding_is_found_even_when_the_eras
     problems = await decrypt_audit(archive, keys, identity)
 
     assert any(key_object in p and "crypto-shredded, but its key is still in" in p for p in problems), problems
+
+
+async def test_expire_destroys_no_key_of_a_day_the_archive_has_not_recorded_expired(
+    sim: Simulator, tmp_path: Path, moto_server: Any
+) -> None:
+    """expire destroyed the keys of every day past retention that it did not find in the archive
+    (to finish an expire cut short), without asking whether the archive had recorded that day
+    expired: pointed at the wrong archive (a prefix mistyped, a bucket moved), it destroyed the keys
+    of recordings still in the real one, a legal hold's among them, and recorded nothing. Only
+    the keys of days the seal chain records expired are destroyed that way."""
+    identity = Identity.generate()
+    archive, keys = await archived(sim, tmp_path, moto_server, identity)
+    before = set(keys.objects())
+    store = s3_store(archive.endpoint, archive.name)
+    clock = FakeClock(datetime(2026, 12, 2, 12, tzinfo=TZ))
+    expirer = Expirer(
+        store,
+        "archive-mistyped",
+        tz=TZ,
+        keep=timedelta(days=30),
+        policy="30d",
+        clock=clock,
+        sealer=Sealer(store, "archive-mistyped", clock),
+        keys=key_store(keys),
+    )
+    await expirer.run()
+
+    assert set(keys.objects()) == before
+    assert not await decrypt_audit(archive, keys, identity)
