@@ -57,7 +57,7 @@ class KeyChecker:
         """Check the keys of the day whose records (file name -> (digest, document)) are *docs*."""
         held = await self._keys.day(listing.day)
         named: set[tuple[str, str]] = set()
-        shredded = self._shredded(listing, docs, held, report)
+        shredded = await self._shredded(listing, docs, report)
         to_decrypt: list[dict[str, Any]] = []
         checked: set[str] = set()  # a recording two records name is checked once
         for name in sorted(docs):
@@ -101,15 +101,12 @@ class KeyChecker:
             except BaseExceptionGroup as group:  # a store that stopped answering: verify stops, saying so
                 raise collapse(group) from None
 
-    def _shredded(
-        self,
-        listing: DayListing,
-        docs: dict[str, tuple[str, dict[str, Any]]],
-        held: dict[str, RecordingKeys],
-        report: VerifyReport,
+    async def _shredded(
+        self, listing: DayListing, docs: dict[str, tuple[str, dict[str, Any]]], report: VerifyReport
     ) -> set[str]:
-        """The recordings the day's erasures crypto-shredded: each one's key must be gone, and its
-        erasure must state the ciphertext digest its record stated."""
+        """The recordings the day's erasures crypto-shredded: each one's key must be gone, every
+        version of it (one behind a delete marker still opens the recording), and its erasure must
+        state the ciphertext digest its record stated."""
         stated = {
             str(rec["key"]): rec.get("sha256")
             for _, doc in docs.values()
@@ -133,7 +130,8 @@ class KeyChecker:
                 # Any key of the recording left is one the erase missed or someone put back: the erase
                 # destroys them all, not only those its record lists (which may be none).
                 stem = keyobjects.stem_of(self._keys.prefix, entry.key)
-                left = held.get(stem, RecordingKeys(stem)).all if stem else []
+                versions = await self._keys.versions_of(stem) if stem else []
+                left = sorted({v.key for v in versions if not v.deleted})
                 if left:
                     report.problems.append(
                         Problem(

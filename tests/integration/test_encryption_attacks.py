@@ -167,3 +167,30 @@ async def test_expire_destroys_no_key_of_a_day_the_archive_has_not_recorded_expi
 
     assert set(keys.objects()) == before
     assert not await decrypt_audit(archive, keys, identity)
+
+
+async def test_a_key_version_left_behind_a_delete_marker_after_crypto_shredding_is_found(
+    sim: Simulator, tmp_path: Path, moto_server: Any
+) -> None:
+    """An erase recorded, its keys not yet destroyed (a process killed between the two), and then
+    a plain DELETE of the key object (a delete marker: the version stays, and GetObjectVersion
+    reads it). verify listed only current objects, found none, and called the key gone: nobody ran
+    the erase again, and the recording stayed readable. Every version of a shredded recording's
+    key is looked for."""
+    identity = Identity.generate()
+    archive, keys = await archived(sim, tmp_path, moto_server, identity)
+    record = recorded_call(archive)
+    key_object = record["recording"]["encryption"]["key_object"]
+    saved = {k: v for k, v in keys.objects().items() if k.startswith(key_object.rsplit(".", 2)[0])}
+    eraser = Eraser.on(s3_store(archive.endpoint, archive.name), "archive", tz=TZ, clock=CLOCK, keys=key_store(keys))
+    await eraser.erase(record["call_id"], "DSR-10", bypass_governance=False, dry_run=False)
+    for key, data in saved.items():  # as the erase left them, killed before destroying them
+        keys.client.put_object(Bucket=keys.name, Key=key, Body=data)
+        keys.client.delete_object(Bucket=keys.name, Key=key)  # hidden, not gone
+
+    problems = await decrypt_audit(archive, keys, identity)
+
+    assert any(key_object in p and "crypto-shredded, but its key is still in" in p for p in problems), problems
+    again = await eraser.erase(record["call_id"], "DSR-10", bypass_governance=False, dry_run=False)
+    assert again.key_versions_removed >= 2
+    assert not [v for v in keys.versions() if v["Key"] in saved]
