@@ -592,6 +592,17 @@ async def backfill(
         return await parts.archiver.backfill(since, until)
 
 
+async def encrypted_backfill(
+    sim: Simulator, tmp_path: Path, endpoint: str, *recipients: Identity, clock: Clock | None = None
+) -> tuple[Bucket, Bucket]:
+    """A backfill encrypted to *recipients* into fresh buckets on *endpoint*: the archive's (prefix
+    ``archive``) and the keys' (prefix ``keys``)."""
+    archive, keys = make_bucket(endpoint), make_bucket(endpoint)
+    storage = encryption_section(f"s3://{keys.name}/keys", *recipients)
+    await backfill(config_for(sim, archive.url, tmp_path, endpoint=archive.endpoint, storage=storage), clock=clock)
+    return archive, keys
+
+
 async def poll(
     config: Config, clock: Clock, lookback: timedelta = timedelta(hours=1), settle: timedelta = timedelta(minutes=1)
 ) -> RunReport:

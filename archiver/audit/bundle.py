@@ -97,7 +97,10 @@ class _Bundle:
         self.sums[stem] = hasher.hexdigest()
         return digest
 
-    def close(self) -> None:
+    def __enter__(self) -> _Bundle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self._zip.close()
 
 
@@ -115,61 +118,60 @@ async def export(
 
     An encrypted recording needs *decrypter* (ConfigError naming the identity file, saying
     *why_not*, before anything is written when there is none)."""
-    bundle = _Bundle(out)
-    strip = len(prefix) + 1 if prefix else 0
-    read: dict[str, bytes] = {}  # the records and manifests the check read, copied as they were read
+    with _Bundle(out) as bundle:  # closed on a failure too: the caller throws the file away
+        strip = len(prefix) + 1 if prefix else 0
+        read: dict[str, bytes] = {}  # the records and manifests the check read, copied as they were read
 
-    async def read_once(key: str, max_bytes: int) -> bytes:
-        if key not in read:
-            read[key] = await store.read(key, max_bytes)
-        return read[key]
+        async def read_once(key: str, max_bytes: int) -> bytes:
+            if key not in read:
+                read[key] = await store.read(key, max_bytes)
+            return read[key]
 
-    sealed = {files.call_id: await _encrypted(read_once, files) for files in calls}
-    if decrypter is None and any(sealed.values()):
-        names = ", ".join(cid for cid, recs in sorted(sealed.items()) if recs)
-        raise ConfigError(
-            [
-                f"At 'storage.encryption.identity_file': the recordings of {names} are encrypted, and the bundle "
-                f"holds their audio decrypted: {why_not}"
-            ]
-        )
-    bundle.add("README.txt", _readme(calls, encrypted=any(sealed.values())).encode())
-    evidence: list[Evidence] = []
-    day_lines: dict[str, list[str]] = {}  # day folder in the bundle -> manifest lines naming exported files
-    seals_needed: set[int] = set()
+        sealed = {files.call_id: await _encrypted(read_once, files) for files in calls}
+        if decrypter is None and any(sealed.values()):
+            names = ", ".join(cid for cid, recs in sorted(sealed.items()) if recs)
+            raise ConfigError(
+                [
+                    f"At 'storage.encryption.identity_file': the recordings of {names} are encrypted, and the bundle "
+                    f"holds their audio decrypted: {why_not}"
+                ]
+            )
+        bundle.add("README.txt", _readme(calls, encrypted=any(sealed.values())).encode())
+        evidence: list[Evidence] = []
+        day_lines: dict[str, list[str]] = {}  # day folder in the bundle -> manifest lines naming exported files
+        seals_needed: set[int] = set()
 
-    for files in sorted(calls, key=lambda c: c.call_id):
-        digests = {key: await bundle.add_stream(key[strip:], store, key) for key in files.audio}
-        plain: dict[str, Digest] = {}
-        for key, rec in sealed[files.call_id].items():
-            if key in files.audio and decrypter is not None:
-                plain[key] = await bundle.add_decrypted(key[strip:], store, rec, decrypter)
-        checked = await examine(
-            store, files, chain, digests=digests, read=read_once, decrypter=decrypter, decrypted=plain
-        )
-        evidence.append(checked)
-        folder = files.listing.folder[strip:]
-        for key in files.records.values():
-            bundle.add(key[strip:], await read_once(key, SIDECAR_LIMIT))
-        for key in files.listing.manifests.values():
-            bundle.add(key[strip:], await read_once(key, MANIFEST_LIMIT))
-        for line in checked.manifest_lines:
-            day_lines.setdefault(folder, []).append(f"{line.sha256}  {line.name}\n")
-            seals_needed.update(line.sealed_by)
-    for folder, lines in sorted(day_lines.items()):
-        bundle.add(folder + "manifest-lines.txt", "".join(sorted(set(lines))).encode())
-    for number in sorted(seals_needed):
-        key = seal.seal_key(prefix, number)
-        bundle.add(key[strip:], await store.read(key, SEAL_LIMIT))
-    report = {
-        "archiver": {"version": __version__},
-        "verified": all(e.ok for e in evidence),
-        "calls": [e.as_dict() for e in evidence],
-    }
-    bundle.add("verification.json", (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode())
-    sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(bundle.sums.items()))
-    bundle.add("SHA256SUMS", sums.encode())
-    bundle.close()
+        for files in sorted(calls, key=lambda c: c.call_id):
+            digests = {key: await bundle.add_stream(key[strip:], store, key) for key in files.audio}
+            plain: dict[str, Digest] = {}
+            for key, rec in sealed[files.call_id].items():
+                if key in files.audio and decrypter is not None:
+                    plain[key] = await bundle.add_decrypted(key[strip:], store, rec, decrypter)
+            checked = await examine(
+                store, files, chain, digests=digests, read=read_once, decrypter=decrypter, decrypted=plain
+            )
+            evidence.append(checked)
+            folder = files.listing.folder[strip:]
+            for key in files.records.values():
+                bundle.add(key[strip:], await read_once(key, SIDECAR_LIMIT))
+            for key in files.listing.manifests.values():
+                bundle.add(key[strip:], await read_once(key, MANIFEST_LIMIT))
+            for line in checked.manifest_lines:
+                day_lines.setdefault(folder, []).append(f"{line.sha256}  {line.name}\n")
+                seals_needed.update(line.sealed_by)
+        for folder, lines in sorted(day_lines.items()):
+            bundle.add(folder + "manifest-lines.txt", "".join(sorted(set(lines))).encode())
+        for number in sorted(seals_needed):
+            key = seal.seal_key(prefix, number)
+            bundle.add(key[strip:], await store.read(key, SEAL_LIMIT))
+        report = {
+            "archiver": {"version": __version__},
+            "verified": all(e.ok for e in evidence),
+            "calls": [e.as_dict() for e in evidence],
+        }
+        bundle.add("verification.json", (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode())
+        sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(bundle.sums.items()))
+        bundle.add("SHA256SUMS", sums.encode())
     return evidence
 
 

@@ -5,7 +5,7 @@ Read after the day's records (:mod:`.recordings` checks each ciphertext as any r
 - every encrypted recording a record names has its key: a key object of its tag (the recipient
   its record states), unless its call was crypto-shredded; one wrapped to other recipients than
   today's is counted (``rekey`` re-wraps it);
-- a crypto-shredded recording's key is gone, every key object of its tag, and the erasure
+- a crypto-shredded recording's keys are gone, every one (not only those its erasure lists), and the erasure
   states the ciphertext digest its record stated (the ciphertext itself stays, checked as any
   recording is);
 - with a :class:`~archiver.audit.plaintext.Decrypter` (``verify --decrypt``), every encrypted
@@ -57,7 +57,7 @@ class KeyChecker:
         """Check the keys of the day whose records (file name -> (digest, document)) are *docs*."""
         held = await self._keys.day(listing.day)
         named: set[tuple[str, str]] = set()
-        shredded = self._shredded(listing, docs, held, report)
+        shredded = await self._shredded(listing, docs, report)
         to_decrypt: list[dict[str, Any]] = []
         checked: set[str] = set()  # a recording two records name is checked once
         for name in sorted(docs):
@@ -101,15 +101,12 @@ class KeyChecker:
             except BaseExceptionGroup as group:  # a store that stopped answering: verify stops, saying so
                 raise collapse(group) from None
 
-    def _shredded(
-        self,
-        listing: DayListing,
-        docs: dict[str, tuple[str, dict[str, Any]]],
-        held: dict[str, RecordingKeys],
-        report: VerifyReport,
+    async def _shredded(
+        self, listing: DayListing, docs: dict[str, tuple[str, dict[str, Any]]], report: VerifyReport
     ) -> set[str]:
-        """The recordings the day's erasures crypto-shredded: each one's key must be gone, and its
-        erasure must state the ciphertext digest its record stated."""
+        """The recordings the day's erasures crypto-shredded: each one's key must be gone, every
+        version of it (one behind a delete marker still opens the recording), and its erasure must
+        state the ciphertext digest its record stated."""
         stated = {
             str(rec["key"]): rec.get("sha256")
             for _, doc in docs.values()
@@ -130,9 +127,11 @@ class KeyChecker:
                             entry.key, "the erasure record gives the recording another SHA-256 than its record", call_id
                         )
                     )
+                # Any key of the recording left is one the erase missed or someone put back: the erase
+                # destroys them all, not only those its record lists (which may be none).
                 stem = keyobjects.stem_of(self._keys.prefix, entry.key)
-                tags = {n.tag for k, _ in entry.key_objects if (n := keyobjects.parse(k)) is not None}
-                left = [k for tag in tags for k in (held.get(stem, RecordingKeys(stem)).keys_of(tag) if stem else [])]
+                versions = await self._keys.versions_of(stem) if stem else []
+                left = sorted({v.key for v in versions if not v.deleted})
                 if left:
                     report.problems.append(
                         Problem(

@@ -18,7 +18,9 @@ The steps, a hundred days at a time:
    left and reported, never forced; what was written after the listing stays for the next run,
    which records it first.
 5. **Destroy the keys** of the day's encrypted recordings (``storage.encryption``), every version,
-   but those of a recording a lock kept: it stays readable as long as it stays.
+   but those of a recording a lock kept: it stays readable as long as it stays. Keys an expire cut
+   short left behind a day already gone are destroyed by the next, if the seal chain records the
+   day expired (never those of a day merely not found).
 """
 
 from __future__ import annotations
@@ -142,8 +144,11 @@ class Expirer:
             report.days += await self._expire(days[start : start + BATCH_DAYS], tz, dry_run=dry_run)
         if self._keys is not None and not dry_run:  # keys an expire cut short left behind their day
             gone = {d.day for d in report.days}
+            # Only of days the archive records expired: a day merely not found (the wrong archive
+            # configured) may hold recordings, kept under a lock, that their keys must still open.
+            recorded = (await self._sealer.chain()).expired()
             for day in await self._keys.days():
-                if day < first_kept and day not in gone:
+                if day < first_kept and day not in gone and keys.day_prefix(self._prefix, day) in recorded:
                     await self._destroy_keys(day, [])
         return report
 

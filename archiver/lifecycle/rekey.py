@@ -5,9 +5,11 @@ opening with the old identities. The recordings themselves are never re-written:
 (each a few hundred bytes) are. The steps, a day of the keys store at a time:
 
 1. **List** the day's key objects; a key already wrapped to today's recipient set (its name
-   carries the set) is done: only what an earlier run left of the old set is removed.
+   carries the set) is done: what an earlier run left of the old set is removed once today's
+   wrapping opens to the key its name states (an object under that name proves nothing alone).
 2. **Open** each other key with the identity file (which may hold the old identities and the
-   new), and **wrap** it again to today's recipients.
+   new), check it is the key its name states (not another recording's, copied there), and
+   **wrap** it again to today's recipients.
 3. **Write** it create-only under the name of today's set; read it back (and, where the identity
    file holds one of today's recipients, open it again): only a key proved stored goes on.
 4. **Remove** the versions of the old wrapping, every one: they no longer exist to be opened.
@@ -36,6 +38,7 @@ from archiver.errors import CallError, ConfigError, ObjectMissing, collapse
 from archiver.store.keys import KeyStore, put_new
 
 log = structlog.get_logger("archiver.rekey")
+_FOREIGN = "it holds another recording's key, not the one its name states (copied there?)"
 
 
 @dataclass
@@ -140,8 +143,7 @@ class Rekeyer:
             if self._fingerprint in objects:
                 report.current += 1
                 if old and not report.dry_run:
-                    await self._remove(old, report)
-                    report.leftovers += 1
+                    await self._finish(objects[self._fingerprint], tag, old, report)
                 return
             if report.dry_run:
                 report.rewrapped += 1
@@ -163,14 +165,44 @@ class Rekeyer:
             except KeyUnreadable as exc:
                 reasons.append(f"{key_object}: {exc}")
                 continue
+            if keyobjects.tag(encryption.public(key)) != tag:
+                reasons.append(f"{key_object}: {_FOREIGN}")
+                continue
             await put_new(self._keys, fresh, data)
             await self._proved(fresh, data, key, report)
             await self._remove(old, report)
             report.rewrapped += 1
+            # A wrapping that held another's key went too (it opens with the old identities): said,
+            # for someone put it there.
+            report.problems += [f"removed, not re-wrapped: {r}" for r in reasons if r.endswith(_FOREIGN)]
             log.info("rekey.key_rewrapped", key_object=fresh, removed=len(old))
             return
         if reasons:
             raise CallError(f"the key {old[0]} was not re-wrapped: {'; '.join(reasons)}")
+
+    async def _finish(self, current: str, tag: str, old: list[str], report: RekeyReport) -> None:
+        """Remove the old wrappings an earlier run left beside the key's wrapping to today's set
+        *current*, once that one opens (with an identity of today's recipients here) to the key
+        its name states: an object under that name is not proof by itself (anyone may write one)."""
+        why = None
+        if not self._own:
+            why = "no identity of today's recipients in storage.encryption.identity_file to open it"
+        else:
+            try:
+                key = encryption.unwrap(await self._keys.read_key(current), self._identities)
+            except ObjectMissing:
+                why = "it is gone since the listing"
+            except KeyUnreadable as exc:
+                why = str(exc)
+            else:
+                if keyobjects.tag(encryption.public(key)) != tag:
+                    why = _FOREIGN
+        if why is not None:
+            report.problems.append(f"the old wrapping(s) {', '.join(old)} are kept: {current} is not proved ({why})")
+            log.warning("rekey.leftover_kept", key_object=current, why=why)
+            return
+        await self._remove(old, report)
+        report.leftovers += 1
 
     async def _proved(self, fresh: str, data: bytes, key: Identity, report: RekeyReport) -> None:
         """The new key object is stored as written, and (where this identity file holds one of

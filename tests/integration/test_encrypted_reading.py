@@ -296,3 +296,23 @@ async def test_a_record_that_names_a_key_object_elsewhere_is_not_followed(sim: S
         assert "Traceback" not in shown.stderr
         served = sim.dataset.recording_bytes(call)
         assert f"decrypts to {len(served)} bytes, sha256 {hashlib.sha256(served).hexdigest()}" in shown.stdout
+
+
+async def test_an_export_whose_recording_does_not_decrypt_fails_whole_without_a_traceback(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A recording cut short in the archive: export stops (exit 1) naming it, writes no bundle and
+    leaves no part of one (decrypted audio in a temporary file); the zip half written was left to
+    the garbage collector, which printed a traceback after the message."""
+    raw, _, calls = await encrypted(sim, tmp_path)
+    call = calls[0]
+    recording = tmp_path / "archive" / f"{call.start:%Y/%m/%d}" / f"{call.uuid}.wav.age"
+    data = recording.read_bytes()
+    recording.chmod(0o644)
+    recording.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "evidence.zip"
+    done = run_cli("export", "-c", str(auditor(tmp_path, raw)), call.uuid, "--out", str(out))
+    assert done.returncode == 1
+    assert f"{call.uuid}.wav.age does not decrypt" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith((".evidence", "evidence"))]

@@ -27,11 +27,9 @@ from tests.helpers import (
     Bucket,
     FakeClock,
     age_identity,
-    backfill,
     config_dict,
-    config_for,
+    encrypted_backfill,
     encryption_section,
-    make_bucket,
     run_cli,
     s3_store,
     write_config,
@@ -43,10 +41,7 @@ CLOCK = FakeClock(datetime(2026, 11, 20, 9, tzinfo=UTC))
 
 
 async def archived(sim: Simulator, tmp_path: Path, moto_server: Any, *recipients: Identity) -> tuple[Bucket, Bucket]:
-    archive, keys = make_bucket(moto_server.endpoint), make_bucket(moto_server.endpoint)
-    storage = encryption_section(f"s3://{keys.name}/keys", *recipients)
-    await backfill(config_for(sim, archive.url, tmp_path, endpoint=archive.endpoint, storage=storage))
-    return archive, keys
+    return await encrypted_backfill(sim, tmp_path, moto_server.endpoint, *recipients)
 
 
 def rekeyer(
