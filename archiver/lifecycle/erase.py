@@ -36,7 +36,14 @@ from archiver.audit.catalog import Catalog
 from archiver.core import dayfiles, keys, sidecar
 from archiver.core.clock import Clock
 from archiver.core.outcome import Erased, RemovedObject, Shredded, removed_by_erasure, shredded_by_erasure
-from archiver.errors import ArchiverError, ObjectExists, ObjectInColdStorage, StoreAccessError
+from archiver.errors import (
+    ArchiverError,
+    ObjectExists,
+    ObjectInColdStorage,
+    StoreAccessError,
+    StoreUnavailable,
+    TransientError,
+)
 from archiver.state.ledger import Ledger
 from archiver.store import Hold, Store, StoredVersion, put_bytes
 from archiver.store.keys import KeyStore
@@ -247,6 +254,11 @@ class Eraser:
             raise StoreAccessError(
                 f"the erasure is recorded in {report.revision_key}, but the keys store refused to destroy the keys "
                 f"(storage.encryption.keys_url: {exc}): run the erase again once it deletes"
+            ) from None
+        except TransientError as exc:
+            raise StoreUnavailable(
+                f"the erasure is recorded in {report.revision_key}, but the keys store did not destroy the keys "
+                f"(storage.encryption.keys_url: {exc}): run the erase again"
             ) from None
         report.key_versions_removed += removal.removed
         if removal.held:

@@ -18,7 +18,7 @@ from archiver.audit.plaintext import Decrypter
 from archiver.audit.verify import Verifier
 from archiver.core import keyobjects
 from archiver.core.encryption import Identity
-from archiver.errors import KeyObjectError, StoreAccessError
+from archiver.errors import KeyObjectError, StoreAccessError, StoreUnavailable
 from archiver.lifecycle.erase import Eraser, EraseRefused
 from archiver.lifecycle.expire import Expirer
 from archiver.simulator import Simulator
@@ -186,6 +186,30 @@ async def test_a_keys_bucket_that_refuses_deletes_stops_the_erase_before_anythin
         )
     assert archive.objects() == before
     assert record["recording"]["encryption"]["key_object"] in keys.objects()
+
+
+async def test_a_keys_store_failing_after_the_erasure_is_recorded_says_to_run_the_erase_again(
+    sim: Simulator, tmp_path: Path, moto_server: Any
+) -> None:
+    """The keys store answers the probe, then fails every delete of a key (InternalError, each
+    try): the error says the erasure is recorded and to run the erase again, and the next run,
+    with the store well, destroys the key and verify then counts the call erased."""
+    archive, keys, _, call_id, record = await locked_archive(sim, tmp_path, moto_server)
+    key_object = record["recording"]["encryption"]["key_object"]
+    failing = delete_errors(lambda key: "InternalError" if key.endswith(".age") else None)
+    with (
+        FaultProxy(moto_server.endpoint, failing) as proxy,
+        pytest.raises(StoreUnavailable, match=r"the erasure is recorded in .*run the erase again"),
+    ):
+        await eraser_of(archive, keys_of(keys, proxy.endpoint)).erase(
+            call_id, "DSR-4", bypass_governance=False, dry_run=False
+        )
+    assert key_object in keys.objects()  # not destroyed, and not said to be
+    await eraser_of(archive, keys_of(keys)).erase(call_id, "DSR-4", bypass_governance=False, dry_run=False)
+    assert key_object not in keys.objects()
+    report = await verifier(archive, keys_of(keys)).verify(None)
+    assert report.problems == []
+    assert (report.erased, report.crypto_shredded) == (1, 1)
 
 
 async def test_a_keys_bucket_with_default_retention_refuses_the_erase_naming_the_setting(
