@@ -101,7 +101,9 @@ def profile(
     argv, bucket = backfill_argv(python, moto, sim, folder)
     raw = folder / "samples.txt"
     record = [spy, "record", "--nonblocking", "--rate", "500", "--format", "raw", "--output", str(raw), "--", *argv]
-    subprocess.run(record, env=ENV, check=True, capture_output=True)
+    subprocess.run(
+        record, env=ENV, check=True, capture_output=True, cwd=folder
+    )  # not a checkout: the installation's code
     counts: collections.Counter[str] = collections.Counter()
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")

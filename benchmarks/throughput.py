@@ -89,6 +89,11 @@ class Measure:
         return self.cpu_seconds / (self.bytes / (1 << 30))
 
 
+# Where the archivers run: never a checkout, whose ``archiver/`` ``python -m`` would import
+# before the installation's (every run would then measure the checkout's code, the baseline's too).
+AWAY = tempfile.gettempdir()
+
+
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
     """Run *argv*; (wall seconds, CPU seconds, peak RSS MiB, what it wrote to stderr).
 
@@ -98,7 +103,7 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, st
     """
     began = time.monotonic()
     with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors, cwd=AWAY)
         peak_kib = 0
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -239,7 +244,9 @@ class Bench:
             config = self._config(folder, sim, bucket.name, 4, folder / "ledger.sqlite3")
             argv = [self.python, "-m", "archiver", "--log-level", "warning", "backfill", "-c", str(config)]
             argv += ["--since", since.isoformat(), "--until", until.isoformat()]
-            processes.append(subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            processes.append(
+                subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=AWAY)
+            )
         for process in processes:
             _, stderr = process.communicate()
             if process.returncode != 0:
