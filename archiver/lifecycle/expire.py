@@ -32,7 +32,7 @@ import structlog
 from archiver.archive.seal import Sealer
 from archiver.core import dayfiles, keys, retention, seal
 from archiver.core.clock import Clock
-from archiver.errors import ConfigError
+from archiver.errors import ConfigError, collapse
 from archiver.store import Hold, Store, StoredVersion
 from archiver.store.listing import MANIFEST_LIMIT, archive_days
 
@@ -168,9 +168,12 @@ class Expirer:
             async with self._limiter:
                 found[day] = await self._store.versions_in(keys.day_prefix(self._prefix, day))
 
-        async with anyio.create_task_group() as tg:
-            for day in days:
-                tg.start_soon(one, day)
+        try:
+            async with anyio.create_task_group() as tg:
+                for day in days:
+                    tg.start_soon(one, day)
+        except BaseExceptionGroup as group:  # one error, as the command line maps it (a refusal: exit 2)
+            raise collapse(group) from None
         return {d: found[d] for d in sorted(found)}
 
     async def _expiry(self, day: date, folder: str, versions: list[StoredVersion]) -> seal.Expiry:
