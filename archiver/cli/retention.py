@@ -111,6 +111,7 @@ def erase(args: argparse.Namespace) -> int:
                 tz=config.source.tz,
                 clock=SystemClock(),
                 concurrency=config.download.concurrency,
+                control_prefix=config.control_prefix,
             )
             try:
                 return await eraser.erase(

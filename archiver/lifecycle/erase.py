@@ -10,12 +10,15 @@ manifest and its seal take in the revision at once.
 
 Object Lock decides first, before anything is written: COMPLIANCE retention and legal holds
 refuse the erase (the lock's end, or the hold, is named); GOVERNANCE retention is lifted only
-with ``--bypass-governance``.
+with ``--bypass-governance``. Then, on S3, the removal itself is tried on a throwaway object (the
+credentials may lack s3:DeleteObjectVersion, or s3:BypassGovernanceRetention): a refusal is an
+EraseNotPermitted, and nothing is written.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -29,16 +32,22 @@ from archiver.audit.catalog import Catalog
 from archiver.core import dayfiles, keys, sidecar
 from archiver.core.clock import Clock
 from archiver.core.outcome import Erased, RemovedObject, removed_by_erasure
-from archiver.errors import ArchiverError, ObjectExists, ObjectInColdStorage
+from archiver.errors import ArchiverError, FatalError, ObjectExists, ObjectInColdStorage, StoreAccessError
 from archiver.state.ledger import Ledger
 from archiver.store import Hold, Store, put_bytes
 from archiver.store.listing import SIDECAR_LIMIT, list_day
+from archiver.store.s3 import S3Store
 
 log = structlog.get_logger("archiver.erase")
 
 
 class EraseRefused(ArchiverError):
     """Object Lock (or the call's state) does not let the erase go ahead; nothing was written."""
+
+
+class EraseNotPermitted(EraseRefused, FatalError):
+    """The store's credentials may not carry the removal out (a permission a person must grant:
+    exit 2, as every refused permission); nothing was written."""
 
 
 @dataclass
@@ -66,18 +75,32 @@ class EraseReport:
 
 
 class Eraser:
-    """Erases calls of the archive under *prefix*; *closer* writes the addendum of a closed day."""
+    """Erases calls of the archive under *prefix*; *closer* writes the addendum of a closed day.
+    Throwaway probes go under *control* (the archive's ``_archiver`` folder)."""
 
-    def __init__(self, store: Store, prefix: str, *, catalog: Catalog, closer: DayCloser, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, prefix: str, *, catalog: Catalog, closer: DayCloser, clock: Clock, control: str
+    ) -> None:
         self._store = store
         self._prefix = prefix
         self._catalog = catalog
         self._closer = closer
         self._clock = clock
+        self._control = control
 
     @classmethod
-    def on(cls, store: Store, prefix: str, *, tz: ZoneInfo, clock: Clock, concurrency: int = 8) -> Eraser:
-        """An eraser of the archive in *store*, with a catalog, a day closer and a sealer of its own."""
+    def on(
+        cls,
+        store: Store,
+        prefix: str,
+        *,
+        tz: ZoneInfo,
+        clock: Clock,
+        concurrency: int = 8,
+        control_prefix: str | None = None,
+    ) -> Eraser:
+        """An eraser of the archive in *store*, with a catalog, a day closer and a sealer of its own;
+        *control_prefix* defaults to ``{prefix}/_archiver``."""
         closer = DayCloser(
             store,
             Ledger.in_memory(store_identity="erase"),  # write_day_files reads the day from the store
@@ -87,11 +110,12 @@ class Eraser:
             sealer=Sealer(store, prefix, clock, concurrency=concurrency, timezone=tz.key),
         )
         catalog = Catalog(store, prefix, tz, concurrency=concurrency)
-        return cls(store, prefix, catalog=catalog, closer=closer, clock=clock)
+        control = "/".join(p for p in (prefix, "_archiver") if p) if control_prefix is None else control_prefix
+        return cls(store, prefix, catalog=catalog, closer=closer, clock=clock, control=control)
 
     async def erase(self, call_id: str, reason: str, *, bypass_governance: bool, dry_run: bool) -> EraseReport:
         """Erase *call_id*'s recordings. Raises EraseRefused (nothing written) when the call is not
-        in the archive or a lock forbids it."""
+        in the archive, a lock forbids it or the store will not carry the removal out."""
         files = await self._catalog.locate(call_id)
         if files is None:
             raise EraseRefused(f"no call {call_id} in {self._store.description}; nothing was written")
@@ -105,9 +129,9 @@ class Eraser:
         if rec.get("status") == "erased":  # an earlier erase: finish what it left
             report = EraseReport(call_id, day, files.current_key, already_erased=True, dry_run=dry_run)
             report.removed = list(removed_by_erasure(rec))
-            await self._check_holds(targets, bypass_governance)
+            bypass = await self._check_holds(targets, bypass_governance)
             if not dry_run and targets:
-                await self._remove(report, targets, bypass_governance)
+                await self._remove(report, targets, bypass)
             if not dry_run:  # the addendum, if the erase stopped before it
                 await self._close_if_closed(files.day)
             return report
@@ -119,9 +143,10 @@ class Eraser:
         next_key = keys.sidecar_key(self._prefix, files.day, call_id, current_number + 1)
         report = EraseReport(call_id, day, next_key, dry_run=dry_run)
         report.removed = [await self._described(key, stated) for key in targets]
-        await self._check_holds(targets, bypass_governance)
+        bypass = await self._check_holds(targets, bypass_governance)
         if dry_run:
             return report
+        await self._may_remove(bypass)
         erased = Erased(reason=reason, erased_at=self._clock.now(), removed=tuple(report.removed))
         body = sidecar.revised(
             current,
@@ -137,7 +162,7 @@ class Eraser:
             ) from None
         log.info("call.erased", call_id=call_id, day=day, revision=next_key, recordings=len(report.removed))
         if targets:
-            await self._remove(report, targets, bypass_governance)
+            await self._remove(report, targets, bypass)
         await self._close_if_closed(files.day)
         return report
 
@@ -170,7 +195,10 @@ class Eraser:
             return RemovedObject(key, info.size if info else None, None)
         return RemovedObject(key, size, digest.hex())
 
-    async def _check_holds(self, targets: list[str], bypass_governance: bool) -> None:
+    async def _check_holds(self, targets: list[str], bypass_governance: bool) -> bool:
+        """Refuse where a lock forbids the removal; whether it must bypass GOVERNANCE retention (the
+        bypass is sent only then: credentials without s3:BypassGovernanceRetention still erase what
+        no lock holds, --bypass-governance or not)."""
         holds = await self._store.holds(targets) if targets else []
         fixed = [h for h in holds if not h.governance_only]
         if fixed:
@@ -184,6 +212,21 @@ class Eraser:
                 "; ".join(map(str, holds)) + ": GOVERNANCE retention; erase with --bypass-governance "
                 "(needs s3:BypassGovernanceRetention); nothing was written"
             )
+        return bool(holds)
+
+    async def _may_remove(self, bypass: bool) -> None:
+        """On S3, the removal is tried first on a throwaway object under the control folder
+        (``check/erase-<uuid>.txt``, beside ``check``'s probes, apart from leases and claims): no
+        lock setting shows credentials without s3:DeleteObjectVersion (or s3:BypassGovernanceRetention),
+        and "erased" is written only when the store will carry the erasure out. Raises
+        EraseNotPermitted. (A folder's recordings go by the permission the revision is written by.)"""
+        if not isinstance(self._store, S3Store):
+            return
+        try:
+            await self._store.may_remove(f"{self._control}/check/erase-{uuid.uuid4()}.txt", bypass_governance=bypass)
+        except StoreAccessError as exc:
+            log.warning("erase.refused", error=str(exc))
+            raise EraseNotPermitted(f"{exc}; grant it, then erase again; nothing was written") from None
 
     async def _remove(self, report: EraseReport, targets: list[str], bypass_governance: bool) -> None:
         removal = await self._store.remove(targets, bypass_governance=bypass_governance)

@@ -15,9 +15,10 @@ with a delete marker is never counted as a removal.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -27,7 +28,7 @@ import structlog
 from archiver.errors import StoreAccessError, StoreUnavailable
 from archiver.retry import RetryPolicy
 from archiver.store import ARCHIVE_TIERS, Hold, Removal, StoredVersion
-from archiver.store.s3_bucket import NoVersionListing, S3Bucket
+from archiver.store.s3_bucket import NoVersionListing, S3Bucket, b64
 
 log = structlog.get_logger("archiver.store")
 
@@ -38,6 +39,7 @@ _PASSING = frozenset({"InternalError", "SlowDown", "ServiceUnavailable", "Reques
 _PER_KEY_RETRY = RetryPolicy(attempts=5, timeout=60.0, wait_initial=0.2, wait_max=5.0)
 _UNANSWERED = frozenset({"NotImplemented", "MethodNotAllowed", "XNotImplemented"})  # a store without the feature
 _HIDDEN = "DeleteMarkerOnly"  # our code for a DELETE the store answered with a delete marker: nothing was removed
+_PROBE = b"archiver: may these credentials remove object versions? (a throwaway object)\n"
 
 
 class S3Removal:
@@ -183,6 +185,56 @@ class S3Removal:
             )
         self._keeps_none = True
 
+    async def may_remove(self, key: str, *, bypass_governance: bool = False) -> None:
+        """Whether these credentials may remove a version as :meth:`remove` does (DeleteObjects by
+        version id, the GOVERNANCE bypass with it when asked), tried on the throwaway *key* before a
+        caller writes what the removal is to make true (``erase``'s record). Removed is a delete
+        marker written there (on a versioned bucket; no retention holds a marker, whatever the
+        bucket's default), else a small object, under GOVERNANCE retention for a day when
+        *bypass_governance*. Raises StoreAccessError naming the permission the store refused: what
+        the probe left is then hidden by a plain DELETE where the store allows one (a version under
+        retention stays until its retention ends). On success nothing of it is left."""
+        client, bucket = self._bucket.client, self._bucket.name
+
+        def write() -> None:
+            if not bypass_governance and client.delete_object(Bucket=bucket, Key=key).get("VersionId"):
+                return  # a delete marker, removed next by its version id
+            args: dict[str, Any] = {"ChecksumSHA256": b64(hashlib.sha256(_PROBE).digest()), **self._bucket.encryption}
+            if bypass_governance:  # only ever asked where a GOVERNANCE hold was found: the bucket has Object Lock
+                args.update(ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=self._now() + timedelta(days=1))
+            client.put_object(Bucket=bucket, Key=key, Body=_PROBE, ChecksumAlgorithm="SHA256", **args)
+
+        try:
+            await self._bucket.call(write, key)
+        except StoreAccessError as exc:
+            raise StoreAccessError(
+                f"{self._bucket.description} refused these credentials the throwaway object {key}, on which a "
+                f"removal is tried first (s3:PutObject, s3:DeleteObject): {exc}"
+            ) from None
+        needs = "s3:DeleteObjectVersion" + (" and s3:BypassGovernanceRetention" if bypass_governance else "")
+        try:
+            removal = await self.remove([key], bypass_governance=bypass_governance)
+        except StoreAccessError as exc:
+            await self._hide(key)
+            raise StoreAccessError(
+                f"{self._bucket.description} refused these credentials the removal of an object version "
+                f"({needs}), tried on the throwaway object {key}: {exc}"
+            ) from None
+        if removal.held:
+            await self._hide(key)
+            raise StoreAccessError(
+                f"{self._bucket.description} refused these credentials the removal of an object version under "
+                f"GOVERNANCE retention ({needs}), tried on the throwaway object {key} (hidden now; its one small "
+                "version may be removed once its retention ends, in a day)"
+            )
+
+    async def _hide(self, key: str) -> None:
+        """A plain DELETE of what a refused probe left (on a versioned bucket, a marker over it)."""
+        try:
+            await self._bucket.delete(key)
+        except StoreAccessError as exc:
+            log.warning("store.probe_left", key=key, error=str(exc))
+
     async def remove_versions(self, versions: Sequence[StoredVersion], *, bypass_governance: bool = False) -> Removal:
         """Delete exactly *versions*, data versions before delete markers; versions the store keeps
         are returned as holds."""
@@ -198,6 +250,7 @@ class S3Removal:
 
     async def _delete(self, versions: list[tuple[str, str | None, bool]], bypass_governance: bool) -> Removal:
         result = Removal()
+        markers = {(key, version) for key, version, marker in versions if marker}
         for start in range(0, len(versions), _BATCH):
             batch = versions[start : start + _BATCH]
             refused = await self._delete_retrying(batch, bypass_governance)
@@ -209,7 +262,8 @@ class S3Removal:
                         "version, as a bucket that keeps versions does; it keeps versions it does not list, so "
                         "nothing can be removed there (reach the bucket through an endpoint that lists versions)"
                     )
-                hold = await self._hold(key, version) if code in _LOCKED else None
+                locked = code in _LOCKED and (key, version) not in markers  # no lock holds a delete marker
+                hold = await self._hold(key, version) if locked else None
                 if hold is None:
                     raise StoreAccessError(f"{self._bucket.description} refused to delete {key} ({code}: {message})")
                 result.held.append(hold)
