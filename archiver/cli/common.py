@@ -7,6 +7,10 @@ import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import anyio
+
+from archiver.archive.zone import in_archive_zone
+from archiver.compose.stores import make_store
 from archiver.config.load import load_configs
 from archiver.config.models import Config, pick
 from archiver.core.windows import parse_date_argument
@@ -74,3 +78,18 @@ def days(args: argparse.Namespace, config: Config) -> list[date]:
     since, until = dates(args, config)
     last = (until - timedelta(microseconds=1)).astimezone(config.source.tz).date()
     return [since.date() + timedelta(days=i) for i in range((last - since.date()).days + 1)]
+
+
+def in_archive_zones(configs: tuple[Config, ...]) -> tuple[Config, ...]:
+    """*configs*, each in its archive's zone (:func:`~archiver.archive.zone.in_archive_zone`):
+    --since and --until are read in the zone the archive's days are filed in, and a configuration
+    that names another zone than its seals stops the command here, before any work."""
+
+    async def settle(config: Config) -> Config:
+        store = make_store(config)
+        try:
+            return await in_archive_zone(config, store)
+        finally:
+            await store.aclose()
+
+    return tuple(anyio.run(settle, config) for config in configs)

@@ -108,7 +108,7 @@ def erase(args: argparse.Namespace) -> int:
             eraser = Eraser.on(
                 store,
                 config.storage.prefix,
-                tz=config.source.tz,
+                tz=config.source.tz_given,  # None: the archive's seals say the zone
                 clock=SystemClock(),
                 concurrency=config.download.concurrency,
                 control_prefix=config.control_prefix,

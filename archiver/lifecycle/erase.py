@@ -12,7 +12,8 @@ Object Lock decides first, before anything is written: COMPLIANCE retention and 
 refuse the erase (the lock's end, or the hold, is named); GOVERNANCE retention is lifted only
 with ``--bypass-governance``. Then, on S3, the removal itself is tried on a throwaway object (the
 credentials may lack s3:DeleteObjectVersion, or s3:BypassGovernanceRetention): a refusal is an
-EraseNotPermitted, and nothing is written.
+EraseNotPermitted, and nothing is written. The addendum's seal states the archive's zone
+(:mod:`archiver.archive.zone`), never another.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import structlog
 
 from archiver.archive.dayclose import DayCloser
 from archiver.archive.seal import Sealer
+from archiver.archive.zone import archive_zone
 from archiver.audit.catalog import Catalog
+from archiver.config.models import DEFAULT_TIMEZONE
 from archiver.core import dayfiles, keys, sidecar
 from archiver.core.clock import Clock
 from archiver.core.outcome import Erased, RemovedObject, removed_by_erasure
@@ -75,18 +78,27 @@ class EraseReport:
 
 
 class Eraser:
-    """Erases calls of the archive under *prefix*; *closer* writes the addendum of a closed day.
-    Throwaway probes go under *control* (the archive's ``_archiver`` folder)."""
+    """Erases calls of the archive under *prefix*, in the archive's zone, with a catalog, a day
+    closer and a sealer of its own: *tz* is the zone the configuration names (None: it names
+    none). Throwaway probes go under *control_prefix* (default ``{prefix}/_archiver``)."""
 
     def __init__(
-        self, store: Store, prefix: str, *, catalog: Catalog, closer: DayCloser, clock: Clock, control: str
+        self,
+        store: Store,
+        prefix: str,
+        *,
+        tz: ZoneInfo | None,
+        clock: Clock,
+        concurrency: int = 8,
+        control_prefix: str | None = None,
     ) -> None:
         self._store = store
         self._prefix = prefix
-        self._catalog = catalog
-        self._closer = closer
+        self._tz = tz
         self._clock = clock
-        self._control = control
+        self._concurrency = concurrency
+        self._control = "/".join(p for p in (prefix, "_archiver") if p) if control_prefix is None else control_prefix
+        self._parts: tuple[Catalog, DayCloser] | None = None
 
     @classmethod
     def on(
@@ -94,29 +106,38 @@ class Eraser:
         store: Store,
         prefix: str,
         *,
-        tz: ZoneInfo,
+        tz: ZoneInfo | None,
         clock: Clock,
         concurrency: int = 8,
         control_prefix: str | None = None,
     ) -> Eraser:
-        """An eraser of the archive in *store*, with a catalog, a day closer and a sealer of its own;
-        *control_prefix* defaults to ``{prefix}/_archiver``."""
-        closer = DayCloser(
-            store,
-            Ledger.in_memory(store_identity="erase"),  # write_day_files reads the day from the store
-            prefix=prefix,
-            tz=tz,
-            close_after=timedelta(0),  # unused: it closes one given day, never the days that are due
-            sealer=Sealer(store, prefix, clock, concurrency=concurrency, timezone=tz.key),
-        )
-        catalog = Catalog(store, prefix, tz, concurrency=concurrency)
-        control = "/".join(p for p in (prefix, "_archiver") if p) if control_prefix is None else control_prefix
-        return cls(store, prefix, catalog=catalog, closer=closer, clock=clock, control=control)
+        """The same as the constructor: the name its callers know."""
+        return cls(store, prefix, tz=tz, clock=clock, concurrency=concurrency, control_prefix=control_prefix)
+
+    async def _in_zone(self) -> tuple[Catalog, DayCloser]:
+        """The catalog and the day closer (its sealer stating the zone), in the archive's zone:
+        the seals' (a ConfigError, before anything is written, where the configuration names
+        another); the configuration's, else the default, where no seal states one."""
+        if self._parts is None:
+            tz = await archive_zone(self._store, self._prefix, self._tz, concurrency=self._concurrency)
+            tz = tz or ZoneInfo(DEFAULT_TIMEZONE)
+            closer = DayCloser(
+                self._store,
+                Ledger.in_memory(store_identity="erase"),  # write_day_files reads the day from the store
+                prefix=self._prefix,
+                tz=tz,
+                close_after=timedelta(0),  # unused: it closes one given day, never the days that are due
+                sealer=Sealer(self._store, self._prefix, self._clock, concurrency=self._concurrency, timezone=tz.key),
+            )
+            self._parts = (Catalog(self._store, self._prefix, tz, concurrency=self._concurrency), closer)
+        return self._parts
 
     async def erase(self, call_id: str, reason: str, *, bypass_governance: bool, dry_run: bool) -> EraseReport:
         """Erase *call_id*'s recordings. Raises EraseRefused (nothing written) when the call is not
-        in the archive, a lock forbids it or the store will not carry the removal out."""
-        files = await self._catalog.locate(call_id)
+        in the archive, a lock forbids it or the store will not carry the removal out; ConfigError
+        (nothing written) when the configuration names another zone than the archive's seals."""
+        catalog, _ = await self._in_zone()
+        files = await catalog.locate(call_id)
         if files is None:
             raise EraseRefused(f"no call {call_id} in {self._store.description}; nothing was written")
         docs = {n: await self._read(key) for n, key in files.records.items()}
@@ -171,7 +192,8 @@ class Eraser:
         the revision: one that closed while this erase ran is closed again, and its addendum names
         the revision (a listing from before would have missed the day files)."""
         if (await list_day(self._store, self._prefix, day)).sets:
-            await self._closer.write_day_files(day)
+            _, closer = await self._in_zone()
+            await closer.write_day_files(day)
 
     async def _read(self, key: str) -> dict[str, Any]:
         try:

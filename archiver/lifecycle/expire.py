@@ -3,7 +3,8 @@
 A day expires when every call filed under it started longer than ``keep`` ago: the day's end,
 in the zone the archive files its days in, is ``keep`` or more in the past. That zone is the one
 the archive's seals state (the configuration's ``source.timezone`` only for an archive whose seals
-state none; neither: nothing expires, and the command says what to set).
+state none; neither: nothing expires, and the command says what to set). A configuration that names
+another zone than the seals, or seals that state two, stop it before anything is recorded.
 
 The steps, a hundred days at a time:
 
@@ -30,6 +31,7 @@ import anyio
 import structlog
 
 from archiver.archive.seal import Sealer
+from archiver.archive.zone import described, settled_zone
 from archiver.core import dayfiles, keys, retention, seal
 from archiver.core.clock import Clock
 from archiver.errors import ConfigError, collapse
@@ -110,20 +112,18 @@ class Expirer:
 
     async def zone(self) -> ZoneInfo:
         """The zone the archive files its days in: as its seals state it; else as the configuration
-        names it. Raises ConfigError when neither does (no day is expired in a zone guessed)."""
-        stated = (await self._sealer.chain()).timezone
-        if stated is not None:
-            if self._tz is not None and self._tz.key != stated:
-                log.warning("expire.timezone_differs", archive=stated, configured=self._tz.key)
-            return ZoneInfo(stated)
-        if self._tz is None:
+        names it. Raises ConfigError where neither does (no day is expired in a zone guessed), where
+        the configuration names another than the seals, and where the seals state two."""
+        where = described(self._store, self._prefix)
+        zone = settled_zone(await self._sealer.chain(), self._tz, where=where)
+        if zone is None:
             raise ConfigError(
                 [
                     "At 'source.timezone': the archive's seals state no time zone and the configuration names none; "
                     "set it to the zone the archive's days were filed in (nothing expires in a guessed zone)"
                 ]
             )
-        return self._tz
+        return zone
 
     async def run(self, *, dry_run: bool = False) -> ExpireReport:
         tz = await self.zone()
