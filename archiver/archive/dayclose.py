@@ -9,14 +9,16 @@ sealed (:class:`~archiver.archive.seal.Sealer`).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Collection
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
 
 from archiver.archive.seal import Sealer
-from archiver.core import dayfiles
+from archiver.core import cdr, dayfiles, keys, revisions
 from archiver.errors import CallError, ObjectExists, TransientError
 from archiver.state.ledger import Ledger
 from archiver.store import Store, put_bytes
@@ -113,18 +115,39 @@ class DayCloser:
         """The records no manifest covers yet, by file name (every record: a revision gets an
         addendum too)."""
         pending: dict[str, dayfiles.CallEntry] = {}
-        for call_id, _, key in listing.sidecar_keys():
+        for call_id, revision, key in listing.sidecar_keys():
             name = key[len(listing.folder) :]
             entry = known.get(call_id)
             if entry is not None and entry.sidecar_name != name:
                 entry = None
             if name in stated and (entry is None or entry.sidecar_sha256 == stated[name]):
                 continue
-            pending[name] = entry or await self._entry(call_id, key)
+            entry = entry or await self._entry(listing, call_id, revision, key)
+            if entry is not None:
+                pending[name] = entry
         return pending
 
-    async def _entry(self, call_id: str, key: str) -> dayfiles.CallEntry:
-        return dayfiles.CallEntry.from_sidecar(call_id, await self._store.read(key, SIDECAR_LIMIT))
+    async def _entry(self, listing: DayListing, call_id: str, revision: int, key: str) -> dayfiles.CallEntry | None:
+        """The day files' entry of a record read back from the store; None (and a warning) for one
+        the archiver did not write: not a sidecar document, or a revision it never writes
+        (:mod:`archiver.core.revisions`). The day's manifests leave it out; ``verify`` names it."""
+        raw = await self._store.read(key, SIDECAR_LIMIT)
+        try:
+            doc = dayfiles.mapping(json.loads(raw))
+            previous = listing.revisions.get(call_id, {}).get(revision - 1)
+            if revision > 1:
+                wrong = "it supersedes no record" if previous is None else await self._revision_fault(previous, doc)
+                if wrong:
+                    log.warning("day.record_refused", key=key, reason=f"not a revision the archiver writes: {wrong}")
+                    return None
+            return dayfiles.CallEntry.from_document(call_id, doc, raw)
+        except ValueError as exc:
+            log.warning("day.record_refused", key=key, reason=f"not a sidecar document: {exc}")
+            return None
+
+    async def _revision_fault(self, previous: str, doc: dict[str, Any]) -> str | None:
+        before = dayfiles.mapping(json.loads(await self._store.read(previous, SIDECAR_LIMIT)))
+        return revisions.fault(before, doc, read_call=lambda stored: cdr.reread(stored, self._tz).call_summary())
 
     async def _write_set(
         self, day: date, listing: DayListing, number: int, pending: dict[str, dayfiles.CallEntry]
@@ -176,7 +199,13 @@ class DayCloser:
                 records = {key for _, _, key in (await list_day(self._store, self._prefix, listing.day)).sidecar_keys()}
             if listing.folder + name not in records:
                 raise CallError(f"{csv_key} lists {name}, which is not a record of the day; run archiver verify")
-            entries.append(await self._entry(row.call_id, listing.folder + name))
+            parsed = keys.parse_call_key(listing.folder + name)
+            entry = await self._entry(listing, row.call_id, parsed.revision if parsed else 1, listing.folder + name)
+            if entry is None:
+                raise CallError(
+                    f"{csv_key} lists {name}, which is not a record the archiver writes; run archiver verify"
+                )
+            entries.append(entry)
         return entries
 
     async def _seal(self, digests: dict[str, str], *, fresh: Collection[str] = ()) -> None:

@@ -25,7 +25,7 @@ from archiver.archive.call import CallArchiver, Parked
 from archiver.archive.dayclose import DayCloser
 from archiver.archive.outage import StoreOutage
 from archiver.core import keys, sidecar
-from archiver.core.cdr import Cdr, parse_row
+from archiver.core.cdr import Cdr, parse_row, reread
 from archiver.core.clock import Clock
 from archiver.core.identity import call_id_for_row, legacy_call_id_for_row
 from archiver.core.outcome import Missing, Recording, RecordingStatus, Superseded
@@ -177,8 +177,7 @@ class Rearchiver:
         the status of its *current* record). Its new status, or None when it stays."""
         if not isinstance(doc, dict) or "cdr" not in doc:
             raise CallError(f"{current} is not a sidecar this archiver can read again")
-        raw = doc["cdr"]
-        cdr = parse_row({"Cdr": raw} if isinstance(raw, dict) and "Cdr" not in raw else raw, self._tz)
+        cdr = reread(doc["cdr"], self._tz)
         if cdr.recording_url is None and cdr.recording_url_invalid is None:
             return await self._find_recording(call_id, day, current, revision, cdr)
         recording = await self._fetch_again(cdr, day, revision, listing)

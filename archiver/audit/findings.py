@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from archiver.core import seal
+
+# How far ahead of the verifier's clock a record may be dated before it is one made "in the future"
+# (by a clock that was wrong, or by hand): the auditor's clock may be a little slow.
+CLOCK_SLACK = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class VerifyReport:
     recordings: int = 0
     store_checked: int = 0  # compared with the store's own checksum (never the writer's metadata), not read
     rehashed: int = 0  # read back and hashed
+    # What the store does with the checksums it is sent: refused (checks them), kept unchecked, none, not probed.
+    store_checksums: str = "not probed"
     bytes_rehashed: int = 0
     unmanifested: int = 0
     seals: int = 0
@@ -48,6 +55,7 @@ class VerifyReport:
             "calls": self.calls,
             "recordings": self.recordings,
             "compared_with_store_checksum": self.store_checked,
+            "store_checksums": self.store_checksums,
             "rehashed": self.rehashed,
             "bytes_rehashed": self.bytes_rehashed,
             "not_yet_in_a_manifest": self.unmanifested,

@@ -7,11 +7,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from archiver.audit.findings import Problem, VerifyReport
+from archiver.audit.findings import CLOCK_SLACK, Problem, VerifyReport
 from archiver.core import dayfiles, keys, seal
 from archiver.core import retention as core_retention
 from archiver.core.clock import Clock
 from archiver.core.outcome import removed_by_erasure
+from archiver.errors import ArchiverError
 from archiver.store import Store
 from archiver.store.listing import DayListing, archive_days
 
@@ -71,11 +72,14 @@ def check_expired_manifests(
 
 
 def check_expiry_records(
-    chain: seal.Chain, configured: tuple[timedelta, str, ZoneInfo] | None, report: VerifyReport
+    chain: seal.Chain, configured: tuple[timedelta, str, ZoneInfo] | None, now: datetime, report: VerifyReport
 ) -> None:
-    """Each expiry record must be lawful: made at or after its day's end (in the zone the seals
-    state the days are filed in) plus its policy, under the policy in force when it was made, as
-    the chain states it (or, for records made before the chain stated one, ``retention.keep``)."""
+    """Each expiry record must be lawful: for the folder of the day it names, made at or after the
+    day's end (in the zone the seals state the days are filed in) plus its policy, under the policy
+    in force when it was made, as the chain states it (or, for records made before the chain stated
+    one, ``retention.keep``); and made in the past: no later than its seal, and its seal no later
+    than *now* (the verifier's clock) and CLOCK_SLACK. A record dated ahead was made by a clock
+    that was wrong, or by hand: it cannot be weighed against the time it says."""
     zones = chain.timezones()
     if len(zones) > 1:
         first, second = sorted(zones, key=lambda z: zones[z][0])[:2]
@@ -98,7 +102,9 @@ def check_expiry_records(
             policy = stated_seal.retention
         for expiry in stated_seal.expired:
             zone = stated_seal.timezone or chain.timezone or (configured[2].key if configured else None)
-            problem = _unlawful(expiry, number, zone, chain.retention_at(number), configured)
+            problem = _unlawful(expiry, number, zone, chain.retention_at(number), configured) or _misplaced(
+                expiry, number, stated_seal, chain.prefix, now
+            )
             if problem:
                 report.problems.append(Problem(expiry.folder, problem))
 
@@ -134,6 +140,30 @@ def _unlawful(
     return None
 
 
+def _misplaced(expiry: seal.Expiry, number: int, stated: seal.Seal, prefix: str, now: datetime) -> str | None:
+    """What is wrong with where and when an expiry record says it was made (None: nothing): it
+    must name its own day's folder (lawfulness is weighed on the day; what is gone is the folder),
+    and its time must have come."""
+    where = f"the expiry record of {expiry.day} (seal {number})"
+    try:
+        folder = keys.day_prefix(prefix, date.fromisoformat(expiry.day))
+        at, sealed_at = datetime.fromisoformat(expiry.at), datetime.fromisoformat(stated.sealed_at)
+    except ValueError:
+        return f"{where} does not give its day and its time in the forms the archiver writes"
+    if expiry.folder != folder:
+        return f"{where} names the folder {expiry.folder}, not its day's ({folder})"
+    if at.tzinfo is None or sealed_at.tzinfo is None:
+        return f"{where} does not give its time, or its seal's, with a zone"
+    if at > sealed_at:
+        return f"{where} is dated {expiry.at}, after its own seal ({stated.sealed_at})"
+    if sealed_at > now + CLOCK_SLACK:
+        return (
+            f"{where} was sealed at {stated.sealed_at}, ahead of this verify's clock ({seal.utc_text(now)}): "
+            "made by a clock that was wrong, or by hand"
+        )
+    return None
+
+
 async def check_overdue(
     store: Store,
     prefix: str,
@@ -164,15 +194,42 @@ async def check_overdue(
         )
 
 
-def expired_leftovers(listing: DayListing, recorded: tuple[int, seal.Expiry], report: VerifyReport) -> None:
+async def expired_leftovers(
+    store: Store, listing: DayListing, recorded: tuple[int, seal.Expiry], now: datetime, report: VerifyReport
+) -> None:
     """An expired day that still holds objects: Object Lock keeps them, or an expire was cut
-    short. Not a problem; the next ``archiver expire`` removes what it may."""
+    short, which the next ``archiver expire`` finishes. Past EXPIRY_GRACE, what no lock or legal
+    hold keeps is a problem: the expire came round and could not remove it (a delete the store
+    refused), and the personal data is kept past its policy."""
     number, expiry = recorded
+    left = len(listing.objects)
+    what = f"expired under retention {expiry.policy} (seal {number}, {expiry.at})"
+    try:
+        due = datetime.fromisoformat(expiry.at) + EXPIRY_GRACE <= now
+    except (TypeError, ValueError):
+        due = False  # a record not in the archiver's form: check_expiry_records names it
+    if due:
+        try:
+            held = {h.key for h in await store.holds(listing.objects)}
+        except ArchiverError as exc:
+            report.problems.append(
+                Problem(listing.folder, f"{what}; {left} object(s) remain, and whether a lock keeps them: {exc}")
+            )
+            return
+        if len(held) < left:
+            report.problems.append(
+                Problem(
+                    listing.folder,
+                    f"{what}; {left - len(held)} of its {left} object(s) remain with no lock or legal hold that keeps "
+                    "them, past the time the daily expire had to remove them: does the store refuse the deletes? "
+                    "(`archiver expire` says; it needs s3:DeleteObject and s3:DeleteObjectVersion)",
+                )
+            )
+            return
     report.history.append(
         Problem(
             listing.folder,
-            f"expired under retention {expiry.policy} (seal {number}, {expiry.at}); {len(listing.objects)} "
-            "object(s) remain: under Object Lock retention or a legal hold, or an expire cut short "
+            f"{what}; {left} object(s) remain: under Object Lock retention or a legal hold, or an expire cut short "
             "(`archiver expire` removes them when it may)",
         )
     )

@@ -12,8 +12,8 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from archiver.audit.findings import Problem, VerifyReport
-from archiver.core import dayfiles
+from archiver.audit.findings import CLOCK_SLACK, Problem, VerifyReport
+from archiver.core import dayfiles, seal
 from archiver.core.clock import Clock
 from archiver.store import Store
 from archiver.store.listing import MANIFEST_LIMIT, DayListing
@@ -79,35 +79,53 @@ class ManifestChecker:
                 continue
             _check_statements(listing, name, statements, expected.get(name), docs, report)
         if listing.sets:
-            self._report_unmanifested(listing, docs, set(expected) - covered, report)
+            await self._report_unmanifested(listing, docs, set(expected) - covered, report)
 
-    def _report_unmanifested(
+    async def _report_unmanifested(
         self,
         listing: DayListing,
         docs: dict[str, tuple[str, dict[str, Any]]],
         names: set[str],
         report: VerifyReport,
     ) -> None:
-        """Files of a day with day files that no manifest covers: a record stored within
-        MANIFEST_GRACE waits for the next addendum; an older one was missed, and is a problem."""
-        stale = self._clock.now() - MANIFEST_GRACE
+        """Files of a day with day files that no manifest covers: a record the store took in within
+        MANIFEST_GRACE waits for the next addendum; an older one was missed, and is a problem. How
+        long ago is the store's word (its Last-Modified against the time of its answer, both by
+        its clock), not the record's own ``archived_at``, which whoever wrote it chose; a record
+        that gives no time, or one dated ahead of now, was not written by the archiver and is a
+        problem at once."""
+        now = self._clock.now()
         missed = set()
         for name in sorted(names & docs.keys()):
             doc = docs[name][1]
-            stored = _time(doc.get("archived_at"))
-            if stored is not None and stored < stale:
-                rec = dayfiles.mapping(doc.get("recording"))
-                missed |= {name, str(rec.get("key", "")).rsplit("/", 1)[-1]}
-                report.problems.append(
-                    Problem(
-                        listing.folder + name,
-                        f"in no manifest, though its day has day files and it was stored on {doc['archived_at']}: "
-                        f"`archiver backfill --since {listing.day.isoformat()} "
-                        f"--until {(listing.day + timedelta(days=1)).isoformat()}` writes the addendum",
-                        name.split(".")[0],
-                    )
-                )
+            wrong = await self._unmanifested(listing, name, doc.get("archived_at"), now)
+            if wrong is None:
+                continue
+            rec = dayfiles.mapping(doc.get("recording"))
+            missed |= {name, str(rec.get("key", "")).rsplit("/", 1)[-1]}
+            report.problems.append(Problem(listing.folder + name, wrong, name.split(".")[0]))
         report.unmanifested += len(names - missed)
+
+    async def _unmanifested(self, listing: DayListing, name: str, archived_at: Any, now: datetime) -> str | None:
+        """What is wrong with a record in no manifest (None: it waits for its addendum)."""
+        remedy = (
+            f"`archiver backfill --since {listing.day.isoformat()} --until "
+            f"{(listing.day + timedelta(days=1)).isoformat()}` writes the addendum, which seals it: "
+            "know who wrote it first"
+        )
+        stated = _time(archived_at)
+        if stated is None:
+            return f"in no manifest, and it gives no time it was stored: not a record the archiver writes ({remedy})"
+        if stated > now + CLOCK_SLACK:
+            return f"in no manifest, and dated {archived_at}, ahead of now: not written by the archiver ({remedy})"
+        info = await self._store.head(listing.folder + name)
+        if info is not None and info.age is not None and info.last_modified is not None:
+            age, stored = info.age, f"{seal.utc_text(info.last_modified)} (the store's clock)"
+        else:  # the store gives no time: the record's own, against this verify's clock
+            age, stored = now - stated, str(archived_at)
+        if age <= MANIFEST_GRACE:
+            return None
+        return f"in no manifest, though its day has day files and it was stored on {stored}: {remedy}"
 
 
 def _check_statements(

@@ -8,16 +8,18 @@ recording is gone, are what the caller reports (an erased call's are accounted f
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
 from archiver.audit.findings import Problem, VerifyReport
-from archiver.core import dayfiles
+from archiver.core import dayfiles, revisions
 from archiver.core.sidecar import SCHEMA
 from archiver.errors import CallError, ObjectInColdStorage
 from archiver.store import ObjectInfo, Store
@@ -40,6 +42,8 @@ class RecordChecker:
         self._store = store
         self._limiter = limiter
         self._rng = rng
+        # Whether the store's checksum is its own: False where it keeps what the writer sent unchecked.
+        self.store_checksums = True
 
     async def check_day(self, listing: DayListing, report: VerifyReport, *, deep: bool, sample: float) -> DayRecords:
         """Check every record of the day and the recording each names."""
@@ -126,7 +130,7 @@ class RecordChecker:
                 Problem(key, "the recording's own metadata gives another SHA-256 than its record", call_id)
             )
             return
-        by_store = _store_compares(info, rec)
+        by_store = _store_compares(info, rec) if self.store_checksums else None
         if by_store is False:
             report.problems.append(
                 Problem(
@@ -138,11 +142,12 @@ class RecordChecker:
             report.store_checked += 1  # not read: the store's checksum of the bytes it holds agrees
             report.cold += int(rehash)  # wanted reading, but in cold storage
         elif info.cold:
+            why = "keeps no checksum of it that its record states" if self.store_checksums else "checks no checksum"
             report.problems.append(
                 Problem(
                     key,
-                    "in cold storage, and the store keeps no checksum of it that its record states: only its size "
-                    "could be compared (`archiver restore` it, then verify again)",
+                    f"in cold storage, and the store {why}: only its size could be compared (`archiver restore` it, "
+                    "then verify again)",
                     call_id,
                 )
             )
@@ -163,12 +168,33 @@ class RecordChecker:
             )
 
 
+def check_revisions(
+    listing: DayListing, found: DayRecords, report: VerifyReport, read_call: Callable[[Any], Any] | None
+) -> None:
+    """Each revision must be one the archiver writes of the record it supersedes
+    (:func:`archiver.core.revisions.fault`); *read_call* reads a stored CDR as the archiver reads
+    it now (None: the archive's zone is not known)."""
+    for call_id, records in sorted(listing.revisions.items()):
+        for number, key in sorted(records.items()):
+            previous = records.get(number - 1)
+            if previous is None:
+                continue
+            before, after = (found.docs.get(k[len(listing.folder) :]) for k in (previous, key))
+            if before is None or after is None:
+                continue  # unreadable: a problem said already
+            wrong = revisions.fault(before[1], after[1], read_call=read_call)
+            if wrong:
+                report.problems.append(
+                    Problem(key, f"revision {number} is not one the archiver writes: {wrong}", call_id)
+                )
+
+
 def _store_compares(info: ObjectInfo, rec: dict[str, Any]) -> bool | None:
     """Whether the store's own checksum of the recording agrees with its record; None when the
     store keeps none the record states (no SHA-256 of its own, or a composite the record lacks)."""
-    if info.sha256 is not None:
-        return info.sha256.hex() == str(rec.get("sha256"))
     recorded = rec.get("composite_sha256")
+    if info.sha256 is not None:  # a composite the store did not mark as one reads as a SHA-256 too
+        return info.sha256.hex() == str(rec.get("sha256")) or base64.b64encode(info.sha256).decode() == recorded
     if info.composite_sha256 is not None and isinstance(recorded, str):
         return info.composite_sha256 == recorded
     return None

@@ -9,8 +9,11 @@ versions (:mod:`.history`), and the day's manifests against the records and the 
 
 from __future__ import annotations
 
+import functools
 import random
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -20,9 +23,10 @@ from archiver.audit import lifecycle
 from archiver.audit.findings import Problem, VerifyReport
 from archiver.audit.history import describe
 from archiver.audit.manifests import MANIFEST_GRACE, ManifestChecker, check_sealed
-from archiver.audit.recordings import RecordChecker
-from archiver.core import keys, seal
+from archiver.audit.recordings import RecordChecker, check_revisions
+from archiver.core import cdr, keys, seal
 from archiver.core.clock import Clock, SystemClock
+from archiver.errors import ArchiverError
 from archiver.store import Store
 from archiver.store.listing import DayListing, archive_days, day_listings, day_of_folder
 from archiver.store.seals import ChainReader
@@ -45,15 +49,22 @@ class Verifier:
         rng: random.Random | None = None,
         clock: Clock | None = None,
         retention: tuple[timedelta, str, ZoneInfo] | None = None,
+        checksum_probe: str | None = None,
     ) -> None:
         """*retention*: ``retention.keep``, its text, and the zone days are read in; a day past it
-        by more than EXPIRY_GRACE that no expiry record names is a problem."""
+        by more than EXPIRY_GRACE that no expiry record names is a problem. *checksum_probe*: a key
+        under the control folder where a throwaway object asks the store whether it checks the
+        checksums it is sent (:meth:`Store.checksum_kept`); where it keeps them unchecked, every
+        recording is read and hashed. None: not asked (a store that refuses writes); its checksums
+        are taken as its own."""
         self._retention = retention
+        self._probe = checksum_probe
         self._store = store
         self._clock = clock or SystemClock()
         self._prefix = prefix
         self._records = RecordChecker(store, limiter=anyio.CapacityLimiter(concurrency), rng=rng or random.Random())
         self._manifests = ManifestChecker(store, self._clock)
+        self._read_call: Callable[[Any], Any] | None = None  # how the archiver reads a stored CDR now
 
     async def verify(
         self,
@@ -72,6 +83,8 @@ class Verifier:
         day deleted is found the night it goes, not when its turn comes).
         """
         report = VerifyReport()
+        report.store_checksums = await self._probe_checksums()
+        self._records.store_checksums = report.store_checksums != "kept unchecked"
         self._manifests.unsealed = []  # manifests no seal named when the chain was read
         reader = ChainReader(self._store, self._prefix)
         await reader.read_all()
@@ -86,19 +99,23 @@ class Verifier:
                         f"no seal has the recorded SHA-256 {recorded}: the chain was rewritten since it was recorded",
                     )
                 )
+        zone = chain.timezone or (self._retention[2].key if self._retention else None)
+        self._read_call = None if zone is None else functools.partial(_read_call, tz=ZoneInfo(zone))
         sealed = chain.sealed()
         sealed_in: dict[str, list[str]] = {}  # day folder -> the sealed manifests in it
         for key in sealed:
             sealed_in.setdefault(key.rsplit("/", 1)[0] + "/", []).append(key)
         expired = lifecycle.expired_in(chain, self._prefix, days, report)
-        lifecycle.check_expiry_records(chain, self._retention, report)
+        lifecycle.check_expiry_records(chain, self._retention, self._clock.now(), report)
         if self._retention is not None:
             await lifecycle.check_overdue(self._store, self._prefix, chain, self._clock, self._retention, report)
         present: dict[str, set[str]] = {}  # the manifests an expired day still holds
         async for listing in day_listings(self._store, self._prefix, days):
             if listing.folder in expired:
                 if listing.objects:
-                    lifecycle.expired_leftovers(listing, expired[listing.folder], report)
+                    await lifecycle.expired_leftovers(
+                        self._store, listing, expired[listing.folder], self._clock.now(), report
+                    )
                     present[listing.folder] = set(listing.manifests.values())
                 continue
             for key in sealed_in.pop(listing.folder, []):  # a sealed manifest must stay
@@ -114,8 +131,9 @@ class Verifier:
                 report.problems += [Problem(k, "a sealed manifest is not in the archive any more") for k in gone]
         elif every_sealed_day and sealed_in:
             held = set(await archive_days(self._store, self._prefix))
+            lawful = chain.expired()  # gone under a record, which check_expiry_records weighs every night
             for folder, gone in sorted(sealed_in.items()):
-                if day_of_folder(self._prefix, folder) not in held:
+                if folder not in lawful and day_of_folder(self._prefix, folder) not in held:
                     report.problems.append(
                         Problem(
                             folder, f"a sealed day is gone: its folder holds nothing ({len(gone)} sealed manifest(s))"
@@ -127,6 +145,15 @@ class Verifier:
                 check_sealed(key, number, digest, reader.chain.sealed().get(key, []), report)
         return report
 
+    async def _probe_checksums(self) -> str:
+        if self._probe is None:
+            return "not probed"
+        try:
+            return await self._store.checksum_kept(self._probe)
+        except ArchiverError as exc:  # read-only credentials: the writer's check says what the store does
+            log.info("verify.checksums_not_probed", error=str(exc))
+            return "not probed"
+
     async def _verify_day(
         self,
         listing: DayListing,
@@ -137,6 +164,7 @@ class Verifier:
         sample: float,
     ) -> None:
         found = await self._records.check_day(listing, report, deep=deep, sample=sample)
+        check_revisions(listing, found, report, self._read_call)
         erased = lifecycle.check_erasures(listing, found.docs, found.absent, report)
         for call_id, audio_keys in sorted(listing.audio.items()):
             if call_id not in listing.sidecars:
@@ -162,3 +190,8 @@ class Verifier:
                 )
         gone = {k[len(listing.folder) :]: sha for r in erased.values() for k, sha in r.items()}
         await self._manifests.check_day(listing, found.docs, report, sealed, gone)
+
+
+def _read_call(stored: Any, *, tz: ZoneInfo) -> Any:
+    """What the archiver reads from a stored CDR now: the sidecar's ``call`` object."""
+    return cdr.reread(stored, tz).call_summary()

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import random
 import sys
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,9 +63,12 @@ def verify(args: argparse.Namespace) -> int:
                     concurrency=config.download.concurrency,
                     rng=random.Random(seed),
                     retention=(keep, policy, config.source.tz) if keep is not None and policy is not None else None,
+                    checksum_probe=f"{config.control_prefix}/check/{uuid.uuid4()}.txt",
                 )
                 if nightly:
-                    return await _nightly(config, store, verifier, recent=args.recent, older=args.older)
+                    return await _nightly(
+                        config, store, verifier, recent=args.recent, older=args.older, seals=tuple(args.recorded_seal)
+                    )
                 return await verifier.verify(
                     chosen, deep=args.deep, sample_percent=args.sample, recorded_seals=tuple(args.recorded_seal)
                 )
@@ -81,8 +85,11 @@ def verify(args: argparse.Namespace) -> int:
     return EXIT_OK if not any(r.problems for r in reports) else EXIT_FAILED
 
 
-async def _nightly(config: Config, store: Store, verifier: Verifier, *, recent: int, older: int) -> VerifyReport:
-    """Re-hash the recent days and the next run of older ones; the ledger keeps where the run stopped."""
+async def _nightly(
+    config: Config, store: Store, verifier: Verifier, *, recent: int, older: int, seals: tuple[str, ...]
+) -> VerifyReport:
+    """Re-hash the recent days and the next run of older ones; the ledger keeps where the run stopped.
+    *seals*: heads recorded elsewhere, each of which must still be a seal of the chain."""
     today = datetime.now(config.source.tz).date()
     prefix = config.storage.prefix
     chain = await read_chain(store, prefix)
@@ -96,7 +103,7 @@ async def _nightly(config: Config, store: Store, verifier: Verifier, *, recent: 
         after = ledger.progress.verify_after() if ledger else None
         chosen, after = nightly_days(found, today, recent=recent, older=older, after=after)
         log.info("verify.days_chosen", days=[d.isoformat() for d in chosen], archive_days=len(found))
-        report = await verifier.verify(chosen, deep=True, every_sealed_day=True)
+        report = await verifier.verify(chosen, deep=True, every_sealed_day=True, recorded_seals=seals)
         if ledger is not None and after is not None:
             ledger.progress.set_verify_after(after)
         return report

@@ -36,7 +36,7 @@ from archiver.service.preflight import ensure_create_only
 from archiver.source.fetch import LinkPolicy
 from archiver.state.ledger import Ledger
 from archiver.store import ControlStore, Store, put_bytes
-from archiver.store.probe import refuses_second_create
+from archiver.store.probe import discard, refuses_second_create
 from archiver.store.s3 import S3Store
 from archiver.store.seals import ChainReader
 
@@ -233,7 +233,7 @@ async def _check_storage_class(store: S3Store, config: Config) -> int:
             storage_class=wanted,
         )
         info = await store.head(key)
-        await store.remove([key])
+        await discard(store, key)
     except FatalError as exc:
         print(f"FAIL  storage.storage_class {wanted}: the store refused a write in it: {exc}")
         return EXIT_USAGE
@@ -253,7 +253,8 @@ _CHECKSUMS = {
     "refused": "ok    checksums: the store computes each object's SHA-256 from the bytes it receives and refuses a "
     "body that disagrees with its ChecksumSHA256: verify compares recordings with it without reading them",
     "kept unchecked": "WARN  checksums: the store keeps the ChecksumSHA256 it is sent without checking it against "
-    "the bytes: verify's comparison with it is only the writer's word; the nightly verify --deep reads the bytes",
+    "the bytes: it is only the writer's word, so verify reads and hashes every recording, and one in cold storage "
+    "cannot be verified",
     "none": "ok    checksums: the store keeps no SHA-256 of its own: verify reads every recording back to hash it",
 }
 

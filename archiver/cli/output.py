@@ -103,6 +103,15 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
         )
 
 
+_STORE_CHECKSUMS = {
+    "refused": "its own (it refuses a body whose ChecksumSHA256 disagrees with its bytes)",
+    "kept unchecked": "the writer's word (it keeps what it is sent unchecked): every recording was read instead",
+    "none": "none kept: every recording was read",
+    "not probed": "taken as its own, not probed (no write access: `archiver check` with the writer's "
+    "configuration says whether the store checks them)",
+}
+
+
 def print_verify(report: VerifyReport, out: TextIO) -> None:
     """The human form of ``archiver verify``: one line per problem, then the totals."""
     for event in report.history:
@@ -124,6 +133,7 @@ def print_verify(report: VerifyReport, out: TextIO) -> None:
     ]
     if any(compared):
         print("recordings: " + "; ".join(c for c in compared if c), file=out)
+    print(f"the store's checksums: {_STORE_CHECKSUMS.get(report.store_checksums, report.store_checksums)}", file=out)
     if report.cold:
         print(
             f"{report.cold} recording(s) in cold storage could not be read back: compared with the store's own "

@@ -106,6 +106,11 @@ _CDR_FIELDS = frozenset({*LINK_FIELDS, "start", "source", "destination", "direct
 _ANSWERED = frozenset({"NORMAL_CLEARING", "SUCCESS"})
 
 
+def reread(stored: Any, tz: ZoneInfo) -> Cdr:
+    """A CDR as a sidecar stores it (``cdr``: the row's fields, unwrapped), read again."""
+    return parse_row({"Cdr": stored} if isinstance(stored, dict) and "Cdr" not in stored else stored, tz)
+
+
 def parse_row(row: Any, tz: ZoneInfo) -> Cdr:
     """Turn one element of the API's ``rows`` into a :class:`Cdr`. Never raises.
 

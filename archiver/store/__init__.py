@@ -20,7 +20,7 @@ import io
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import IO, Protocol
 
@@ -50,6 +50,18 @@ class ObjectInfo:
     composite_sha256: str | None = None
     # The SHA-256 the writer put in the object's own metadata: its word, not the store's.
     stated_sha256: bytes | None = None
+    # When the store says the object was written (S3's Last-Modified, a file's mtime), and the time
+    # of its answer (S3's Date): both the store's clock, not the writer's word (on S3; a folder's
+    # writer can set a file's mtime).
+    last_modified: datetime | None = None
+    answered_at: datetime | None = None
+
+    @property
+    def age(self) -> timedelta | None:
+        """How long ago the store took the object in, by the store's own clock (None: not known)."""
+        if self.last_modified is None or self.answered_at is None:
+            return None
+        return self.answered_at - self.last_modified
 
     @property
     def in_archive_tier(self) -> bool:
@@ -199,6 +211,12 @@ class Store(Protocol):
         taken, StoreUnavailable when the store did not answer (nothing was stored),
         StoreAccessError when it refused us.
         """
+        ...
+
+    async def checksum_kept(self, key: str) -> str:
+        """What the store does with a SHA-256 checksum it is sent, probed with a throwaway object at
+        *key*: ``refused`` (it checks it against the bytes), ``kept unchecked`` (the writer's word),
+        ``none`` (it keeps none)."""
         ...
 
     async def head(self, key: str) -> ObjectInfo | None:

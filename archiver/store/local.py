@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -109,6 +110,9 @@ class LocalStore:
         await self._run(write)
         return None  # a file has no checksum of its own
 
+    async def checksum_kept(self, key: str) -> str:
+        return "none"  # a folder keeps no checksum of its files
+
     async def head(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
         try:
@@ -116,7 +120,13 @@ class LocalStore:
         except FileNotFoundError:
             return None
         assert isinstance(stat, os.stat_result)
-        return ObjectInfo(key=key, size=stat.st_size, sha256=None)
+        return ObjectInfo(
+            key=key,
+            size=stat.st_size,
+            sha256=None,
+            last_modified=datetime.fromtimestamp(stat.st_mtime, UTC),
+            answered_at=datetime.now(UTC),
+        )
 
     async def read(self, key: str, max_bytes: int = 1 << 20, *, version_id: str | None = None) -> bytes:
         path = self._path(key)  # a folder keeps one version of a file

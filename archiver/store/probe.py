@@ -12,6 +12,13 @@ from archiver.errors import ObjectExists
 from archiver.store import ControlStore, Store, put_bytes
 
 
+async def discard(store: Store, key: str) -> None:
+    """Remove every version of the probe *key*; one Object Lock keeps (the bucket's default
+    retention) is hidden behind a delete marker, and goes when its retention ends."""
+    if (await store.remove([key])).held:
+        await store.delete(key)
+
+
 async def refuses_second_create(store: Store, key: str) -> bool:
     """Write *key* twice, create-only; True when the store refused the second. The probe is removed.
     (Given a store that uploads every body in parts, this probes a multipart upload's completion.)

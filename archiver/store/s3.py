@@ -17,6 +17,7 @@ import io
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import IO, TYPE_CHECKING, Any
 
 import anyio
@@ -26,6 +27,7 @@ import structlog
 from archiver.config.models import ObjectLockConfig
 from archiver.errors import CallError, ObjectExists, SpoolError, StoreAccessError, StoreUnavailable
 from archiver.store import MULTIPART_THRESHOLD, Hold, ObjectInfo, Removal, StoredVersion, VersionAudit
+from archiver.store.probe import discard
 from archiver.store.s3_bucket import NOT_FOUND_CODES, S3Bucket, b64
 from archiver.store.s3_removal import S3Removal
 from archiver.store.s3_versions import S3VersionAudit
@@ -279,7 +281,7 @@ class S3Store:
         try:
             info = await self.head(key)
         finally:
-            await self.remove([key])
+            await discard(self, key)
         return "kept unchecked" if info is not None and (info.sha256 or info.composite_sha256) else "none"
 
     async def head(self, key: str) -> ObjectInfo | None:
@@ -303,6 +305,8 @@ class S3Store:
                 archive_status=result.get("ArchiveStatus"),
                 composite_sha256=checksum.split("-", 1)[0] if checksum and in_parts else None,
                 stated_sha256=_hex(result.get("Metadata", {}).get("sha256")),
+                last_modified=result.get("LastModified"),
+                answered_at=_answered_at(result),
             )
 
         return await self._call(head, key)
@@ -387,6 +391,14 @@ class S3Store:
 def composite(part_digests: list[bytes]) -> str:
     """S3's composite checksum of a multipart upload: the SHA-256 of its parts' SHA-256s, base64."""
     return b64(hashlib.sha256(b"".join(part_digests)).digest())
+
+
+def _answered_at(result: dict[str, Any]) -> datetime | None:
+    """The time of the store's answer, from its Date header (None when it sent none that parses)."""
+    try:
+        return parsedate_to_datetime(result["ResponseMetadata"]["HTTPHeaders"]["date"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _hex(value: str | None) -> bytes | None:

@@ -105,8 +105,8 @@ class S3Removal:
         if version not in (None, "null"):
             args["VersionId"] = version
 
-        def refused() -> list[str]:
-            denied = []
+        def refused() -> tuple[list[str], bool]:
+            denied, answered = [], True
             for ask, permission in (
                 (self._bucket.client.get_object_retention, "s3:GetObjectRetention"),
                 (self._bucket.client.get_object_legal_hold, "s3:GetObjectLegalHold"),
@@ -114,19 +114,22 @@ class S3Removal:
                 try:
                     ask(**args)
                 except botocore.exceptions.ClientError as exc:
+                    code = exc.response.get("Error", {}).get("Code")
                     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                    if exc.response.get("Error", {}).get("Code") == "AccessDenied" or status == 403:
+                    if code == "InvalidObjectState":  # a cold object (403 on some stores): no answer either way
+                        answered = False
+                    elif code == "AccessDenied" or status == 403:
                         denied.append(permission)
-            return denied
+            return denied, answered
 
-        denied = await self._bucket.call(refused, key)
+        denied, answered = await self._bucket.call(refused, key)
         if denied:
             raise StoreAccessError(
                 f"{self._bucket.description} does not let these credentials read Object Lock settings "
                 f"({' and '.join(denied)}): whether a lock forbids removing {key} cannot be known; grant them "
                 "(nothing was written)"
             )
-        self._locks_readable = True
+        self._locks_readable = answered  # a cold object tells nothing: the next one is asked
 
     async def _hold(self, key: str, version: str | None) -> Hold | None:
         await self._may_read_locks(key, version)

@@ -27,6 +27,7 @@ from tests.helpers import (
     run_cli,
     write_config,
 )
+from tests.s3faults import FaultProxy, checks_sha256
 
 pytestmark = pytest.mark.anyio
 
@@ -177,9 +178,20 @@ async def test_recordings_in_cold_storage_are_named_and_restored(
     assert "in cold storage" in export.stderr
     assert f"archiver restore -c {config} {call}" in export.stderr
     assert not bundle.exists()
-    deep = run_cli("verify", "-c", str(config), "--deep")
+    # moto keeps the ChecksumSHA256 it is sent unchecked: a cold recording's is only the writer's word.
+    unchecked = run_cli("verify", "-c", str(config), "--deep")
+    assert unchecked.returncode == 1, unchecked.stdout
+    assert "in cold storage, and the store checks no checksum: only its size could be compared" in unchecked.stdout
+    assert "the store's checksums: the writer's word" in unchecked.stdout
+    with FaultProxy(bucket.endpoint, checks_sha256) as aws_like:  # a store that checks them, as AWS does
+        proxied = {**storage, "endpoint_url": aws_like.endpoint}
+        checked = write_config(
+            tmp_path / "checked.yaml", config_dict(api=sim, storage=proxied, state=tmp_path / "ledger.sqlite3")
+        )
+        deep = run_cli("verify", "-c", str(checked), "--deep")
     assert deep.returncode == 0, deep.stdout
     assert "in cold storage could not be read back: compared with the store's own checksum instead" in deep.stdout
+    assert "the store's checksums: its own" in deep.stdout
 
     browse = Browse(config, tmp_path / "browse.log")
     try:

@@ -3,7 +3,9 @@ in exactly one manifest, that manifest is sealed, and a record missed by them is
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -134,8 +136,9 @@ async def test_four_writers_closing_one_day_at_once_cover_each_call_once(sim: Si
 
 
 async def test_verify_reports_a_record_of_a_closed_day_that_no_manifest_covers(sim: Simulator, tmp_path: Path) -> None:
-    """Stored before its day's files and still in none a day later: the day files missed it. A
-    record stored within the day waits for the next addendum."""
+    """Stored before its day's files and still in none a day later (by the store's clock: its
+    Last-Modified, a file's mtime): the day files missed it. A record stored within the day waits
+    for the next addendum."""
     root = tmp_path / "archive"
     stored = datetime(2026, 11, 5, 9, tzinfo=UTC)
     await backfill(config_for(sim, f"file://{root}", tmp_path), clock=FakeClock(stored))
@@ -150,6 +153,8 @@ async def test_verify_reports_a_record_of_a_closed_day_that_no_manifest_covers(s
     assert soon.problems == []
     assert soon.unmanifested >= 1
 
+    two_days_ago = time.time() - timedelta(days=2).total_seconds()  # by the store's clock: a folder's is its mtime
+    os.utime(missed, (two_days_ago, two_days_ago))
     late = await Verifier(LocalStore(root), "", clock=FakeClock(stored + timedelta(days=2))).verify([DAY])
     [problem] = late.problems
     assert problem.call_id == missed.stem

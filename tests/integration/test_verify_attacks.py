@@ -13,8 +13,10 @@ import base64
 import hashlib
 import io
 import json
+import os
 import random
 import shutil
+import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -431,10 +433,17 @@ async def test_a_backfill_over_a_day_seals_a_record_no_manifest_names(sim: Simul
     config = config_for(sim, f"file://{root}", tmp_path)
     await backfill(config, clock=FakeClock(STORED))
     store = LocalStore(root)
-    call_id = next(iter((await list_day(store, "", FIRST)).audio))
-    current = json.loads((root / "2026" / "11" / "01" / f"{call_id}.json").read_bytes())
-    loose = {**current, "revision": 2, "supersedes": f"2026/11/01/{call_id}.json", "reason": "a correction"}
-    (root / "2026" / "11" / "01" / f"{call_id}.rev2.json").write_text(json.dumps(loose, indent=2) + "\n")
+    folder = root / "2026" / "11" / "01"
+    call_id, current = next(
+        (path.stem, doc)
+        for path in sorted(folder.glob("*.json"))
+        if (doc := json.loads(path.read_bytes()))["recording"]["status"] == "none"
+    )
+    loose = {**current, "revision": 2, "supersedes": f"2026/11/01/{call_id}.json", "reason": "rearchive: none -> none"}
+    written = folder / f"{call_id}.rev2.json"
+    written.write_text(json.dumps(loose, indent=2) + "\n")
+    three_days_ago = time.time() - timedelta(days=3).total_seconds()  # the store's clock: a file's mtime
+    os.utime(written, (three_days_ago, three_days_ago))
     later = FakeClock(STORED + timedelta(days=3))
     before = await Verifier(store, "", clock=later).verify(None)
     assert any("writes the addendum" in p for p in problems(before))
@@ -474,6 +483,24 @@ async def test_an_erase_that_cannot_see_a_compliance_lock_writes_nothing(
             await eraser.erase(call_id, "DSR-8", bypass_governance=False, dry_run=False)
         await store.aclose()
     assert locked.objects() == before  # nothing written, nothing removed
+
+
+async def test_an_erase_of_a_cold_recording_is_not_taken_for_a_refusal(
+    sim: Simulator, moto_server: MotoServer, tmp_path: Path
+) -> None:
+    """Some stores answer GetObjectRetention on an object in an archive tier with 403
+    InvalidObjectState (moto does): that says nothing of the credentials, and the erase goes on."""
+    bucket = make_bucket(moto_server.endpoint)
+    storage = {"storage_class": "GLACIER"}
+    await backfill(
+        config_for(sim, bucket.url, tmp_path, endpoint=bucket.endpoint, storage=storage), clock=FakeClock(STORED)
+    )
+    store = s3_store(bucket.endpoint, bucket.name, now=lambda: STORED)
+    call_id, record = await a_recording(store)
+    eraser = Eraser.on(store, "archive", tz=TZ, clock=FakeClock(STORED))
+    await eraser.erase(call_id, "DSR-9", bypass_governance=False, dry_run=False)
+    await store.aclose()
+    assert record["key"] not in {v["Key"] for v in bucket.versions()}  # every version of it gone
 
 
 # -- the zone days are filed in ---------------------------------------------------------------------
