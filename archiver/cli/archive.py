@@ -11,7 +11,7 @@ import attrs
 import structlog
 
 from archiver.archive.rearchive import REARCHIVABLE, RearchiveReport
-from archiver.cli.common import dates, days, heading, setup
+from archiver.cli.common import dates, days, heading, in_archive_zones, setup
 from archiver.cli.output import print_rearchive, print_report
 from archiver.compose import assemble
 from archiver.config.models import Config, StateConfig
@@ -52,6 +52,7 @@ def backfill(args: argparse.Namespace) -> int:
     if worker is not None:  # a ledger of its own, so also a claim owner of its own
         configs = tuple(attrs.evolve(c, state=StateConfig(path=worker_ledger(c.state.path, worker))) for c in configs)
         structlog.contextvars.bind_contextvars(worker=worker)
+    configs = in_archive_zones(configs)
     ranges = [dates(args, config) for config in configs]  # every --since/--until problem before any work
     kept = [(c, _kept(c, *span)) for c, span in zip(configs, ranges, strict=True)]
     configs = tuple(c for c, span in kept if span is not None)
@@ -123,6 +124,7 @@ def _backfill_in_processes(args: argparse.Namespace) -> int:
             ],
             source="the command line",
         )
+    configs = in_archive_zones(configs)
     ranges = [dates(args, config) for config in configs]
     # Every worker must read the same range (the claims are kept per range): fix "now" and "today" here.
     since, until = ranges[0]
@@ -160,7 +162,7 @@ def rearchive(args: argparse.Namespace) -> int:
         )
     calls = frozenset(args.call)
     worst = EXIT_OK
-    for config in configs:
+    for config in in_archive_zones(configs):
         chosen = days(args, config)
 
         async def go(config: Config = config, chosen: list[date] = chosen) -> RearchiveReport:

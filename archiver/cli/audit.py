@@ -22,7 +22,7 @@ from archiver.audit.plaintext import Decrypter
 from archiver.audit.reconcile import ReconcileReport
 from archiver.audit.reconcile import reconcile as reconcile_calls
 from archiver.audit.verify import Verifier, VerifyReport
-from archiver.cli.common import dates, days, emit_json, print_title, setup
+from archiver.cli.common import dates, days, emit_json, in_archive_zones, print_title, setup
 from archiver.cli.output import print_reconcile, print_status, print_verify
 from archiver.compose import assemble
 from archiver.compose.stores import make_key_store, make_store, store_identity
@@ -153,7 +153,8 @@ async def _nightly(
 
 
 def reconcile(args: argparse.Namespace) -> int:
-    configs = setup(args, quiet=not args.json and sys.stderr.isatty())
+    # The dates, and the days they fall on, in the archive's zone (its seals'), as backfill reads them.
+    configs = in_archive_zones(setup(args, quiet=not args.json and sys.stderr.isatty()))
     ranges = [dates(args, config) for config in configs]
     reports = []
     for config, (since, until) in zip(configs, ranges, strict=True):

@@ -58,7 +58,9 @@ async def _check_one(config: Config, clock: Clock) -> int:
     # The ledger is only looked at: check runs in a root shell, and a ledger it created would
     # belong to root, not to the service's dynamic user.
     print(_ledger_line(config.state.path))
-    async with assemble(config, ledger=Ledger.in_memory(store_identity="check")) as parts:
+    # The configuration's zone as it is: check reports the seals' (a disagreement is a FAIL line
+    # among the others, not the end of check).
+    async with assemble(config, ledger=Ledger.in_memory(store_identity="check"), zone_from_seals=False) as parts:
         try:
             regs = await parts.client.registrations()
             print(f"ok    ccall API {config.source.base_url}: credentials accepted, {len(regs)} registered device(s)")
@@ -71,7 +73,7 @@ async def _check_one(config: Config, clock: Clock) -> int:
         if worst == EXIT_OK:
             worst = max(worst, await _sample(parts, config, clock.now().astimezone(config.source.tz)))
         print(_retention_line(config))
-        await _check_zone(parts.store, config)
+        worst = max(worst, await _check_zone(parts.store, config))
         if isinstance(parts.store, S3Store):
             features, verdict = await _check_bucket_features(parts.store, config, parts.control)
             if verdict != EXIT_OK:
@@ -268,22 +270,28 @@ async def _check_checksums(store: S3Store, key: str) -> None:
         print(f"WARN  checksums: whether the store checks ChecksumSHA256 could not be probed: {exc}")
 
 
-async def _check_zone(store: Store, config: Config) -> None:
-    """The zone the archive's days are filed in, as its last seal states it, against the configuration's."""
+async def _check_zone(store: Store, config: Config) -> int:
+    """The zone the archive's days are filed in, as its last seal states it, against the
+    configuration's: another one named is a FAIL, as every command that writes refuses it."""
     reader = ChainReader(store, config.storage.prefix)
     try:
         await reader.read_head()
     except ArchiverError as exc:
         print(f"WARN  time zone: the seal chain could not be read: {exc}")
-        return
+        return EXIT_OK
     stated, named = reader.chain.timezone, config.source.timezone
     if stated is not None and named is not None and stated != named:
         print(
-            f"WARN  time zone: source.timezone says {named}, the archive's seals say its days are filed in {stated}: "
-            f"new days would be filed in another zone than the old; expire reads every day in {stated}"
+            f"FAIL  time zone: source.timezone says {named}, the archive's seals say its days are filed in {stated}: "
+            f"run, backfill, rearchive, erase and expire refuse to start; set source.timezone: {stated}, or leave "
+            "it out (the seals' zone is then used)"
         )
-    elif stated is not None:
-        print(f"ok    time zone: the archive's days are filed in {stated}, as its seals say")
+        return EXIT_USAGE
+    if stated is not None:
+        print(
+            f"ok    time zone: the archive's days are filed in {stated}, as its seals say"
+            + ("" if named else " (source.timezone names none: the seals' zone is used)")
+        )
     elif named is None:
         print(
             "WARN  time zone: no seal states the zone the archive's days are filed in yet, and source.timezone is "
@@ -291,6 +299,7 @@ async def _check_zone(store: Store, config: Config) -> None:
         )
     else:
         print(f"ok    time zone: days are filed in {named} (source.timezone)")
+    return EXIT_OK
 
 
 def _ledger_line(path: Path) -> str:

@@ -7,7 +7,11 @@ import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import anyio
+
+from archiver.archive.zone import in_archive_zone
 from archiver.audit.plaintext import Decrypter
+from archiver.compose.stores import make_store
 from archiver.config.identity import identities
 from archiver.config.load import load_configs
 from archiver.config.models import Config, pick
@@ -89,3 +93,18 @@ def decrypter(config: Config, keys: KeyStore | None, *, why: str) -> tuple[Decry
     if encryption is None or encryption.identity_file is None:
         return None, "storage.encryption.identity_file is not set"
     return Decrypter(keys, identities(config, why=why)), ""
+
+
+def in_archive_zones(configs: tuple[Config, ...]) -> tuple[Config, ...]:
+    """*configs*, each in its archive's zone (:func:`~archiver.archive.zone.in_archive_zone`):
+    --since and --until are read in the zone the archive's days are filed in, and a configuration
+    that names another zone than its seals stops the command here, before any work."""
+
+    async def settle(config: Config) -> Config:
+        store = make_store(config)
+        try:
+            return await in_archive_zone(config, store)
+        finally:
+            await store.aclose()
+
+    return tuple(anyio.run(settle, config) for config in configs)

@@ -15,6 +15,7 @@ import anyio
 from tqdm import tqdm
 
 from archiver.archive.seal import Sealer
+from archiver.archive.zone import archive_zone
 from archiver.audit.catalog import Catalog
 from archiver.cli.common import days, print_title, setup
 from archiver.cli.lookup import only_config
@@ -121,10 +122,11 @@ def erase(args: argparse.Namespace) -> int:
             eraser = Eraser.on(
                 store,
                 config.storage.prefix,
-                tz=config.source.tz,
+                tz=config.source.tz_given,  # None: the archive's seals say the zone
                 clock=SystemClock(),
                 concurrency=config.download.concurrency,
                 keys=keys,
+                control_prefix=config.control_prefix,
             )
             try:
                 return await eraser.erase(
@@ -230,7 +232,15 @@ def rekey(args: argparse.Namespace) -> int:
             assert keys is not None
             try:
                 clock = SystemClock()
-                sealer = Sealer(store, config.storage.prefix, clock, concurrency=config.download.concurrency)
+                # Its seal states the archive's zone, as every seal does (a configuration naming another stops here).
+                zone = await archive_zone(store, config.storage.prefix, config.source.tz_given)
+                sealer = Sealer(
+                    store,
+                    config.storage.prefix,
+                    clock,
+                    concurrency=config.download.concurrency,
+                    timezone=zone.key if zone is not None else None,
+                )
                 rekeyer = Rekeyer(
                     keys, found, recipients, sealer=sealer, clock=clock, concurrency=config.download.concurrency
                 )

@@ -23,6 +23,7 @@ from archiver.archive.outage import StoreOutage
 from archiver.archive.rearchive import Rearchiver
 from archiver.archive.runner import Archiver
 from archiver.archive.seal import Sealer
+from archiver.archive.zone import in_archive_zone
 from archiver.compose.stores import close_stores, make_control_store, make_key_store, make_store, store_identity
 from archiver.config.models import Config
 from archiver.core.clock import Clock, SystemClock
@@ -62,18 +63,29 @@ async def assemble(
     download_retry: RetryPolicy | None = None,
     store_retry: RetryPolicy | None = None,
     observers: Sequence[ArchiveEvents] = (),
+    zone_from_seals: bool = True,
 ) -> AsyncIterator[Parts]:
     """Open every part *config* names and close them all on exit.
 
     *ledger* overrides ``state.path`` (the dry run passes an in-memory one); the retry
     policies override the defaults (tests shorten them); *observers* are told what the
     archiving path does (metrics, health, progress).
+
+    Every part files and seals in the archive's zone, read from its seals first
+    (:func:`~archiver.archive.zone.in_archive_zone`; ``Parts.config`` says it): a configuration
+    naming another is a ConfigError before anything is opened or written. *zone_from_seals*
+    False takes the configuration's zone as it is (``check``, which reports the seals' itself).
     """
+    store = make_store(config)
+    try:
+        config = await in_archive_zone(config, store) if zone_from_seals else config
+    except BaseException:
+        await store.aclose()
+        raise
     source, download = config.source, config.download
     clock = clock or SystemClock()
     api_http = HttpClient(timeout=source.request_timeout.total_seconds(), connections=4)
     download_http = HttpClient(timeout=download.timeout.total_seconds(), connections=download.concurrency)
-    store = make_store(config)
     control = make_control_store(config, store)
     keys = make_key_store(config)
     own_ledger = ledger is None

@@ -10,7 +10,10 @@ manifest and its seal take in the revision at once.
 
 Object Lock decides first, before anything is written: COMPLIANCE retention and legal holds
 refuse the erase (the lock's end, or the hold, is named); GOVERNANCE retention is lifted only
-with ``--bypass-governance``.
+with ``--bypass-governance``. Then, on S3, the removal itself is tried on a throwaway object (the
+credentials may lack s3:DeleteObjectVersion, or s3:BypassGovernanceRetention): a refusal is an
+EraseNotPermitted, and nothing is written. The addendum's seal states the archive's zone
+(:mod:`archiver.archive.zone`), never another.
 
 An encrypted recording (``storage.encryption``) is erased by destroying its key instead
 (crypto-shredding): every version of its key objects (and labels) in the keys store, listed in
@@ -32,12 +35,15 @@ import structlog
 
 from archiver.archive.dayclose import DayCloser
 from archiver.archive.seal import Sealer
+from archiver.archive.zone import archive_zone
 from archiver.audit.catalog import Catalog
+from archiver.config.models import DEFAULT_TIMEZONE
 from archiver.core import dayfiles, keys, sidecar
 from archiver.core.clock import Clock
 from archiver.core.outcome import Erased, RemovedObject, Shredded, removed_by_erasure, shredded_by_erasure
 from archiver.errors import (
     ArchiverError,
+    FatalError,
     ObjectExists,
     ObjectInColdStorage,
     StoreAccessError,
@@ -48,12 +54,18 @@ from archiver.state.ledger import Ledger
 from archiver.store import Hold, Store, StoredVersion, put_bytes
 from archiver.store.keys import KeyStore
 from archiver.store.listing import SIDECAR_LIMIT, list_day
+from archiver.store.s3 import S3Store
 
 log = structlog.get_logger("archiver.erase")
 
 
 class EraseRefused(ArchiverError):
     """Object Lock (or the call's state) does not let the erase go ahead; nothing was written."""
+
+
+class EraseNotPermitted(EraseRefused, FatalError):
+    """The store's credentials may not carry the removal out (a permission a person must grant:
+    exit 2, as every refused permission); nothing was written."""
 
 
 @dataclass
@@ -85,25 +97,30 @@ class EraseReport:
 
 
 class Eraser:
-    """Erases calls of the archive under *prefix*; *closer* writes the addendum of a closed day;
-    *keys*: the keys store of encrypted recordings (None: storage.encryption is not set)."""
+    """Erases calls of the archive under *prefix*, in the archive's zone, with a catalog, a day
+    closer and a sealer of its own: *tz* is the zone the configuration names (None: it names
+    none). Throwaway probes go under *control_prefix* (default ``{prefix}/_archiver``). *keys*:
+    the keys store of encrypted recordings (None: storage.encryption is not set)."""
 
     def __init__(
         self,
         store: Store,
         prefix: str,
         *,
-        catalog: Catalog,
-        closer: DayCloser,
+        tz: ZoneInfo | None,
         clock: Clock,
+        concurrency: int = 8,
+        control_prefix: str | None = None,
         keys: KeyStore | None = None,
     ) -> None:
         self._store = store
         self._keys = keys
         self._prefix = prefix
-        self._catalog = catalog
-        self._closer = closer
+        self._tz = tz
         self._clock = clock
+        self._concurrency = concurrency
+        self._control = "/".join(p for p in (prefix, "_archiver") if p) if control_prefix is None else control_prefix
+        self._parts: tuple[Catalog, DayCloser] | None = None
 
     @classmethod
     def on(
@@ -111,27 +128,39 @@ class Eraser:
         store: Store,
         prefix: str,
         *,
-        tz: ZoneInfo,
+        tz: ZoneInfo | None,
         clock: Clock,
         concurrency: int = 8,
+        control_prefix: str | None = None,
         keys: KeyStore | None = None,
     ) -> Eraser:
-        """An eraser of the archive in *store*, with a catalog, a day closer and a sealer of its own."""
-        closer = DayCloser(
-            store,
-            Ledger.in_memory(store_identity="erase"),  # write_day_files reads the day from the store
-            prefix=prefix,
-            tz=tz,
-            close_after=timedelta(0),  # unused: it closes one given day, never the days that are due
-            sealer=Sealer(store, prefix, clock, concurrency=concurrency, timezone=tz.key),
-        )
-        catalog = Catalog(store, prefix, tz, concurrency=concurrency)
-        return cls(store, prefix, catalog=catalog, closer=closer, clock=clock, keys=keys)
+        """The same as the constructor: the name its callers know."""
+        return cls(store, prefix, tz=tz, clock=clock, concurrency=concurrency, control_prefix=control_prefix, keys=keys)
+
+    async def _in_zone(self) -> tuple[Catalog, DayCloser]:
+        """The catalog and the day closer (its sealer stating the zone), in the archive's zone:
+        the seals' (a ConfigError, before anything is written, where the configuration names
+        another); the configuration's, else the default, where no seal states one."""
+        if self._parts is None:
+            tz = await archive_zone(self._store, self._prefix, self._tz, concurrency=self._concurrency)
+            tz = tz or ZoneInfo(DEFAULT_TIMEZONE)
+            closer = DayCloser(
+                self._store,
+                Ledger.in_memory(store_identity="erase"),  # write_day_files reads the day from the store
+                prefix=self._prefix,
+                tz=tz,
+                close_after=timedelta(0),  # unused: it closes one given day, never the days that are due
+                sealer=Sealer(self._store, self._prefix, self._clock, concurrency=self._concurrency, timezone=tz.key),
+            )
+            self._parts = (Catalog(self._store, self._prefix, tz, concurrency=self._concurrency), closer)
+        return self._parts
 
     async def erase(self, call_id: str, reason: str, *, bypass_governance: bool, dry_run: bool) -> EraseReport:
         """Erase *call_id*'s recordings. Raises EraseRefused (nothing written) when the call is not
-        in the archive or a lock forbids it."""
-        files = await self._catalog.locate(call_id)
+        in the archive, a lock forbids it or the store will not carry the removal out; ConfigError
+        (nothing written) when the configuration names another zone than the archive's seals."""
+        catalog, _ = await self._in_zone()
+        files = await catalog.locate(call_id)
         if files is None:
             raise EraseRefused(f"no call {call_id} in {self._store.description}; nothing was written")
         docs = {n: await self._read(key) for n, key in files.records.items()}
@@ -155,10 +184,10 @@ class Eraser:
             report.shredded = list(shredded_by_erasure(rec))
             shred = {s.key for s in report.shredded}
             plain = [k for k in targets if k not in shred]
-            await self._check_holds(plain, bypass_governance)
+            bypass = await self._check_holds(plain, bypass_governance)
             left = await self._key_versions([k for k in sealed if k in shred])
             if not dry_run and plain:
-                await self._remove(report, plain, bypass_governance)
+                await self._remove(report, plain, bypass)
             if not dry_run and left:
                 await self._shred(report, left)
             if not dry_run:  # the addendum, if the erase stopped before it
@@ -177,11 +206,13 @@ class Eraser:
             described = await self._described(key, stated)
             destroyed = tuple((v.key, v.version_id) for v in versions if not v.deleted and _of(v, key, self._keys))
             report.shredded.append(Shredded(key, described.size, described.sha256, destroyed))
-        await self._check_holds(targets, bypass_governance)
+        bypass = await self._check_holds(targets, bypass_governance)
         if sealed:
             await self._check_keys_deletable(versions, sealed[0])
         if dry_run:
             return report
+        if targets:
+            await self._may_remove(bypass)
         erased = Erased(
             reason=reason,
             erased_at=self._clock.now(),
@@ -209,7 +240,7 @@ class Eraser:
             crypto_shredded=len(report.shredded),
         )
         if targets:
-            await self._remove(report, targets, bypass_governance)
+            await self._remove(report, targets, bypass)
         if versions:
             await self._shred(report, versions)
         await self._close_if_closed(files.day)
@@ -274,7 +305,8 @@ class Eraser:
         the revision: one that closed while this erase ran is closed again, and its addendum names
         the revision (a listing from before would have missed the day files)."""
         if (await list_day(self._store, self._prefix, day)).sets:
-            await self._closer.write_day_files(day)
+            _, closer = await self._in_zone()
+            await closer.write_day_files(day)
 
     async def _read(self, key: str) -> dict[str, Any]:
         try:
@@ -298,7 +330,10 @@ class Eraser:
             return RemovedObject(key, info.size if info else None, None)
         return RemovedObject(key, size, digest.hex())
 
-    async def _check_holds(self, targets: list[str], bypass_governance: bool) -> None:
+    async def _check_holds(self, targets: list[str], bypass_governance: bool) -> bool:
+        """Refuse where a lock forbids the removal; whether it must bypass GOVERNANCE retention (the
+        bypass is sent only then: credentials without s3:BypassGovernanceRetention still erase what
+        no lock holds, --bypass-governance or not)."""
         holds = await self._store.holds(targets) if targets else []
         fixed = [h for h in holds if not h.governance_only]
         if fixed:
@@ -312,6 +347,21 @@ class Eraser:
                 "; ".join(map(str, holds)) + ": GOVERNANCE retention; erase with --bypass-governance "
                 "(needs s3:BypassGovernanceRetention); nothing was written"
             )
+        return bool(holds)
+
+    async def _may_remove(self, bypass: bool) -> None:
+        """On S3, the removal is tried first on a throwaway object under the control folder
+        (``check/erase-<uuid>.txt``, beside ``check``'s probes, apart from leases and claims): no
+        lock setting shows credentials without s3:DeleteObjectVersion (or s3:BypassGovernanceRetention),
+        and "erased" is written only when the store will carry the erasure out. Raises
+        EraseNotPermitted. (A folder's recordings go by the permission the revision is written by.)"""
+        if not isinstance(self._store, S3Store):
+            return
+        try:
+            await self._store.may_remove(f"{self._control}/check/erase-{uuid.uuid4()}.txt", bypass_governance=bypass)
+        except StoreAccessError as exc:
+            log.warning("erase.refused", error=str(exc))
+            raise EraseNotPermitted(f"{exc}; grant it, then erase again; nothing was written") from None
 
     async def _remove(self, report: EraseReport, targets: list[str], bypass_governance: bool) -> None:
         removal = await self._store.remove(targets, bypass_governance=bypass_governance)

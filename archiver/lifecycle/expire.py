@@ -3,7 +3,8 @@
 A day expires when every call filed under it started longer than ``keep`` ago: the day's end,
 in the zone the archive files its days in, is ``keep`` or more in the past. That zone is the one
 the archive's seals state (the configuration's ``source.timezone`` only for an archive whose seals
-state none; neither: nothing expires, and the command says what to set).
+state none; neither: nothing expires, and the command says what to set). A configuration that names
+another zone than the seals, or seals that state two, stop it before anything is recorded.
 
 The steps, a hundred days at a time:
 
@@ -34,9 +35,10 @@ import anyio
 import structlog
 
 from archiver.archive.seal import Sealer
+from archiver.archive.zone import described, settled_zone
 from archiver.core import dayfiles, keyobjects, keys, retention, seal
 from archiver.core.clock import Clock
-from archiver.errors import ConfigError
+from archiver.errors import ConfigError, collapse
 from archiver.store import Hold, Store, StoredVersion
 from archiver.store.keys import KeyStore
 from archiver.store.listing import MANIFEST_LIMIT, archive_days
@@ -120,20 +122,18 @@ class Expirer:
 
     async def zone(self) -> ZoneInfo:
         """The zone the archive files its days in: as its seals state it; else as the configuration
-        names it. Raises ConfigError when neither does (no day is expired in a zone guessed)."""
-        stated = (await self._sealer.chain()).timezone
-        if stated is not None:
-            if self._tz is not None and self._tz.key != stated:
-                log.warning("expire.timezone_differs", archive=stated, configured=self._tz.key)
-            return ZoneInfo(stated)
-        if self._tz is None:
+        names it. Raises ConfigError where neither does (no day is expired in a zone guessed), where
+        the configuration names another than the seals, and where the seals state two."""
+        where = described(self._store, self._prefix)
+        zone = settled_zone(await self._sealer.chain(), self._tz, where=where)
+        if zone is None:
             raise ConfigError(
                 [
                     "At 'source.timezone': the archive's seals state no time zone and the configuration names none; "
                     "set it to the zone the archive's days were filed in (nothing expires in a guessed zone)"
                 ]
             )
-        return self._tz
+        return zone
 
     async def run(self, *, dry_run: bool = False) -> ExpireReport:
         tz = await self.zone()
@@ -203,9 +203,12 @@ class Expirer:
             async with self._limiter:
                 found[day] = await self._store.versions_in(keys.day_prefix(self._prefix, day))
 
-        async with anyio.create_task_group() as tg:
-            for day in days:
-                tg.start_soon(one, day)
+        try:
+            async with anyio.create_task_group() as tg:
+                for day in days:
+                    tg.start_soon(one, day)
+        except BaseExceptionGroup as group:  # one error, as the command line maps it (a refusal: exit 2)
+            raise collapse(group) from None
         return {d: found[d] for d in sorted(found)}
 
     async def _expiry(self, day: date, folder: str, versions: list[StoredVersion]) -> seal.Expiry:

@@ -103,7 +103,7 @@ class Backfiller:
                             source=source_id(config),
                             since=since,
                             until=until,
-                            tz=config.source.tz,
+                            tz=parts.config.source.tz,  # the archive's zone
                             ttl=config.coordination.lease_ttl,
                             clock=SystemClock(),
                             owner=self._owner,

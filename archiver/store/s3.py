@@ -367,6 +367,10 @@ class S3Store:
     async def remove(self, keys: Sequence[str], *, bypass_governance: bool = False) -> Removal:
         return await self._removal.remove(keys, bypass_governance=bypass_governance)
 
+    async def may_remove(self, key: str, *, bypass_governance: bool = False) -> None:
+        """See :meth:`S3Removal.may_remove`: *key* is a throwaway object's, under the control folder."""
+        await self._removal.may_remove(key, bypass_governance=bypass_governance)
+
     async def versions_in(self, folder: str) -> list[StoredVersion]:
         return await self._removal.versions_in(folder)
 

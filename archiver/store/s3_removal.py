@@ -6,13 +6,19 @@ deleted by version id, a thousand per ``DeleteObjects`` request. A version the s
 delete because of Object Lock retention or a legal hold is left, and reported as a
 :class:`~archiver.store.Hold` with what holds it; nothing is forced unless the caller lifts
 GOVERNANCE retention on purpose.
+
+A store that lists no versions (R2) keeps one per key, and a plain DELETE removes it. One that
+lists none but keeps them (a gateway in front of a versioned bucket) would only hide each object:
+removal there is refused before anything is listed as removable, and a DELETE the store answers
+with a delete marker is never counted as a removal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -22,7 +28,7 @@ import structlog
 from archiver.errors import StoreAccessError, StoreUnavailable
 from archiver.retry import RetryPolicy
 from archiver.store import ARCHIVE_TIERS, Hold, Removal, StoredVersion
-from archiver.store.s3_bucket import NoVersionListing, S3Bucket
+from archiver.store.s3_bucket import NoVersionListing, S3Bucket, b64
 
 log = structlog.get_logger("archiver.store")
 
@@ -31,6 +37,9 @@ _LOCKED = frozenset({"AccessDenied", "ObjectLocked", "InvalidRequest"})
 # Per-key errors inside a DeleteObjects answer that may pass: those keys are sent again.
 _PASSING = frozenset({"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout", "OperationAborted"})
 _PER_KEY_RETRY = RetryPolicy(attempts=5, timeout=60.0, wait_initial=0.2, wait_max=5.0)
+_UNANSWERED = frozenset({"NotImplemented", "MethodNotAllowed", "XNotImplemented"})  # a store without the feature
+_HIDDEN = "DeleteMarkerOnly"  # our code for a DELETE the store answered with a delete marker: nothing was removed
+_PROBE = b"archiver: may these credentials remove object versions? (a throwaway object)\n"
 
 
 class S3Removal:
@@ -40,6 +49,7 @@ class S3Removal:
         self._bucket = bucket
         self._now = now
         self._locks_readable = False  # whether these credentials may read Object Lock settings
+        self._keeps_none = False  # whether a store that lists no versions said it keeps none
 
     async def _versions(self, keys: Sequence[str], prefix: str | None = None) -> list[tuple[str, str | None, bool]]:
         """(key, version id, is a delete marker) of every version of *keys* (or, given *prefix*,
@@ -61,6 +71,7 @@ class S3Removal:
                 if whole or key in wanted
             ]
         except NoVersionListing:
+            await self._keeping_none(prefix)
             if whole:
                 wanted = {key async for key in self._bucket.list_keys(prefix)}
             return [(key, None, False) for key in sorted(wanted)]
@@ -141,7 +152,91 @@ class S3Removal:
                 for key, version in page.versions
             ]
         except NoVersionListing:
+            await self._keeping_none(folder)
             return [StoredVersion(key, None) async for key in self._bucket.list_keys(folder)]
+
+    async def _keeping_none(self, prefix: str) -> None:
+        """Where the store lists no versions, a removal deletes each key without a version id: that
+        removes it only where the bucket keeps no versions (elsewhere it writes a delete marker and
+        keeps every version). Asked once (GetBucketVersioning), before anything is listed as
+        removable; raises StoreAccessError when the bucket keeps versions, or will not say."""
+        if self._keeps_none:
+            return
+        gone = f"a delete would only hide what is under {prefix} behind delete markers, every version kept"
+
+        def status() -> str | None:
+            try:
+                answer = self._bucket.client.get_bucket_versioning(Bucket=self._bucket.name)
+            except botocore.exceptions.ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) in _UNANSWERED:
+                    return None  # no versioning to speak of: one version per key
+                raise
+            return answer.get("Status")
+
+        try:
+            versioning = await self._bucket.call(status)
+        except StoreAccessError as exc:
+            raise StoreAccessError(
+                f"{self._bucket.description} lists no object versions and does not say whether it keeps them "
+                f"(GetBucketVersioning: {exc}); if it does, {gone}: grant s3:GetBucketVersioning; nothing was removed"
+            ) from None
+        if versioning in ("Enabled", "Suspended"):
+            raise StoreAccessError(
+                f"{self._bucket.description} keeps object versions (versioning {versioning}) but will not list them "
+                f"(ListObjectVersions is not implemented there): {gone}, so nothing can be removed; reach the bucket "
+                "through an endpoint that lists versions (storage.endpoint_url); nothing was removed"
+            )
+        self._keeps_none = True
+
+    async def may_remove(self, key: str, *, bypass_governance: bool = False) -> None:
+        """Whether these credentials may remove a version as :meth:`remove` does (DeleteObjects by
+        version id, the GOVERNANCE bypass with it when asked), tried on the throwaway *key* before a
+        caller writes what the removal is to make true (``erase``'s record). Removed is a delete
+        marker written there (on a versioned bucket; no retention holds a marker, whatever the
+        bucket's default), else a small object, under GOVERNANCE retention for a day when
+        *bypass_governance*. Raises StoreAccessError naming the permission the store refused: what
+        the probe left is then hidden by a plain DELETE where the store allows one (a version under
+        retention stays until its retention ends). On success nothing of it is left."""
+        client, bucket = self._bucket.client, self._bucket.name
+
+        def write() -> None:
+            if not bypass_governance and client.delete_object(Bucket=bucket, Key=key).get("VersionId"):
+                return  # a delete marker, removed next by its version id
+            args: dict[str, Any] = {"ChecksumSHA256": b64(hashlib.sha256(_PROBE).digest()), **self._bucket.encryption}
+            if bypass_governance:  # only ever asked where a GOVERNANCE hold was found: the bucket has Object Lock
+                args.update(ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=self._now() + timedelta(days=1))
+            client.put_object(Bucket=bucket, Key=key, Body=_PROBE, ChecksumAlgorithm="SHA256", **args)
+
+        try:
+            await self._bucket.call(write, key)
+        except StoreAccessError as exc:
+            raise StoreAccessError(
+                f"{self._bucket.description} refused these credentials the throwaway object {key}, on which a "
+                f"removal is tried first (s3:PutObject, s3:DeleteObject): {exc}"
+            ) from None
+        needs = "s3:DeleteObjectVersion" + (" and s3:BypassGovernanceRetention" if bypass_governance else "")
+        try:
+            removal = await self.remove([key], bypass_governance=bypass_governance)
+        except StoreAccessError as exc:
+            await self._hide(key)
+            raise StoreAccessError(
+                f"{self._bucket.description} refused these credentials the removal of an object version "
+                f"({needs}), tried on the throwaway object {key}: {exc}"
+            ) from None
+        if removal.held:
+            await self._hide(key)
+            raise StoreAccessError(
+                f"{self._bucket.description} refused these credentials the removal of an object version under "
+                f"GOVERNANCE retention ({needs}), tried on the throwaway object {key} (hidden now; its one small "
+                "version may be removed once its retention ends, in a day)"
+            )
+
+    async def _hide(self, key: str) -> None:
+        """A plain DELETE of what a refused probe left (on a versioned bucket, a marker over it)."""
+        try:
+            await self._bucket.delete(key)
+        except StoreAccessError as exc:
+            log.warning("store.probe_left", key=key, error=str(exc))
 
     async def remove_versions(self, versions: Sequence[StoredVersion], *, bypass_governance: bool = False) -> Removal:
         """Delete exactly *versions*, data versions before delete markers; versions the store keeps
@@ -158,12 +253,20 @@ class S3Removal:
 
     async def _delete(self, versions: list[tuple[str, str | None, bool]], bypass_governance: bool) -> Removal:
         result = Removal()
+        markers = {(key, version) for key, version, marker in versions if marker}
         for start in range(0, len(versions), _BATCH):
             batch = versions[start : start + _BATCH]
             refused = await self._delete_retrying(batch, bypass_governance)
             result.removed += len(batch) - len(refused)
             for key, version, code, message in refused:
-                hold = await self._hold(key, version) if code in _LOCKED else None
+                if code == _HIDDEN:
+                    raise StoreAccessError(
+                        f"{self._bucket.description} did not remove {key}: it wrote a delete marker and kept every "
+                        "version, as a bucket that keeps versions does; it keeps versions it does not list, so "
+                        "nothing can be removed there (reach the bucket through an endpoint that lists versions)"
+                    )
+                locked = code in _LOCKED and (key, version) not in markers  # no lock holds a delete marker
+                hold = await self._hold(key, version) if locked else None
                 if hold is None:
                     raise StoreAccessError(f"{self._bucket.description} refused to delete {key} ({code}: {message})")
                 result.held.append(hold)
@@ -204,14 +307,22 @@ class S3Removal:
         None: the answer named none)."""
         objects = [{"Key": k, **({"VersionId": v} if v is not None else {})} for k, v, _ in batch]
         extra: dict[str, Any] = {"BypassGovernanceRetention": True} if bypass else {}
+        # A key sent without a version id may come back as a delete marker written, not a removal:
+        # then the answer must list what was deleted, not only what failed.
+        quiet = all("VersionId" in o for o in objects)
 
         def delete() -> list[tuple[str, str | None, str, str]]:
             answer = self._bucket.client.delete_objects(
                 Bucket=self._bucket.name,
-                Delete={"Objects": objects, "Quiet": True},  # type: ignore[typeddict-item]
+                Delete={"Objects": objects, "Quiet": quiet},  # type: ignore[typeddict-item]
                 **extra,
             )
-            return [
+            hidden = [
+                (d.get("Key", ""), None, _HIDDEN, "the store wrote a delete marker and kept every version")
+                for d in answer.get("Deleted", [])
+                if d.get("DeleteMarker") and "VersionId" not in d  # a marker written, no version deleted
+            ]
+            return hidden + [
                 (e.get("Key", ""), e.get("VersionId") or None, e.get("Code", ""), e.get("Message", ""))
                 for e in answer.get("Errors", [])
             ]

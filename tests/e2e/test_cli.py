@@ -94,16 +94,22 @@ def test_backfill_exits_0_and_a_rerun_writes_nothing(secret_sim: Simulator, tmp_
     assert archive_objects(bucket) == objects
     assert '"shard.run_started"' in second.stderr  # a re-run is a new run: it read every day again
 
-    # The seals now state the zone the days are filed in; a configuration that names another is said.
+    # The seals now state the zone the days are filed in; a configuration that names another is a
+    # FAIL (exit 2), as every command that writes refuses it.
     moved = cli_config(tmp_path, secret_sim, s3(bucket))
     raw = yaml.safe_load(moved.read_text())
     raw["source"]["timezone"] = "UTC"
     moved.write_text(yaml.safe_dump(raw))
     checked = archiver("check", "-c", str(moved))
+    assert checked.returncode == 2, checked.stdout
     assert (
-        "WARN  time zone: source.timezone says UTC, the archive's seals say its days are filed in Asia/Ho_Chi_Minh"
+        "FAIL  time zone: source.timezone says UTC, the archive's seals say its days are filed in Asia/Ho_Chi_Minh"
         in checked.stdout
     ), checked.stdout
+    refused = archiver("backfill", "-c", str(moved), "--since", "2026-11-03", "--until", "2026-11-04")
+    assert refused.returncode == 2
+    assert "At 'source.timezone': it names UTC, but the seals of" in refused.stderr
+    assert archive_objects(bucket) == objects
 
 
 def test_a_dry_run_prints_the_plan_and_writes_nothing(secret_sim: Simulator, tmp_path: Path, bucket: Bucket) -> None:
