@@ -13,7 +13,7 @@ import structlog
 from archiver.core import keys, seal
 from archiver.core.clock import Clock
 from archiver.core.seal import Chain, Expiry, Link, Rekey, Seal
-from archiver.errors import CallError, ObjectExists
+from archiver.errors import CallError, ConfigError, ObjectExists
 from archiver.store import Store, put_bytes
 from archiver.store.listing import MANIFEST_LIMIT, archive_days
 from archiver.store.seals import ChainReader
@@ -134,6 +134,16 @@ class Sealer:
         reader = self._reader
         number = reader.chain.length + 1
         made = make(number, reader.chain.head)
+        stated = reader.chain.timezone
+        if made.timezone is not None and stated is not None and made.timezone != stated:
+            # Whatever the writer was told at start (the seals unread then), a chain states one zone.
+            raise ConfigError(
+                [
+                    f"At 'source.timezone': it names {made.timezone}, but the seals of {self._store.description} "
+                    f"state that its days are filed in {stated}; set source.timezone: {stated} (or leave it out); "
+                    "nothing was written"
+                ]
+            )
         raw = made.to_bytes()
         key = seal.seal_key(self._prefix, number)
         try:

@@ -16,7 +16,7 @@ writes anything:
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 import structlog
@@ -57,7 +57,16 @@ def settled_zone(chain: Chain, configured: ZoneInfo | None, *, where: str) -> Zo
                 "nothing was written"
             ]
         )
-    return ZoneInfo(zone)
+    try:
+        return ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            [
+                f"At 'source.timezone': the seals of {where} state that its days are filed in {zone!r}, a zone this "
+                "machine's time zone database does not know: install or update tzdata (the Python package, or the "
+                "system's), or find who wrote that seal (archiver verify); nothing was written"
+            ]
+        ) from None
 
 
 async def archive_zone(

@@ -104,6 +104,11 @@ class Verifier:
                     )
                 )
         zone = chain.timezone or (self._retention[2].key if self._retention else None)
+        if zone is not None and lifecycle.known_zone(zone) is None:
+            report.problems.append(
+                Problem(seal.folder(self._prefix), f"the seals state the zone {zone!r}, unknown here")
+            )
+            zone = None
         self._read_call = None if zone is None else functools.partial(_read_call, tz=ZoneInfo(zone))
         sealed = chain.sealed()
         sealed_in: dict[str, list[str]] = {}  # day folder -> the sealed manifests in it

@@ -142,15 +142,21 @@ class Eraser:
         the seals' (a ConfigError, before anything is written, where the configuration names
         another); the configuration's, else the default, where no seal states one."""
         if self._parts is None:
-            tz = await archive_zone(self._store, self._prefix, self._tz, concurrency=self._concurrency)
-            tz = tz or ZoneInfo(DEFAULT_TIMEZONE)
+            settled = await archive_zone(self._store, self._prefix, self._tz, concurrency=self._concurrency)
+            tz = settled or ZoneInfo(DEFAULT_TIMEZONE)  # to find the call; a seal never states a guessed zone
             closer = DayCloser(
                 self._store,
                 Ledger.in_memory(store_identity="erase"),  # write_day_files reads the day from the store
                 prefix=self._prefix,
                 tz=tz,
                 close_after=timedelta(0),  # unused: it closes one given day, never the days that are due
-                sealer=Sealer(self._store, self._prefix, self._clock, concurrency=self._concurrency, timezone=tz.key),
+                sealer=Sealer(
+                    self._store,
+                    self._prefix,
+                    self._clock,
+                    concurrency=self._concurrency,
+                    timezone=settled.key if settled else None,
+                ),
             )
             self._parts = (Catalog(self._store, self._prefix, tz, concurrency=self._concurrency), closer)
         return self._parts
@@ -167,11 +173,14 @@ class Eraser:
         current_number = max(docs)
         current = docs[current_number]
         rec = dayfiles.mapping(current.get("recording"))
-        stated = _stated(docs)
-        every = sorted(set(files.audio) | set(stated))
+        # Only this call's own recordings, in its day's folder: a record naming another call's (someone
+        # wrote it) never makes an erase remove that call's recording.
+        folder = keys.day_prefix(self._prefix, files.day)
+        stated = {k: v for k, v in _stated(docs).items() if _own(k, call_id, folder)}
+        every = sorted({k for k in files.audio if _own(k, call_id, folder)} | set(stated))
         targets = [k for k in every if not k.endswith(keys.ENCRYPTED)]
         # Encrypted: their keys go, not they; only a recording's own (a record naming anything else is not followed).
-        sealed = [k for k in every if k not in targets and keys.parse_call_key(k) is not None]
+        sealed = [k for k in every if k not in targets]
         day = files.day.isoformat()
         if sealed and self._keys is None:
             raise EraseRefused(
@@ -183,13 +192,21 @@ class Eraser:
             report.removed = list(removed_by_erasure(rec))
             report.shredded = list(shredded_by_erasure(rec))
             shred = {s.key for s in report.shredded}
+            unlisted = [k for k in sealed if k not in shred]
+            if unlisted:
+                raise EraseRefused(
+                    f"call {call_id} is recorded erased in {files.current_key}, but that erasure does not list "
+                    f"{', '.join(unlisted)}: its keys were not destroyed by it; run archiver verify (someone else "
+                    "wrote a record of the day), and erase the call again once the record is put right; "
+                    "nothing was written"
+                )
             plain = [k for k in targets if k not in shred]
+            left = await self._key_versions(sealed)
+            if not dry_run and left:  # first: no lock on a recording stands in the way of its keys
+                await self._shred(report, left)
             bypass = await self._check_holds(plain, bypass_governance)
-            left = await self._key_versions([k for k in sealed if k in shred])
             if not dry_run and plain:
                 await self._remove(report, plain, bypass)
-            if not dry_run and left:
-                await self._shred(report, left)
             if not dry_run:  # the addendum, if the erase stopped before it
                 await self._close_if_closed(files.day)
             return report
@@ -206,11 +223,18 @@ class Eraser:
             described = await self._described(key, stated)
             destroyed = tuple((v.key, v.version_id) for v in versions if not v.deleted and _of(v, key, self._keys))
             report.shredded.append(Shredded(key, described.size, described.sha256, destroyed))
+        keyless = [s.key for s in report.shredded if not s.key_objects]
+        if keyless:
+            raise EraseRefused(
+                f"no key of {', '.join(keyless)} is in {self._keys.description if self._keys else 'the keys store'}: "
+                "is storage.encryption.keys_url the archive's keys store? (verify names a key that is gone); "
+                "nothing was written"
+            )
         bypass = await self._check_holds(targets, bypass_governance)
-        if sealed:
-            await self._check_keys_deletable(versions, sealed[0])
         if dry_run:
             return report
+        if sealed:
+            await self._check_keys_deletable(versions, sealed[0])
         if targets:
             await self._may_remove(bypass)
         erased = Erased(
@@ -239,10 +263,13 @@ class Eraser:
             recordings=len(report.removed),
             crypto_shredded=len(report.shredded),
         )
+        if versions:  # first: no lock on a recording stands in the way of its keys
+            await self._shred(report, versions)
+            # Keys written after the listing (a rekey running beside this erase) go too.
+            if later := await self._key_versions(sealed):
+                await self._shred(report, later)
         if targets:
             await self._remove(report, targets, bypass)
-        if versions:
-            await self._shred(report, versions)
         await self._close_if_closed(files.day)
         return report
 
@@ -268,13 +295,19 @@ class Eraser:
         probe = f"{self._keys.stem(recording)}.erase-probe-{uuid.uuid4().hex}"
         await self._keys.put(probe, b"archiver erase: may keys be deleted here?\n")
         try:
-            await self._keys.remove([probe])
+            probed = await self._keys.remove([probe])
         except StoreAccessError as exc:
             raise StoreAccessError(
                 f"the keys store refused to delete (storage.encryption.keys_url: {exc}); the erase destroys keys, so "
                 "these credentials need s3:DeleteObject and s3:DeleteObjectVersion there; nothing was written "
                 f"(the probe object {probe} is left)"
             ) from None
+        if probed.held:
+            raise StoreAccessError(
+                f"the keys store keeps what is written there ({'; '.join(map(str, probed.held))}): the bucket of "
+                "storage.encryption.keys_url must have no default retention (its keys must be deletable); "
+                "nothing was written"
+            )
 
     async def _shred(self, report: EraseReport, versions: list[StoredVersion]) -> None:
         """Destroy the listed versions of the keys; the keys store keeping one is a configuration error."""
@@ -384,6 +417,12 @@ def _stated(docs: dict[int, dict[str, Any]]) -> dict[str, tuple[int | None, str 
             size, sha = rec.get("size"), rec.get("sha256")
             out[rec["key"]] = (size if isinstance(size, int) else None, sha if isinstance(sha, str) else None)
     return out
+
+
+def _own(key: str, call_id: str, folder: str) -> bool:
+    """Whether *key* is one of *call_id*'s recordings, in its day's *folder*."""
+    parsed = keys.parse_call_key(key)
+    return parsed is not None and parsed.call_id == call_id and key.startswith(folder) and parsed.ext != "json"
 
 
 def _of(version: StoredVersion, recording: str, keys_store: KeyStore | None) -> bool:

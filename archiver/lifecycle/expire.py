@@ -181,10 +181,17 @@ class Expirer:
         return list(outcomes.values())
 
     async def _destroy_keys(self, day: date, held: list[Hold]) -> int:
-        """Every version of the keys of *day*'s encrypted recordings, but of those a lock kept."""
+        """Every version of the keys of *day*'s encrypted recordings, but of those still in the
+        archive: kept by a lock (*held*), or landed after the listing (a rearchive racing this
+        expire), which stay readable as long as they stay. The day's folder is listed again."""
         if self._keys is None:
             return 0
-        kept = {stem for h in held if (stem := keyobjects.stem_of(self._keys.prefix, h.key)) is not None}
+        still = [v.key for v in await self._store.versions_in(keys.day_prefix(self._prefix, day)) if not v.deleted]
+        kept = {
+            stem
+            for key in [*still, *(h.key for h in held)]
+            if (stem := keyobjects.stem_of(self._keys.prefix, key)) is not None
+        }
         versions = [
             v
             for v in await self._keys.store.versions_in(keys.day_prefix(self._keys.prefix, day))

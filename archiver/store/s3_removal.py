@@ -212,7 +212,9 @@ class S3Removal:
         except StoreAccessError as exc:
             raise StoreAccessError(
                 f"{self._bucket.description} refused these credentials the throwaway object {key}, on which a "
-                f"removal is tried first (s3:PutObject, s3:DeleteObject): {exc}"
+                f"removal is tried first (s3:PutObject, s3:DeleteObject"
+                + (", and s3:PutObjectRetention with --bypass-governance" if bypass_governance else "")
+                + f"): {exc}"
             ) from None
         needs = "s3:DeleteObjectVersion" + (" and s3:BypassGovernanceRetention" if bypass_governance else "")
         try:

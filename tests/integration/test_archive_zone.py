@@ -15,11 +15,12 @@ import pytest
 
 from archiver.archive.seal import Sealer
 from archiver.audit.verify import Verifier
+from archiver.core.seal import Seal, seal_key
 from archiver.errors import EXIT_USAGE, ConfigError
 from archiver.lifecycle.erase import Eraser
 from archiver.lifecycle.expire import Expirer
 from archiver.simulator import Simulator
-from archiver.store import Store
+from archiver.store import Store, put_bytes
 from archiver.store.listing import archive_days, list_day
 from archiver.store.local import LocalStore
 from archiver.store.seals import read_chain
@@ -169,8 +170,11 @@ async def test_expire_refuses_an_archive_whose_seals_state_two_zones(sim: Simula
     seals, whatever the configuration names, and records nothing."""
     root = await la_archive(sim, tmp_path)
     store = LocalStore(root)
-    # What an archiver before this rule wrote under a configuration naming UTC: a seal stating it.
-    await Sealer(store, "", FakeClock(STORED), timezone="UTC").seal({"2026/11/02/manifest-1.json": "0" * 64})
+    # What an archiver before this rule wrote under a configuration naming UTC: a seal stating it
+    # (today's Sealer refuses to write it, so it is written as that archiver wrote it).
+    chain = await read_chain(store, "")
+    forged = Seal.new(chain.length + 1, {"2026/11/02/manifest-1.json": "0" * 64}, chain.head, STORED, timezone="UTC")
+    await put_bytes(store, seal_key("", chain.length + 1), forged.to_bytes(), "application/json")
     seals = len((await read_chain(store, "")).seals)
     for named in (None, LA, ZoneInfo("UTC")):
         with pytest.raises(ConfigError) as refusal:
@@ -179,3 +183,53 @@ async def test_expire_refuses_an_archive_whose_seals_state_two_zones(sim: Simula
         assert "state two zones its days were filed in (America/Los_Angeles in " in said
         assert f"UTC in 1 seal(s), {seals} to {seals}" in said
     assert len((await read_chain(store, "")).seals) == seals
+
+
+async def test_a_sealer_told_another_zone_than_the_chains_writes_no_seal(sim: Simulator, tmp_path: Path) -> None:
+    """A writer that started without reading the seals (the store did not answer then) and was
+    told another zone: the seal it would write is refused where the chain's head is read, naming
+    both zones, and the chain keeps stating one zone."""
+    root = await la_archive(sim, tmp_path)
+    store = LocalStore(root)
+    seals = (await read_chain(store, "")).length
+    with pytest.raises(ConfigError) as refusal:
+        await Sealer(store, "", FakeClock(STORED), timezone=ANOTHER).seal({"2026/11/02/manifest-1.json": "0" * 64})
+    assert_refused_naming_both(refusal.value, ANOTHER)
+    assert (await read_chain(store, "")).length == seals
+
+
+async def test_a_seal_stating_a_zone_unknown_here_is_a_clear_refusal_and_a_verify_problem(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A seal stating a zone this machine's tzdata does not know (written by someone else, or on a
+    newer system): writers stop with a ConfigError naming it, never a traceback, and verify names
+    it as a problem."""
+    root = await la_archive(sim, tmp_path)
+    for path in (root / "seals").iterdir():
+        path.unlink()
+    store = LocalStore(root)
+    forged = Seal.new(1, {}, None, STORED, timezone="Mars/Olympus_Mons")
+    await put_bytes(store, seal_key("", 1), forged.to_bytes(), "application/json")
+    with pytest.raises(ConfigError, match="'Mars/Olympus_Mons', a zone this machine's time zone database does not"):
+        await expirer(store, FakeClock(STORED + timedelta(days=60)), None).run()
+    report = await Verifier(store, "", clock=FakeClock(STORED)).verify(None)
+    assert any("'Mars/Olympus_Mons', unknown here" in p.what for p in report.problems), report.problems
+
+
+async def test_an_erase_on_an_archive_whose_zone_nothing_states_seals_no_guessed_zone(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """An archive from before seals stated zones (here: before seals), erased with a configuration
+    naming no zone: the call is found in the default zone, but the seal the erase writes states no
+    zone, so that expire still refuses to guess one later."""
+    root = await la_archive(sim, tmp_path)
+    for path in (root / "seals").iterdir():
+        path.unlink()
+    store = LocalStore(root)
+    call_id = next(iter((await list_day(store, "", FIRST)).audio))
+    await Eraser.on(store, "", tz=None, clock=FakeClock(STORED)).erase(
+        call_id, "DSR-11", bypass_governance=False, dry_run=False
+    )
+    chain = await read_chain(store, "")
+    assert chain.length >= 1
+    assert chain.timezone is None

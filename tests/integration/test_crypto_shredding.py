@@ -16,12 +16,14 @@ from archiver.archive.seal import Sealer
 from archiver.audit.encrypted import KeyChecker
 from archiver.audit.plaintext import Decrypter
 from archiver.audit.verify import Verifier
-from archiver.core import keyobjects
+from archiver.core import keyobjects, sidecar
 from archiver.core.encryption import Identity
+from archiver.core.outcome import Erased
 from archiver.errors import KeyObjectError, StoreAccessError, StoreUnavailable
 from archiver.lifecycle.erase import Eraser, EraseRefused
 from archiver.lifecycle.expire import Expirer
 from archiver.simulator import Simulator
+from archiver.store import Store
 from archiver.store.keys import KeyStore
 from tests.helpers import (
     SINCE,
@@ -39,7 +41,7 @@ from tests.helpers import (
     retain_by_default,
     s3_store,
 )
-from tests.s3faults import FaultProxy, delete_errors
+from tests.s3faults import Answer, FaultProxy, Forward, S3Request, delete_errors
 
 pytestmark = pytest.mark.anyio
 STORED = datetime(2026, 11, 5, 9, tzinfo=UTC)
@@ -83,6 +85,14 @@ def eraser_of(archive: Bucket, keys: KeyStore) -> Eraser:
 def keys_of(bucket: Bucket, endpoint: str | None = None) -> KeyStore:
     return KeyStore(s3_store(endpoint or bucket.endpoint, bucket.name), "keys")
 
+
+def expirer_of(store: Store, keys: KeyStore) -> Expirer:
+    """expire under retention 30d, on 2026-12-02 (2026-11-01 is past it, 2026-11-02 is not)."""
+    clock = FakeClock(datetime(2026, 12, 2, 12, tzinfo=TZ))
+    return Expirer(
+        store, "archive", tz=TZ, keep=timedelta(days=30), policy="30d", clock=clock,
+        sealer=Sealer(store, "archive", clock), keys=keys,
+    )
 
 def verifier(archive: Bucket, keys: KeyStore, identity: Identity | None = None) -> Verifier:
     store = s3_store(archive.endpoint, archive.name)
@@ -212,6 +222,53 @@ async def test_a_keys_store_failing_after_the_erasure_is_recorded_says_to_run_th
     assert (report.erased, report.crypto_shredded) == (1, 1)
 
 
+async def test_an_erasure_record_that_leaves_out_an_encrypted_recording_is_not_taken_as_done(
+    sim: Simulator, tmp_path: Path, moto_server: Any
+) -> None:
+    """A record says the call erased but lists none of its encrypted recordings (written by
+    someone else, or a rearchive's recording landed since): running the erase again does not
+    report it done with the keys left; it refuses, naming the recording, and the key stays for a
+    person to judge."""
+    archive, keys = make_bucket(moto_server.endpoint), make_bucket(moto_server.endpoint)
+    _, call_id, record = await encrypted_archive(sim, tmp_path, archive, keys)
+    first = record["recording"]["key"].replace(".wav.age", ".json")  # the call's first record, beside its recording
+    body = sidecar.revised(
+        record,
+        Erased(reason="forged", erased_at=STORED, removed=(), crypto_shredded=()),
+        revision=sidecar.Revision(2, first, "erase: forged"),
+        archived_at=STORED,
+    )
+    archive.client.put_object(Bucket=archive.name, Key=first.replace(".json", ".rev2.json"), Body=body)
+    key_object = record["recording"]["encryption"]["key_object"]
+    with pytest.raises(EraseRefused, match=r"does not list .*\.wav\.age.*nothing was written"):
+        await eraser_of(archive, keys_of(keys)).erase(call_id, "DSR-5", bypass_governance=False, dry_run=False)
+    assert key_object in keys.objects()
+
+
+async def test_a_dry_run_erase_writes_nothing_to_the_keys_store(
+    sim: Simulator, tmp_path: Path, moto_server: Any
+) -> None:
+    """--dry-run says what an erase of an encrypted call would destroy, and writes nothing: not
+    even the probe that a real erase writes and removes in the keys store."""
+    archive, keys = make_bucket(moto_server.endpoint), make_bucket(moto_server.endpoint)
+    _, call_id, record = await encrypted_archive(sim, tmp_path, archive, keys)
+    before = (keys.versions(), archive.versions())
+    writes: list[str] = []
+
+    def watch(request: S3Request, forward: Forward) -> Answer | None:
+        if request.method not in ("GET", "HEAD"):
+            writes.append(f"{request.method} {request.path}")
+        return None
+
+    with FaultProxy(moto_server.endpoint, watch) as proxy:
+        report = await eraser_of(archive, keys_of(keys, proxy.endpoint)).erase(
+            call_id, "DSR-6", bypass_governance=False, dry_run=True
+        )
+    assert [s.key for s in report.shredded] == [record["recording"]["key"]]
+    assert writes == []
+    assert (keys.versions(), archive.versions()) == before
+
+
 async def test_a_keys_bucket_with_default_retention_refuses_the_erase_naming_the_setting(
     sim: Simulator, tmp_path: Path, moto_server: Any
 ) -> None:
@@ -263,17 +320,7 @@ async def test_expire_destroys_the_keys_of_the_day_it_removes_but_of_what_a_lock
     others = {k for k in keys.objects() if f"keys/{first_day}/" not in k}
     store = s3_store(archive.endpoint, archive.name)
     key_store = keys_of(keys)
-    clock = FakeClock(datetime(2026, 12, 2, 12, tzinfo=TZ))
-    expirer = Expirer(
-        store,
-        "archive",
-        tz=TZ,
-        keep=timedelta(days=30),
-        policy="30d",
-        clock=clock,
-        sealer=Sealer(store, "archive", clock),
-        keys=key_store,
-    )
+    expirer = expirer_of(store, key_store)
     report = await expirer.run()
     [day] = report.days
     assert day.keys_removed > 0
@@ -296,3 +343,34 @@ async def test_expire_destroys_the_keys_of_the_day_it_removes_but_of_what_a_lock
     keys.client.put_object(Bucket=keys.name, Key=left_behind, Body=b"a key an expire cut short left")
     await expirer.run()
     assert left_behind not in keys.objects()  # its day is gone from the archive: found by the keys' own days
+
+
+async def test_expire_keeps_the_key_of_a_recording_that_landed_after_its_listing(
+    sim: Simulator, tmp_path: Path, moto_server: Any
+) -> None:
+    """A recording of an expiring day lands between expire's listing and its removal (a rearchive
+    racing it): it stays in the archive, unrecorded and unremoved, so its key stays too, and it
+    stays readable; the keys of what expire removed are destroyed."""
+    archive, keys = make_bucket(moto_server.endpoint), make_bucket(moto_server.endpoint)
+    await encrypted_archive(sim, tmp_path, archive, keys)
+    first_day = "2026/11/01"
+    own = sorted(k for k in keys.objects() if k.startswith(f"keys/{first_day}/") and k.endswith(".age"))
+    call_id = own[0].rsplit("/", 1)[1].split(".", 1)[0]
+    late_key = own[0].replace(f"/{call_id}.", f"/{call_id}.rev2.")
+    keys.client.put_object(Bucket=keys.name, Key=late_key, Body=keys.objects()[own[0]])
+    late = f"archive/{first_day}/{call_id}.rev2.wav.age"
+
+    def lands_during_removal(request: S3Request, forward: Forward) -> Answer | None:
+        if request.operation != "DeleteObjects" or request.bucket != archive.name:
+            return None
+        answer = forward()
+        if late not in {v["Key"] for v in archive.versions()}:
+            archive.client.put_object(Bucket=archive.name, Key=late, Body=b"age-encryption.org/v1 ...")
+        return answer
+
+    with FaultProxy(moto_server.endpoint, lands_during_removal) as proxy:
+        report = await expirer_of(s3_store(proxy.endpoint, archive.name), keys_of(keys)).run()
+    assert [d.day.isoformat() for d in report.days] == ["2026-11-01"]
+    assert late in archive.objects()
+    left = {k for k in keys.objects() if k.startswith(f"keys/{first_day}/")}
+    assert left == {late_key}  # the late recording's key, and none of what expire removed

@@ -17,7 +17,7 @@ from archiver.audit.plaintext import Decrypter
 from archiver.audit.verify import Verifier
 from archiver.core import encryption, keyobjects
 from archiver.core.encryption import Identity
-from archiver.lifecycle.erase import Eraser
+from archiver.lifecycle.erase import Eraser, EraseRefused
 from archiver.lifecycle.expire import Expirer
 from archiver.lifecycle.rekey import Rekeyer, RekeyReport
 from archiver.simulator import Simulator
@@ -117,27 +117,24 @@ def recorded_call(archive: Bucket) -> dict[str, Any]:
     )
 
 
-async def test_a_key_put_back_after_crypto_shredding_is_found_even_when_the_erase_destroyed_none(
+async def test_an_erase_that_finds_no_key_of_an_encrypted_recording_writes_nothing(
     sim: Simulator, tmp_path: Path, moto_server: Any
 ) -> None:
-    """Someone copies a call's key object, removes it (and its label), waits for the call to be erased (the erase
-    finds no key to destroy, and says so), then puts the copy back: the recording opens again.
-    verify looked for what is left only among the key objects the erasure names (none), so it
-    counted the call crypto-shredded, its key gone, and found nothing wrong."""
+    """Someone copies a call's key object and removes it (and its label), meaning to put the copy
+    back once the call is recorded erased (or keys_url names the wrong bucket): the erase finds no
+    key to destroy, so it refuses, naming the keys store, and writes nothing; an erasure that
+    destroyed no key is never recorded."""
     identity = Identity.generate()
     archive, keys = await archived(sim, tmp_path, moto_server, identity)
     record = recorded_call(archive)
     key_object = record["recording"]["encryption"]["key_object"]
-    saved = keys.objects()[key_object]
     for key in [k for k in keys.objects() if k.startswith(key_object.rsplit(".", 2)[0])]:
         keys.purge(key)  # the key object and its label, every version
+    before = archive.objects()
     eraser = Eraser.on(s3_store(archive.endpoint, archive.name), "archive", tz=TZ, clock=CLOCK, keys=key_store(keys))
-    await eraser.erase(record["call_id"], "DSR-9", bypass_governance=False, dry_run=False)
-    keys.client.put_object(Bucket=keys.name, Key=key_object, Body=saved)
-
-    problems = await decrypt_audit(archive, keys, identity)
-
-    assert any(key_object in p and "crypto-shredded, but its key is still in" in p for p in problems), problems
+    with pytest.raises(EraseRefused, match=r"no key of .*storage\.encryption\.keys_url.*nothing was written"):
+        await eraser.erase(record["call_id"], "DSR-9", bypass_governance=False, dry_run=False)
+    assert archive.objects() == before
 
 
 async def test_expire_destroys_no_key_of_a_day_the_archive_has_not_recorded_expired(

@@ -425,6 +425,29 @@ async def test_an_erase_that_races_the_days_close_ends_in_a_manifest(sim: Simula
     assert report.erased == 1
 
 
+async def test_an_erase_never_removes_a_recording_another_calls_record_names(sim: Simulator, tmp_path: Path) -> None:
+    """Someone writes a revision of call A naming call B's recording as A's: erasing A removes A's
+    own recording and never B's, which stays as it was stored."""
+    root = tmp_path / "archive"
+    await backfill(config_for(sim, f"file://{root}", tmp_path), clock=FakeClock(STORED))
+    folder = root / "2026" / "11" / "01"
+    archived = [
+        (path.stem, doc)
+        for path in sorted(folder.glob("*.json"))
+        if "." not in path.stem and (doc := json.loads(path.read_bytes()))["recording"]["status"] == "archived"
+    ]
+    (_, theirs), (erased, ours) = archived[0], archived[1]
+    forged = {**ours, "recording": {**ours["recording"], "key": theirs["recording"]["key"]}}
+    forged.update(revision=2, supersedes=f"2026/11/01/{erased}.json", reason="rearchive: archived -> archived")
+    (folder / f"{erased}.rev2.json").write_text(json.dumps(forged, indent=2) + "\n")
+    victim_bytes = (root / theirs["recording"]["key"]).read_bytes()
+    await Eraser.on(LocalStore(root), "", tz=TZ, clock=FakeClock(STORED)).erase(
+        erased, "DSR-10", bypass_governance=False, dry_run=False
+    )
+    assert (root / theirs["recording"]["key"]).read_bytes() == victim_bytes
+    assert not (root / ours["recording"]["key"]).exists()
+
+
 async def test_a_backfill_over_a_day_seals_a_record_no_manifest_names(sim: Simulator, tmp_path: Path) -> None:
     """A record of a closed day in no manifest (a revision written while the day closed, by an
     archiver that stopped): verify names `backfill` over the day, and that backfill writes the
