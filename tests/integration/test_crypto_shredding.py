@@ -90,9 +90,16 @@ def expirer_of(store: Store, keys: KeyStore) -> Expirer:
     """expire under retention 30d, on 2026-12-02 (2026-11-01 is past it, 2026-11-02 is not)."""
     clock = FakeClock(datetime(2026, 12, 2, 12, tzinfo=TZ))
     return Expirer(
-        store, "archive", tz=TZ, keep=timedelta(days=30), policy="30d", clock=clock,
-        sealer=Sealer(store, "archive", clock), keys=keys,
+        store,
+        "archive",
+        tz=TZ,
+        keep=timedelta(days=30),
+        policy="30d",
+        clock=clock,
+        sealer=Sealer(store, "archive", clock),
+        keys=keys,
     )
+
 
 def verifier(archive: Bucket, keys: KeyStore, identity: Identity | None = None) -> Verifier:
     store = s3_store(archive.endpoint, archive.name)
