@@ -16,14 +16,17 @@ writes anything:
 
 from __future__ import annotations
 
+from functools import partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 import structlog
 
+from archiver.archive.outage import StoreOutage
 from archiver.config.models import Config
 from archiver.core.seal import Chain
 from archiver.errors import ConfigError, StoreUnavailable, TransientError
+from archiver.retry import STORE_PATIENCE, RetryPolicy
 from archiver.store import Store
 from archiver.store.seals import ChainReader
 
@@ -82,17 +85,23 @@ async def archive_zone(
     return settled_zone(reader.chain, configured, where=described(store, prefix))
 
 
-async def in_archive_zone(config: Config, store: Store) -> Config:
+async def in_archive_zone(config: Config, store: Store, *, patience: RetryPolicy = STORE_PATIENCE) -> Config:
     """*config*, its ``source.timezone`` the archive's zone (see :func:`archive_zone`); unchanged
     where neither the seals nor the configuration say one (the default zone is used, as before).
 
     A store that does not answer now leaves a configuration that names a zone as it is (the daemon
-    starts in an outage, and checks again at its next start); one that names none cannot be
-    settled: a StoreUnavailable says so (nothing is filed in a zone guessed).
+    starts in an outage, and the sealer refuses a seal stating another zone than the chain's); one
+    that names none waits for the store as every store step does (*patience*), then, if it still
+    does not answer, cannot be settled: a StoreUnavailable says so (nothing is filed in a zone
+    guessed).
     """
     configured = config.source.tz_given
+    read = partial(archive_zone, store, config.storage.prefix, configured, concurrency=config.download.concurrency)
     try:
-        zone = await archive_zone(store, config.storage.prefix, configured, concurrency=config.download.concurrency)
+        if configured is None:
+            zone = await StoreOutage(store, f"{config.control_prefix}/outage-probe", patience).run(read)
+        else:
+            zone = await read()
     except TransientError as exc:
         if configured is None:
             raise StoreUnavailable(

@@ -78,7 +78,8 @@ async def assemble(
     """
     store = make_store(config)
     try:
-        config = await in_archive_zone(config, store) if zone_from_seals else config
+        if zone_from_seals:
+            config = await in_archive_zone(config, store, patience=store_retry or STORE_PATIENCE)
     except BaseException:
         await store.aclose()
         raise
