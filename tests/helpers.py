@@ -32,6 +32,7 @@ from botocore.config import Config as BotoConfig
 from prometheus_client.parser import text_string_to_metric_families
 
 from archiver.archive.events import ArchiveEvents
+from archiver.archive.seal import Sealer
 from archiver.compose import assemble
 from archiver.config.load import parse_config
 from archiver.config.models import Config
@@ -42,8 +43,11 @@ from archiver.core.encryption import Identity, public
 from archiver.core.identity import call_id_for_row
 from archiver.core.keys import audio_key, parse_call_key, sidecar_key
 from archiver.core.report import RunReport
+from archiver.lifecycle.expire import Expirer
 from archiver.retry import RetryPolicy
 from archiver.simulator import SimCall, Simulator
+from archiver.store import Store
+from archiver.store.keys import KeyStore
 from archiver.store.s3 import S3Store
 from archiver.store.s3_bucket import S3Bucket
 from archiver.store.s3_control import S3ControlStore
@@ -733,3 +737,19 @@ class Browse:
         if self.process.stdout is not None:
             self.process.stdout.close()
         return code
+
+
+def expirer_of(store: Store, keys: KeyStore | None, *, prefix: str = "archive") -> Expirer:
+    """expire under retention 30d, on 2026-12-02 (2026-11-01 is past it, 2026-11-02 is not), of the
+    archive under *prefix* and its keys."""
+    clock = FakeClock(datetime(2026, 12, 2, 12, tzinfo=TZ))
+    return Expirer(
+        store,
+        prefix,
+        tz=TZ,
+        keep=timedelta(days=30),
+        policy="30d",
+        clock=clock,
+        sealer=Sealer(store, prefix, clock),
+        keys=keys,
+    )

@@ -115,7 +115,7 @@ async def _years_later(config: Config, since: datetime, out: TextIO) -> bool:
         kept_day = (since + timedelta(days=1)).date()
         recorded = [f.entry for f in await catalog.day_calls(kept_day) if f.entry.recording_status == "archived"]
         call = recorded[-1]  # the tour's sample is the day's first
-        erased = await Eraser.on(store, prefix, tz=tz, clock=clock).erase(
+        erased = await Eraser(store, prefix, tz=tz, clock=clock).erase(
             call.call_id, "demo: a data subject's request, ref. DSR-0001", bypass_governance=False, dry_run=False
         )
         keep, policy = config.retention.keep or timedelta(days=1), config.retention.policy or "1d"

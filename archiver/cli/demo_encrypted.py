@@ -64,7 +64,7 @@ async def encrypted_tour(config: Config, directory: Path, out: TextIO) -> bool:
             for f in await Catalog(store, prefix, tz).day_calls(d)
         ]
         call = next(e for e in recorded if e.recording_status == "archived")
-        erased = await Eraser.on(store, prefix, tz=tz, clock=clock, keys=keys).erase(
+        erased = await Eraser(store, prefix, tz=tz, clock=clock, keys=keys).erase(
             call.call_id, "demo: a data subject's request, ref. DSR-0002", bypass_governance=False, dry_run=False
         )
         after = await Verifier(store, prefix, clock=clock, keys=KeyChecker(store, keys, decrypter=reader)).verify(None)

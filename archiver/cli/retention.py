@@ -119,7 +119,7 @@ def erase(args: argparse.Namespace) -> int:
         store = make_store(config)
         keys = make_key_store(config)
         try:
-            eraser = Eraser.on(
+            eraser = Eraser(
                 store,
                 config.storage.prefix,
                 tz=config.source.tz_given,  # None: the archive's seals say the zone

@@ -122,21 +122,6 @@ class Eraser:
         self._control = "/".join(p for p in (prefix, "_archiver") if p) if control_prefix is None else control_prefix
         self._parts: tuple[Catalog, DayCloser] | None = None
 
-    @classmethod
-    def on(
-        cls,
-        store: Store,
-        prefix: str,
-        *,
-        tz: ZoneInfo | None,
-        clock: Clock,
-        concurrency: int = 8,
-        control_prefix: str | None = None,
-        keys: KeyStore | None = None,
-    ) -> Eraser:
-        """The same as the constructor: the name its callers know."""
-        return cls(store, prefix, tz=tz, clock=clock, concurrency=concurrency, control_prefix=control_prefix, keys=keys)
-
     async def _in_zone(self) -> tuple[Catalog, DayCloser]:
         """The catalog and the day closer (its sealer stating the zone), in the archive's zone:
         the seals' (a ConfigError, before anything is written, where the configuration names

@@ -61,7 +61,7 @@ async def test_an_erase_states_the_archives_zone(sim: Simulator, tmp_path: Path,
     root = await la_archive(sim, tmp_path)
     store = LocalStore(root)
     call_id = next(iter((await list_day(store, "", FIRST)).audio))
-    eraser = Eraser.on(store, "", tz=ZoneInfo(named) if named else None, clock=FakeClock(STORED))
+    eraser = Eraser(store, "", tz=ZoneInfo(named) if named else None, clock=FakeClock(STORED))
     await eraser.erase(call_id, "DSR-7", bypass_governance=False, dry_run=False)
     chain = await read_chain(store, "")
     assert chain.timezones() == {"America/Los_Angeles": sorted(chain.seals)}
@@ -77,7 +77,7 @@ async def test_an_erase_with_a_configuration_naming_another_zone_writes_nothing(
     store = LocalStore(root)
     call_id = next(iter((await list_day(store, "", FIRST)).audio))
     with pytest.raises(ConfigError) as refusal:
-        await Eraser.on(store, "", tz=ZoneInfo(ANOTHER), clock=FakeClock(STORED)).erase(
+        await Eraser(store, "", tz=ZoneInfo(ANOTHER), clock=FakeClock(STORED)).erase(
             call_id, "DSR-7", bypass_governance=False, dry_run=False
         )
     assert_refused_naming_both(refusal.value, ANOTHER)
@@ -227,7 +227,7 @@ async def test_an_erase_on_an_archive_whose_zone_nothing_states_seals_no_guessed
         path.unlink()
     store = LocalStore(root)
     call_id = next(iter((await list_day(store, "", FIRST)).audio))
-    await Eraser.on(store, "", tz=None, clock=FakeClock(STORED)).erase(
+    await Eraser(store, "", tz=None, clock=FakeClock(STORED)).erase(
         call_id, "DSR-11", bypass_governance=False, dry_run=False
     )
     chain = await read_chain(store, "")

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from archiver.archive.seal import Sealer
 from archiver.audit.encrypted import KeyChecker
 from archiver.audit.plaintext import Decrypter
 from archiver.audit.verify import Verifier
@@ -21,9 +20,7 @@ from archiver.core.encryption import Identity
 from archiver.core.outcome import Erased
 from archiver.errors import KeyObjectError, StoreAccessError, StoreUnavailable
 from archiver.lifecycle.erase import Eraser, EraseRefused
-from archiver.lifecycle.expire import Expirer
 from archiver.simulator import Simulator
-from archiver.store import Store
 from archiver.store.keys import KeyStore
 from tests.helpers import (
     SINCE,
@@ -36,6 +33,7 @@ from tests.helpers import (
     check_sidecar,
     config_for,
     encryption_section,
+    expirer_of,
     make_bucket,
     need_os_tools,
     retain_by_default,
@@ -79,26 +77,11 @@ async def locked_archive(
 
 
 def eraser_of(archive: Bucket, keys: KeyStore) -> Eraser:
-    return Eraser.on(s3_store(archive.endpoint, archive.name), "archive", tz=TZ, clock=LATER, keys=keys)
+    return Eraser(s3_store(archive.endpoint, archive.name), "archive", tz=TZ, clock=LATER, keys=keys)
 
 
 def keys_of(bucket: Bucket, endpoint: str | None = None) -> KeyStore:
     return KeyStore(s3_store(endpoint or bucket.endpoint, bucket.name), "keys")
-
-
-def expirer_of(store: Store, keys: KeyStore) -> Expirer:
-    """expire under retention 30d, on 2026-12-02 (2026-11-01 is past it, 2026-11-02 is not)."""
-    clock = FakeClock(datetime(2026, 12, 2, 12, tzinfo=TZ))
-    return Expirer(
-        store,
-        "archive",
-        tz=TZ,
-        keep=timedelta(days=30),
-        policy="30d",
-        clock=clock,
-        sealer=Sealer(store, "archive", clock),
-        keys=keys,
-    )
 
 
 def verifier(archive: Bucket, keys: KeyStore, identity: Identity | None = None) -> Verifier:
@@ -296,7 +279,7 @@ async def test_an_encrypted_call_cannot_be_erased_without_the_keys_store_configu
     """Without storage.encryption the keys cannot be reached: refused, nothing written."""
     archive, _, _, call_id, _ = await locked_archive(sim, tmp_path, moto_server)
     before = archive.objects()
-    eraser = Eraser.on(s3_store(archive.endpoint, archive.name), "archive", tz=TZ, clock=LATER)
+    eraser = Eraser(s3_store(archive.endpoint, archive.name), "archive", tz=TZ, clock=LATER)
     with pytest.raises(EraseRefused, match="sets no storage.encryption"):
         await eraser.erase(call_id, "DSR-5", bypass_governance=False, dry_run=False)
     assert archive.objects() == before

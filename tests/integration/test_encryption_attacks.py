@@ -5,7 +5,7 @@ destroy, or say falsely. Each test is one finding of the review of issue 32."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,10 @@ from archiver.audit.verify import Verifier
 from archiver.core import encryption, keyobjects
 from archiver.core.encryption import Identity
 from archiver.lifecycle.erase import Eraser, EraseRefused
-from archiver.lifecycle.expire import Expirer
 from archiver.lifecycle.rekey import Rekeyer, RekeyReport
 from archiver.simulator import Simulator
 from archiver.store.keys import KeyStore
-from tests.helpers import TZ, Bucket, FakeClock, encrypted_backfill, s3_store
+from tests.helpers import TZ, Bucket, FakeClock, encrypted_backfill, expirer_of, s3_store
 
 pytestmark = pytest.mark.anyio
 CLOCK = FakeClock(datetime(2026, 11, 20, 9, tzinfo=UTC))
@@ -131,7 +130,7 @@ async def test_an_erase_that_finds_no_key_of_an_encrypted_recording_writes_nothi
     for key in [k for k in keys.objects() if k.startswith(key_object.rsplit(".", 2)[0])]:
         keys.purge(key)  # the key object and its label, every version
     before = archive.objects()
-    eraser = Eraser.on(s3_store(archive.endpoint, archive.name), "archive", tz=TZ, clock=CLOCK, keys=key_store(keys))
+    eraser = Eraser(s3_store(archive.endpoint, archive.name), "archive", tz=TZ, clock=CLOCK, keys=key_store(keys))
     with pytest.raises(EraseRefused, match=r"no key of .*storage\.encryption\.keys_url.*nothing was written"):
         await eraser.erase(record["call_id"], "DSR-9", bypass_governance=False, dry_run=False)
     assert archive.objects() == before
@@ -148,19 +147,7 @@ async def test_expire_destroys_no_key_of_a_day_the_archive_has_not_recorded_expi
     identity = Identity.generate()
     archive, keys = await archived(sim, tmp_path, moto_server, identity)
     before = set(keys.objects())
-    store = s3_store(archive.endpoint, archive.name)
-    clock = FakeClock(datetime(2026, 12, 2, 12, tzinfo=TZ))
-    expirer = Expirer(
-        store,
-        "archive-mistyped",
-        tz=TZ,
-        keep=timedelta(days=30),
-        policy="30d",
-        clock=clock,
-        sealer=Sealer(store, "archive-mistyped", clock),
-        keys=key_store(keys),
-    )
-    await expirer.run()
+    await expirer_of(s3_store(archive.endpoint, archive.name), key_store(keys), prefix="archive-mistyped").run()
 
     assert set(keys.objects()) == before
     assert not await decrypt_audit(archive, keys, identity)
@@ -179,7 +166,7 @@ async def test_a_key_version_left_behind_a_delete_marker_after_crypto_shredding_
     record = recorded_call(archive)
     key_object = record["recording"]["encryption"]["key_object"]
     saved = {k: v for k, v in keys.objects().items() if k.startswith(key_object.rsplit(".", 2)[0])}
-    eraser = Eraser.on(s3_store(archive.endpoint, archive.name), "archive", tz=TZ, clock=CLOCK, keys=key_store(keys))
+    eraser = Eraser(s3_store(archive.endpoint, archive.name), "archive", tz=TZ, clock=CLOCK, keys=key_store(keys))
     await eraser.erase(record["call_id"], "DSR-10", bypass_governance=False, dry_run=False)
     for key, data in saved.items():  # as the erase left them, killed before destroying them
         keys.client.put_object(Bucket=keys.name, Key=key, Body=data)

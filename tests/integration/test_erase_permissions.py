@@ -86,7 +86,7 @@ async def test_an_erase_the_credentials_may_not_carry_out_writes_nothing_and_nam
     with FaultProxy(bucket.endpoint, versions_deleted_refused) as proxy:
         store = s3_store(proxy.endpoint, bucket.name, now=lambda: STORED)
         call_id = next(iter((await list_day(store, "archive", FIRST)).audio))
-        eraser = Eraser.on(store, "archive", tz=TZ, clock=FakeClock(STORED))
+        eraser = Eraser(store, "archive", tz=TZ, clock=FakeClock(STORED))
         with capture_logs() as logs, pytest.raises(EraseRefused) as refusal:
             await eraser.erase(call_id, "DSR-6", bypass_governance=False, dry_run=False)
         await store.aclose()
@@ -113,7 +113,7 @@ async def test_an_erase_with_bypass_governance_the_credentials_may_not_use_write
     with FaultProxy(locked.endpoint, bypass_not_granted) as proxy:
         store = s3_store(proxy.endpoint, locked.name, now=lambda: STORED)
         call_id = next(iter((await list_day(store, "archive", FIRST)).audio))
-        eraser = Eraser.on(store, "archive", tz=TZ, clock=FakeClock(STORED))
+        eraser = Eraser(store, "archive", tz=TZ, clock=FakeClock(STORED))
         with pytest.raises(EraseRefused) as refusal:
             await eraser.erase(call_id, "court order 6", bypass_governance=True, dry_run=False)
         await store.aclose()
@@ -136,7 +136,7 @@ async def test_an_erase_the_store_carries_out_leaves_no_trace_of_its_probe(
     await archived(bucket, sim, tmp_path, **(GOVERNANCE if lock else {}))
     store = s3_store(bucket.endpoint, bucket.name, now=lambda: STORED)
     call_id = next(iter((await list_day(store, "archive", FIRST)).audio))
-    report = await Eraser.on(store, "archive", tz=TZ, clock=FakeClock(STORED)).erase(
+    report = await Eraser(store, "archive", tz=TZ, clock=FakeClock(STORED)).erase(
         call_id, "DSR-7", bypass_governance=lock, dry_run=False
     )
     await store.aclose()

@@ -61,7 +61,7 @@ def open_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Sto
 
 
 def eraser(store: Store, prefix: str, clock: FakeClock) -> Eraser:
-    return Eraser.on(store, prefix, tz=TZ, clock=clock)
+    return Eraser(store, prefix, tz=TZ, clock=clock)
 
 
 def expirer(store: Store, prefix: str, clock: FakeClock, keep: timedelta = timedelta(days=30)) -> Expirer:

@@ -152,7 +152,7 @@ async def test_an_erase_whose_record_landed_but_whose_answer_was_lost_finishes(
         clock = FakeClock(STORED + timedelta(days=10))
         refused: EraseRefused | None = None
         try:
-            await Eraser.on(store, "archive", tz=TZ, clock=clock).erase(
+            await Eraser(store, "archive", tz=TZ, clock=clock).erase(
                 entry.entry.call_id, "DSR-29", bypass_governance=False, dry_run=False
             )
         except EraseRefused as exc:

@@ -79,7 +79,7 @@ async def test_erase_refuses_a_bucket_that_keeps_versions_it_will_not_list(
         store = s3_store(proxy.endpoint, bucket.name, now=lambda: STORED)
         call_id = next(iter((await list_day(store, "archive", FIRST)).audio))
         with pytest.raises(StoreAccessError, match="keeps object versions .* but will not list them"):
-            await Eraser.on(store, "archive", tz=TZ, clock=FakeClock(STORED)).erase(
+            await Eraser(store, "archive", tz=TZ, clock=FakeClock(STORED)).erase(
                 call_id, "DSR-10", bypass_governance=False, dry_run=False
             )
         await store.aclose()

@@ -347,7 +347,7 @@ class WriteDuringRemoval(LocalStore):
         if self.erased is None:
             call_id = next(iter((await list_day(LocalStore(self.root), "", FIRST)).audio))
             self.erased = call_id
-            eraser = Eraser.on(LocalStore(self.root), "", tz=TZ, clock=self.clock)
+            eraser = Eraser(LocalStore(self.root), "", tz=TZ, clock=self.clock)
             await eraser.erase(call_id, "DSR-9", bypass_governance=False, dry_run=False)
 
     async def remove_versions(self, versions: Sequence[StoredVersion], *, bypass_governance: bool = False) -> Removal:
@@ -416,7 +416,7 @@ async def test_an_erase_that_races_the_days_close_ends_in_a_manifest(sim: Simula
     assert not list((root / "2026" / "11" / "01").glob("manifest-sha256*"))
     store = ClosesDuringErase(root)
     call_id = next(iter((await list_day(store, "", FIRST)).audio))
-    await Eraser.on(store, "", tz=TZ, clock=FakeClock(STORED)).erase(
+    await Eraser(store, "", tz=TZ, clock=FakeClock(STORED)).erase(
         call_id, "DSR-7", bypass_governance=False, dry_run=False
     )
     assert store.closed
@@ -441,7 +441,7 @@ async def test_an_erase_never_removes_a_recording_another_calls_record_names(sim
     forged.update(revision=2, supersedes=f"2026/11/01/{erased}.json", reason="rearchive: archived -> archived")
     (folder / f"{erased}.rev2.json").write_text(json.dumps(forged, indent=2) + "\n")
     victim_bytes = (root / theirs["recording"]["key"]).read_bytes()
-    await Eraser.on(LocalStore(root), "", tz=TZ, clock=FakeClock(STORED)).erase(
+    await Eraser(LocalStore(root), "", tz=TZ, clock=FakeClock(STORED)).erase(
         erased, "DSR-10", bypass_governance=False, dry_run=False
     )
     assert (root / theirs["recording"]["key"]).read_bytes() == victim_bytes
@@ -501,7 +501,7 @@ async def test_an_erase_that_cannot_see_a_compliance_lock_writes_nothing(
     with FaultProxy(locked.endpoint, lock_headers_hidden) as proxy:
         store = s3_store(proxy.endpoint, locked.name, now=lambda: STORED)
         call_id, _ = await a_recording(store)
-        eraser = Eraser.on(store, "archive", tz=TZ, clock=FakeClock(STORED))
+        eraser = Eraser(store, "archive", tz=TZ, clock=FakeClock(STORED))
         with pytest.raises(StoreAccessError, match="s3:GetObjectRetention and s3:GetObjectLegalHold"):
             await eraser.erase(call_id, "DSR-8", bypass_governance=False, dry_run=False)
         await store.aclose()
@@ -520,7 +520,7 @@ async def test_an_erase_of_a_cold_recording_is_not_taken_for_a_refusal(
     )
     store = s3_store(bucket.endpoint, bucket.name, now=lambda: STORED)
     call_id, record = await a_recording(store)
-    eraser = Eraser.on(store, "archive", tz=TZ, clock=FakeClock(STORED))
+    eraser = Eraser(store, "archive", tz=TZ, clock=FakeClock(STORED))
     await eraser.erase(call_id, "DSR-9", bypass_governance=False, dry_run=False)
     await store.aclose()
     assert record["key"] not in {v["Key"] for v in bucket.versions()}  # every version of it gone
