@@ -17,14 +17,14 @@ writes anything:
 from __future__ import annotations
 
 from functools import partial
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import attrs
 import structlog
 
 from archiver.archive.outage import StoreOutage
 from archiver.config.models import Config
-from archiver.core.seal import Chain
+from archiver.core.seal import Chain, known_zone
 from archiver.errors import ConfigError, StoreUnavailable, TransientError
 from archiver.retry import STORE_PATIENCE, RetryPolicy
 from archiver.store import Store
@@ -60,16 +60,16 @@ def settled_zone(chain: Chain, configured: ZoneInfo | None, *, where: str) -> Zo
                 "nothing was written"
             ]
         )
-    try:
-        return ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    tz = known_zone(zone)
+    if tz is None:
         raise ConfigError(
             [
                 f"At 'source.timezone': the seals of {where} state that its days are filed in {zone!r}, a zone this "
                 "machine's time zone database does not know: install or update tzdata (the Python package, or the "
                 "system's), or find who wrote that seal (archiver verify); nothing was written"
             ]
-        ) from None
+        )
+    return tz
 
 
 async def archive_zone(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from archiver.audit.findings import CLOCK_SLACK, Problem, VerifyReport
 from archiver.core import dayfiles, keys, seal
@@ -134,7 +134,7 @@ def _unlawful(
         return f"{where} does not give its day and its time in the forms the archiver writes"
     if zone is None or at.tzinfo is None:
         return f"{where} cannot be weighed: no seal states the zone the days are filed in, and none is configured"
-    tz = known_zone(zone)
+    tz = seal.known_zone(zone)
     if tz is None:
         return f"{where} cannot be weighed: the seals state the zone {zone!r}, which this machine does not know"
     early = core_retention.expired_early(day, keep, at, tz)
@@ -178,7 +178,7 @@ async def check_overdue(
     """Days kept past ``retention.keep`` (by more than EXPIRY_GRACE: the daily expire's time to
     come round): personal data held longer than its policy allows is a problem to see."""
     keep, policy, configured_tz = retention
-    tz = known_zone(chain.timezone) or configured_tz  # the archive's own zone first
+    tz = seal.known_zone(chain.timezone) or configured_tz  # the archive's own zone first
     first_kept = core_retention.first_kept(clock.now() - EXPIRY_GRACE, keep, tz)
     recorded = chain.expired()
     overdue = [
@@ -285,12 +285,3 @@ def check_erasures(
                 )
             )
     return gone
-
-
-def known_zone(name: str | None) -> ZoneInfo | None:
-    """The zone *name* (a seal's, which anyone who writes to the bucket can set), or None where it
-    is none or one this machine's time zone database does not know."""
-    try:
-        return ZoneInfo(name) if name else None
-    except (ZoneInfoNotFoundError, ValueError):
-        return None

@@ -104,12 +104,12 @@ class Verifier:
                     )
                 )
         zone = chain.timezone or (self._retention[2].key if self._retention else None)
-        if zone is not None and lifecycle.known_zone(zone) is None:
+        tz = seal.known_zone(zone)
+        if zone is not None and tz is None:
             report.problems.append(
                 Problem(seal.folder(self._prefix), f"the seals state the zone {zone!r}, unknown here")
             )
-            zone = None
-        self._read_call = None if zone is None else functools.partial(_read_call, tz=ZoneInfo(zone))
+        self._read_call = None if tz is None else functools.partial(_read_call, tz=tz)
         sealed = chain.sealed()
         sealed_in: dict[str, list[str]] = {}  # day folder -> the sealed manifests in it
         for key in sealed:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from archiver.core.documents import parse_document
 
@@ -342,3 +343,12 @@ def check_chain(prefix: str, stored: Mapping[str, bytes | None]) -> Chain:
                 (key, f"seal {number} does not name seal {number - 1} as it is now: a seal was rewritten")
             )
     return chain
+
+
+def known_zone(name: str | None) -> ZoneInfo | None:
+    """The zone *name* (a seal's, which anyone who writes to the bucket can set), or None where it
+    is none or one this machine's time zone database does not know."""
+    try:
+        return ZoneInfo(name) if name else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
